@@ -1,0 +1,52 @@
+# StoryVerse API gateway layer. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PACKAGES := -e kong-emulator -e kong-plugins -e auth-service -e sample-backend
+
+.DEFAULT_GOAL := help
+
+$(STAMP): constraints.txt requirements-dev.txt */pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt $(PACKAGES) -r requirements-dev.txt
+	@touch $(STAMP)
+
+.PHONY: install
+install: $(STAMP) ## Create the virtualenv and install every package (editable, pinned by constraints.txt)
+
+.PHONY: services
+services: ## Make sure PostgreSQL and Redis are running (start or install them if not)
+	@scripts/ensure-services.sh
+
+.PHONY: test
+test: install services ## Run the whole test suite (sets everything up first)
+	$(BIN)/python -m pytest
+
+.PHONY: run
+run: install services ## Run the whole local stack in the foreground (proxy on :8000); Ctrl-C stops it
+	$(BIN)/python scripts/run_stack.py
+
+.PHONY: lint
+lint: install ## ruff check + format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+.PHONY: format
+format: install ## Apply ruff fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+.PHONY: bench
+bench: install services ## Run the benchmarks and write docs/benchmarks.md
+	$(BIN)/python -m bench
+
+.PHONY: plugin-info
+plugin-info: install ## Print what each plugin server tells Kong about its plugin (the query commands)
+	@for f in kong-plugins/plugins/*.py; do $(BIN)/python $$f --dump; echo; done
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'

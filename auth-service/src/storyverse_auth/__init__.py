@@ -1,0 +1,1 @@
+"""StoryVerse authentication service."""

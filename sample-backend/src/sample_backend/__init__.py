@@ -1,0 +1,1 @@
+"""STAND-IN ONLY: plays the stories, characters, universes and generation services for local runs and tests."""
