@@ -154,3 +154,21 @@ class DeclarativeConfig:
     upstreams: dict[str, Upstream] = field(default_factory=dict)  # keyed by name (a service host may name one)
     plugins: list[Plugin] = field(default_factory=list)
     unsupported_plugins: list[str] = field(default_factory=list)  # bundled Lua plugins the emulator cannot run
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """What a plugin server's query command says of its plugin (Kong reads the capitalised keys)."""
+
+    name: str
+    version: str
+    priority: int
+    phases: tuple[str, ...]
+    schema: dict[str, Any]  # {"name": ..., "fields": [{"config": {"type": "record", "fields": [...]}}]}
+
+    @property
+    def config_fields(self) -> list[dict[str, Any]]:
+        for f in self.schema.get("fields", []):
+            if "config" in f:
+                return f["config"].get("fields", [])
+        return []
