@@ -1,0 +1,282 @@
+"""The proxy path of one request, in Kong's order: rewrite → route → access → balancer/upstream → response → log.
+
+This module knows HTTP (aiohttp); the plugin exchange is `bridge.PluginRunner`, routing is `router.Router`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import posixpath
+import time
+import uuid
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+import aiohttp
+from aiohttp import web
+
+from kong_emulator import KONG_VERSION, kong_errors
+from kong_emulator.context import (
+    ClientRequest,
+    ExitResponse,
+    Headers,
+    LogSnapshot,
+    RequestContext,
+    UpstreamRequest,
+)
+from kong_emulator.serialize import serialize
+
+log = logging.getLogger("kong_emulator.proxy")
+access_log = logging.getLogger("kong_emulator.access")
+
+# RFC 9110 §7.6.1 hop-by-hop headers: never forwarded in either direction
+HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+}
+# aiohttp sets these itself from the body it sends
+_RECOMPUTED = {"content-length"}
+
+
+class StrictModeError(RuntimeError):
+    """A plugin-side error while the emulator runs in strict mode (the test suite's setting)."""
+
+
+@dataclass
+class Engine:
+    """Everything a request needs: config, router, plugins, balancer, upstream HTTP client."""
+
+    conf: object  # conf.KongConf
+    declarative: object  # entities.DeclarativeConfig
+    router: object  # router.Router
+    runner: object  # bridge.PluginRunner
+    balancer: object  # balancer.Balancer
+    infos: dict
+    plugins_for: object  # plugins_iterator.plugins_for
+    session: aiohttp.ClientSession | None = None
+    strict: bool = False
+    server_tokens: bool = True
+    latency_tokens: bool = True
+    request_id_header: bool = True
+    strict_errors: list[str] | None = None
+
+
+def normalize_request_path(raw_path: str) -> str:
+    """nginx's `$uri`: percent-decoded, slashes merged, dot segments resolved."""
+    path = unquote(raw_path)
+    while "//" in path:
+        path = path.replace("//", "/")
+    norm = posixpath.normpath(path) if path else "/"
+    if path.endswith("/") and norm != "/":
+        norm += "/"
+    return norm if norm.startswith("/") else "/" + norm
+
+
+def build_client_request(request: web.Request, body: bytes, listen_port: int) -> ClientRequest:
+    raw_path, _, raw_query = request.raw_path.partition("?")
+    host_header = request.headers.get("Host", "")
+    host = host_header.rsplit(":", 1)[0] if host_header and not host_header.endswith("]") else host_header
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    client_ip = peer[0] if peer else "127.0.0.1"
+    return ClientRequest(
+        method=request.method,
+        scheme="http",
+        host=host.lower(),
+        port=listen_port,
+        path=normalize_request_path(raw_path),
+        raw_path=raw_path,
+        raw_query=raw_query,
+        headers=Headers.from_pairs(request.raw_headers_decoded()),
+        body=body,
+        client_ip=client_ip,
+        forwarded_ip=client_ip,
+        http_version=float(f"{request.version.major}.{request.version.minor}"),
+        start_time=time.time(),
+    )
+
+
+def _raw_headers_decoded(self: web.Request) -> list[tuple[str, str]]:
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self.raw_headers]
+
+
+web.Request.raw_headers_decoded = _raw_headers_decoded  # type: ignore[attr-defined]
+
+
+class Proxy:
+    """One aiohttp handler per listener; `handle` is Kong's whole request lifecycle."""
+
+    def __init__(self, engine: Engine, listen_port: int) -> None:
+        self.engine = engine
+        self.listen_port = listen_port
+        self._log_tasks: set[asyncio.Task] = set()
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        creq = build_client_request(request, body, self.listen_port)
+        ctx = RequestContext(request=creq, request_id=uuid.uuid4().hex)
+        t0 = time.monotonic()
+        try:
+            status, headers, out_body = await self._lifecycle(ctx, t0)
+        except StrictModeError as exc:
+            self._strict_failure(ctx, exc)
+            status, headers, out_body = self._emulator_error(ctx, str(exc))
+        except Exception as exc:  # noqa: BLE001 - Kong answers 500 for a Lua error in a phase handler
+            log.exception("unexpected error while proxying %s %s", creq.method, creq.raw_path)
+            status, headers, out_body = self._emulator_error(ctx, repr(exc))
+        ctx.latencies["request"] = int((time.monotonic() - t0) * 1000)
+        response = web.Response(status=status, body=out_body)
+        for name, value in headers.items():
+            if name.lower() not in HOP_BY_HOP and name.lower() != "content-length":
+                response.headers.add(name, value)
+        self._schedule_log(ctx, status, headers, len(out_body))
+        return response
+
+    async def _lifecycle(self, ctx: RequestContext, t0: float) -> tuple[int, Headers, bytes]:
+        engine = self.engine
+        ctx.phase = "rewrite"
+        await self._run_plugins(ctx, "rewrite", global_only=True)
+        if ctx.exit is None:
+            match = engine.router.match(
+                ctx.request.method, ctx.request.host, ctx.request.path, ctx.request.headers, ctx.request.scheme
+            )
+            if match is None:
+                ctx.exit = kong_errors.kong_error(404, kong_errors.NO_ROUTE, ctx.request_id)
+            else:
+                self._bind_route(ctx, match)
+                ctx.phase = "access"
+                await self._run_plugins(ctx, "access")
+        if ctx.exit is not None:
+            return self._finish_exit(ctx, t0)
+        return await self._proxy_upstream(ctx, t0)
+
+    def _bind_route(self, ctx: RequestContext, match) -> None:
+        ctx.route, ctx.service, ctx.captures = match.route, match.service, match.captures
+        headers = Headers([(k, v) for k, v in ctx.request.headers.items() if k.lower() not in HOP_BY_HOP])
+        ctx.upstream = UpstreamRequest(
+            method=ctx.request.method,
+            path=match.upstream_path,
+            raw_query=ctx.request.raw_query,
+            headers=headers,
+            scheme=match.service.protocol if match.service else "http",
+        )
+
+    async def _run_plugins(self, ctx: RequestContext, phase: str, global_only: bool = False) -> None:
+        engine = self.engine
+        route = None if global_only else ctx.route
+        service = None if global_only else ctx.service
+        for plugin in engine.plugins_for(engine.declarative, route, service, ctx.consumer, phase, engine.infos):
+            if ctx.exit is not None:
+                return
+            ctx.current_plugin = plugin
+            await engine.runner.run_phase(plugin, phase, ctx)
+        ctx.current_plugin = None
+
+    # -- exits --------------------------------------------------------------------------------------------
+
+    def _finish_exit(self, ctx: RequestContext, t0: float) -> tuple[int, Headers, bytes]:
+        exit_: ExitResponse = ctx.exit  # type: ignore[assignment]
+        ctx.response.source = exit_.source
+        headers = Headers()
+        for name, value in ctx.response.headers.items():
+            headers.add(name, value)
+        for name, value in exit_.headers.items():
+            headers.set(name, value)
+        ctx.latencies["kong"] = int((time.monotonic() - t0) * 1000)
+        if self.engine.latency_tokens:
+            headers.set("X-Kong-Response-Latency", str(ctx.latencies["kong"]))
+        self._kong_headers(ctx, headers)
+        return exit_.status, headers, exit_.body
+
+    def _kong_headers(self, ctx: RequestContext, headers: Headers) -> None:
+        if self.engine.server_tokens:
+            if ctx.response.source == "service":
+                headers.add("Via", f"1.1 kong/{KONG_VERSION}")
+            elif "server" not in headers:
+                headers.set("Server", f"kong/{KONG_VERSION}")
+        if self.engine.request_id_header:
+            headers.set("X-Kong-Request-Id", ctx.request_id)
+
+    def _emulator_error(self, ctx: RequestContext, detail: str) -> tuple[int, Headers, bytes]:
+        ctx.exit = kong_errors.kong_error(500, kong_errors.UNEXPECTED, ctx.request_id)
+        ctx.response.source = "error"
+        headers = Headers(list(ctx.exit.headers.items()))
+        self._kong_headers(ctx, headers)
+        return 500, headers, ctx.exit.body
+
+    def _strict_failure(self, ctx: RequestContext, exc: Exception) -> None:
+        message = f"STRICT MODE: plugin protocol failure on {ctx.request.method} {ctx.request.raw_path}: {exc}"
+        log.error(message)
+        if self.engine.strict_errors is not None:
+            self.engine.strict_errors.append(message)
+
+    # -- upstream -----------------------------------------------------------------------------------------
+
+    async def _proxy_upstream(self, ctx: RequestContext, t0: float) -> tuple[int, Headers, bytes]:
+        from kong_emulator import upstream
+
+        result = await upstream.send(self.engine, ctx, t0)
+        if ctx.exit is not None:  # balancer / connect / timeout failures become Kong errors
+            return self._finish_exit(ctx, t0)
+        status, headers, body = result
+        ctx.response.source = "service"
+        ctx.response.status = status
+        out = Headers([(k, v) for k, v in headers.items() if k.lower() not in HOP_BY_HOP])
+        for name, value in ctx.response.headers.items():
+            out.set(name, value)
+        if self.engine.latency_tokens:
+            out.set("X-Kong-Upstream-Latency", str(ctx.latencies.get("proxy", 0)))
+            out.set("X-Kong-Proxy-Latency", str(ctx.latencies.get("kong", 0)))
+        self._kong_headers(ctx, out)
+        return status, out, body
+
+    # -- log phase ----------------------------------------------------------------------------------------
+
+    def _schedule_log(self, ctx: RequestContext, status: int, headers: Headers, size: int) -> None:
+        """Kong runs `log` in a timer after the response went out, against a snapshot."""
+        if ctx.route is None and not self._has_global_log_plugins():
+            return
+        record = serialize(ctx, status, headers, size)
+        ctx.snapshot = LogSnapshot.take(ctx, record, headers, status)
+        access_log.info(json.dumps(_access_line(record)))
+        task = asyncio.get_running_loop().create_task(self._log_phase(ctx))
+        self._log_tasks.add(task)
+        task.add_done_callback(self._log_tasks.discard)
+
+    def _has_global_log_plugins(self) -> bool:
+        engine = self.engine
+        return bool(engine.plugins_for(engine.declarative, None, None, None, "log", engine.infos))
+
+    async def _log_phase(self, ctx: RequestContext) -> None:
+        await asyncio.sleep(0)
+        ctx.phase = "log"
+        ctx.exit = None
+        try:
+            await self._run_plugins(ctx, "log", global_only=ctx.route is None)
+        except StrictModeError as exc:
+            self._strict_failure(ctx, exc)
+        except Exception:  # noqa: BLE001 - Kong logs errors in the log timer and carries on
+            log.exception("log phase failed")
+
+    async def drain(self) -> None:
+        if self._log_tasks:
+            await asyncio.gather(*self._log_tasks, return_exceptions=True)
+
+
+def _access_line(record: dict) -> dict:
+    return {
+        "request_id": record["request"]["id"],
+        "method": record["request"]["method"],
+        "uri": record["request"]["uri"],
+        "route": (record.get("route") or {}).get("name"),
+        "status": record["response"]["status"],
+        "latencies": record["latencies"],
+        "client_ip": record["client_ip"],
+    }

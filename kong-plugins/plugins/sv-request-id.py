@@ -1,0 +1,9 @@
+#!/usr/bin/env python3
+"""Entry file for the sv-request-id plugin server (one dedicated server per plugin, as Kong 3.9+ requires)."""
+
+from storyverse_plugins.request_id.handler import Plugin, Schema, priority, version
+
+if __name__ == "__main__":
+    from kong_pdk.cli import start_dedicated_server
+
+    start_dedicated_server("sv-request-id", Plugin, version, priority, Schema)

@@ -1,0 +1,1 @@
+"""Pieces every StoryVerse plugin shares: decisions, problem documents, identity hand-off, keys."""

@@ -1,0 +1,119 @@
+"""`make run`: the whole local stack in the foreground. Ctrl-C stops every process it started.
+
+- the sample backend (stand-in for the stories, characters, universes and generation services)
+- the auth service under gunicorn, after applying its migrations (when auth-service/wsgi.py exists)
+- the Kong emulator on :8000, which starts one plugin server per plugin from kong.conf
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "kong-emulator" / "src"))
+
+from kong_emulator.localenv import local_environ  # noqa: E402
+
+PROXY_PORT = int(os.environ.get("SV_PROXY_PORT", "8000"))
+AUTH_PORT = int(os.environ.get("SV_AUTH_PORT", "9000"))
+BACKEND_PORTS = {"stories": 9101, "characters": 9102, "universes": 9103, "generation": 9104}
+
+
+def start(name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+    print(f"[run] starting {name}: {' '.join(argv)}", flush=True)
+    return subprocess.Popen(argv, env=env or dict(os.environ), cwd=REPO, start_new_session=True)
+
+
+def wait_http(url: str, seconds: float = 30) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - a local URL we built
+                return True
+        except OSError as exc:
+            if getattr(exc, "code", None):  # an HTTP error status still means it is up
+                return True
+            time.sleep(0.2)
+    return False
+
+
+def stop_all(procs: list[tuple[str, subprocess.Popen]]) -> None:
+    for _, proc in reversed(procs):
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    for name, proc in reversed(procs):
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            print(f"[run] {name} did not stop; killing it", flush=True)
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _interrupt(*_args) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> int:
+    py = sys.executable
+    run_dir = REPO / "run"
+    run_dir.mkdir(exist_ok=True)
+    procs: list[tuple[str, subprocess.Popen]] = []
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        backend_args = [f"{n}={p}" for n, p in BACKEND_PORTS.items()]
+        procs.append(("sample backend", start("sample backend", [py, "-m", "sample_backend", *backend_args])))
+        auth = _start_auth(py)
+        if auth:
+            procs.append(("auth service", auth))
+        env = local_environ(
+            REPO,
+            run_dir,
+            KONG_DECLARATIVE_CONFIG=str(REPO / "kong.yml"),
+            KONG_PROXY_LISTEN=f"127.0.0.1:{PROXY_PORT}",
+        )
+        procs.append(("kong emulator", start("kong emulator", [py, "-m", "kong_emulator", "-c", "kong.conf"], env)))
+        if not wait_http(f"http://127.0.0.1:{PROXY_PORT}/"):
+            print("[run] the emulator did not come up; see its output above", flush=True)
+            return 1
+        _print_urls(auth is not None)
+        while all(p.poll() is None for _, p in procs):
+            time.sleep(0.5)
+        dead = [n for n, p in procs if p.poll() is not None]
+        print(f"[run] {', '.join(dead)} exited; stopping the stack", flush=True)
+        return 1
+    except KeyboardInterrupt:
+        print("\n[run] stopping", flush=True)
+        return 0
+    finally:
+        stop_all(procs)
+
+
+def _start_auth(py: str) -> subprocess.Popen | None:
+    if not (REPO / "auth-service" / "wsgi.py").exists():
+        return None
+    env = dict(os.environ)
+    env.setdefault("FLASK_APP", "wsgi:app")
+    subprocess.run([py, "-m", "flask", "db", "upgrade"], cwd=REPO / "auth-service", env=env, check=True)
+    argv = [py, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{AUTH_PORT}", "--chdir", "auth-service", "wsgi:app"]
+    return start("auth service", argv, env)
+
+
+def _print_urls(auth: bool) -> None:
+    print("\n[run] StoryVerse gateway stack is up:", flush=True)
+    print(f"  proxy (Kong emulator)  http://127.0.0.1:{PROXY_PORT}/  e.g. curl -i localhost:{PROXY_PORT}/api/v1/stories")
+    if auth:
+        print(f"  auth service           http://127.0.0.1:{AUTH_PORT}/")
+    for name, port in BACKEND_PORTS.items():
+        print(f"  {name:<22} http://127.0.0.1:{port}/  (sample backend, stand-in)")
+    print("  Ctrl-C stops everything.\n", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
