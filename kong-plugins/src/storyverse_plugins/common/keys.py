@@ -1,0 +1,62 @@
+"""Every sv-quota Redis key is built here (STYLE principle 10), under one versioned prefix.
+
+All keys of one subject carry the same `{...}` hash tag, so one Lua script can touch all of them on Redis Cluster:
+  family / user subject  {f:<family_id>} (or {u:<sub>} without a family)   rate keys + quota counters + reservations
+  anonymous subject      {ip:<client ip>}                                  rate keys
+  abuse subject          {ab:<ip or account>}                              abuse counters and blocks
+
+Layout (docs for the auth service, which reads counters and writes grants):
+  sv:quota:v1:{f:F}:rl:<policy>:u:<sub>      GCRA theoretical arrival time (ms, string), PEXPIRE at full refill
+  sv:quota:v1:{ip:A}:rl:<policy>             same, for anonymous routes
+  sv:quota:v1:{f:F}:q:<scope>:<YYYY-MM-DD>   hash: used (committed units), grant (extra units an admin granted)
+  sv:quota:v1:{f:F}:q:<scope>:<date>:res     zset: reservation id -> expiry (ms) of in-flight requests
+  sv:quota:v1:{ab:S}:abuse                   hash: strikes window and block state of an abuse subject
+where <scope> is `fam` (the family's shared quota), `u:<sub>` (per-user quota) or `c:<sub>` (a child's own limit)
+and <date> is the local date in the family's time zone.
+"""
+
+from __future__ import annotations
+
+import re
+
+PREFIX = "sv:quota:v1:"
+
+_UNSAFE = re.compile(r"[{}\s]")
+
+
+def _clean(value: str) -> str:
+    """Braces would break the hash tag and whitespace the logs: replace them."""
+    return _UNSAFE.sub("_", str(value))
+
+
+def subject_tag(identity: dict | None, ip: str | None) -> str:
+    """The hash tag of the request's subject: the family, else the user, else the client IP."""
+    if identity:
+        family = identity.get("family_id")
+        if family:
+            return "{f:" + _clean(family) + "}"
+        if identity.get("sub"):
+            return "{u:" + _clean(identity["sub"]) + "}"
+    return "{ip:" + _clean(ip or "unknown") + "}"
+
+
+def rate_key(tag: str, policy: str, sub: str | None) -> str:
+    """GCRA state of one policy for a user (sub) or, when sub is None, for the tag's IP."""
+    if sub:
+        return f"{PREFIX}{tag}:rl:{policy}:u:{_clean(sub)}"
+    return f"{PREFIX}{tag}:rl:{policy}"
+
+
+def quota_key(tag: str, scope: str, day: str) -> str:
+    """Daily counter hash (fields `used`, `grant`) of a quota scope: `fam`, `u:<sub>` or `c:<sub>`."""
+    return f"{PREFIX}{tag}:q:{_clean(scope)}:{day}"
+
+
+def reservations_key(counter_key: str) -> str:
+    """The zset of in-flight reservations that belongs to a daily counter."""
+    return counter_key + ":res"
+
+
+def abuse_key(subject: str) -> str:
+    """Strike and block state of an abuse subject (an IP or an account)."""
+    return PREFIX + "{ab:" + _clean(subject) + "}:abuse"

@@ -1,0 +1,129 @@
+"""sv-quota phase handler: reads what the core needs in as few PDK calls as possible, applies the decision.
+
+access  ctx.shared.get(identity) [+ client.get_ip on anonymous routes] [+ request.get_method if quota.methods]
+        -> one Redis script -> response.set_headers (allowed) [+ ctx.shared.set(reservation)]
+        or ctx.shared.get(request id) + response.exit(429) (rejected; nothing after exit)
+log     ctx.shared.get(reservation) [+ log.serialize() for the status] -> one Redis script (commit or release).
+        In the log phase Kong runs in a timer: only log.serialize() and ctx.shared are reliable there.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+
+from storyverse_plugins import PRIORITIES, __version__
+from storyverse_plugins.common.decision import Allow, Deny
+from storyverse_plugins.common.identity import SHARED_IDENTITY, SHARED_REQUEST_ID
+from storyverse_plugins.common.redis_pool import get_client
+from storyverse_plugins.quota.limiter import Limiter, Options, Outcome
+from storyverse_plugins.quota.metrics import METRICS
+from storyverse_plugins.quota.policy import build_batch, verified
+from storyverse_plugins.quota.schema import Config, Schema, parse_config
+from storyverse_plugins.quota.storage import RedisStorage, StorageError
+from storyverse_plugins.quota.strategies import Reservation
+
+version = __version__
+priority = PRIORITIES["sv-quota"]
+
+SHARED_RESERVATION = "sv_quota_reservation"  # set in access when a quota unit is held; read in log
+LOG_EVERY_S = 1.0  # at most one Redis error line per second per instance (a dead Redis must not flood the log)
+
+__all__ = ["SHARED_RESERVATION", "Plugin", "Schema", "priority", "version"]
+
+
+def make_limiter(cfg: Config) -> Limiter:
+    storage = RedisStorage(lambda: get_client(cfg.redis), cfg.breaker_ms)
+    options = Options(
+        cfg.retry_after_jitter_max, cfg.overlimit_cache, cfg.quota_cache_max, cfg.response_headers != "never"
+    )
+    return Limiter(storage, options, metrics=METRICS)
+
+
+class _Guard:
+    exited = False
+
+
+class Plugin:
+    def __init__(self, config: dict, limiter: Limiter | None = None, clock=time.time) -> None:
+        self.cfg = parse_config(config)
+        self.limiter = limiter or make_limiter(self.cfg)
+        self.clock = clock
+        self._last_log = 0.0
+
+    def access(self, kong) -> None:
+        guard = _Guard()
+        try:
+            self._access(kong, guard)
+        except Exception:  # noqa: BLE001 - an uncaught exception stalls Kong 60 s, then fails open
+            if not guard.exited:
+                self._crashed(kong, "access")
+
+    def log(self, kong) -> None:
+        if not self.cfg.quota.enabled:
+            return
+        try:
+            self._log(kong)
+        except Exception:  # noqa: BLE001 - log runs after the response; report and move on
+            kong.log.err("sv-quota log failed: " + traceback.format_exc(limit=3))
+
+    def _access(self, kong, guard: _Guard) -> None:
+        cfg = self.cfg
+        identity = None if cfg.ip_only else verified(kong.ctx.shared.get(SHARED_IDENTITY))
+        ip = kong.client.get_ip() if identity is None else None
+        method = kong.request.get_method() if identity and cfg.quota.enabled and cfg.quota.methods else None
+        outcome = self.limiter.check(build_batch(cfg, identity, ip, method, self.clock()))
+        if outcome.error:
+            self._report(kong, outcome.error)
+        if isinstance(outcome.decision, Deny):
+            return self._reject(kong, outcome.decision, guard)
+        return self._allow(kong, outcome)
+
+    def _allow(self, kong, outcome: Outcome) -> None:
+        decision: Allow = outcome.decision
+        if decision.response_headers and self.cfg.response_headers == "always":
+            kong.response.set_headers(decision.response_headers)
+        if outcome.reservation is not None:
+            kong.ctx.shared.set(SHARED_RESERVATION, outcome.reservation.to_shared())
+
+    def _reject(self, kong, deny: Deny, guard: _Guard) -> None:
+        request_id = kong.ctx.shared.get(SHARED_REQUEST_ID)
+        guard.exited = True
+        kong.response.exit(deny.status, deny.body(request_id=request_id), deny.response_headers())
+
+    def _log(self, kong) -> None:
+        raw = kong.ctx.shared.get(SHARED_RESERVATION)
+        if not raw:
+            return
+        reservation = Reservation.from_shared(raw)
+        commit = upstream_succeeded(kong.log.serialize())
+        try:
+            self.limiter.settle(reservation, commit, int(self.clock() * 1000))
+            METRICS.inc("settled", "commit" if commit else "release")
+        except StorageError as exc:  # a lost release lapses after reservation_ttl; a lost commit is not charged
+            METRICS.inc("settled", "error")
+            METRICS.inc("redis_errors", "settle")
+            self._report(kong, str(exc))
+
+    def _crashed(self, kong, phase: str) -> None:
+        kong.log.err(f"sv-quota {phase} failed: " + traceback.format_exc(limit=3))
+        if not self.cfg.fail_open:
+            deny = Deny(500, "internal_error", "The request could not be metered.")
+            kong.response.exit(deny.status, deny.body(), deny.response_headers())
+
+    def _report(self, kong, error: str) -> None:
+        now = self.clock()
+        if now - self._last_log >= LOG_EVERY_S:
+            self._last_log = now
+            kong.log.err("sv-quota redis: " + error)
+
+
+def upstream_succeeded(serialized) -> bool:
+    """Whether the response was a 2xx, from kong.log.serialize() (a JSON string; a dict in fakes)."""
+    record = json.loads(serialized) if isinstance(serialized, str | bytes) else serialized
+    try:
+        status = int((record or {}).get("response", {}).get("status") or 0)
+    except (TypeError, ValueError, AttributeError):
+        return False
+    return 200 <= status < 300

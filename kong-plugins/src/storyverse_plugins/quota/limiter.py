@@ -1,0 +1,162 @@
+"""The quota core: a Batch in, an Allow/Deny decision out (STYLE principle 3), with the over-limit cache, shadow
+mode and fault tolerance. No PDK: the handler feeds it plain values and applies the result."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from storyverse_plugins.common.decision import Allow, Deny
+from storyverse_plugins.quota.cache import Blocked, OverLimitCache
+from storyverse_plugins.quota.headers import DAY_S, LimitView, render, seconds
+from storyverse_plugins.quota.metrics import Metrics
+from storyverse_plugins.quota.storage import Storage, StorageError
+from storyverse_plugins.quota.strategies import Batch, Reservation, Verdict
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The decision, the reservation to settle in the log phase, and an error to log (fault-tolerant pass)."""
+
+    decision: Allow | Deny
+    reservation: Reservation | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Options:
+    jitter_max_s: int = 1
+    use_cache: bool = True
+    quota_cache_max_s: int = 30
+    with_headers: bool = True
+
+
+class Limiter:
+    def __init__(
+        self,
+        storage: Storage,
+        options: Options = Options(),
+        cache: OverLimitCache | None = None,
+        metrics: Metrics | None = None,
+        rng: Callable[[int, int], int] = random.randint,
+    ) -> None:
+        self.storage, self.options, self.rng = storage, options, rng
+        self.cache = cache if cache is not None else OverLimitCache()
+        self.metrics = metrics if metrics is not None else Metrics()
+
+    def check(self, batch: Batch) -> Outcome:
+        if not batch.rates and not batch.counters:
+            return Outcome(Allow())
+        cached = self._cached(batch)
+        if cached is not None:
+            self.metrics.inc("throttled", cached.name, "cache")
+            return Outcome(self._deny_cached(cached, batch.now_ms))
+        try:
+            verdict = self.storage.decide(batch)
+        except StorageError as exc:
+            return self._unavailable(batch, str(exc))
+        return self._apply(batch, verdict)
+
+    def settle(self, reservation: Reservation, commit: bool, now_ms: int) -> tuple[int, ...]:
+        """Commit (upstream succeeded) or release the reservation; raises StorageError."""
+        return self.storage.settle(reservation, commit, now_ms)
+
+    # -- cache --------------------------------------------------------------------------------------------------
+    def _cached(self, batch: Batch) -> Blocked | None:
+        if not self.options.use_cache:
+            return None
+        keys = [r.key for r in batch.rates if not r.shadow]
+        if batch.quota and not batch.quota.shadow:
+            keys += [c.key for c in batch.counters]
+        hits = [b for b in (self.cache.get(k, batch.now_ms) for k in keys) if b is not None]
+        return max(hits, key=lambda b: b.until_ms, default=None)
+
+    def _deny_cached(self, b: Blocked, now_ms: int) -> Deny:
+        view = LimitView(b.kind, b.name, b.quota, b.window_s, 0, seconds(b.reset_ms - now_ms))
+        return self._deny(view, b.until_ms - now_ms, render([view], view))
+
+    # -- storage failure ----------------------------------------------------------------------------------------
+    def _unavailable(self, batch: Batch, error: str) -> Outcome:
+        self.metrics.inc("redis_errors", "decide")
+        q = batch.quota
+        closed = [r.name for r in batch.rates if not (r.fault_tolerant or r.shadow)]
+        if q and not (q.fault_tolerant or q.shadow):
+            closed.append(q.name)
+        if not closed:
+            self.metrics.inc("fail_open", "decide")
+            return Outcome(Allow(), error=error)
+        deny = Deny(503, "rate_limit_unavailable", "Limits cannot be checked right now; please retry shortly.")
+        return Outcome(Deny(deny.status, deny.code, deny.detail, {"Retry-After": str(1 + self._jitter())}), None, error)
+
+    # -- verdict ------------------------------------------------------------------------------------------------
+    def _views(self, batch: Batch, verdict: Verdict) -> list[LimitView]:
+        views = [
+            LimitView("rate", r.name, r.limit, r.window_s, s.remaining, seconds(s.reset_ms))
+            for r, s in zip(batch.rates, verdict.rates, strict=True)
+        ]
+        if batch.quota:
+            reset_s = seconds(batch.quota.reset_ms - batch.now_ms)
+            views += [
+                LimitView("quota", batch.quota.name, c.limit, DAY_S, c.remaining, reset_s) for c in verdict.counters
+            ]
+        return views
+
+    def _apply(self, batch: Batch, verdict: Verdict) -> Outcome:
+        views = self._views(batch, verdict)
+        self._count(batch, verdict)
+        if verdict.allowed:
+            headers = render(views) if self.options.with_headers else {}
+            res = None
+            if verdict.reserved and batch.quota:
+                q = batch.quota
+                pairs = tuple(
+                    (c.key, c.res_key) for c, s in zip(q.counters, verdict.counters, strict=True) if s.allowed
+                )
+                res = Reservation(pairs, q.rid, q.res_expiry_ms, q.expire_at_ms, q.fault_tolerant)
+            return Outcome(Allow(response_headers=headers), res)
+        return Outcome(self._reject(batch, verdict, views))
+
+    def _count(self, batch: Batch, verdict: Verdict) -> None:
+        for r, s in zip(batch.rates, verdict.rates, strict=True):
+            if not s.allowed:
+                self.metrics.inc("shadow_rejects" if r.shadow else "throttled", r.name, "redis")
+        for c in verdict.counters:
+            if batch.quota and not c.allowed:
+                self.metrics.inc("shadow_rejects" if batch.quota.shadow else "throttled", batch.quota.name, "redis")
+            if batch.quota and c.limit:
+                self.metrics.observe_quota(batch.quota.name, (c.used + c.reserved) / c.limit)
+
+    def _reject(self, batch: Batch, verdict: Verdict, views: list[LimitView]) -> Deny:
+        """429 for the enforced limit with the longest wait; remember it in the over-limit cache."""
+        candidates: list[tuple[int, LimitView, str, bool]] = []  # (retry ms, view, key, cacheable)
+        for i, (r, s) in enumerate(zip(batch.rates, verdict.rates, strict=True)):
+            if not (s.allowed or r.shadow):
+                candidates.append((s.retry_ms, views[i], r.key, True))
+        q = batch.quota
+        for j, (c, s) in enumerate(zip(batch.counters, verdict.counters, strict=True)):
+            if q and not (s.allowed or q.shadow):
+                full = s.used >= s.limit  # committed usage, not in-flight reservations that may be released
+                retry = q.reset_ms - batch.now_ms if full else 1000
+                candidates.append((retry, views[len(batch.rates) + j], c.key, full))
+        retry_ms, view, key, cacheable = max(candidates, key=lambda c: c[0])
+        if cacheable and self.options.use_cache:
+            until = batch.now_ms + retry_ms
+            if view.kind == "quota":
+                until = min(until, batch.now_ms + self.options.quota_cache_max_s * 1000)
+            reset_ms = batch.now_ms + view.reset_s * 1000
+            self.cache.put(key, Blocked(until, view.kind, view.name, view.quota, view.window_s, reset_ms), batch.now_ms)
+        headers = render(views, view) if self.options.with_headers else {}
+        return self._deny(view, retry_ms, headers)
+
+    def _deny(self, view: LimitView, retry_ms: int, headers: dict[str, str]) -> Deny:
+        headers = {**headers, "Retry-After": str(seconds(retry_ms) + self._jitter())}
+        if view.kind == "quota":
+            detail = f"Daily '{view.name}' quota of {view.quota} is used up; it renews at the family's midnight."
+            extra = {"limit": view.quota, "remaining": 0, "reset": view.reset_s}
+            return Deny(429, "quota_exceeded", detail, headers, extra)
+        detail = f"Rate limit '{view.name}' of {view.quota} requests per {view.window_s} s exceeded."
+        return Deny(429, "rate_limited", detail, headers, {"limit": view.quota, "window": view.window_s})
+
+    def _jitter(self) -> int:
+        return self.rng(0, self.options.jitter_max_s) if self.options.jitter_max_s else 0

@@ -1,0 +1,99 @@
+"""Prometheus counters kept in the plugin-server process, with a text-exposition renderer (no dependency).
+
+Counters: sv_quota_throttled_total{policy,source}, sv_quota_shadow_rejects_total{policy,source},
+sv_quota_redis_errors_total{op}, sv_quota_fail_open_total{op}, sv_quota_settled_total{result};
+histogram-like gauge: sv_quota_utilisation_bucket{quota,le} (how full quotas are when checked).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+UTILISATION_BUCKETS = (0.5, 0.8, 1.0)
+_HELP = {
+    "throttled": "Requests rejected with 429, by policy and whether the over-limit cache answered.",
+    "shadow_rejects": "Requests a shadow-mode limit would have rejected.",
+    "redis_errors": "Redis calls that failed or were skipped by the circuit breaker.",
+    "fail_open": "Requests let through because Redis failed and the limits were fault tolerant.",
+    "settled": "Reservations settled in the log phase: commit, release or error.",
+}
+_LABELS = {
+    "throttled": ("policy", "source"),
+    "shadow_rejects": ("policy", "source"),
+    "redis_errors": ("op",),
+    "fail_open": ("op",),
+    "settled": ("result",),
+}
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self._counts: Counter[tuple[str, tuple[str, ...]]] = Counter()
+        self._lock = threading.Lock()
+
+    def inc(self, name: str, *labels: str) -> None:
+        with self._lock:
+            self._counts[(name, labels)] += 1
+
+    def observe_quota(self, quota: str, ratio: float) -> None:
+        with self._lock:
+            for le in UTILISATION_BUCKETS:
+                if ratio <= le:
+                    self._counts[("utilisation", (quota, str(le)))] += 1
+            self._counts[("utilisation", (quota, "+Inf"))] += 1
+
+    def value(self, name: str, *labels: str) -> int:
+        return self._counts[(name, labels)]
+
+    def render(self) -> str:
+        """Prometheus text exposition format 0.0.4."""
+        with self._lock:
+            items = sorted(self._counts.items())
+        lines: list[str] = []
+        for name, help_text in _HELP.items():
+            lines += [f"# HELP sv_quota_{name}_total {help_text}", f"# TYPE sv_quota_{name}_total counter"]
+            for (n, labels), v in items:
+                if n == name:
+                    pairs = ",".join(f'{k}="{_esc(x)}"' for k, x in zip(_LABELS[name], labels, strict=True))
+                    lines.append(f"sv_quota_{name}_total{{{pairs}}} {v}")
+        lines += [
+            "# HELP sv_quota_utilisation Checks by quota fill ratio (cumulative buckets).",
+            "# TYPE sv_quota_utilisation histogram",
+        ]
+        for (n, (quota, le)), v in items:
+            if n == "utilisation":
+                lines.append(f'sv_quota_utilisation_bucket{{quota="{_esc(quota)}",le="{le}"}} {v}')
+        return "\n".join(lines) + "\n"
+
+
+def _esc(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+METRICS = Metrics()  # the plugin-server process's registry
+
+
+def serve_from_env(env_var: str = "SV_QUOTA_METRICS_PORT") -> None:
+    """Serve METRICS on 127.0.0.1:$SV_QUOTA_METRICS_PORT/metrics in a daemon thread (no-op when unset)."""
+    import os
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    port = os.environ.get(env_var)
+    if not port:
+        return
+
+    class _Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = METRICS.render().encode()
+            self.send_response(200 if self.path == "/metrics" else 404)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", int(port)), _Handler)
+    threading.Thread(target=server.serve_forever, name="sv-quota-metrics", daemon=True).start()

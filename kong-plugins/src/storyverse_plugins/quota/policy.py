@@ -1,0 +1,83 @@
+"""Which limits apply to a request, with their keys: config + identity + client IP + clock -> Batch (pure)."""
+
+from __future__ import annotations
+
+import uuid
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+from storyverse_plugins.common import keys
+from storyverse_plugins.quota.schema import Config, RatePolicy
+from storyverse_plugins.quota.strategies import Batch, Counter, QuotaPlan, RateLimit
+from storyverse_plugins.quota.tiers import Plan, daily_limit, local_day
+
+DAY_MS = 86_400_000
+EXPIRY_JITTER_MS = 3_600_000  # spread counter expiry over an hour so midnight does not expire everything at once
+
+
+def verified(identity: Any) -> dict | None:
+    """The sv-jwt identity when it is usable (a dict with a subject)."""
+    return identity if isinstance(identity, dict) and identity.get("sub") else None
+
+
+def build_batch(
+    cfg: Config,
+    identity: dict | None,
+    ip: str | None,
+    method: str | None,
+    now_s: float,
+    new_rid: Callable[[], str] = lambda: uuid.uuid4().hex[:16],
+) -> Batch:
+    """All limits of this request. One subject (family, user or IP) and so one hash slot for every key."""
+    ident = None if cfg.ip_only else verified(identity)
+    tag = keys.subject_tag(ident, ip)
+    plan = cfg.plan(ident.get("tier") if ident else None)
+    rates = tuple(_rate(p, tag, ident, plan) for p in cfg.policies)
+    charged = cfg.quota.enabled and ident is not None and (not cfg.quota.methods or method in cfg.quota.methods)
+    quota = _quota(cfg, ident, tag, plan, now_s, new_rid) if charged and ident else None
+    return Batch(tag=tag, now_ms=int(now_s * 1000), rates=rates, quota=quota)
+
+
+def _rate(p: RatePolicy, tag: str, ident: dict | None, plan: Plan) -> RateLimit:
+    sub = ident["sub"] if ident and p.by != "ip" else None
+    capacity = p.limit + (plan.rate_burst if sub else 0)
+    return RateLimit(p.name, keys.rate_key(tag, p.name, sub), p.limit, p.window_s, capacity, p.shadow, p.fault_tolerant)
+
+
+def child_limit(ident: dict, claim: str) -> int | None:
+    """A child's own daily limit from the parental-control claim, when present and sane."""
+    value = ident.get(claim)
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return None
+    try:
+        limit = int(value)
+    except ValueError:
+        return None
+    return limit if limit >= 0 else None
+
+
+def _counter(scope: str, tag: str, date: str, limit: int) -> Counter:
+    key = keys.quota_key(tag, scope, date)
+    return Counter(scope, key, keys.reservations_key(key), limit)
+
+
+def _quota(cfg: Config, ident: dict, tag: str, plan: Plan, now_s: float, new_rid: Callable[[], str]) -> QuotaPlan:
+    q = cfg.quota
+    day = local_day(now_s, ident.get("tz"), q.default_tz)
+    scope = "fam" if q.scope == "family" and ident.get("family_id") else "u:" + str(ident["sub"])
+    counters = [_counter(scope, tag, day.date, daily_limit(plan, q.occasions, day.date))]
+    own = child_limit(ident, q.child_limit_claim)
+    if own is not None:
+        counters.append(_counter("c:" + str(ident["sub"]), tag, day.date, own))
+    now_ms, reset_ms = int(now_s * 1000), int(day.reset_s * 1000)
+    return QuotaPlan(
+        name=q.name,
+        counters=tuple(counters),
+        reset_ms=reset_ms,
+        expire_at_ms=reset_ms + DAY_MS + zlib.crc32(tag.encode()) % EXPIRY_JITTER_MS,
+        rid=new_rid(),
+        res_expiry_ms=now_ms + q.reservation_ttl * 1000,
+        shadow=q.shadow,
+        fault_tolerant=q.fault_tolerant,
+    )

@@ -1,0 +1,194 @@
+"""Storage behind the limiter: one call decides a whole batch, one call settles a reservation (STYLE principle 7).
+
+RedisStorage runs quota/lua/*.lua with `register_script` (EVALSHA; on NOSCRIPT redis-py's Script loads the script
+and retries, on every primary of a cluster). MemoryStorage runs the same algorithm in process (tests, single node).
+Backend errors become StorageError; after one, RedisStorage skips Redis for `breaker_ms` (a circuit breaker), so a
+dead Redis costs neither a connect attempt nor a timeout per request.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from importlib import resources
+from typing import Any, Protocol
+
+import redis
+from redis.exceptions import RedisClusterException
+
+from storyverse_plugins.quota.strategies import (
+    Batch,
+    CounterState,
+    RateState,
+    Reservation,
+    Verdict,
+    counter_step,
+    gcra_step,
+    overall,
+)
+
+
+class StorageError(Exception):
+    """The limit store could not answer; fault_tolerant decides what happens."""
+
+
+class Storage(Protocol):
+    def decide(self, batch: Batch) -> Verdict: ...
+
+    def settle(self, reservation: Reservation, commit: bool, now_ms: int) -> tuple[int, ...]: ...
+
+
+def load_lua(name: str) -> str:
+    return resources.files("storyverse_plugins.quota").joinpath("lua", name).read_text(encoding="utf-8")
+
+
+def decide_args(batch: Batch) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of decide.lua for a batch."""
+    q = batch.quota
+    keys = [r.key for r in batch.rates]
+    for c in batch.counters:
+        keys += [c.key, c.res_key]
+    args: list[Any] = [
+        batch.now_ms,
+        len(batch.rates),
+        len(batch.counters),
+        q.rid if q else "",
+        q.res_expiry_ms if q else 0,
+        q.expire_at_ms if q else 0,
+        1 if q and q.shadow else 0,
+    ]
+    for r in batch.rates:
+        args += [repr(r.emission_ms), r.capacity, 1 if r.shadow else 0]
+    args += [c.limit for c in batch.counters]
+    return keys, args
+
+
+def parse_verdict(batch: Batch, raw: list[int]) -> Verdict:
+    n = len(batch.rates)
+    rates = tuple(
+        RateState(bool(raw[2 + 4 * i]), int(raw[3 + 4 * i]), int(raw[4 + 4 * i]), int(raw[5 + 4 * i])) for i in range(n)
+    )
+    base = 2 + 4 * n
+    counters = tuple(
+        CounterState(bool(raw[base + 4 * j]), *(int(v) for v in raw[base + 4 * j + 1 : base + 4 * j + 4]))
+        for j in range(len(batch.counters))
+    )
+    return Verdict(bool(raw[0]), bool(raw[1]), rates, counters)
+
+
+class RedisStorage:
+    """Redis (standalone or Cluster) storage: exactly one EVALSHA per decision and per settlement."""
+
+    def __init__(
+        self,
+        client: Callable[[], redis.Redis | redis.RedisCluster],
+        breaker_ms: int = 500,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._factory = client
+        self._client: redis.Redis | redis.RedisCluster | None = None
+        self._scripts: dict[str, Any] = {}
+        self._breaker_s = breaker_ms / 1000.0
+        self._monotonic = monotonic
+        self._open_until = 0.0
+        self._lock = threading.Lock()
+        self.calls = 0  # script calls made (round trips, bar a NOSCRIPT reload)
+
+    def _script(self, name: str):
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    client = self._factory()
+                    self._scripts = {n: client.register_script(load_lua(n + ".lua")) for n in ("decide", "settle")}
+                    self._client = client
+        return self._scripts[name]
+
+    def _run(self, name: str, keys: list[str], args: list[Any]) -> list[int]:
+        if self._breaker_s and self._monotonic() < self._open_until:
+            raise StorageError("redis skipped: circuit open after a recent error")
+        try:
+            self.calls += 1
+            return self._script(name)(keys=keys, args=args)
+        except (redis.RedisError, RedisClusterException, OSError) as exc:
+            self._open_until = self._monotonic() + self._breaker_s
+            raise StorageError(f"redis {name} failed: {exc.__class__.__name__}: {exc}") from exc
+
+    def decide(self, batch: Batch) -> Verdict:
+        keys, args = decide_args(batch)
+        return parse_verdict(batch, self._run("decide", keys, args))
+
+    def settle(self, reservation: Reservation, commit: bool, now_ms: int) -> tuple[int, ...]:
+        keys = [k for pair in reservation.keys for k in pair]
+        args = ["commit" if commit else "release", reservation.rid, now_ms, reservation.res_expiry_ms]
+        args.append(reservation.expire_at_ms)
+        return tuple(int(v) for v in self._run("settle", keys, args))
+
+
+class MemoryStorage:
+    """In-process storage with the same semantics as the Lua scripts (one lock = one atomic script)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tat: dict[str, tuple[float, float]] = {}  # key -> (tat, expires_at_ms)
+        self._hash: dict[str, dict[str, int]] = {}
+        self._zset: dict[str, dict[str, int]] = {}
+        self._expire: dict[str, int] = {}  # hash/zset key -> expire-at ms
+
+    def grant(self, key: str, units: int) -> None:
+        """What an admin grant does: HINCRBY <counter> grant <units>."""
+        with self._lock:
+            h = self._hash.setdefault(key, {})
+            h["grant"] = h.get("grant", 0) + units
+
+    def _live(self, key: str, now_ms: int) -> None:
+        if self._expire.get(key, now_ms + 1) <= now_ms:
+            self._hash.pop(key, None)
+            self._zset.pop(key, None)
+            self._expire.pop(key, None)
+
+    def decide(self, batch: Batch) -> Verdict:
+        now, q = batch.now_ms, batch.quota
+        with self._lock:
+            rates, tats = [], []
+            for r in batch.rates:
+                tat, exp = self._tat.get(r.key, (None, 0))
+                state, new_tat = gcra_step(tat if exp > now else None, now, r.emission_ms, r.capacity)
+                rates.append(state)
+                tats.append(new_tat)
+            counters = []
+            for c in batch.counters:
+                self._live(c.key, now)
+                self._live(c.res_key, now)
+                zset = self._zset.setdefault(c.res_key, {})
+                for rid in [rid for rid, exp in zset.items() if exp <= now]:
+                    del zset[rid]
+                h = self._hash.get(c.key, {})
+                counters.append(counter_step(h.get("used", 0), h.get("grant", 0), len(zset), c.limit))
+            allowed = overall(batch, tuple(rates), tuple(counters))
+            reserved = False
+            if allowed:
+                for r, new_tat in zip(batch.rates, tats, strict=True):
+                    if new_tat is not None:
+                        self._tat[r.key] = (round(new_tat, 3), new_tat + 1)
+                for i, c in enumerate(batch.counters):
+                    if q and q.rid and counters[i].allowed:
+                        self._zset[c.res_key][q.rid] = q.res_expiry_ms
+                        self._hash.setdefault(c.key, {}).setdefault("used", 0)
+                        self._expire[c.key] = self._expire[c.res_key] = q.expire_at_ms
+                        s = counters[i]
+                        counters[i] = CounterState(s.allowed, s.limit, s.used, s.reserved + 1)
+                        reserved = True
+            return Verdict(allowed, reserved, tuple(rates), tuple(counters))
+
+    def settle(self, reservation: Reservation, commit: bool, now_ms: int) -> tuple[int, ...]:
+        out = []
+        with self._lock:
+            for key, res_key in reservation.keys:
+                held = self._zset.get(res_key, {}).pop(reservation.rid, None) is not None
+                h = self._hash.setdefault(key, {})
+                if commit and (held or now_ms > reservation.res_expiry_ms):
+                    h["used"] = h.get("used", 0) + 1
+                    self._expire[key] = reservation.expire_at_ms
+                out.append(h.get("used", 0))
+        return tuple(out)

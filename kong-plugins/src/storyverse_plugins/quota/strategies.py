@@ -1,0 +1,154 @@
+"""The algorithms, as pure functions over plain values: GCRA for rate limits, a reserve/commit counter for quotas.
+
+quota/lua/decide.lua is the same algorithm for Redis; MemoryStorage runs these functions, and the tests hold both
+storages to identical results. GCRA (as redis-cell) keeps one number per key, the theoretical arrival time (TAT):
+a policy of `limit` per `window` allows `capacity` (= limit + tier burst) requests at once and then one every
+window/limit, with no window boundary at which twice the limit could pass.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """One rate-limit policy resolved for a request's subject."""
+
+    name: str
+    key: str
+    limit: int
+    window_s: int
+    capacity: int
+    shadow: bool = False
+    fault_tolerant: bool = True
+
+    @property
+    def emission_ms(self) -> float:
+        return self.window_s * 1000.0 / self.limit
+
+
+@dataclass(frozen=True)
+class Counter:
+    """One daily quota counter (the family's or user's, or a child's own limit) resolved for today."""
+
+    scope: str
+    key: str
+    res_key: str
+    limit: int
+
+
+@dataclass(frozen=True)
+class QuotaPlan:
+    """What the quota part of a batch needs: names, today's reset, and the reservation to take."""
+
+    name: str
+    counters: tuple[Counter, ...]
+    reset_ms: int  # next local midnight, epoch ms
+    expire_at_ms: int  # counters live on a day after reset (usage reads), with per-subject jitter
+    rid: str  # reservation id ('' = check only)
+    res_expiry_ms: int
+    shadow: bool = False
+    fault_tolerant: bool = False
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Every limit of one request: one subject, one hash slot, one script call."""
+
+    tag: str
+    now_ms: int
+    rates: tuple[RateLimit, ...] = ()
+    quota: QuotaPlan | None = None
+
+    @property
+    def counters(self) -> tuple[Counter, ...]:
+        return self.quota.counters if self.quota else ()
+
+
+@dataclass(frozen=True)
+class RateState:
+    allowed: bool
+    remaining: int
+    reset_ms: int  # until the bucket is full again (IETF `t`)
+    retry_ms: int  # until the next request would pass (0 when allowed)
+
+
+@dataclass(frozen=True)
+class CounterState:
+    allowed: bool
+    limit: int  # plan limit + occasions + admin grant
+    used: int  # committed units
+    reserved: int  # in-flight reservations, including this request's
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.limit - self.used - self.reserved)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What storage decided for a batch; nothing was written unless `allowed`."""
+
+    allowed: bool
+    reserved: bool
+    rates: tuple[RateState, ...] = ()
+    counters: tuple[CounterState, ...] = ()
+
+
+def gcra_step(tat: float | None, now: float, emission: float, capacity: int) -> tuple[RateState, float | None]:
+    """One GCRA decision: the state to report and the new TAT to store (None when denied: nothing is stored)."""
+    tat = now if tat is None or tat < now else tat
+    new_tat = tat + emission
+    allow_at = new_tat - capacity * emission
+    if now < allow_at:
+        return RateState(False, 0, math.ceil(tat - now), math.ceil(allow_at - now)), None
+    remaining = math.floor((now - new_tat) / emission + capacity + EPS)
+    return RateState(True, remaining, math.ceil(new_tat - now), 0), new_tat
+
+
+def counter_step(used: int, grant: int, held: int, limit: int) -> CounterState:
+    """Whether one more unit fits: committed + in-flight + 1 within plan + grant."""
+    eff = limit + grant
+    return CounterState(used + held + 1 <= eff, eff, used, held)
+
+
+def overall(batch: Batch, rates: tuple[RateState, ...], counters: tuple[CounterState, ...]) -> bool:
+    """Allowed when every enforced limit allows (shadow limits only report)."""
+    quota_shadow = bool(batch.quota and batch.quota.shadow)
+    return all(s.allowed or r.shadow for r, s in zip(batch.rates, rates, strict=True)) and all(
+        c.allowed or quota_shadow for c in counters
+    )
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A held quota unit, handed from access to log through kong.ctx.shared (plain values only)."""
+
+    keys: tuple[tuple[str, str], ...]  # (counter hash, reservations zset) per counter
+    rid: str
+    res_expiry_ms: int
+    expire_at_ms: int
+    fault_tolerant: bool = False
+
+    def to_shared(self) -> dict:
+        return {
+            "k": [list(k) for k in self.keys],
+            "r": self.rid,
+            "x": self.res_expiry_ms,
+            "e": self.expire_at_ms,
+            "f": self.fault_tolerant,
+        }
+
+    @classmethod
+    def from_shared(cls, value: dict) -> Reservation:
+        return cls(
+            keys=tuple((str(h), str(z)) for h, z in value["k"]),
+            rid=str(value["r"]),
+            res_expiry_ms=int(value["x"]),
+            expire_at_ms=int(value["e"]),
+            fault_tolerant=bool(value.get("f", False)),
+        )
