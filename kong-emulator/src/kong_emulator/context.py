@@ -83,6 +83,7 @@ class ClientRequest:
     forwarded_ip: str
     http_version: float = 1.1
     start_time: float = 0.0  # seconds since epoch, ngx.req.start_time()
+    client_port: int = 0  # the peer's port, kong.client.get_port()
 
 
 @dataclass
@@ -142,7 +143,10 @@ class RequestContext:
     latencies: dict[str, int] = field(default_factory=dict)
     upstream_uri: str | None = None
     upstream_status: int | None = None
+    upstream_headers: Headers | None = None  # the service's response headers (kong.service.response.*)
+    upstream_body: bytes | None = None  # the service's response body, when buffered (response phase)
     snapshot: LogSnapshot | None = None
+    worker_id: int | None = None  # the simulated nginx worker serving this request (set by bridge.PluginRunner)
 
 
 @dataclass

@@ -63,6 +63,9 @@ class Route:
     response_buffering: bool = True
     tags: list[str] | None = None
     created_at: int = 0
+    snis: list[str] | None = None
+    sources: list[dict[str, Any]] | None = None
+    destinations: list[dict[str, Any]] | None = None
 
     def to_kong(self) -> dict[str, Any]:
         return {
@@ -81,6 +84,9 @@ class Route:
             "request_buffering": self.request_buffering,
             "response_buffering": self.response_buffering,
             "tags": self.tags,
+            "snis": self.snis,
+            "sources": self.sources,
+            "destinations": self.destinations,
             "service": {"id": self.service_id} if self.service_id else None,
             "created_at": self.created_at,
             "ws_id": DEFAULT_WS_ID,
@@ -110,6 +116,18 @@ class Target:
     id: str
     target: str  # "host:port"
     weight: int = 100
+    tags: list[str] | None = None
+
+    @property
+    def host(self) -> str:
+        """The host part of `target` (IPv6 without brackets)."""
+        host, _, _ = self.target.rpartition(":")
+        return host.strip("[]")
+
+    @property
+    def port(self) -> int:
+        """The port part of `target` (Kong fills in 8000 when the target names none)."""
+        return int(self.target.rpartition(":")[2])
 
 
 @dataclass
@@ -118,6 +136,9 @@ class Upstream:
     name: str
     targets: list[Target] = field(default_factory=list)
     healthchecks: dict[str, Any] = field(default_factory=dict)
+    algorithm: str = "round-robin"
+    host_header: str | None = None
+    tags: list[str] | None = None
 
 
 @dataclass
@@ -154,6 +175,9 @@ class DeclarativeConfig:
     upstreams: dict[str, Upstream] = field(default_factory=dict)  # keyed by name (a service host may name one)
     plugins: list[Plugin] = field(default_factory=list)
     unsupported_plugins: list[str] = field(default_factory=list)  # bundled Lua plugins the emulator cannot run
+    ignored_entities: list[str] = field(default_factory=list)  # e.g. "certificates[0]": valid Kong, not emulated
+    format_version: str = "3.0"
+    transform: bool = True  # `_transform`
 
 
 @dataclass(frozen=True)

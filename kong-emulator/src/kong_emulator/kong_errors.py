@@ -87,7 +87,7 @@ def render_error_body(status: int, message: str | None, accept: str | None, requ
         return json.dumps({"message": text, "request_id": request_id}).encode(), JSON_TYPE
     if "text/html" in accept:
         html = (
-            "<!doctype html>\n<html>\n  <head>\n    <meta charset=\"utf-8\">\n    <title>Error</title>\n"
+            '<!doctype html>\n<html>\n  <head>\n    <meta charset="utf-8">\n    <title>Error</title>\n'
             f"  </head>\n  <body>\n    <h1>Error</h1>\n    <p>{_escape(text)}.</p>\n"
             f"    <p>request_id: {request_id}</p>\n  </body>\n</html>\n"
         )

@@ -18,6 +18,7 @@ import aiohttp
 from aiohttp import web
 
 from kong_emulator import KONG_VERSION, kong_errors
+from kong_emulator.bridge import PluginProtocolError as StrictModeError
 from kong_emulator.context import (
     ClientRequest,
     ExitResponse,
@@ -46,10 +47,6 @@ HOP_BY_HOP = {
 _RECOMPUTED = {"content-length"}
 
 
-class StrictModeError(RuntimeError):
-    """A plugin-side error while the emulator runs in strict mode (the test suite's setting)."""
-
-
 @dataclass
 class Engine:
     """Everything a request needs: config, router, plugins, balancer, upstream HTTP client."""
@@ -67,6 +64,10 @@ class Engine:
     latency_tokens: bool = True
     request_id_header: bool = True
     strict_errors: list[str] | None = None
+    pdk_env: object | None = None  # pdk.base.PDKEnv: trusted_ips, node id
+
+    def is_trusted(self, address: str) -> bool:
+        return self.pdk_env is not None and self.pdk_env.is_trusted(address)
 
 
 def normalize_request_path(raw_path: str) -> str:
@@ -85,7 +86,7 @@ def build_client_request(request: web.Request, body: bytes, listen_port: int) ->
     host_header = request.headers.get("Host", "")
     host = host_header.rsplit(":", 1)[0] if host_header and not host_header.endswith("]") else host_header
     peer = request.transport.get_extra_info("peername") if request.transport else None
-    client_ip = peer[0] if peer else "127.0.0.1"
+    client_ip, client_port = (peer[0], peer[1]) if peer else ("127.0.0.1", 0)
     return ClientRequest(
         method=request.method,
         scheme="http",
@@ -100,6 +101,7 @@ def build_client_request(request: web.Request, body: bytes, listen_port: int) ->
         forwarded_ip=client_ip,
         http_version=float(f"{request.version.major}.{request.version.minor}"),
         start_time=time.time(),
+        client_port=client_port,
     )
 
 
@@ -121,6 +123,7 @@ class Proxy:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         creq = build_client_request(request, body, self.listen_port)
+        creq.forwarded_ip = self._realip(creq)
         ctx = RequestContext(request=creq, request_id=uuid.uuid4().hex)
         t0 = time.monotonic()
         try:
@@ -128,7 +131,7 @@ class Proxy:
         except StrictModeError as exc:
             self._strict_failure(ctx, exc)
             status, headers, out_body = self._emulator_error(ctx, str(exc))
-        except Exception as exc:  # noqa: BLE001 - Kong answers 500 for a Lua error in a phase handler
+        except Exception as exc:
             log.exception("unexpected error while proxying %s %s", creq.method, creq.raw_path)
             status, headers, out_body = self._emulator_error(ctx, repr(exc))
         ctx.latencies["request"] = int((time.monotonic() - t0) * 1000)
@@ -179,6 +182,25 @@ class Proxy:
             await engine.runner.run_phase(plugin, phase, ctx)
         ctx.current_plugin = None
 
+    def _realip(self, creq: ClientRequest) -> str:
+        """ngx_http_realip_module: from a trusted peer, take the address from `real_ip_header`."""
+        engine = self.engine
+        if not engine.is_trusted(creq.client_ip):
+            return creq.client_ip
+        conf = engine.conf
+        header = conf.real_ip_header
+        if header.lower() == "proxy_protocol":
+            return creq.client_ip
+        values = [v.strip() for raw in creq.headers.get_all(header) for v in raw.split(",") if v.strip()]
+        if not values:
+            return creq.client_ip
+        if not conf.real_ip_recursive:
+            return values[-1]
+        for addr in reversed(values):  # the first address from the right that is not itself trusted
+            if not engine.is_trusted(addr):
+                return addr
+        return values[0]
+
     # -- exits --------------------------------------------------------------------------------------------
 
     def _finish_exit(self, ctx: RequestContext, t0: float) -> tuple[int, Headers, bytes]:
@@ -226,16 +248,21 @@ class Proxy:
         if ctx.exit is not None:  # balancer / connect / timeout failures become Kong errors
             return self._finish_exit(ctx, t0)
         status, headers, body = result
-        ctx.response.source = "service"
-        ctx.response.status = status
+        ctx.upstream_status, ctx.upstream_headers, ctx.upstream_body = status, headers, body
         out = Headers([(k, v) for k, v in headers.items() if k.lower() not in HOP_BY_HOP])
-        for name, value in ctx.response.headers.items():
+        for name, value in ctx.response.headers.items():  # what access-phase plugins set wins
             out.set(name, value)
+        ctx.response.headers, ctx.response.status, ctx.response.source = out, status, "service"
+        ctx.phase = "response"
+        await self._run_plugins(ctx, "response")  # buffered proxying: plugins see (and may replace) it all
+        if ctx.exit is not None:
+            return self._finish_exit(ctx, t0)
+        out = ctx.response.headers
         if self.engine.latency_tokens:
             out.set("X-Kong-Upstream-Latency", str(ctx.latencies.get("proxy", 0)))
             out.set("X-Kong-Proxy-Latency", str(ctx.latencies.get("kong", 0)))
         self._kong_headers(ctx, out)
-        return status, out, body
+        return ctx.response.status or status, out, body if ctx.response.body is None else ctx.response.body
 
     # -- log phase ----------------------------------------------------------------------------------------
 
@@ -262,7 +289,7 @@ class Proxy:
             await self._run_plugins(ctx, "log", global_only=ctx.route is None)
         except StrictModeError as exc:
             self._strict_failure(ctx, exc)
-        except Exception:  # noqa: BLE001 - Kong logs errors in the log timer and carries on
+        except Exception:
             log.exception("log phase failed")
 
     async def drain(self) -> None:

@@ -7,7 +7,6 @@ no healthy target → 503, every one of them a Kong JSON error.
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import aiohttp
@@ -90,9 +89,7 @@ async def send(engine, ctx: RequestContext, t0: float):
     body = ctx.request.body if up.body is None else up.body
     ctx.upstream_uri = _join_query(up.path, up.raw_query)
     url = f"{up.scheme}://{_host_for_url(host)}:{port}{ctx.upstream_uri}"
-    timeout = aiohttp.ClientTimeout(
-        sock_connect=service.connect_timeout / 1000, sock_read=service.read_timeout / 1000
-    )
+    timeout = aiohttp.ClientTimeout(sock_connect=service.connect_timeout / 1000, sock_read=service.read_timeout / 1000)
     ctx.latencies["kong"] = int((time.monotonic() - t0) * 1000)
     sent = time.monotonic()
     ctx.nginx_ctx["tries"] = [{"ip": host, "port": port, "balancer_latency": 0}]
@@ -107,10 +104,11 @@ async def send(engine, ctx: RequestContext, t0: float):
             auto_decompress=False,
         ) as resp:
             payload = await resp.read()
-            status, rheaders = resp.status, Headers.from_pairs(
-                (k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.raw_headers
+            status, rheaders = (
+                resp.status,
+                Headers.from_pairs((k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.raw_headers),
             )
-    except (TimeoutError, asyncio.TimeoutError):
+    except TimeoutError:
         _report(engine, balanced, "timeout")
         ctx.exit = kong_errors.kong_error(504, kong_errors.GATEWAY_TIMEOUT, ctx.request_id)
         return None

@@ -1,0 +1,201 @@
+"""Start-up and shutdown, in Kong's order: conf → plugin info (query commands) → kong.yml → plugin servers → listen.
+
+Any configuration error stops the start with one line naming the entity and field, and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Mapping
+
+import aiohttp
+from aiohttp import web
+
+from kong_emulator import KONG_VERSION
+from kong_emulator import conf as conf_mod
+from kong_emulator.balancer import Balancer
+from kong_emulator.bridge import PluginRunner
+from kong_emulator.declarative import BUNDLED_PLUGINS, load_declarative
+from kong_emulator.errors import ConfigError
+from kong_emulator.pdk.base import PDKEnv
+from kong_emulator.plugins_iterator import plugins_for
+from kong_emulator.pluginserver import PluginServerError, PluginServers
+from kong_emulator.proxy import Engine, Proxy
+from kong_emulator.router import Router
+
+log = logging.getLogger("kong_emulator")
+
+LOG_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "notice": logging.INFO,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "crit": logging.CRITICAL,
+}
+
+
+class StartupError(Exception):
+    """Kong would refuse to start: the message is all the operator needs."""
+
+
+class Emulator:
+    """The running emulator: plugin servers, the engine, one aiohttp site per proxy listener."""
+
+    def __init__(self, kong_conf) -> None:
+        self.conf = kong_conf
+        self.servers = PluginServers(kong_conf.pluginservers)
+        self.engine: Engine | None = None
+        self.runners: list[web.AppRunner] = []
+        self.proxies: list[Proxy] = []
+
+    async def start(self) -> None:
+        conf = self.conf
+        try:
+            infos = await self.servers.query_all()
+        except (PluginServerError, ConfigError) as exc:
+            raise StartupError(str(exc)) from exc
+        enabled = _enabled_plugins(conf.plugins, infos)
+        if not conf.declarative_config:
+            raise StartupError("declarative_config is not set (database = off needs a kong.yml)")
+        try:
+            declarative = load_declarative(conf.declarative_config, infos, enabled, set(BUNDLED_PLUGINS))
+        except ConfigError as exc:
+            raise StartupError(f"error parsing declarative config file {conf.declarative_config}:\n{exc}") from exc
+        except OSError as exc:
+            raise StartupError(f"cannot read declarative config {conf.declarative_config}: {exc.strerror}") from exc
+        for name in declarative.unsupported_plugins:
+            log.error(
+                "[emulator] bundled Lua plugin '%s' is configured in kong.yml, but the emulator cannot run Lua: "
+                "it is NOT applied here (real Kong applies it)",
+                name,
+            )
+        await self._start_servers()
+        self.engine = self._engine(declarative, infos)
+        await self._listen()
+
+    async def _start_servers(self) -> None:
+        try:
+            await self.servers.start_all()
+        except PluginServerError as exc:
+            raise StartupError(str(exc)) from exc
+
+    def _engine(self, declarative, infos) -> Engine:
+        conf = self.conf
+        headers = {h.strip().lower() for h in conf.headers}
+        env = PDKEnv(trusted_ips=[ip for ip in conf.trusted_ips if ip != "unix:"], consumers=declarative.consumers)
+        runner = PluginRunner(
+            self.servers.sockets(),
+            infos=infos,
+            reply_timeout=conf.emulator_reply_timeout,
+            strict=conf.emulator_strict,
+            workers=conf.nginx_worker_processes,
+            env=env,
+        )
+        return Engine(
+            conf=conf,
+            declarative=declarative,
+            router=Router(declarative.routes, declarative.services),
+            runner=runner,
+            balancer=Balancer(declarative.upstreams),
+            infos=infos,
+            plugins_for=plugins_for,
+            session=aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=60), auto_decompress=False
+            ),
+            strict=conf.emulator_strict,
+            server_tokens="server_tokens" in headers or "off" not in headers,
+            latency_tokens="latency_tokens" in headers,
+            request_id_header="x-kong-request-id" in headers,
+            strict_errors=[],
+            pdk_env=env,
+        )
+
+    async def _listen(self) -> None:
+        for host, port, _flags in _plain_listeners(self.conf.proxy_listen):
+            proxy = Proxy(self.engine, port)
+            app = web.Application(client_max_size=self.conf.client_max_body_size)
+            app.router.add_route("*", "/{tail:.*}", proxy.handle)
+            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            await runner.setup()
+            await web.TCPSite(runner, host, port, reuse_address=True).start()
+            self.runners.append(runner)
+            self.proxies.append(proxy)
+            log.info("[emulator] Kong %s emulator listening on http://%s:%d", KONG_VERSION, host, port)
+
+    async def stop(self) -> None:
+        for proxy in self.proxies:
+            await proxy.drain()
+        for runner in self.runners:
+            await runner.cleanup()
+        if self.engine is not None:
+            await self.engine.runner.close()
+            await self.engine.session.close()
+        await self.servers.stop_all()
+
+
+def _enabled_plugins(plugins: list[str], infos: Mapping) -> set[str]:
+    enabled = set()
+    for name in plugins:
+        if name == "bundled":
+            enabled.update(BUNDLED_PLUGINS)
+        elif name != "off":
+            enabled.add(name)
+    missing = sorted(n for n in enabled if n not in infos and n not in BUNDLED_PLUGINS)
+    if missing:
+        raise StartupError(f"{missing[0]} plugin is enabled but not installed; no plugin found")
+    return enabled
+
+
+def _plain_listeners(listeners):
+    plain = [(h, p, f) for h, p, f in listeners if "ssl" not in f and "http2" not in f]
+    if not plain:
+        raise StartupError("proxy_listen has no plain-HTTP listener (the emulator does not terminate TLS)")
+    return plain
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=LOG_LEVELS.get(level, logging.INFO),
+        format="%(asctime)s [%(levelname)s] %(name)s: %(message)s",
+        datefmt="%Y/%m/%d %H:%M:%S",
+        stream=sys.stderr,
+    )
+
+
+async def serve(kong_conf) -> int:
+    emulator = Emulator(kong_conf)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await emulator.start()
+    except StartupError as exc:
+        log.critical("%s", exc)
+        with contextlib.suppress(Exception):
+            await emulator.stop()
+        return 1
+    await stop.wait()
+    await emulator.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="kong-emulator", description="A protocol-faithful stand-in for Kong 3.x")
+    parser.add_argument("-c", "--conf", help="kong.conf (KONG_* environment variables override it)")
+    args = parser.parse_args(argv)
+    try:
+        kong_conf = conf_mod.load_kong_conf(args.conf, os.environ)
+    except ConfigError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    configure_logging(kong_conf.log_level)
+    return asyncio.run(serve(kong_conf))

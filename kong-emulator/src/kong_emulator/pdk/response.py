@@ -1,0 +1,289 @@
+"""``kong.response.*`` (kong/pdk/response.lua, 3.x): terminal exit/error, headers, and the log-snapshot overrides."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from kong_emulator.context import ExitResponse, Headers
+from kong_emulator.pdk.base import (
+    HEADER_BODY_LOG,
+    REWRITE_ACCESS_HEADER,
+    Call,
+    LuaError,
+    check_max,
+    cjson_encode,
+    fix_mmap,
+    header_value,
+    headers_table,
+    is_num,
+    is_str,
+    lua_str,
+    multi_header_value,
+)
+from kong_emulator.pdk.request import MAX_REQ_HEADERS, headers_map
+
+CONTENT_TYPE_JSON = "application/json; charset=utf-8"
+UNEXPECTED_BODY = b'{"message":"An unexpected error occurred"}'
+
+# kong/tools/http.lua (3.x) get_response_type / get_error_template
+_MIME = {
+    "application/grpc": "",
+    "text/html": "text/html; charset=utf-8",
+    "application/json": CONTENT_TYPE_JSON,
+    "text/plain": "text/plain; charset=utf-8",
+    "application/xml": "application/xml; charset=utf-8",
+    "application": CONTENT_TYPE_JSON,
+    "text": "text/plain; charset=utf-8",
+    "default": CONTENT_TYPE_JSON,
+}
+_TEMPLATES = {
+    "application/json": '{\n  "message":"%s",\n  "request_id":"%s"\n}',
+    "text/html": (
+        '<!doctype html>\n<html>\n  <head>\n    <meta charset="utf-8">\n    <title>Error</title>\n  </head>\n'
+        "  <body>\n    <h1>Error</h1>\n    <p>%s.</p>\n    <p>request_id: %s</p>\n  </body>\n</html>\n"
+    ),
+    "text/plain": "%s\nrequest_id: %s\n",
+    "application/xml": (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<error>\n  <message>%s</message>\n  <requestid>%s</requestid>\n'
+        "</error>\n"
+    ),
+}
+_ACCEPT = re.compile(
+    r"""((?:[a-z0-9][a-z0-9\-!\#$&^_+.]+|\*) / (?:[a-z0-9][a-z0-9\-!\#$&^_+.]+|\*))
+        (?: \s*;\s* q = ( 1(?:\.0{0,3}|) | 0(?:\.\d{0,3}|) ) | \s*;\s* [a-z0-9][a-z0-9\-!\#$&^_+.]+ (?:=[^;]*|) )*""",
+    re.X | re.I,
+)
+HTTP_ERROR_MESSAGES = {
+    400: "Bad request", 401: "Unauthorized", 402: "Payment required", 403: "Forbidden", 404: "Not found",
+    405: "Method not allowed", 406: "Not acceptable", 407: "Proxy authentication required",
+    408: "Request timeout", 409: "Conflict", 410: "Gone", 411: "Length required", 412: "Precondition failed",
+    413: "Payload too large", 414: "URI too long", 415: "Unsupported media type", 416: "Range not satisfiable",
+    417: "Expectation failed", 418: "I'm a teapot", 421: "Misdirected request", 422: "Unprocessable entity",
+    423: "Locked", 424: "Failed dependency", 425: "Too early", 426: "Upgrade required",
+    428: "Precondition required", 429: "Too many requests", 431: "Request header fields too large",
+    451: "Unavailable for legal reasons", 494: "Request header or cookie too large",
+    500: "An unexpected error occurred", 501: "Not implemented",
+    502: "An invalid response was received from the upstream server",
+    503: "The upstream server is currently unavailable", 504: "The upstream server is timing out",
+    505: "HTTP version not supported", 506: "Variant also negotiates", 507: "Insufficient storage",
+    508: "Loop detected", 510: "Not extended", 511: "Network authentication required",
+}  # fmt: skip
+
+
+def mime_type(content: str) -> str:
+    """``get_mime_type(content, use_default=true)``."""
+    content = content.strip().split(";")[0]
+    major, _, minor = content.partition("/")
+    if not minor:
+        return _MIME["default"]
+    if minor == "*":
+        return _MIME["default"] if major == "*" else _MIME.get(major) or _MIME["default"]
+    return _MIME.get(content) or _MIME["default"]
+
+
+def response_type(accept: str | None) -> str:
+    """``get_response_type``: the highest-q media type of Accept that Kong has a template for; JSON by default."""
+    content_type = _MIME["default"]
+    if accept is None:
+        return content_type
+    best = 0.0
+    for value in accept.split(","):
+        m = _ACCEPT.match(value.strip())
+        if m:
+            q = float(m.group(2)) if m.group(2) else 1.0
+            if q > best:
+                best = q
+                content_type = mime_type(m.group(1))
+    return content_type
+
+
+def _template(content_type: str) -> str:
+    for mime, template in _TEMPLATES.items():
+        if content_type in (mime, _MIME[mime]):
+            return template
+    raise LuaError(f"bad argument #1 to 'fmt' (string expected, got nil): no template for {content_type}")
+
+
+def _exit_headers(headers: dict | None) -> tuple[Headers, set[str]]:
+    out = Headers()
+    seen: set[str] = set()
+    for name, value in (headers or {}).items():
+        values = multi_header_value(name, value)
+        lname = lua_str(name).lower().replace("_", "-")
+        if lname == "transfer-encoding":
+            continue  # Kong: "manually setting Transfer-Encoding. Ignored."
+        if values:
+            out.set(lua_str(name), values)
+        seen.add(lname)
+    return out, seen
+
+
+def _check_status(status: Any, low: int) -> None:
+    if not is_num(status):
+        raise LuaError("code must be a number")
+    if status < low or status > 599:
+        raise LuaError(f"code must be a number between {low} and 599")
+
+
+def exit_(c: Call, status=None, body=None, headers=None, *_):
+    """Terminal: record the delayed response (access) / the sent response (rewrite, response)."""
+    c.check(REWRITE_ACCESS_HEADER)
+    _check_status(status, 100)
+    if body is not None and not (is_str(body) or isinstance(body, dict | list)):
+        raise LuaError("body must be a nil, string or table")
+    if headers is not None and not isinstance(headers, dict | list):
+        raise LuaError("headers must be a nil or table")
+    hdrs, seen = _exit_headers(headers_table(headers) if headers is not None else None)
+    if isinstance(body, dict | list):
+        data = cjson_encode(body).encode()
+        if "content-type" not in seen:
+            hdrs.set("Content-Type", CONTENT_TYPE_JSON)
+    else:
+        data = (body.encode() if isinstance(body, str) else body) if body is not None else b""
+    if "content-length" not in seen:
+        hdrs.set("Content-Length", str(len(data)))
+    record_exit(c, ExitResponse(int(status), data, hdrs, source="exit"))
+
+
+def error(c: Call, status=None, message=None, headers=None, *_):
+    """Terminal: Kong's error body from its templates, chosen by Content-Type, else Accept, else JSON."""
+    c.check(REWRITE_ACCESS_HEADER)
+    _check_status(status, 400)
+    if isinstance(message, dict | list):
+        message = cjson_encode(message)
+    if message is not None and not is_str(message):
+        raise LuaError("message must be a nil, a string or a table")
+    if headers is not None and not isinstance(headers, dict | list):
+        raise LuaError("headers must be a nil or table")
+    headers = dict(headers_table(headers)) if headers is not None else {}
+    content_type = headers.get("Content-Type")
+    if isinstance(content_type, list):
+        content_type = content_type[0] if content_type else None
+    if content_type is None:
+        accept = c.ctx.request.headers.get_all("Accept")
+        content_type = response_type(", ".join(accept) if accept else None)
+    headers["Content-Type"] = content_type
+    text = (
+        lua_str(message)
+        if message is not None
+        else HTTP_ERROR_MESSAGES.get(int(status), f"The upstream server responded with {int(status)}")
+    )
+    data = (_template(lua_str(content_type)) % (text, c.ctx.request_id)).encode()
+    hdrs, seen = _exit_headers(headers)
+    if "content-length" not in seen:
+        hdrs.set("Content-Length", str(len(data)))
+    record_exit(c, ExitResponse(int(status), data, hdrs, source="exit"))
+
+
+def record_exit(c: Call, response: ExitResponse) -> None:
+    """``ctx.KONG_EXITED = true`` and the (delayed) response; later access plugins don't run."""
+    c.ctx.exit = response
+    c.ctx.response.source = response.source
+
+
+def unexpected_error(ctx) -> ExitResponse:
+    """What Kong answers for a Lua error in a phase handler: ``{message = "An unexpected error occurred"}``."""
+    hdrs = Headers([("Content-Type", CONTENT_TYPE_JSON), ("Content-Length", str(len(UNEXPECTED_BODY)))])
+    return ExitResponse(500, UNEXPECTED_BODY, hdrs, source="error")
+
+
+def _live_headers(c: Call) -> Headers:
+    return c.ctx.response.headers
+
+
+def get_status(c: Call, *_):
+    """Override; in log the snapshot's status."""
+    if c.saved is not None:
+        return c.saved.status
+    c.check(HEADER_BODY_LOG)
+    ctx = c.ctx
+    return ctx.exit.status if ctx.exit else ctx.response.status or ctx.upstream_status or 200
+
+
+def get_header(c: Call, name=None, *_):
+    """Override: first value; in log from the snapshot."""
+    if c.saved is None:
+        c.check(HEADER_BODY_LOG)
+    if not is_str(name):
+        raise LuaError("header name must be a string")
+    headers = c.saved.response_headers if c.saved is not None else _live_headers(c)
+    values = headers.get_all(lua_str(name).replace("_", "-"))
+    return values[0] if values else None
+
+
+def get_headers(c: Call, max_headers=None, *_):
+    """Override (StepMultiMap, fix_mmap); in log the snapshot's headers."""
+    if c.saved is not None:
+        return fix_mmap(headers_map(c.saved.response_headers, MAX_REQ_HEADERS))
+    c.check(HEADER_BODY_LOG)
+    return fix_mmap(headers_map(_live_headers(c), check_max(max_headers, "max_headers", MAX_REQ_HEADERS)))
+
+
+def get_source(c: Call, *_):
+    """Override: "exit", "error" or "service" from ngx.ctx (the saved clone in log)."""
+    if c.saved is not None:
+        return c.saved.response_source
+    c.check(HEADER_BODY_LOG)
+    ctx = c.ctx
+    if ctx.exit is not None:
+        return ctx.exit.source
+    return ctx.response.source or ("service" if ctx.upstream_status is not None else "error")
+
+
+def set_status(c: Call, status=None, *_):
+    c.check(REWRITE_ACCESS_HEADER)
+    _check_status(status, 100)
+    c.ctx.response.status = int(status)
+
+
+def set_header(c: Call, name=None, value=None, *_):
+    c.check(REWRITE_ACCESS_HEADER)
+    values = header_value(name, value)
+    if lua_str(name).lower().replace("_", "-") != "transfer-encoding":
+        c.ctx.response.headers.set(lua_str(name), values)
+
+
+def add_header(c: Call, name=None, value=None, *_):
+    c.check(REWRITE_ACCESS_HEADER)
+    for v in header_value(name, value):
+        c.ctx.response.headers.add(lua_str(name), v)
+
+
+def clear_header(c: Call, name=None, *_):
+    c.check(REWRITE_ACCESS_HEADER)
+    if not is_str(name):
+        raise LuaError("header name must be a string")
+    c.ctx.response.headers.clear(lua_str(name))
+
+
+def set_headers(c: Call, headers=None, *_):
+    c.check(REWRITE_ACCESS_HEADER)
+    for name, value in sorted(headers_table(headers).items()):
+        values = multi_header_value(name, value)
+        if lua_str(name).lower().replace("_", "-") == "transfer-encoding":
+            continue
+        if values:
+            c.ctx.response.headers.set(lua_str(name), values)
+        else:
+            c.ctx.response.headers.clear(lua_str(name))
+
+
+def get_raw_body(c: Call, *_):
+    c.check(frozenset({"body_filter"}))  # external plugins have no body_filter: always a Lua error
+
+
+FUNCTIONS = {
+    "kong.response.exit": exit_,
+    "kong.response.error": error,
+    "kong.response.get_status": get_status,
+    "kong.response.get_header": get_header,
+    "kong.response.get_headers": get_headers,
+    "kong.response.get_source": get_source,
+    "kong.response.set_status": set_status,
+    "kong.response.set_header": set_header,
+    "kong.response.add_header": add_header,
+    "kong.response.clear_header": clear_header,
+    "kong.response.set_headers": set_headers,
+    "kong.response.get_raw_body": get_raw_body,
+}

@@ -1,0 +1,245 @@
+"""sv-jwt's decision: request headers in, ``Verdict`` (Allow/Deny + a log line) out. No PDK calls.
+
+The gate owns the order of things: refuse requests whose headers may have been truncated, find client-sent
+identity headers to strip, extract the bearer token, verify it (verified-token cache first, then ``tokens.verify``
+with one rate-limited JWKS refetch on an unknown kid), check the denylist (also on cache hits), and build what goes
+upstream and into ``kong.ctx.shared``.
+
+``Allow.upstream_headers`` follows ``kong.service.request.set_headers`` semantics: a string sets the header
+(replacing every client copy), an empty list ``[]`` removes it.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from storyverse_plugins.common.decision import Allow, Decision, Deny
+from storyverse_plugins.common.identity import IDENTITY_HEADERS, SHARED_IDENTITY
+from storyverse_plugins.common.redis_pool import RedisSettings, get_client
+from storyverse_plugins.jwt_auth.cache import CachedToken, TokenCache, token_digest
+from storyverse_plugins.jwt_auth.denylist import Denylist, DenylistUnavailable, NoDenylist, RedisDenylist
+from storyverse_plugins.jwt_auth.jwks import JwksCache, JwksUnavailable, http_fetcher
+from storyverse_plugins.jwt_auth.schema import Config
+from storyverse_plugins.jwt_auth.tokens import Failure, Reason, Verified, verify
+
+MAX_SPOOFED_HEADERS = 16  # more client-sent identity headers than this is an attack, not a mistake
+RETRY_AFTER_SECONDS = "5"
+IDENTITY_CLAIMS = ("sub", "role", "family_id", "tier", "tz", "age_band", "content_rating", "jti", "scope", "sid")
+_REQUEST_ID = re.compile(r"\A[A-Za-z0-9._:-]{8,128}\Z")
+_IDENTITY_NAMES = frozenset(name.lower() for name in IDENTITY_HEADERS.values())
+
+
+@dataclass(frozen=True)
+class Verdict:
+    decision: Decision
+    log: str | None = None  # for the log only, never sent to the client
+    log_level: str = "info"  # "error" lines also go to Kong's error log (kong.log.err)
+    request_id: str | None = None  # echoed in problem documents
+
+
+# --- pure helpers ----------------------------------------------------------------------------------------------
+
+
+def _values(value: Any) -> list[str]:
+    """A get_headers() value: a list after Kong's fix_mmap (a bare string in hand-written fakes)."""
+    if isinstance(value, list):
+        return [v for v in value if isinstance(v, str)]
+    return [value] if isinstance(value, str) else []
+
+
+def spoofed_headers(headers: Mapping[str, Any], prefixes: tuple[str, ...]) -> list[str]:
+    """Names (as received, lower-case) of client headers that only the gateway may set.
+
+    ``_`` counts as ``-``: several backends (WSGI's ``HTTP_X_USER_ID``) read ``X_User_Id`` as ``X-User-Id``.
+    ``prefixes`` are lower-case with ``-`` (see ``Gate``).
+    """
+    found = []
+    for name in headers:
+        norm = name.lower().replace("_", "-")
+        if norm in _IDENTITY_NAMES or norm.startswith(prefixes):
+            found.append(name)
+    return found
+
+
+def header_lines(headers: Mapping[str, Any]) -> int:
+    """How many header lines get_headers() returned (a name with several values counts each)."""
+    return sum(len(v) if isinstance(v, list) else 1 for v in headers.values())
+
+
+def bearer_token(values: list[str]) -> str | Failure | None:
+    """The bearer token; None when there is none (no header, or another scheme); Failure when malformed."""
+    if not values:
+        return None
+    if len(values) > 1:
+        return Failure(Reason.MALFORMED, "more than one Authorization header")
+    scheme, _, token = values[0].strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    token = token.strip()
+    if not token or " " in token:
+        return Failure(Reason.MALFORMED, "empty or spaced bearer token")
+    return token
+
+
+def identity_of(claims: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """(the kong.ctx.shared identity, the upstream identity headers) of verified claims."""
+    identity: dict[str, Any] = {"authenticated": True, "exp": int(claims["exp"])}
+    identity.update({name: claims[name] for name in IDENTITY_CLAIMS if claims.get(name) is not None})
+    headers = {header: claims[claim] for claim, header in IDENTITY_HEADERS.items() if claims.get(claim) is not None}
+    return identity, headers
+
+
+# --- responses ---------------------------------------------------------------------------------------------------
+
+
+def _challenge(realm: str, error: str | None = None, description: str | None = None) -> dict[str, str]:
+    value = f'Bearer realm="{realm}"'
+    if error:
+        value += f', error="{error}"'
+    if description:
+        value += f', error_description="{description}"'
+    return {"WWW-Authenticate": value}
+
+
+def missing_token(realm: str) -> Deny:
+    return Deny(401, "invalid_token", "A valid bearer access token is required.", _challenge(realm))
+
+
+def rejected_token(realm: str, failure: Failure) -> Deny:
+    if failure.reason is Reason.EXPIRED:
+        return Deny(
+            401, "token_expired", "The access token has expired.", _challenge(realm, "invalid_token", "token expired")
+        )
+    return Deny(401, "invalid_token", "The access token is invalid.", _challenge(realm, "invalid_token"))
+
+
+def bad_request(realm: str, detail: str) -> Deny:
+    return Deny(400, "invalid_request", detail, _challenge(realm, "invalid_request"))
+
+
+def unavailable() -> Deny:
+    return Deny(
+        503, "auth_unavailable", "Authentication is temporarily unavailable.", {"Retry-After": RETRY_AFTER_SECONDS}
+    )
+
+
+def internal_error() -> Deny:
+    return Deny(500, "internal_error", "The gateway could not process the request.")
+
+
+# --- the gate ------------------------------------------------------------------------------------------------------
+
+
+class Gate:
+    def __init__(
+        self,
+        cfg: Config,
+        jwks: JwksCache,
+        cache: TokenCache,
+        denylist: Denylist,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.cfg, self.jwks, self.cache, self.denylist, self.clock = cfg, jwks, cache, denylist, clock
+        self.prefixes = tuple(p.lower().replace("_", "-") for p in cfg.strip_header_prefixes)
+
+    def decide(self, headers: Mapping[str, Any]) -> Verdict:
+        cfg = self.cfg
+        rid = next(iter(_values(headers.get(cfg.request_id_header.lower()))), None)
+        rid = rid if rid and _REQUEST_ID.match(rid) else None
+        if header_lines(headers) >= cfg.max_request_headers:
+            return Verdict(bad_request(cfg.realm, "Too many request headers."), "header limit reached", request_id=rid)
+        strip = spoofed_headers(headers, self.prefixes)
+        if len(strip) > MAX_SPOOFED_HEADERS:
+            return Verdict(bad_request(cfg.realm, "Too many identity headers."), "spoofed header flood", request_id=rid)
+        token = bearer_token(_values(headers.get("authorization")))
+        if token is None:
+            if cfg.anonymous:
+                return Verdict(Allow(upstream_headers={name: [] for name in strip}), request_id=rid)
+            return Verdict(missing_token(cfg.realm), request_id=rid)
+        outcome = self._authenticate(token) if isinstance(token, str) else self._reject(token)
+        if isinstance(outcome, Verdict):
+            return Verdict(outcome.decision, outcome.log, outcome.log_level, rid)
+        setting = frozenset(name.lower() for name in outcome.upstream_headers)
+        upstream: dict[str, Any] = {name: [] for name in strip if name.lower() not in setting}
+        upstream.update(outcome.upstream_headers)
+        return Verdict(
+            Allow(upstream_headers=upstream, shared={SHARED_IDENTITY: dict(outcome.identity)}), request_id=rid
+        )
+
+    def _reject(self, failure: Failure) -> Verdict:
+        return Verdict(
+            rejected_token(self.cfg.realm, failure), f"token rejected: {failure.reason.value}: {failure.detail}"
+        )
+
+    def _authenticate(self, token: str) -> CachedToken | Verdict:
+        now = self.clock()
+        try:
+            keys = self.jwks.keys()
+        except JwksUnavailable as exc:
+            return Verdict(unavailable(), f"JWKS unavailable: {exc}", "error")
+        digest = token_digest(token)
+        entry = self.cache.get(digest, now, keys)
+        if entry is None:
+            result = verify(token, keys, self.cfg.verify, now)
+            if isinstance(result, Failure) and result.kid and self.jwks.refresh_for_unknown_kid(result.kid):
+                result = verify(token, self.jwks.keys(), self.cfg.verify, now)
+            if isinstance(result, Failure):
+                return self._reject(result)
+            entry = self._entry(result)
+            self.cache.put(digest, entry)
+        return self._check_denylist(entry)
+
+    def _entry(self, verified: Verified) -> CachedToken:
+        identity, headers = identity_of(verified.claims)
+        valid_until = verified.exp + self.cfg.verify.leeway
+        return CachedToken(identity, headers, verified.claims["jti"], verified.kid, valid_until)
+
+    def _check_denylist(self, entry: CachedToken) -> CachedToken | Verdict:
+        try:
+            revoked = self.denylist.is_revoked(entry.jti)
+        except DenylistUnavailable as exc:
+            if self.cfg.denylist_fault_tolerant:
+                return entry
+            return Verdict(unavailable(), f"denylist unavailable: {exc}", "error")
+        if revoked:
+            return self._reject(Failure(Reason.REVOKED, "jti is on the denylist"))
+        return entry
+
+
+# --- one gate per config, shared state per worker process --------------------------------------------------------
+
+_registry_lock = threading.Lock()
+_jwks: dict[tuple, JwksCache] = {}
+_caches: dict[tuple, TokenCache] = {}
+_denylists: dict[RedisSettings, Denylist] = {}
+
+
+def build_gate(cfg: Config) -> Gate:
+    """Kong starts one instance per config and worker: they share JWKS, token caches and Redis pools."""
+    jwks_key = (
+        cfg.jwks_url,
+        cfg.jwks_timeout,
+        cfg.jwks_cache_ttl,
+        cfg.jwks_refresh_min_interval,
+        cfg.verify.algorithms,
+    )
+    cache_key = (*jwks_key, cfg.verify, cfg.cache_size)
+    with _registry_lock:
+        if jwks_key not in _jwks:
+            _jwks[jwks_key] = JwksCache(
+                http_fetcher(cfg.jwks_url, cfg.jwks_timeout),
+                cfg.verify.algorithms,
+                ttl=cfg.jwks_cache_ttl,
+                min_interval=cfg.jwks_refresh_min_interval,
+            )
+        if cache_key not in _caches:
+            _caches[cache_key] = TokenCache(cfg.cache_size)
+        if cfg.denylist and cfg.redis not in _denylists:
+            _denylists[cfg.redis] = RedisDenylist(get_client(cfg.redis))
+        denylist = _denylists[cfg.redis] if cfg.denylist else NoDenylist()
+        return Gate(cfg, _jwks[jwks_key], _caches[cache_key], denylist)

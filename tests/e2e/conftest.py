@@ -1,0 +1,49 @@
+"""End-to-end fixtures: the real sample backend and the real emulator process with real plugin servers.
+
+Every emulator runs in strict mode; a test that provoked a plugin-side error fails at teardown even if the HTTP
+answer looked right.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from kong_emulator.testing import EmulatorProcess, PluginEntry, free_port, wait_port
+
+
+@pytest.fixture(scope="session")
+def backend():
+    """The sample backend (stand-in services); `backend["stories"]` is its base URL."""
+    names = ("stories", "characters", "universes", "generation")
+    ports = {name: free_port() for name in names}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sample_backend", *(f"{n}={p}" for n, p in ports.items())],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for port in ports.values():
+            wait_port(port, proc=proc)
+        yield {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture
+def gateway():
+    """Factory: `gw = gateway(kong_yml_text, [repo_plugin("sv-request-id")])` → a started EmulatorProcess."""
+    started: list[EmulatorProcess] = []
+
+    def start(kong_yml: str, plugins: list[PluginEntry] = (), **kwargs) -> EmulatorProcess:
+        gw = EmulatorProcess(kong_yml, list(plugins), **kwargs)
+        started.append(gw)
+        return gw.start()
+
+    yield start
+    failures = [line for gw in started for line in gw.strict_failures() if gw.strict]
+    for gw in started:
+        gw.stop()
+    assert not failures, "plugin protocol failures in strict mode:\n" + "\n".join(failures)

@@ -1,0 +1,128 @@
+"""Shared helpers for the emulator's protocol tests: real kong-pdk servers as children, contexts, plugins."""
+
+from __future__ import annotations
+
+import ast
+import atexit
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+
+from kong_emulator.context import ClientRequest, Headers, RequestContext
+from kong_emulator.entities import Plugin
+
+PLUGINS_DIR = os.path.join(os.path.dirname(__file__), "plugins")
+SCRIPT = os.path.join(PLUGINS_DIR, "t_script.py")
+PYTHON = sys.executable
+
+
+_CREATED: list[str] = []
+
+
+def short_tmpdir() -> str:
+    """A short directory under /tmp (Unix socket paths must stay under ~100 characters), removed at exit."""
+    path = tempfile.mkdtemp(prefix="emu", dir="/tmp")
+    _CREATED.append(path)
+    return path
+
+
+@atexit.register
+def _cleanup() -> None:
+    for path in _CREATED:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@dataclass
+class Server:
+    """A real kong-pdk dedicated server (t-script) started with Popen as our child."""
+
+    prefix: str
+    socket: str
+    proc: subprocess.Popen | None = None
+    args: tuple[str, ...] = ()
+
+    @property
+    def start_cmd(self) -> str:
+        extra = " ".join(self.args)
+        return f"{PYTHON} {SCRIPT} -p {self.prefix} --socket-name t-script.sock {extra}".strip()
+
+    def start(self) -> Server:
+        if os.path.exists(self.socket):
+            os.unlink(self.socket)
+        self.proc = subprocess.Popen(
+            self.start_cmd.split(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 15
+        while not _accepts(self.socket):  # the file appears at bind(), connections work after listen()
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError("t-script server did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(5)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+def _accepts(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        try:
+            sock.connect(path)
+        except OSError:
+            return False
+    return True
+
+
+def new_server(*args: str) -> Server:
+    prefix = short_tmpdir()
+    return Server(prefix=prefix, socket=os.path.join(prefix, "t-script.sock"), args=args).start()
+
+
+def remove_server(server: Server) -> None:
+    server.stop()
+    shutil.rmtree(server.prefix, ignore_errors=True)
+
+
+def make_ctx(headers=(), method="GET", path="/p", raw_query="", body=b"", client_ip="10.0.0.7") -> RequestContext:
+    req = ClientRequest(
+        method=method,
+        scheme="http",
+        host="example.test",
+        port=8000,
+        path=path,
+        raw_path=path,
+        raw_query=raw_query,
+        headers=Headers.from_pairs(headers),
+        body=body,
+        client_ip=client_ip,
+        forwarded_ip=client_ip,
+        start_time=1700000000.5,
+        client_port=40000,
+    )
+    return RequestContext(request=req, request_id="rid-1")
+
+
+def script_plugin(plugin_id: str | None = None, **phases) -> Plugin:
+    """A t-script Plugin entity whose config is what Kong would hold (nulls for unset optional fields)."""
+    config = {"rewrite": None, "access": None, "response": None, "log": None, "report": True}
+    config.update({"fail_closed": False, "label": None})
+    for key, value in phases.items():
+        config[key] = json.dumps(value) if isinstance(value, list) else value
+    return Plugin(id=plugin_id or str(uuid.uuid4()), name="t-script", config=config)
+
+
+def results(ctx: RequestContext, phase: str = "access") -> list:
+    """The (data, err) tuples the plugin saw, decoded from its reprs."""
+    return [ast.literal_eval(r) for r in ctx.shared[f"results:{phase}"]]
