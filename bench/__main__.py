@@ -10,7 +10,6 @@ import argparse
 import asyncio
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,10 @@ class Result:
     seconds: float
     latencies_ms: list[float]
     errors: int
+    emulator_cpu_us: float | None = None  # emulator process CPU per request
+    plugin_cpu_us: float | None = None  # plugin-server processes' CPU per request
+
+    round_trips: int = 0  # HandleEvent + one Step per PDK call (plus StartInstance once, in warm-up)
 
     @property
     def rps(self) -> float:
@@ -80,6 +83,20 @@ def wait_port(port: int, seconds: float = 20) -> None:
     raise SystemExit(f"bench: nothing listening on {port}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of one process, from /proc (clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        out.extend(int(c) for c in text)
+    return out
+
+
 def write_configs(tmp: Path, k: int | None) -> tuple[Path, Path]:
     conf = tmp / "kong.conf"
     yml = tmp / "kong.yml"
@@ -114,11 +131,16 @@ def run_case(name: str, k: int | None, total: int, concurrency: int) -> Result:
             wait_port(PROXY_PORT)
             url = f"http://127.0.0.1:{PROXY_PORT}/__echo"
             asyncio.run(drive(url, min(200, total), concurrency))  # warm-up: instances, pools
+            kids = children(proc.pid)
+            before = cpu_seconds(proc.pid), sum(cpu_seconds(k) for k in kids)
             seconds, lat, errors = asyncio.run(drive(url, total, concurrency))
+            after = cpu_seconds(proc.pid), sum(cpu_seconds(k) for k in kids)
         finally:
             proc.terminate()
             proc.wait(10)
-    return Result(name, total, seconds, lat, errors)
+    emu_us = (after[0] - before[0]) / total * 1e6
+    plugin_us = (after[1] - before[1]) / total * 1e6 if kids else None
+    return Result(name, total, seconds, lat, errors, emu_us, plugin_us, 0 if k is None else k + 1)
 
 
 def main() -> None:
@@ -144,16 +166,17 @@ def main() -> None:
 
 
 def report(results: list[Result], args) -> None:
-    base = results[1]
     rows = [
-        "| case | req/s | p50 ms | p99 ms | mean ms | added vs no plugin (ms, mean) | errors |",
-        "|---|---|---|---|---|---|---|",
+        "| case | PDK round trips | req/s | p50 ms | p99 ms | emulator CPU µs/req | plugin server CPU µs/req "
+        "| errors |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        added = statistics.mean(r.latencies_ms) - statistics.mean(base.latencies_ms)
+        trips = "n/a" if r.plugin_cpu_us is None else str(r.round_trips)
+        emu = "n/a" if r.emulator_cpu_us is None else f"{r.emulator_cpu_us:,.0f}"
+        plug = "n/a" if r.plugin_cpu_us is None else f"{r.plugin_cpu_us:,.0f}"
         rows.append(
-            f"| {r.name} | {r.rps:,.0f} | {r.pct(50):.2f} | {r.pct(99):.2f} | "
-            f"{statistics.mean(r.latencies_ms):.2f} | {added:+.2f} | {r.errors} |"
+            f"| {r.name} | {trips} | {r.rps:,.0f} | {r.pct(50):.2f} | {r.pct(99):.2f} | {emu} | {plug} | {r.errors} |"
         )
     command = f"make bench  (python -m bench -n {args.requests} -c {args.concurrency})"
     text = "\n".join(
@@ -168,7 +191,7 @@ def report(results: list[Result], args) -> None:
             f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
             f"{time.strftime('%Y-%m-%d')}  ",
             f"Load: {args.concurrency} concurrent keep-alive clients, {args.requests} GET requests per case, "
-            "load generator on the same cores.",
+            "load generator on the same cores. CPU is utime+stime from /proc over the measured run, per request.",
             "",
             *rows,
             "",
