@@ -120,8 +120,9 @@ SPOOFS = {
 
 def test_spoofed_headers_are_cleared_or_overwritten_on_protected_routes(plugin, fake_kong):
     fk = run(plugin, fake_kong, {"authorization": [f"Bearer {now_token()}"], **SPOOFS})
-    cleared = {args[0] for args in fk.called("kong.service.request.clear_header")}
     ((upstream,),) = fk.called("kong.service.request.set_headers")
+    cleared = {name for name, value in upstream.items() if value == []}
+    assert fk.called("kong.service.request.clear_header") == [] and len(fk.calls) == 3
     assert cleared == {"x-content-rating", "x-sv-debug", "x_user_role", "x-sv-anything-else"}  # parent: no rating
     assert upstream["X-User-Id"] == "user-1" and upstream["X-User-Role"] == "parent"
     assert upstream["X-Family-Id"] == "fam-1" and upstream["X-Account-Tier"] == "premium"
@@ -131,8 +132,8 @@ def test_spoofed_headers_are_cleared_or_overwritten_on_protected_routes(plugin, 
 
 def test_spoofed_headers_are_cleared_on_public_routes_without_a_token(public_plugin, fake_kong):
     fk = run(public_plugin, fake_kong, SPOOFS)
-    cleared = {args[0] for args in fk.called("kong.service.request.clear_header")}
-    assert cleared == set(SPOOFS)
+    ((upstream,),) = fk.called("kong.service.request.set_headers")
+    assert upstream == {name: [] for name in SPOOFS}
     assert fk.called("kong.ctx.shared.set") == [] and fk.exited is None
 
 

@@ -10,9 +10,12 @@ from storyverse_plugins.common.problem import PROBLEM_JSON, problem
 
 @dataclass(frozen=True)
 class Allow:
-    """Let the request through; set these headers upstream and on the response, and share these values."""
+    """Let the request through; set these headers upstream and on the response, and share these values.
 
-    upstream_headers: dict[str, str] = field(default_factory=dict)
+    An upstream header whose value is `[]` is removed (kong.service.request.set_headers clears it).
+    """
+
+    upstream_headers: dict[str, str | list[str]] = field(default_factory=dict)
     response_headers: dict[str, str] = field(default_factory=dict)
     shared: dict[str, Any] = field(default_factory=dict)
 

@@ -6,8 +6,11 @@
 from __future__ import annotations
 
 # kong.ctx.shared keys
-SHARED_IDENTITY = "sv_identity"  # dict: sub, role, family_id, tier, tz, age_band, content_rating, jti, exp, scope
-SHARED_AUTHENTICATED = "sv_authenticated"  # True once sv-jwt verified a token (read by the fail-closed guard)
+# SHARED_IDENTITY is set by sv-jwt with ONE PDK call once a token is verified: a dict with
+#   authenticated (True: the fail-closed guard checks this), sub, role, family_id, tier, exp, jti, and when present
+#   tz, age_band, content_rating, scope, sid, plus the parental controls children, features, allowed_hours,
+#   max_content_rating, daily_story_limit (see jwt_auth.gate.CONTROL_CLAIMS). Absent on a public route without a token.
+SHARED_IDENTITY = "sv_identity"
 SHARED_REQUEST_ID = "sv_request_id"
 
 # Upstream identity headers, set only by the gateway; any client-sent copy is removed first.

@@ -30,6 +30,16 @@ from storyverse_plugins.jwt_auth.tokens import Failure, Reason, Verified, verify
 MAX_SPOOFED_HEADERS = 16  # more client-sent identity headers than this is an attack, not a mistake
 RETRY_AFTER_SECONDS = "5"
 IDENTITY_CLAIMS = ("sub", "role", "family_id", "tier", "tz", "age_band", "content_rating", "jti", "scope", "sid")
+# Parental controls and family membership, for sv-rbac (children, hours, ratings, features) and sv-quota
+# (daily_story_limit). Signed by the auth service; still only forwarded when they have the expected shape.
+CONTROL_CLAIMS = {
+    "children": "str_list",
+    "features": "str_list",
+    "allowed_hours": "str_or_list",
+    "max_content_rating": "str",
+    "daily_story_limit": "int",
+}
+MAX_LIST_CLAIM = 64
 _REQUEST_ID = re.compile(r"\A[A-Za-z0-9._:-]{8,128}\Z")
 _IDENTITY_NAMES = frozenset(name.lower() for name in IDENTITY_HEADERS.values())
 
@@ -86,10 +96,26 @@ def bearer_token(values: list[str]) -> str | Failure | None:
     return token
 
 
+def _shaped(value: Any, shape: str) -> bool:
+    """Does a control claim have the shape downstream plugins expect? (Anything else is left out.)"""
+    if shape == "str":
+        return isinstance(value, str) and len(value) <= 64
+    if shape == "int":
+        return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 1000
+    if shape == "str_or_list" and isinstance(value, str):
+        return len(value) <= 64
+    return (
+        isinstance(value, list)
+        and len(value) <= MAX_LIST_CLAIM
+        and all(isinstance(v, str) and len(v) <= 128 for v in value)
+    )
+
+
 def identity_of(claims: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     """(the kong.ctx.shared identity, the upstream identity headers) of verified claims."""
     identity: dict[str, Any] = {"authenticated": True, "exp": int(claims["exp"])}
     identity.update({name: claims[name] for name in IDENTITY_CLAIMS if claims.get(name) is not None})
+    identity.update({name: claims[name] for name, shape in CONTROL_CLAIMS.items() if _shaped(claims.get(name), shape)})
     headers = {header: claims[claim] for claim, header in IDENTITY_HEADERS.items() if claims.get(claim) is not None}
     return identity, headers
 

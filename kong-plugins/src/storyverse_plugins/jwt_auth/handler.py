@@ -1,8 +1,9 @@
 """sv-jwt phase handler: a thin dispatcher over jwt_auth.gate (which decides) — PDK calls live only here.
 
-PDK round trips: happy path 3 (get_headers, set_headers, ctx.shared.set), plus one clear_header per identity
-header the client sent; 401/400 2 (get_headers, exit); 503 3 (get_headers, log.err, exit); public route without a
-token 1. Nothing is ever called after ``kong.response.exit``.
+PDK round trips: happy path 3 (get_headers, set_headers, ctx.shared.set) whether or not the client sent identity
+headers (they are cleared in the same set_headers call); 401/400 2 (get_headers, exit); 503 3 (get_headers,
+log.err, exit); public route without a token 1, or 2 when it must clear spoofed headers.
+Nothing is ever called after ``kong.response.exit``.
 """
 
 from __future__ import annotations
@@ -58,14 +59,10 @@ def _log(kong, verdict: Verdict) -> None:
 
 
 def _allow(kong, allow: Allow) -> None:
-    # kong.service.request.set_headers({name: []}) also clears a header in Kong (lua-resty-core: an empty table with
-    # override removes it), but not in every emulator; clears only happen for client-sent spoofs, so pay for them there.
-    for name, value in allow.upstream_headers.items():
-        if value == []:
-            kong.service.request.clear_header(name)
-    sets = {name: value for name, value in allow.upstream_headers.items() if value != []}
-    if sets:
-        kong.service.request.set_headers(sets)
+    # One call sets the verified identity and clears every client-sent spoof: in Kong,
+    # kong.service.request.set_headers({name = {}}) removes the header (ngx.req.set_header with an empty table).
+    if allow.upstream_headers:
+        kong.service.request.set_headers(allow.upstream_headers)
     for key, value in allow.shared.items():
         kong.ctx.shared.set(key, value)
 
