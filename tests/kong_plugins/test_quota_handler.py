@@ -21,7 +21,7 @@ def plugin(config, storage=None):
 
 
 def request(fake_kong, p, identity=ID, ip="10.1.2.3"):
-    fk = fake_kong({"kong.client.get_ip": ip, "kong.request.get_method": "POST"})
+    fk = fake_kong({"kong.client.get_forwarded_ip": ip, "kong.request.get_method": "POST"})
     if identity is not None:
         fk.shared[SHARED_IDENTITY] = identity
     fk.shared[SHARED_REQUEST_ID] = "req-1"
@@ -57,7 +57,7 @@ def test_anonymous_route_reads_only_the_ip(fake_kong):
     p = plugin({"policies": [{"name": "login", "limit": 2, "period": "minute", "by": "ip"}]})
     for _ in range(2):
         fk = request(fake_kong, p, identity=None)
-        assert [m for m, _ in fk.calls] == ["kong.client.get_ip", "kong.response.set_headers"]
+        assert [m for m, _ in fk.calls] == ["kong.client.get_forwarded_ip", "kong.response.set_headers"]
     fk = request(fake_kong, p, identity=None)
     status, body, headers = fk.exited
     assert status == 429 and body["code"] == "rate_limited" and body["request_id"] == "req-1"

@@ -1,6 +1,6 @@
 """sv-quota phase handler: reads what the core needs in as few PDK calls as possible, applies the decision.
 
-access  ctx.shared.get(identity) [+ client.get_ip on anonymous routes] [+ request.get_method if quota.methods]
+access  ctx.shared.get(identity) [+ client.get_forwarded_ip on anonymous routes] [+ request.get_method if quota.methods]
         -> one Redis script -> response.set_headers (allowed) [+ ctx.shared.set(reservation)]
         or ctx.shared.get(request id) + response.exit(429) (rejected; nothing after exit)
 log     ctx.shared.get(reservation) [+ log.serialize() for the status] -> one Redis script (commit or release).
@@ -71,7 +71,8 @@ class Plugin:
     def _access(self, kong, guard: _Guard) -> None:
         cfg = self.cfg
         identity = None if cfg.ip_only else verified(kong.ctx.shared.get(SHARED_IDENTITY))
-        ip = kong.client.get_ip() if identity is None else None
+        # the client's address as the realip module resolved it (trusted_ips + real_ip_header), not the load balancer's
+        ip = kong.client.get_forwarded_ip() if identity is None else None
         method = kong.request.get_method() if identity and cfg.quota.enabled and cfg.quota.methods else None
         outcome = self.limiter.check(build_batch(cfg, identity, ip, method, self.clock()))
         if outcome.error:
