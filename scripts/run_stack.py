@@ -107,7 +107,9 @@ def _start_auth(py: str) -> subprocess.Popen | None:
 
 def _print_urls(auth: bool) -> None:
     print("\n[run] StoryVerse gateway stack is up:", flush=True)
-    print(f"  proxy (Kong emulator)  http://127.0.0.1:{PROXY_PORT}/  e.g. curl -i localhost:{PROXY_PORT}/api/v1/stories")
+    print(
+        f"  proxy (Kong emulator)  http://127.0.0.1:{PROXY_PORT}/  e.g. curl -i localhost:{PROXY_PORT}/api/v1/stories"
+    )
     if auth:
         print(f"  auth service           http://127.0.0.1:{AUTH_PORT}/")
     for name, port in BACKEND_PORTS.items():

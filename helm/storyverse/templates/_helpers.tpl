@@ -1,0 +1,267 @@
+{{/* Names and labels (helm create's helpers). */}}
+{{- define "storyverse.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "storyverse.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "storyverse.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Common labels. Call with (dict "ctx" $ "component" "gateway"). */}}
+{{- define "storyverse.labels" -}}
+helm.sh/chart: {{ include "storyverse.chart" .ctx }}
+{{ include "storyverse.selectorLabels" . }}
+app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+app.kubernetes.io/part-of: storyverse
+{{- with .ctx.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "storyverse.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "storyverse.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/* <fullname>-<component>, e.g. storyverse-gateway. */}}
+{{- define "storyverse.componentName" -}}
+{{- printf "%s-%s" (include "storyverse.fullname" .ctx) .component | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "storyverse.serviceAccountName" -}}
+{{- $sa := index .ctx.Values .component "serviceAccount" }}
+{{- if $sa.create }}
+{{- default (include "storyverse.componentName" .) $sa.name }}
+{{- else }}
+{{- default "default" $sa.name }}
+{{- end }}
+{{- end }}
+
+{{- define "storyverse.image" -}}
+{{- printf "%s:%s" .repository .tag }}
+{{- end }}
+
+{{/* The chart's own Secret (only the values not taken from an existingSecret). */}}
+{{- define "storyverse.secretName" -}}
+{{- printf "%s-secrets" (include "storyverse.fullname" .) }}
+{{- end }}
+
+{{- define "storyverse.chartSecretNeeded" -}}
+{{- if or (not .Values.database.existingSecret) (not .Values.redis.existingSecret) (not .Values.keyEncryption.existingSecret) }}true{{ end }}
+{{- end }}
+
+{{/* secretKeyRef for one credential. Call with (dict "ctx" $ "cred" .Values.database "key" "database-url"). */}}
+{{- define "storyverse.secretKeyRef" -}}
+secretKeyRef:
+  name: {{ .cred.existingSecret | default (include "storyverse.secretName" .ctx) }}
+  key: {{ ternary .cred.existingSecretKey .key (ne .cred.existingSecret "") }}
+{{- end }}
+
+{{/* Environment of the auth service and its migration Job. */}}
+{{- define "storyverse.auth.env" -}}
+- name: AUTH_ENV
+  value: production
+- name: FLASK_APP
+  value: wsgi:app
+- name: DATABASE_URL
+  valueFrom:
+    {{- include "storyverse.secretKeyRef" (dict "ctx" . "cred" .Values.database "key" "database-url") | nindent 4 }}
+- name: REDIS_URL
+  valueFrom:
+    {{- include "storyverse.secretKeyRef" (dict "ctx" . "cred" .Values.redis "key" "redis-url") | nindent 4 }}
+- name: KEY_ENCRYPTION_KEY
+  valueFrom:
+    {{- include "storyverse.secretKeyRef" (dict "ctx" . "cred" .Values.keyEncryption "key" "key-encryption-key") | nindent 4 }}
+- name: ISSUER
+  value: {{ .Values.auth.issuer | quote }}
+- name: AUDIENCE
+  value: {{ .Values.auth.audience | quote }}
+- name: GUNICORN_CMD_ARGS
+  value: {{ .Values.auth.gunicornArgs | quote }}
+{{- with .Values.auth.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Zone + hostname spread. Call with (dict "ctx" $ "component" "gateway" "spread" .Values.gateway.spread). */}}
+{{- define "storyverse.topologySpread" -}}
+- topologyKey: topology.kubernetes.io/zone
+  maxSkew: {{ .spread.zoneSkew }}
+  minDomains: {{ .spread.minZones }}
+  whenUnsatisfiable: {{ .spread.zoneWhenUnsatisfiable }}
+  labelSelector:
+    matchLabels:
+      {{- include "storyverse.selectorLabels" . | nindent 6 }}
+  matchLabelKeys: [pod-template-hash]
+- topologyKey: kubernetes.io/hostname
+  maxSkew: {{ .spread.hostnameSkew }}
+  whenUnsatisfiable: {{ .spread.hostnameWhenUnsatisfiable }}
+  labelSelector:
+    matchLabels:
+      {{- include "storyverse.selectorLabels" . | nindent 6 }}
+  matchLabelKeys: [pod-template-hash]
+{{- end }}
+
+{{/* Restricted pod security (non-root, seccomp) and container security (read-only root, no capabilities). */}}
+{{- define "storyverse.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .uid }}
+runAsGroup: {{ .uid }}
+fsGroup: {{ .uid }}
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{- define "storyverse.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+capabilities:
+  drop: [ALL]
+{{- end }}
+
+{{/* Plugin server keys for one plugin. Call with (dict "ctx" $ "name" "sv-jwt"). */}}
+{{- define "storyverse.pluginEnv" -}}
+{{- $p := .ctx.Values.gateway.plugins }}
+{{- $key := .name | replace "-" "_" | upper }}
+{{- $entry := printf "%s %s/%s.py" $p.python $p.directory .name }}
+- name: KONG_PLUGINSERVER_{{ $key }}_SOCKET
+  value: {{ printf "/kong_prefix/%s.sock" .name | quote }}
+{{- if not (and .ctx.Values.gateway.rateLimiting.enabled (eq .name .ctx.Values.gateway.rateLimiting.plugin)) }}
+- name: KONG_PLUGINSERVER_{{ $key }}_START_CMD
+  value: {{ printf "%s %s -p /kong_prefix/" $entry (join " " $p.serverArgs) | quote }}
+{{- end }}
+- name: KONG_PLUGINSERVER_{{ $key }}_QUERY_CMD
+  value: {{ printf "%s --dump" $entry | quote }}
+{{- end }}
+
+{{/* Loud validation: every contradiction is listed, then the render fails. */}}
+{{- define "storyverse.validateValues" -}}
+{{- $m := list -}}
+{{- range $name := list "database" "redis" "keyEncryption" -}}
+{{- $c := index $.Values $name -}}
+{{- $plain := ternary "key" "url" (eq $name "keyEncryption") -}}
+{{- if and (not (index $c $plain)) (not $c.existingSecret) -}}
+{{- $m = append $m (printf "%s: set %s.%s or %s.existingSecret (no secret and no existingSecret)" $name $name $plain $name) -}}
+{{- end -}}
+{{- if and (index $c $plain) $c.existingSecret -}}
+{{- $m = append $m (printf "%s: %s.%s and %s.existingSecret are both set; choose one" $name $name $plain $name) -}}
+{{- end -}}
+{{- end -}}
+{{- with .Values.keyEncryption.key -}}
+{{- if or (lt (len .) 43) (not (regexMatch "^[A-Za-z0-9+/_-]+=*$" .)) -}}
+{{- $m = append $m "keyEncryption: keyEncryption.key must be base64 of at least 32 random bytes (openssl rand -base64 32)" -}}
+{{- end -}}
+{{- end -}}
+{{- with .Values.database.url -}}
+{{- if not (hasPrefix "postgresql" .) -}}
+{{- $m = append $m "database: database.url must be a PostgreSQL SQLAlchemy URL (postgresql+psycopg2://...)" -}}
+{{- end -}}
+{{- end -}}
+{{- with .Values.redis.url -}}
+{{- if not (regexMatch "^rediss?://" .) -}}
+{{- $m = append $m "redis: redis.url must start with redis:// or rediss://" -}}
+{{- end -}}
+{{- end -}}
+{{- $g := .Values.gateway -}}
+{{- if and (not $g.declarativeConfig) (not $g.existingConfigMap) -}}
+{{- $m = append $m "gateway: set gateway.declarativeConfig (--set-file gateway.declarativeConfig=kong.yml) or gateway.existingConfigMap" -}}
+{{- end -}}
+{{- if and $g.declarativeConfig $g.existingConfigMap -}}
+{{- $m = append $m "gateway: gateway.declarativeConfig and gateway.existingConfigMap are both set; choose one" -}}
+{{- end -}}
+{{- if and $g.rateLimiting.enabled (not (has $g.rateLimiting.plugin $g.plugins.servers)) -}}
+{{- $m = append $m (printf "gateway: gateway.rateLimiting.plugin %q is not in gateway.plugins.servers" $g.rateLimiting.plugin) -}}
+{{- end -}}
+{{- if not (hasPrefix "/" $g.plugins.python) -}}
+{{- $m = append $m "gateway: gateway.plugins.python must be an absolute path (plugin servers run with a minimal PATH)" -}}
+{{- end -}}
+{{- if not (hasPrefix "/" $g.plugins.directory) -}}
+{{- $m = append $m "gateway: gateway.plugins.directory must be an absolute path" -}}
+{{- end -}}
+{{- if $g.tls.enabled -}}
+{{- if not $g.tls.secretName -}}
+{{- $m = append $m "gateway: gateway.tls.enabled needs gateway.tls.secretName (an existing kubernetes.io/tls Secret, or the one cert-manager fills)" -}}
+{{- end -}}
+{{- if regexMatch "(SSLv|TLSv1(\\.[01])?( |$))" $g.tls.protocols -}}
+{{- $m = append $m (printf "gateway: gateway.tls.protocols %q allows a version below TLS 1.2" $g.tls.protocols) -}}
+{{- end -}}
+{{- if and $g.tls.certManager.enabled (or (not $g.tls.certManager.issuerName) (not $g.tls.certManager.dnsNames)) -}}
+{{- $m = append $m "gateway: gateway.tls.certManager.enabled needs gateway.tls.certManager.issuerName and dnsNames" -}}
+{{- end -}}
+{{- else if $g.tls.certManager.enabled -}}
+{{- $m = append $m "gateway: gateway.tls.certManager.enabled needs gateway.tls.enabled" -}}
+{{- end -}}
+{{- if and (eq (int $g.service.httpPort) 0) (not $g.tls.enabled) -}}
+{{- $m = append $m "gateway: gateway.service.httpPort is 0 and TLS is disabled: the proxy would expose no port" -}}
+{{- end -}}
+{{- range $c := list "gateway" "auth" -}}
+{{- $w := index $.Values $c -}}
+{{- if $w.autoscaling.enabled -}}
+{{- if gt (int $w.autoscaling.minReplicas) (int $w.autoscaling.maxReplicas) -}}
+{{- $m = append $m (printf "%s: %s.autoscaling.minReplicas (%v) is above maxReplicas (%v)" $c $c $w.autoscaling.minReplicas $w.autoscaling.maxReplicas) -}}
+{{- end -}}
+{{- if not (and $w.resources.requests $w.resources.requests.cpu) -}}
+{{- $m = append $m (printf "%s: %s.autoscaling.enabled needs %s.resources.requests.cpu (the HPA scales on CPU utilisation)" $c $c $c) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if and $g.autoscaling.enabled $g.rateLimiting.enabled (not (and $g.rateLimiting.resources.requests $g.rateLimiting.resources.requests.cpu)) -}}
+{{- $m = append $m "gateway: gateway.autoscaling.enabled needs gateway.rateLimiting.resources.requests.cpu" -}}
+{{- end -}}
+{{- if .Values.networkPolicy.enabled -}}
+{{- if not .Values.database.cidrs -}}
+{{- $m = append $m "networkPolicy: networkPolicy.enabled needs database.cidrs (the PostgreSQL endpoint's CIDR blocks)" -}}
+{{- end -}}
+{{- if not .Values.redis.cidrs -}}
+{{- $m = append $m "networkPolicy: networkPolicy.enabled needs redis.cidrs (the Redis endpoint's CIDR blocks)" -}}
+{{- end -}}
+{{- end -}}
+{{- if $m -}}
+{{- printf "\nVALUES VALIDATION:\n%s" (join "\n" $m) | fail -}}
+{{- end -}}
+{{- end }}
+
+{{/* NetworkPolicy pieces: DNS egress, an external endpoint (CIDRs + port), the Prometheus namespace. */}}
+{{- define "storyverse.np.dns" -}}
+- to:
+    - namespaceSelector:
+        matchLabels:
+          kubernetes.io/metadata.name: {{ .Values.networkPolicy.dnsNamespace }}
+      podSelector:
+        matchLabels:
+          {{- toYaml .Values.networkPolicy.dnsPodLabels | nindent 10 }}
+  ports:
+    - {protocol: UDP, port: 53}
+    - {protocol: TCP, port: 53}
+{{- end }}
+{{- define "storyverse.np.external" -}}
+- to:
+    {{- range .cred.cidrs }}
+    - ipBlock:
+        cidr: {{ . }}
+    {{- end }}
+  ports:
+    - protocol: TCP
+      port: {{ .cred.port }}
+{{- end }}
+{{- define "storyverse.np.metricsFrom" -}}
+- namespaceSelector:
+    matchLabels:
+      kubernetes.io/metadata.name: {{ .Values.networkPolicy.metricsNamespace }}
+{{- end }}
