@@ -1,1 +1,103 @@
-"""StoryVerse authentication service."""
+"""StoryVerse authentication service: accounts, families, sessions, tokens, JWKS."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apiflask import APIFlask
+from flask import request
+from werkzeug.http import HTTP_STATUS_CODES
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from . import logs, mailer, metrics, passwords
+from .config import DEV_KEY_ENCRYPTION_KEY, ProdConfig, config_class
+from .errors import PROBLEM_MIMETYPE, PROBLEM_SCHEMA, APIError, register_error_handlers
+from .extensions import db, migrate, redis_store
+
+__all__ = ["create_app"]
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def create_app(config: dict[str, Any] | None = None) -> APIFlask:
+    app = APIFlask(
+        __name__, title="StoryVerse Auth Service", version="0.1.0", docs_path="/docs", spec_path="/openapi.json"
+    )
+    cls = config_class("testing" if (config or {}).get("TESTING") else None)
+    app.config.from_object(cls)
+    if config:
+        app.config.update(config)
+    if cls is ProdConfig and app.config["KEY_ENCRYPTION_KEY"] == DEV_KEY_ENCRYPTION_KEY:
+        raise RuntimeError("KEY_ENCRYPTION_KEY must be set in production (AUTH_ENV=production)")
+    if app.config["TRUST_PROXY_HOPS"] > 0:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["TRUST_PROXY_HOPS"])  # type: ignore[method-assign]
+    app.config["HTTP_ERROR_SCHEMA"] = PROBLEM_SCHEMA
+    app.config["VALIDATION_ERROR_SCHEMA"] = PROBLEM_SCHEMA
+    register_extensions(app)
+    register_blueprints(app)
+    register_error_handlers(app)
+    register_commands(app)
+    app.spec_processor(_problem_responses)
+    app.before_request(_require_json_bodies)
+    app.after_request(metrics.flush)
+    return app
+
+
+def register_extensions(app: APIFlask) -> None:
+    logs.configure(app)
+    db.init_app(app)
+    migrate.init_app(app, db, directory=app.config["MIGRATIONS_DIR"])
+    redis_store.init_app(app)
+    passwords.init_app(app)
+    mailer.init_app(app)
+
+
+def register_blueprints(app: APIFlask) -> None:
+    from .auth import bp as auth_bp
+    from .ops import bp as ops_bp
+    from .password import bp as password_bp
+    from .sessions import bp as sessions_bp
+    from .wellknown import bp as wellknown_bp
+
+    for bp in (auth_bp, sessions_bp, password_bp, wellknown_bp, ops_bp):
+        app.register_blueprint(bp)
+
+
+def register_commands(app: APIFlask) -> None:
+    from . import models  # noqa: F401  (so Alembic autogenerate sees every table)
+    from .cli import register_commands as register_cli
+
+    register_cli(app)
+
+
+def _require_json_bodies() -> None:
+    """415 for a request body that is not JSON (apiflask would otherwise ignore it)."""
+    if request.method not in _BODY_METHODS:
+        return
+    has_body = bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "")
+    if has_body and not request.is_json:
+        raise APIError.unsupported_media_type()
+
+
+def _problem_responses(spec: dict[str, Any]) -> dict[str, Any]:
+    """Every error response is ``application/problem+json`` with the Problem schema, and the generic ones
+    (malformed body, too large, wrong media type, validation, missing token) are documented on every operation
+    they can come from."""
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    schemas["Problem"] = PROBLEM_SCHEMA
+    schemas.pop("HTTPError", None)
+    schemas.pop("ValidationError", None)
+    problem = {PROBLEM_MIMETYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for operations in spec.get("paths", {}).values():
+        for operation in operations.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            responses = operation["responses"]
+            generic = ["400", "413", "415", "422"] if "requestBody" in operation else []
+            generic += ["401"] if operation.get("security") else []
+            for status in generic:
+                responses.setdefault(status, {"description": HTTP_STATUS_CODES[int(status)]})
+            for status, response in responses.items():
+                if str(status).isdigit() and int(status) >= 400:
+                    response["content"] = problem
+    return spec

@@ -1,0 +1,72 @@
+"""``flask keys ensure|rotate|prune|list`` and ``flask create-db``."""
+
+from __future__ import annotations
+
+import click
+import psycopg2
+from flask import Flask, current_app
+from flask.cli import AppGroup, with_appcontext
+from psycopg2 import sql
+from sqlalchemy.engine import make_url
+
+from . import signing
+from .extensions import db
+from .models import SigningKey
+
+keys_cli = AppGroup("keys", help="Manage JWT signing keys.")
+
+
+@keys_cli.command("ensure")
+def ensure() -> None:
+    """Create the active and next keys if missing (idempotent; run before starting the server)."""
+    created = signing.ensure_keys()
+    db.session.commit()
+    click.echo("created keys" if created else "keys present")
+
+
+@keys_cli.command("rotate")
+def rotate() -> None:
+    """Retire the active key (published until its tokens expire), promote next, publish a new next."""
+    retired, active = signing.rotate()
+    db.session.commit()
+    click.echo(f"retired={retired or '-'} active={active}")
+
+
+@keys_cli.command("prune")
+def prune() -> None:
+    """Delete retired keys whose tokens have all expired."""
+    count = signing.prune()
+    db.session.commit()
+    click.echo(f"pruned={count}")
+
+
+@keys_cli.command("list")
+def list_keys() -> None:
+    for key in db.session.scalars(db.select(SigningKey).order_by(SigningKey.created_at)):
+        click.echo(f"{key.kid} {key.algorithm} {key.state} publish_until={key.publish_until}")
+
+
+@click.command("create-db")
+@with_appcontext
+def create_db() -> None:
+    """Create the configured PostgreSQL database if it does not exist (run before ``flask db upgrade``)."""
+    url = make_url(current_app.config["SQLALCHEMY_DATABASE_URI"])
+    conn = psycopg2.connect(
+        host=url.host, port=url.port or 5432, user=url.username, password=url.password, dbname="postgres"
+    )
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (url.database,))
+            if cur.fetchone() is None:
+                cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(url.database)))
+                click.echo(f"created database {url.database}")
+            else:
+                click.echo(f"database {url.database} exists")
+    finally:
+        conn.close()
+
+
+def register_commands(app: Flask) -> None:
+    app.cli.add_command(keys_cli)
+    app.cli.add_command(create_db)

@@ -1,0 +1,65 @@
+"""JWKS (public members only) and the discovery document."""
+
+from __future__ import annotations
+
+from flask import current_app, url_for
+
+from .. import signing
+from ..extensions import db
+from . import bp
+
+_JWKS_DOC = {
+    200: {
+        "description": "The JSON Web Key Set: next, active and recently retired public keys.",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["keys"],
+                    "properties": {"keys": {"type": "array", "items": {"type": "object"}}},
+                }
+            }
+        },
+    }
+}
+_DISCOVERY_DOC = {
+    200: {
+        "description": "OpenID Provider / RFC 8414 metadata.",
+        "content": {"application/json": {"schema": {"type": "object", "required": ["issuer", "jwks_uri"]}}},
+    }
+}
+
+
+@bp.get("/jwks.json")
+@bp.doc(summary="JSON Web Key Set", responses=_JWKS_DOC)
+def jwks():
+    body = signing.jwks()
+    if not body["keys"]:  # first start: create the active and next keys
+        signing.ensure_keys()
+        db.session.commit()
+        body = signing.jwks()
+    max_age = current_app.config["JWKS_MAX_AGE"]
+    return body, 200, {"Cache-Control": f"public, max-age={max_age}"}
+
+
+@bp.get("/openid-configuration")
+@bp.doc(summary="Discovery document", responses=_DISCOVERY_DOC)
+def openid_configuration():
+    issuer = current_app.config["ISSUER"].rstrip("/")
+    return (
+        {
+            "issuer": current_app.config["ISSUER"],
+            "jwks_uri": f"{issuer}/.well-known/jwks.json",
+            "token_endpoint": f"{issuer}/api/auth/login",
+            "revocation_endpoint": f"{issuer}/api/auth/logout",
+            "grant_types_supported": ["password", "refresh_token"],
+            "response_types_supported": ["token"],
+            "subject_types_supported": ["public"],
+            "token_endpoint_auth_methods_supported": ["none"],
+            "id_token_signing_alg_values_supported": [current_app.config["JWT_ALGORITHM"]],
+            "access_token_signing_alg_values_supported": [current_app.config["JWT_ALGORITHM"]],
+            "service_documentation": f"{issuer}{url_for('openapi.docs')}",
+        },
+        200,
+        {"Cache-Control": "public, max-age=300"},
+    )
