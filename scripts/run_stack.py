@@ -100,7 +100,9 @@ def _start_auth(py: str) -> subprocess.Popen | None:
         return None
     env = dict(os.environ)
     env.setdefault("FLASK_APP", "wsgi:app")
-    subprocess.run([py, "-m", "flask", "db", "upgrade"], cwd=REPO / "auth-service", env=env, check=True)
+    env.setdefault("ISSUER", f"http://localhost:{PROXY_PORT}")
+    for step in (["create-db"], ["db", "upgrade"], ["keys", "ensure"]):
+        subprocess.run([py, "-m", "flask", *step], cwd=REPO / "auth-service", env=env, check=True)
     argv = [py, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{AUTH_PORT}", "--chdir", "auth-service", "wsgi:app"]
     return start("auth service", argv, env)
 

@@ -47,3 +47,30 @@ def gateway():
     for gw in started:
         gw.stop()
     assert not failures, "plugin protocol failures in strict mode:\n" + "\n".join(failures)
+
+
+@pytest.fixture(scope="session")
+def auth_service():
+    """The real auth service under gunicorn, on its own database (storyverse_e2e) and Redis db 5.
+
+    Yields {"url": ..., "issuer": ..., "jwks_url": ..., "redis_db": 5}. Tokens it issues carry `iss` = issuer.
+    """
+    import redis
+    import requests
+    from e2e_support import auth_env, start_auth_service
+
+    port = free_port()
+    issuer = "http://storyverse.test"
+    env = auth_env("storyverse_e2e", 5, issuer)
+    redis.Redis(db=5).flushdb()
+    proc = start_auth_service(port, env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_port(port, proc=proc)
+        for _ in range(100):
+            if requests.get(url + "/healthz", timeout=2).status_code == 200:
+                break
+        yield {"url": url, "issuer": issuer, "jwks_url": url + "/.well-known/jwks.json", "redis_db": 5}
+    finally:
+        proc.terminate()
+        proc.wait(10)
