@@ -22,6 +22,7 @@ from kong_emulator.balancer import Balancer
 from kong_emulator.bridge import PluginRunner
 from kong_emulator.declarative import BUNDLED_PLUGINS, load_declarative
 from kong_emulator.errors import ConfigError
+from kong_emulator.native import NativeRunner, sandbox_settings, with_native_infos
 from kong_emulator.pdk.base import PDKEnv
 from kong_emulator.plugins_iterator import plugins_for
 from kong_emulator.pluginserver import PluginServerError, PluginServers
@@ -60,6 +61,7 @@ class Emulator:
             infos = await self.servers.query_all()
         except (PluginServerError, ConfigError) as exc:
             raise StartupError(str(exc)) from exc
+        infos = with_native_infos(infos)  # bundled plugins the emulator runs itself (kong_emulator.native)
         enabled = _enabled_plugins(conf.plugins, infos)
         if not conf.declarative_config:
             raise StartupError("declarative_config is not set (database = off needs a kong.yml)")
@@ -89,7 +91,7 @@ class Emulator:
         conf = self.conf
         headers = {h.strip().lower() for h in conf.headers}
         env = PDKEnv(trusted_ips=[ip for ip in conf.trusted_ips if ip != "unix:"], consumers=declarative.consumers)
-        runner = PluginRunner(
+        external = PluginRunner(
             self.servers.sockets(),
             infos=infos,
             reply_timeout=conf.emulator_reply_timeout,
@@ -97,6 +99,12 @@ class Emulator:
             workers=conf.nginx_worker_processes,
             env=env,
         )
+        try:
+            untrusted_lua, requires = sandbox_settings(conf.raw)
+        except ConfigError as exc:
+            raise StartupError(str(exc)) from exc
+        runner = NativeRunner(external, untrusted_lua=untrusted_lua, sandbox_requires=requires, infos=infos)
+        runner.report(declarative)
         return Engine(
             conf=conf,
             declarative=declarative,

@@ -332,6 +332,9 @@ class _Loader:
                 self.out.unsupported_plugins.append(name)
             return
         config = normalize_config(self.infos[name], v["config"], where)
+        entity_check = getattr(self.infos[name], "entity_check", None)  # natively-run bundled plugins (native/)
+        if entity_check is not None and (err := entity_check(config)):
+            raise ConfigError(err, where=where)
         route_id, service_id, consumer_id = ids.get("route"), ids.get("service"), ids.get("consumer")
         plugin = Plugin(
             id="",

@@ -6,8 +6,6 @@ the JSON template carries the request id.
 
 from __future__ import annotations
 
-import json
-
 from kong_emulator.context import ExitResponse, Headers
 
 NO_ROUTE = "no Route matched with those values"
@@ -68,40 +66,61 @@ def default_message(status: int) -> str:
     return DEFAULT_MESSAGES.get(status, f"The upstream server responded with {status}")
 
 
-def kong_error(status: int, message: str | None, request_id: str) -> ExitResponse:
-    """A Kong-generated JSON error (the `application/json` template)."""
-    body = {"message": message or default_message(status), "request_id": request_id}
+def kong_error(
+    status: int,
+    message: str | None,
+    request_id: str,
+    accept: str | None = None,
+    *,
+    handler: bool = False,
+    source: str = "error",
+    default_type: str = "text/plain",
+) -> ExitResponse:
+    """A Kong-generated error, rendered from Kong's templates (`kong/tools/http.lua` ERROR_TEMPLATES).
+
+    Two paths in Kong pick the template differently:
+    - `kong.response.error(status, msg)` from the runloop (404 no route, 503 no peer): `get_response_type(Accept)`,
+      JSON when there is no Accept header; `kong.response.get_source()` is then "exit" (KONG_EXITED).
+    - nginx errors handed to `kong/error_handlers.lua` (`handler=True`: 502/504 upstream failures, 413, 500):
+      `get_mime_type(Accept or Content-Type or kong.conf error_default_type)`; get_source() is "error".
+    The JSON template is `{\n  "message":"%s",\n  "request_id":"%s"\n}`, not a compact json.dumps.
+    """
+    from kong_emulator.pdk import response as pdk_response  # late: pdk imports context, like this module
+
+    text = message or default_message(status)
+    if handler:
+        content_type = pdk_response.mime_type(accept if accept is not None else default_type)
+    else:
+        content_type = pdk_response.response_type(accept)
+    body = (pdk_response._template(content_type) % (text, request_id)).encode()
     return ExitResponse(
         status=status,
-        body=json.dumps(body).encode(),
-        headers=Headers([("Content-Type", JSON_TYPE)]),
-        source="error",
+        body=body,
+        headers=Headers([("Content-Type", content_type)]),
+        source=source,
     )
 
 
+def _accept(ctx) -> str | None:
+    values = ctx.request.headers.get_all("Accept")
+    return ", ".join(values) if values else None
+
+
+def runloop_error(ctx, status: int, message: str | None) -> ExitResponse:
+    """`kong.response.error(status, message)` called by the runloop itself (404 no route, 503 no peer)."""
+    return kong_error(status, message, ctx.request_id, _accept(ctx), source="exit")
+
+
+def handler_error(ctx, status: int, message: str | None = None, default_type: str = "text/plain") -> ExitResponse:
+    """An nginx error status rendered by kong/error_handlers.lua: the template follows Accept, else the request's
+    Content-Type, else kong.conf `error_default_type` (text/plain by default)."""
+    accept = _accept(ctx)
+    if accept is None:
+        accept = ctx.request.headers.get("Content-Type")
+    return kong_error(status, message, ctx.request_id, accept, handler=True, default_type=default_type)
+
+
 def render_error_body(status: int, message: str | None, accept: str | None, request_id: str) -> tuple[bytes, str]:
-    """`kong.response.error` picks the template from Accept: JSON by default, or HTML/XML/plain text."""
-    text = message or default_message(status)
-    accept = (accept or "").lower()
-    if "application/json" in accept or not accept or "*/*" in accept:
-        return json.dumps({"message": text, "request_id": request_id}).encode(), JSON_TYPE
-    if "text/html" in accept:
-        html = (
-            '<!doctype html>\n<html>\n  <head>\n    <meta charset="utf-8">\n    <title>Error</title>\n'
-            f"  </head>\n  <body>\n    <h1>Error</h1>\n    <p>{_escape(text)}.</p>\n"
-            f"    <p>request_id: {request_id}</p>\n  </body>\n</html>\n"
-        )
-        return html.encode(), "text/html; charset=utf-8"
-    if "xml" in accept:
-        xml = (
-            '<?xml version="1.0" encoding="UTF-8"?>\n<error>\n'
-            f"  <message>{_escape(text)}</message>\n  <requestid>{request_id}</requestid>\n</error>\n"
-        )
-        return xml.encode(), "application/xml; charset=utf-8"
-    if "text/plain" in accept:
-        return f"{text}\nrequest_id: {request_id}\n".encode(), "text/plain; charset=utf-8"
-    return json.dumps({"message": text, "request_id": request_id}).encode(), JSON_TYPE
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """`kong.response.error`'s body and Content-Type for an Accept header (the same templates as Kong)."""
+    exit_ = kong_error(status, message, request_id, accept)
+    return exit_.body, exit_.headers.get("Content-Type") or JSON_TYPE

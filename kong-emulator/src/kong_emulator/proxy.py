@@ -121,13 +121,24 @@ class Proxy:
         self._log_tasks: set[asyncio.Task] = set()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        body = await request.read()
+        too_large = False
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            # nginx refuses a body over client_max_body_size with 413 before any Lua phase runs; Kong's
+            # `error_page 400 404 408 411 412 413 ... /kong_error_handler` turns it into Kong's error body
+            # (kong/templates/nginx_kong.lua, kong/error_handlers.lua: 413 = "Payload too large").
+            body, too_large = b"", True
         creq = build_client_request(request, body, self.listen_port)
         creq.forwarded_ip = self._realip(creq)
         ctx = RequestContext(request=creq, request_id=uuid.uuid4().hex)
         t0 = time.monotonic()
         try:
-            status, headers, out_body = await self._lifecycle(ctx, t0)
+            if too_large:
+                ctx.exit = self._handler_error(ctx, 413)
+                status, headers, out_body = self._finish_exit(ctx, t0)
+            else:
+                status, headers, out_body = await self._lifecycle(ctx, t0)
         except StrictModeError as exc:
             self._strict_failure(ctx, exc)
             status, headers, out_body = self._emulator_error(ctx, str(exc))
@@ -151,7 +162,9 @@ class Proxy:
                 ctx.request.method, ctx.request.host, ctx.request.path, ctx.request.headers, ctx.request.scheme
             )
             if match is None:
-                ctx.exit = kong_errors.kong_error(404, kong_errors.NO_ROUTE, ctx.request_id)
+                # handler.lua access.before: `return kong.response.error(404, "no Route matched with those values")`
+                # -- a kong.response.error, so the template follows Accept and get_source() is "exit"
+                ctx.exit = kong_errors.runloop_error(ctx, 404, kong_errors.NO_ROUTE)
             else:
                 self._bind_route(ctx, match)
                 ctx.phase = "access"
@@ -162,6 +175,8 @@ class Proxy:
 
     def _bind_route(self, ctx: RequestContext, match) -> None:
         ctx.route, ctx.service, ctx.captures = match.route, match.service, match.captures
+        # `match_t.prefix` (X-Forwarded-Prefix): what strip_path removed
+        ctx.router_prefix = match.matched_path if match.route.strip_path else None  # type: ignore[attr-defined]
         headers = Headers([(k, v) for k, v in ctx.request.headers.items() if k.lower() not in HOP_BY_HOP])
         ctx.upstream = UpstreamRequest(
             method=ctx.request.method,
@@ -203,7 +218,11 @@ class Proxy:
 
     # -- exits --------------------------------------------------------------------------------------------
 
-    def _finish_exit(self, ctx: RequestContext, t0: float) -> tuple[int, Headers, bytes]:
+    def _handler_error(self, ctx: RequestContext, status: int, message: str | None = None) -> ExitResponse:
+        default_type = getattr(self.engine.conf, "raw", {}).get("error_default_type", "text/plain")
+        return kong_errors.handler_error(ctx, status, message, default_type)
+
+    def _finish_exit(self, ctx: RequestContext, t0: float, proxied: bool = False) -> tuple[int, Headers, bytes]:
         exit_: ExitResponse = ctx.exit  # type: ignore[assignment]
         ctx.response.source = exit_.source
         headers = Headers()
@@ -211,23 +230,49 @@ class Proxy:
             headers.add(name, value)
         for name, value in exit_.headers.items():
             headers.set(name, value)
-        ctx.latencies["kong"] = int((time.monotonic() - t0) * 1000)
-        if self.engine.latency_tokens:
-            headers.set("X-Kong-Response-Latency", str(ctx.latencies["kong"]))
-        self._kong_headers(ctx, headers)
+        if not proxied:
+            ctx.latencies["kong"] = int((time.monotonic() - t0) * 1000)
+        self._kong_headers(ctx, headers, proxied)
         return exit_.status, headers, exit_.body
 
-    def _kong_headers(self, ctx: RequestContext, headers: Headers) -> None:
-        if self.engine.server_tokens:
-            if ctx.response.source == "service":
-                headers.add("Via", f"1.1 kong/{KONG_VERSION}")
-            elif "server" not in headers:
-                headers.set("Server", f"kong/{KONG_VERSION}")
-        if self.engine.request_id_header:
+    def _enabled(self, name: str) -> bool:
+        """kong.configuration.enabled_headers (kong.conf `headers`, token groups expanded)."""
+        enabled = getattr(self.engine.conf, "enabled_headers", None)
+        if enabled is None:  # an Engine built without a KongConf: the old per-group flags
+            group = {"server": "server_tokens", "via": "server_tokens", "x-kong-request-id": "request_id_header"}
+            return bool(getattr(self.engine, group.get(name, "latency_tokens")))
+        return name in enabled
+
+    def _kong_headers(self, ctx: RequestContext, headers: Headers, proxied: bool = False) -> None:
+        """kong/runloop/handler.lua `header_filter.after`, keyed on ctx.KONG_PROXIED (set once access finished and
+        Kong intends to proxy -- so it also holds for 502/504 upstream failures, not for 404/503/plugin exits)."""
+        server = f"kong/{KONG_VERSION}"
+        if proxied:
+            if self._enabled("x-kong-upstream-latency"):
+                headers.set("X-Kong-Upstream-Latency", str(ctx.latencies.get("proxy", 0)))
+            if self._enabled("x-kong-proxy-latency"):
+                headers.set("X-Kong-Proxy-Latency", str(ctx.latencies.get("kong", 0)))
+            if self._enabled("via"):
+                # kong_outbound_via = proxy_http_version .. " " .. SERVER_HEADER, after the upstream's own Via
+                kong_via = f"1.1 {server}"
+                resp_via = ", ".join(ctx.upstream_headers.get_all("Via")) if ctx.upstream_headers is not None else ""
+                headers.set("Via", f"{resp_via}, {kong_via}" if resp_via else kong_via)
+            # "If upstream does not provide the 'Server' header ... We override it with the Kong server header."
+            if "Server" not in headers and self._enabled("server"):
+                headers.set("Server", server)
+        else:
+            if self._enabled("x-kong-response-latency"):
+                headers.set("X-Kong-Response-Latency", str(ctx.latencies.get("kong", 0)))
+            if not (self._enabled("via") and headers.get("Via") == server):
+                if self._enabled("server"):
+                    headers.set("Server", server)
+                else:
+                    headers.clear("Server")
+        if self._enabled("x-kong-request-id"):
             headers.set("X-Kong-Request-Id", ctx.request_id)
 
     def _emulator_error(self, ctx: RequestContext, detail: str) -> tuple[int, Headers, bytes]:
-        ctx.exit = kong_errors.kong_error(500, kong_errors.UNEXPECTED, ctx.request_id)
+        ctx.exit = self._handler_error(ctx, 500, kong_errors.UNEXPECTED)
         ctx.response.source = "error"
         headers = Headers(list(ctx.exit.headers.items()))
         self._kong_headers(ctx, headers)
@@ -246,22 +291,26 @@ class Proxy:
 
         result = await upstream.send(self.engine, ctx, t0)
         if ctx.exit is not None:  # balancer / connect / timeout failures become Kong errors
-            return self._finish_exit(ctx, t0)
+            # a 503 from the balancer comes from access.after, before `ctx.KONG_PROXIED = true` (kong/init.lua);
+            # 502/504 are nginx errors after it, rendered by kong/error_handlers.lua with the proxied headers
+            return self._finish_exit(ctx, t0, proxied=ctx.exit.source == "error")
         status, headers, body = result
         ctx.upstream_status, ctx.upstream_headers, ctx.upstream_body = status, headers, body
-        out = Headers([(k, v) for k, v in headers.items() if k.lower() not in HOP_BY_HOP])
+        # handler.lua header_filter.before: "clear hop-by-hop response headers" named in the upstream's Connection
+        listed = set()
+        connection = ", ".join(headers.get_all("Connection"))
+        if connection and connection not in ("keep-alive", "close", "upgrade"):
+            listed = {t.strip().lower() for t in connection.split(",")} - {"close", "upgrade", "keep-alive"}
+        out = Headers([(k, v) for k, v in headers.items() if k.lower() not in HOP_BY_HOP | listed])
         for name, value in ctx.response.headers.items():  # what access-phase plugins set wins
             out.set(name, value)
         ctx.response.headers, ctx.response.status, ctx.response.source = out, status, "service"
         ctx.phase = "response"
         await self._run_plugins(ctx, "response")  # buffered proxying: plugins see (and may replace) it all
-        if ctx.exit is not None:
-            return self._finish_exit(ctx, t0)
+        if ctx.exit is not None:  # an exit in `response` comes after KONG_PROXIED was set
+            return self._finish_exit(ctx, t0, proxied=True)
         out = ctx.response.headers
-        if self.engine.latency_tokens:
-            out.set("X-Kong-Upstream-Latency", str(ctx.latencies.get("proxy", 0)))
-            out.set("X-Kong-Proxy-Latency", str(ctx.latencies.get("kong", 0)))
-        self._kong_headers(ctx, out)
+        self._kong_headers(ctx, out, proxied=True)
         return ctx.response.status or status, out, body if ctx.response.body is None else ctx.response.body
 
     # -- log phase ----------------------------------------------------------------------------------------

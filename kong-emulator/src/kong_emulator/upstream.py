@@ -11,7 +11,7 @@ import time
 
 import aiohttp
 
-from kong_emulator import kong_errors
+from kong_emulator import KONG_VERSION, kong_errors
 from kong_emulator.context import Headers, RequestContext
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -21,39 +21,77 @@ def _join_query(path: str, raw_query: str) -> str:
     return f"{path}?{raw_query}" if raw_query else path
 
 
+def _joined(headers: Headers, name: str) -> str | None:
+    """nginx's `$http_<name>` (1.23+): repeated request headers joined with ", "."""
+    values = headers.get_all(name)
+    return ", ".join(values) if values else None
+
+
 def _forwarded_headers(engine, ctx: RequestContext, headers: Headers) -> None:
+    """kong/runloop/handler.lua access.before + the `proxy_set_header` lines of kong/templates/nginx_kong.lua.
+
+    Trust is decided on `$realip_remote_addr` (the peer). From a trusted peer the client's X-Forwarded-Proto/
+    -Host/-Port/-Path/-Prefix are kept, otherwise Kong's own values replace them. X-Forwarded-For appends the
+    peer to the client's list, or is `$remote_addr` (after the realip module) when the client sent none.
+    X-Real-IP is `$remote_addr`. X-Forwarded-Prefix is the path strip_path removed (`match_t.prefix`), and is
+    not sent at all when empty (an empty `proxy_set_header` value drops the header).
+    """
     req = ctx.request
+    src = req.headers
     trusted = engine.is_trusted(req.client_ip) if hasattr(engine, "is_trusted") else False
-    xff = headers.get("X-Forwarded-For")
-    headers.set("X-Real-IP", req.client_ip)
-    headers.set("X-Forwarded-For", f"{xff}, {req.client_ip}" if xff else req.client_ip)
-    if not trusted or "X-Forwarded-Proto" not in headers:
-        headers.set("X-Forwarded-Proto", req.scheme)
-    if not trusted or "X-Forwarded-Host" not in headers:
-        headers.set("X-Forwarded-Host", req.host)
-    if not trusted or "X-Forwarded-Port" not in headers:
-        headers.set("X-Forwarded-Port", str(req.port))
-    if not trusted or "X-Forwarded-Path" not in headers:
-        headers.set("X-Forwarded-Path", req.raw_path)
-    prefix = _stripped_prefix(ctx)
-    if prefix and (not trusted or "X-Forwarded-Prefix" not in headers):
-        headers.set("X-Forwarded-Prefix", prefix)
-    elif not trusted:
+    forwarded_path = forwarded_prefix = None
+    if trusted:
+        forwarded_proto = _joined(src, "X-Forwarded-Proto") or req.scheme
+        forwarded_host = _joined(src, "X-Forwarded-Host") or req.host
+        forwarded_port = _joined(src, "X-Forwarded-Port") or str(req.port)
+        forwarded_path = _joined(src, "X-Forwarded-Path")
+        forwarded_prefix = _joined(src, "X-Forwarded-Prefix")
+    else:
+        forwarded_proto, forwarded_host, forwarded_port = req.scheme, req.host, str(req.port)
+    if not forwarded_path:
+        forwarded_path = req.raw_path  # ctx.request_uri up to the "?"
+    if not forwarded_prefix:
+        prefix = _stripped_prefix(ctx)
+        forwarded_prefix = prefix if prefix != "/" else None
+    xff = _joined(src, "X-Forwarded-For")
+    headers.set("X-Forwarded-For", f"{xff}, {req.client_ip}" if xff else req.forwarded_ip)
+    headers.set("X-Forwarded-Proto", forwarded_proto)
+    headers.set("X-Forwarded-Host", forwarded_host)
+    headers.set("X-Forwarded-Port", forwarded_port)
+    headers.set("X-Forwarded-Path", forwarded_path)
+    if forwarded_prefix:
+        headers.set("X-Forwarded-Prefix", forwarded_prefix)
+    else:
         headers.clear("X-Forwarded-Prefix")
+    headers.set("X-Real-IP", req.forwarded_ip)
+    # 3.x `var.upstream_via`: the client's Via, then `<http version> kong/<version>`
+    req_via = _joined(src, "Via")
+    version = f"{req.http_version:g}"  # Lua tostring(ngx.req.http_version()): 1.1 -> "1.1", 1.0 -> "1"
+    kong_via = f"{version} kong/{KONG_VERSION}"
+    headers.set("Via", f"{req_via}, {kong_via}" if req_via else kong_via)
+
+
+def _connection_headers(ctx: RequestContext, headers: Headers) -> None:
+    """handler.lua access.after and nginx's proxy defaults for connection-level request headers."""
+    src = ctx.request.headers
+    connection = src.get("Connection")
+    if connection is not None and connection not in ("keep-alive", "close", "upgrade"):
+        for name in (t.strip().lower() for t in connection.split(",")):
+            if name and name != "upgrade":  # upgrade is only kept for websockets, which we do not proxy
+                headers.clear(name)
+    for name in ("Proxy", "Proxy-Connection", "Keep-Alive", "Expect", "Upgrade", "TE"):
+        headers.clear(name)  # nginx_kong.lua sets TE/Upgrade from $upstream_te/$upstream_upgrade, empty = dropped
+    te = src.get("TE")
+    if te is not None and "trailers" in (t.strip() for t in te.split(",")):
+        headers.set("TE", "trailers")
+    headers.set("Connection", "keep-alive")  # $upstream_connection
 
 
 def _stripped_prefix(ctx: RequestContext) -> str | None:
-    """Kong sets X-Forwarded-Prefix to what strip_path removed."""
-    if ctx.route is None or not ctx.route.strip_path or ctx.upstream is None:
+    """`match_t.prefix`: the path strip_path removed (the route's prefix, or a regex path's whole match)."""
+    if ctx.route is None or not ctx.route.strip_path:
         return None
-    raw = ctx.request.raw_path
-    tail = ctx.upstream.path
-    service_path = (ctx.service.path or "/") if ctx.service else "/"
-    if tail.startswith(service_path.rstrip("/")):
-        tail = tail[len(service_path.rstrip("/")) :] or "/"
-    if raw.endswith(tail) and len(raw) > len(tail):
-        return raw[: len(raw) - len(tail)] or None
-    return None
+    return getattr(ctx, "router_prefix", None)  # set by proxy.Proxy._bind_route from the router's match
 
 
 def _pick_target(engine, ctx: RequestContext) -> tuple[str, int, object] | None:
@@ -76,7 +114,8 @@ async def send(engine, ctx: RequestContext, t0: float):
     service, up = ctx.service, ctx.upstream
     picked = _pick_target(engine, ctx)
     if picked is None:
-        ctx.exit = kong_errors.kong_error(503, kong_errors.NO_PEER, ctx.request_id)
+        # handler.lua access.after: `return kong.response.error(errcode, err)` when balancer_execute fails
+        ctx.exit = kong_errors.runloop_error(ctx, 503, kong_errors.NO_PEER)
         return None
     host, port, balanced = picked
     headers = up.headers
@@ -84,8 +123,17 @@ async def send(engine, ctx: RequestContext, t0: float):
         default = DEFAULT_PORTS.get(up.scheme)
         headers.set("Host", host if port == default else f"{host}:{port}")
     _forwarded_headers(engine, ctx, headers)
-    if engine.request_id_header:
+    _connection_headers(ctx, headers)
+    # nginx_kong.lua: `> if enabled_headers_upstream["X-Kong-Request-Id"]` (kong.conf headers_upstream)
+    upstream_headers = getattr(engine.conf, "headers_upstream", None)
+    if upstream_headers is not None:
+        send_id = "x-kong-request-id" in {h.lower() for h in upstream_headers}
+    else:
+        send_id = engine.request_id_header
+    if send_id:
         headers.set("X-Kong-Request-Id", ctx.request_id)
+    else:
+        headers.clear("X-Kong-Request-Id")
     body = ctx.request.body if up.body is None else up.body
     ctx.upstream_uri = _join_query(up.path, up.raw_query)
     url = f"{up.scheme}://{_host_for_url(host)}:{port}{ctx.upstream_uri}"
@@ -109,18 +157,24 @@ async def send(engine, ctx: RequestContext, t0: float):
                 Headers.from_pairs((k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.raw_headers),
             )
     except TimeoutError:
+        ctx.latencies["proxy"] = int((time.monotonic() - sent) * 1000)
         _report(engine, balanced, "timeout")
-        ctx.exit = kong_errors.kong_error(504, kong_errors.GATEWAY_TIMEOUT, ctx.request_id)
+        ctx.exit = kong_errors.handler_error(ctx, 504, None, _default_type(engine))  # nginx 504 -> error_handlers
         return None
     except aiohttp.ClientError:
+        ctx.latencies["proxy"] = int((time.monotonic() - sent) * 1000)
         _report(engine, balanced, "tcp")
-        ctx.exit = kong_errors.kong_error(502, kong_errors.BAD_GATEWAY, ctx.request_id)
+        ctx.exit = kong_errors.handler_error(ctx, 502, None, _default_type(engine))  # nginx 502 -> error_handlers
         return None
     ctx.latencies["proxy"] = int((time.monotonic() - sent) * 1000)
     ctx.upstream_status = status
     _report(engine, balanced, status)
     rheaders.clear("Content-Length")
     return status, rheaders, payload
+
+
+def _default_type(engine) -> str:
+    return getattr(engine.conf, "raw", {}).get("error_default_type", "text/plain")
 
 
 def _report(engine, balanced, outcome) -> None:

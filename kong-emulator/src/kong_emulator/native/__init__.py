@@ -1,0 +1,120 @@
+"""Bundled Kong plugins the emulator runs itself, in-process, instead of reporting them as unsupported.
+
+Today: ``pre-function`` (priority 1000000) and ``post-function`` (priority -1000), whose Lua runs in an embedded
+LuaJIT (`runtime.LuaState`) with a ``kong`` PDK that dispatches to the emulator's Python PDK — the same functions
+plugin servers reach over MessagePack-RPC, so both kinds of plugin see one request state.
+
+The API the app uses:
+
+* `native_infos()`: name → `PluginInfo` (Kong's priority, the emulator phases, the schema). Merged into the infos
+  from the query commands, they make `declarative` validate these plugins with their schema (not list them in
+  ``unsupported_plugins``) and `plugins_iterator` order them by priority among the external plugins;
+* `NativeRunner(external, ...)`: what the engine calls ``run_phase`` on; native plugins run here, every other
+  plugin goes to ``external`` (`bridge.PluginRunner`), whose attributes it otherwise exposes;
+* `report(declarative)`: the start-up lines about configured native plugins (DESIGN §3: nothing silently ignored).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from kong_emulator.entities import PluginInfo
+from kong_emulator.native.serverless import Serverless
+from kong_emulator.native.serverless import info as serverless_info
+
+log = logging.getLogger("kong_emulator")
+
+NATIVE_PLUGINS = ("pre-function", "post-function")
+UNTRUSTED_LUA = ("off", "sandbox", "on")
+
+
+_INFOS: dict[str, PluginInfo] = {}
+
+
+def native_infos() -> dict[str, PluginInfo]:
+    """The PluginInfo of every natively-run bundled plugin (the same objects every time)."""
+    if not _INFOS:
+        _INFOS.update({name: serverless_info(name) for name in NATIVE_PLUGINS})
+    return dict(_INFOS)
+
+
+def with_native_infos(infos: Mapping[str, PluginInfo]) -> dict[str, PluginInfo]:
+    """``infos`` plus the native plugins' (a plugin server of the same name keeps its own)."""
+    return {**native_infos(), **infos}
+
+
+def sandbox_settings(raw: Mapping[str, str] | None) -> tuple[str, tuple[str, ...]]:
+    """``untrusted_lua`` (default ``sandbox``) and ``untrusted_lua_sandbox_requires`` from kong.conf's raw keys."""
+    raw = raw or {}
+    mode = str(raw.get("untrusted_lua", "sandbox")).strip().lower() or "sandbox"
+    if mode not in UNTRUSTED_LUA:
+        from kong_emulator.errors import ConfigError
+
+        raise ConfigError("expected one of: off, sandbox, on", where="in kong.conf", field="untrusted_lua")
+    requires = str(raw.get("untrusted_lua_sandbox_requires", "") or "")
+    return mode, tuple(r.strip() for r in requires.split(",") if r.strip() and r.strip() != "NONE")
+
+
+class NativeRunner:
+    """The engine's runner: native plugins in-process, the rest through ``external`` (a `bridge.PluginRunner`)."""
+
+    def __init__(
+        self,
+        external: Any,
+        *,
+        untrusted_lua: str = "sandbox",
+        sandbox_requires: tuple[str, ...] = (),
+        infos: Mapping[str, PluginInfo] | None = None,
+    ) -> None:
+        self.external = external
+        self.untrusted_lua = untrusted_lua
+        self.sandbox_requires = tuple(sandbox_requires)
+        self._states: dict[int, Any] = {}
+        ours = native_infos()
+        names = [n for n in NATIVE_PLUGINS if infos is None or infos.get(n) is ours[n]]
+        self.natives = {name: Serverless(name, self.state) for name in names}
+
+    def state(self, worker: int):
+        """The worker's Lua VM, created on first use."""
+        st = self._states.get(worker)
+        if st is None:
+            from kong_emulator.native.runtime import LuaState
+
+            st = self._states[worker] = LuaState(
+                self.external.pdk,
+                untrusted_lua=self.untrusted_lua,
+                sandbox_requires=self.sandbox_requires,
+                workers=len(getattr(self.external, "workers", [None])),
+            )
+        return st
+
+    async def run_phase(self, plugin, phase: str, ctx) -> None:
+        native = self.natives.get(plugin.name)
+        if native is None:
+            await self.external.run_phase(plugin, phase, ctx)
+            return
+        worker = self.external.worker_for(ctx).worker_id
+        ctx.phase = phase
+        ctx.current_plugin = plugin
+        native.run_phase(plugin, phase, ctx, worker)
+
+    def report(self, declarative) -> None:
+        """Log, at start, each configured native plugin and what of it the emulator cannot do."""
+        for plugin in getattr(declarative, "plugins", []):
+            native = self.natives.get(plugin.name)
+            if native is None:
+                continue
+            log.info(
+                "[emulator] bundled plugin '%s' (%s) runs natively in LuaJIT, untrusted_lua = %s",
+                plugin.name,
+                plugin.instance_name or plugin.id,
+                self.untrusted_lua,
+            )
+            for note in native.startup_notes(plugin):
+                label = plugin.instance_name or plugin.id
+                log.warning("[emulator] bundled plugin '%s' (%s): %s", plugin.name, label, note)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.external, name)

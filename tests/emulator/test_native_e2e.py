@@ -1,0 +1,215 @@
+"""pre-function / post-function through the real emulator process, around a real Python plugin server (t-marker),
+in front of the sample backend; the fail-closed guard from kong-plugins/guard as the lead pastes it into kong.yml."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from kong_emulator.testing import EmulatorProcess, PluginEntry, free_port, wait_port
+
+HERE = Path(__file__).resolve().parent
+GUARD = (HERE.parents[1] / "kong-plugins" / "guard" / "fail_closed_guard.lua").read_text()
+MARKER = PluginEntry("t-marker", HERE / "plugins" / "t_marker.py")
+
+
+def _block(code: str, indent: int) -> str:
+    return textwrap.indent(code, " " * indent)
+
+
+def kong_yml(backend: str) -> str:
+    return f"""
+_format_version: "3.0"
+services:
+  - name: echo
+    url: {backend}/__echo
+    routes:
+      - name: protected
+        paths: ["/protected"]
+      - name: public
+        paths: ["/public"]
+        plugins:
+          - name: post-function
+            config:
+              access: ["kong.service.request.set_header('X-Public', 'yes')"]
+      - name: boom
+        paths: ["/boom"]
+        plugins:
+          - name: pre-function
+            config:
+              access: ["local t = nil; return t.boom"]
+plugins:
+  - name: t-marker
+  - name: pre-function
+    config:
+      access:
+        - |
+          local order = kong.ctx.shared.order or {{}}
+          order[#order + 1] = "pre-function"
+          kong.ctx.shared.order = order
+          kong.service.request.set_header("X-Pre-Saw-Identity", tostring(kong.ctx.shared.sv_identity ~= nil))
+  - name: post-function
+    config:
+      access:
+        - |
+          local order = kong.ctx.shared.order
+          order[#order + 1] = "post-function"
+          kong.service.request.set_header("X-Order", table.concat(order, ","))
+        - |
+{_block(GUARD, 10)}
+      header_filter:
+        - "kong.response.set_header('X-Post-Status', kong.response.get_status())"
+      log:
+        - |
+          local id = kong.ctx.shared.sv_identity
+          kong.log.notice("native-log status=", kong.response.get_status(), " path=", kong.request.get_path(),
+                          " sub=", type(id) == "table" and id.sub or "-")
+"""
+
+
+@pytest.fixture(scope="module")
+def backend():
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sample_backend", f"echo={port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_port(port, proc=proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def gw(backend):
+    gw = EmulatorProcess(kong_yml(backend), [MARKER], strict=True).start()
+    try:
+        yield gw
+        assert not gw.strict_failures(), gw.strict_failures()
+    finally:
+        gw.stop()
+
+
+def _upstream_headers(resp) -> dict[str, str]:
+    return {k.lower(): v for k, v in resp.json()["request"]["headers"].items()}
+
+
+def test_chunks_run_in_priority_order_around_a_python_plugin(gw):
+    resp = requests.get(gw.url + "/protected", headers={"X-Test-Auth": "yes"}, timeout=10)
+    assert resp.status_code == 200, resp.text
+    sent = _upstream_headers(resp)
+    # pre-function (1000000) → t-marker (1450, Python, appends to the Lua-made list) → post-function (-1000)
+    assert sent["x-order"] == "pre-function,t-marker,post-function"
+    assert sent["x-pre-saw-identity"] == "false"  # pre-function ran before the identity existed
+    assert resp.headers["X-Post-Status"] == "200"  # header_filter, in the emulator's response step
+
+
+def test_guard_lets_an_authenticated_request_through_and_log_reads_the_snapshot(gw):
+    resp = requests.get(gw.url + "/protected/logme", headers={"X-Test-Auth": "yes"}, timeout=10)
+    assert resp.status_code == 200
+    deadline = time.monotonic() + 5
+    while "native-log status=200 path=/protected/logme sub=u-1" not in gw.output():
+        assert time.monotonic() < deadline, gw.output()[-3000:]
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("mark", [None, "truthy", "no"])
+def test_guard_answers_503_problem_without_sv_jwts_mark(gw, mark):
+    headers = {"X-Test-Auth": mark} if mark else {}
+    resp = requests.get(gw.url + "/protected", headers=headers, timeout=10)
+    assert resp.status_code == 503
+    assert resp.headers["Content-Type"] == "application/problem+json"
+    body = resp.json()
+    assert body["code"] == "gateway_auth_unavailable" and body["status"] == 503
+    assert body["type"].endswith("/gateway-auth-unavailable") and body["title"] == "Service Unavailable"
+    assert body["request_id"] == resp.headers["X-Kong-Request-Id"]
+    assert "X-Post-Status" not in resp.headers  # no header_filter on exits in the emulator (documented)
+
+
+def test_public_route_overrides_the_global_guard(gw):
+    resp = requests.get(gw.url + "/public", timeout=10)
+    assert resp.status_code == 200
+    assert _upstream_headers(resp)["x-public"] == "yes"
+
+
+def test_a_chunk_that_raises_is_kongs_500(gw):
+    resp = requests.get(gw.url + "/boom", headers={"X-Test-Auth": "yes"}, timeout=10)
+    assert resp.status_code == 500
+    assert resp.json() == {"message": "An unexpected error occurred"}
+    assert "attempt to index local 't' (a nil value)" in gw.output()
+
+
+def test_guard_fails_closed_when_the_plugin_server_hangs(backend):
+    """DESIGN §2: a hung plugin server stalls the event until the read timeout, then Kong lets the request through.
+
+    Not strict mode on purpose: strict mode turns that fail-open into a loud emulator 500; here the emulator must
+    behave like Kong (log and go on) so that the guard is what stops the request.
+    """
+    extra = {"emulator_reply_timeout": "1", "nginx_worker_processes": "1"}  # one worker: the instance is started
+    gw = EmulatorProcess(kong_yml(backend), [MARKER], strict=False, conf_extra=extra)
+    gw.start()
+    pid = None
+    try:
+        assert requests.get(gw.url + "/protected", headers={"X-Test-Auth": "yes"}, timeout=10).status_code == 200
+        pid = _child_running(gw.proc.pid, "t_marker.py")
+        os.kill(pid, signal.SIGSTOP)
+        resp = requests.get(gw.url + "/protected", headers={"X-Test-Auth": "yes"}, timeout=10)
+        assert resp.status_code == 503
+        assert resp.json()["code"] == "gateway_auth_unavailable"
+        out = gw.output()
+        assert "[kong] mp_rpc.lua [t-marker] timeout" in out  # Kong logs the event's failure and goes on ...
+        assert "fail-closed guard" in out  # ... into the guard
+    finally:
+        if pid is not None:
+            os.kill(pid, signal.SIGCONT)
+        gw.stop()
+
+
+def _child_running(ppid: int, needle: str) -> int:
+    children = Path(f"/proc/{ppid}/task/{ppid}/children").read_text().split()
+    for child in children:
+        cmdline = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        if needle in cmdline:
+            return int(child)
+    raise AssertionError(f"no child process running {needle} under {ppid}: {children}")
+
+
+def test_bad_lua_refuses_to_start():
+    yml = textwrap.dedent(
+        """
+        _format_version: "3.0"
+        plugins:
+          - name: post-function
+            config:
+              access: ["return function() kong.log.err('x') end", "local x = ("]
+        """
+    )
+    gw = EmulatorProcess(yml, [], strict=True)
+    try:
+        gw.start(wait=False)
+        assert gw.wait_exit(20) != 0
+        out = gw.output()
+        assert (
+            "in 'plugins' entity 'post-function' (plugins[0]): field 'config.access[1]': error parsing post-function: "
+            "[string \"local x = (\"]:1: unexpected symbol near '<eof>'"
+        ) in out, out
+    finally:
+        gw.stop()
+
+
+def test_guard_body_is_json_with_every_field():
+    """The snippet's constant body (what a real Kong sends) parses as the contract's problem document."""
+    start = GUARD.index("local BODY_HEAD = ")
+    end = GUARD.index('local BODY_NO_ID = BODY_HEAD .. "}"')
+    parts = [p.split("'")[1] for p in GUARD[start:end].splitlines() if "'" in p]
+    body = json.loads("".join(parts) + "}")
+    assert set(body) == {"type", "title", "status", "detail", "code"}
