@@ -135,6 +135,7 @@ def test_head_gets_the_headers_and_no_body(gw):
     resp, body = raw_request(gw, "HEAD", "/nowhere", {"Accept": "*/*"})
     assert resp.status == 404 and body == b""
     assert resp.getheader("Content-Type") == JSON
+    assert resp.getheader("Content-Length") == str(len(json_error("no Route matched with those values", "x" * 32)))
 
 
 def test_connect_refused_is_502_with_proxied_headers(gw):

@@ -214,3 +214,16 @@ def test_plain_proxied_response_gets_kong_server_header_only_when_upstream_has_n
     resp = requests.get(gw.url + "/plain", timeout=10)
     assert resp.headers["Via"] == KONG_VIA
     assert resp.headers["Server"].startswith("Python/")  # the aiohttp upstream's own Server header
+
+
+def test_head_is_proxied_with_the_upstreams_content_length_and_no_body(gw):
+    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
+    try:
+        conn.request("HEAD", "/plain")
+        resp = conn.getresponse()
+        body = resp.read()
+    finally:
+        conn.close()
+    assert resp.status == 200 and body == b""
+    assert int(resp.getheader("Content-Length")) > 0  # what the upstream declared for its (unsent) body
+    assert resp.getheader("Via") == KONG_VIA

@@ -147,8 +147,9 @@ class Proxy:
             status, headers, out_body = self._emulator_error(ctx, repr(exc))
         ctx.latencies["request"] = int((time.monotonic() - t0) * 1000)
         response = web.Response(status=status, body=out_body)
+        keep_length = creq.method == "HEAD" and not out_body  # HEAD: the length the GET body would have
         for name, value in headers.items():
-            if name.lower() not in HOP_BY_HOP and name.lower() != "content-length":
+            if name.lower() not in HOP_BY_HOP and (name.lower() != "content-length" or keep_length):
                 response.headers.add(name, value)
         self._schedule_log(ctx, status, headers, len(out_body))
         return response

@@ -169,7 +169,8 @@ async def send(engine, ctx: RequestContext, t0: float):
     ctx.latencies["proxy"] = int((time.monotonic() - sent) * 1000)
     ctx.upstream_status = status
     _report(engine, balanced, status)
-    rheaders.clear("Content-Length")
+    if up.method != "HEAD":  # a HEAD answer has no body to measure: nginx passes the upstream's Content-Length
+        rheaders.clear("Content-Length")
     return status, rheaders, payload
 
 
