@@ -95,12 +95,15 @@ def test_dead_server_is_respawned_at_most_once_per_second():
     proc = PluginServerProcess(server_def(start_cmd=t_script(prefix), prefix=prefix))
 
     async def main():
+        t0 = time.monotonic()  # no later than the first spawn
         await proc.start()
-        first, t0 = proc.pid, time.monotonic()
+        first = proc.pid
         os.kill(first, 9)
         while proc.pid == first or proc.spawns < 2:
             await asyncio.sleep(0.02)
-        assert time.monotonic() - t0 >= 0.9  # next_spawn = last spawn + 1 s
+        # process.lua: next_spawn = last spawn + 1 s (measured from the spawn, not the kill: a loaded machine may
+        # take over a second to get the first server ready, and then the respawn may rightly follow at once)
+        assert time.monotonic() - t0 >= 1.0
         await proc.wait_ready()
         await proc.stop()
 

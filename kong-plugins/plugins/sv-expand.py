@@ -1,0 +1,9 @@
+#!/usr/bin/env python3
+"""Entry file for the sv-expand plugin server (one dedicated server per plugin, as Kong 3.9+ requires)."""
+
+from storyverse_plugins.expand.handler import Plugin, Schema, priority, version
+
+if __name__ == "__main__":
+    from kong_pdk.cli import start_dedicated_server
+
+    start_dedicated_server("sv-expand", Plugin, version, priority, Schema)
