@@ -86,7 +86,11 @@ def measure_auth(alg: str, n: int, c: int) -> dict:
         time.sleep(0.5)
         emails = [f"bench-{uuid.uuid4().hex[:8]}@example.com" for _ in range(c)]
         for email in emails:
-            asyncio.run(post_loop(base + "/register", [{"email": email, "password": PASSWORD, "display_name": "Bench Parent"}], 1, 1))
+            asyncio.run(
+                post_loop(
+                    base + "/register", [{"email": email, "password": PASSWORD, "display_name": "Bench Parent"}], 1, 1
+                )
+            )
         logins = [{"email": e, "password": PASSWORD} for e in emails]
         tokens: list[dict] = []
 
