@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 import redis
-from auth_support import TABLES, TEST_DB_URL, TEST_REDIS_URL, AuthActions, FakeClock, ensure_database
+from auth_support import PASSWORD, TABLES, TEST_DB_URL, TEST_REDIS_URL, AuthActions, FakeClock, ensure_database
 from flask_migrate import upgrade
 from sqlalchemy import text
 from storyverse_auth import create_app, signing
@@ -79,3 +80,56 @@ def live_server(app) -> Iterator[str]:
     yield f"http://127.0.0.1:{server.port}"
     server.shutdown()
     thread.join(timeout=5)
+
+
+class FamilyActions:
+    """Parents, children and child sign-in for the family tests (StoryVerse STYLE 16: helpers for repeated actions)."""
+
+    PIN = "2580"
+
+    def __init__(self, client, auth: AuthActions, clock: FakeClock) -> None:
+        self.client, self.auth, self.clock = client, auth, clock
+
+    @property
+    def child_birth_year(self) -> int:
+        return datetime.fromtimestamp(self.clock(), tz=UTC).year - 8  # band 6-9, rating TV-Y7
+
+    def parent(self, email: str = "parent@example.com") -> dict:
+        return self.auth.tokens(email)
+
+    def headers(self, tokens: dict) -> dict:
+        return self.auth.bearer(tokens)
+
+    def create_child(self, tokens: dict, username: str = "robin", **extra):
+        body = {"display_name": username.title(), "username": username, "birth_year": self.child_birth_year}
+        body.setdefault("pin", self.PIN)
+        body.update(extra)
+        return self.client.post("/api/auth/children", json=body, headers=self.headers(tokens))
+
+    def consent(self, tokens: dict, child_id: str, password: str = PASSWORD):
+        body = {"policy_version": "2026-04-22", "agreed": ["profile", "generation"], "password": password}
+        return self.client.post(f"/api/auth/children/{child_id}/consent", json=body, headers=self.headers(tokens))
+
+    def family_code(self, tokens: dict) -> str:
+        response = self.client.get("/api/auth/family", headers=self.headers(tokens))
+        assert response.status_code == 200, response.get_json()
+        return response.get_json()["family_code"]
+
+    def child_login(self, family_code: str, username: str = "robin", pin: str = PIN, **kw):
+        body = {"family_code": family_code, "username": username, "pin": pin}
+        return self.client.post("/api/auth/child/login", json=body, **kw)
+
+    def active_child(self, tokens: dict, username: str = "robin", **extra) -> tuple[dict, dict]:
+        """Create, consent and sign in a child: (its profile, its token response)."""
+        created = self.create_child(tokens, username, **extra)
+        assert created.status_code == 201, created.get_json()
+        child = created.get_json()
+        assert self.consent(tokens, child["id"]).status_code == 201
+        login = self.child_login(self.family_code(tokens), username)
+        assert login.status_code == 200, login.get_json()
+        return child, login.get_json()
+
+
+@pytest.fixture
+def family(client, auth, clock) -> FamilyActions:
+    return FamilyActions(client, auth, clock)

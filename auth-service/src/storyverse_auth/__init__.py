@@ -54,12 +54,15 @@ def register_extensions(app: APIFlask) -> None:
 
 def register_blueprints(app: APIFlask) -> None:
     from .auth import bp as auth_bp
+    from .children import bp as children_bp
+    from .devices import bp as devices_bp
+    from .families import bp as families_bp
     from .ops import bp as ops_bp
     from .password import bp as password_bp
     from .sessions import bp as sessions_bp
     from .wellknown import bp as wellknown_bp
 
-    for bp in (auth_bp, sessions_bp, password_bp, wellknown_bp, ops_bp):
+    for bp in (auth_bp, sessions_bp, password_bp, families_bp, children_bp, devices_bp, wellknown_bp, ops_bp):
         app.register_blueprint(bp)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from datetime import datetime
 from typing import Any
@@ -14,6 +15,14 @@ from .extensions import db
 ROLES = ("parent", "child", "admin")
 TIERS = ("basic", "premium")
 KEY_STATES = ("next", "active", "retired")
+DEVICE_STATES = ("pending", "approved", "denied", "consumed")
+# Crockford-style alphabet without I, L, O, U: family codes are read aloud and typed by children.
+FAMILY_CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+FAMILY_CODE_LENGTH = 10  # 50 bits; guessing is also throttled per (code, username) and per IP
+
+
+def new_family_code() -> str:
+    return "".join(secrets.choice(FAMILY_CODE_ALPHABET) for _ in range(FAMILY_CODE_LENGTH))
 
 
 def _tz() -> Any:
@@ -29,13 +38,25 @@ class Family(db.Model):
     time_zone: Mapped[str] = mapped_column(String(64), default="UTC")
     tier: Mapped[str] = mapped_column(String(16), default="basic")
     created_at: Mapped[datetime] = mapped_column(_tz())
+    # Shown to parents; children sign in with it + username + PIN (stored upper-case, no separators).
+    family_code: Mapped[str] = mapped_column(String(16), unique=True, default=new_family_code)
 
     members: Mapped[list[Account]] = relationship(back_populates="family")
 
 
 class Account(db.Model):
     __tablename__ = "accounts"
-    __table_args__ = (CheckConstraint("role IN ('parent', 'child', 'admin')", name="ck_accounts_role"),)
+    __table_args__ = (
+        CheckConstraint("role IN ('parent', 'child', 'admin')", name="ck_accounts_role"),
+        # Usernames are unique within a family only (children of different families may share one).
+        Index(
+            "uq_accounts_family_username",
+            "family_id",
+            "username",
+            unique=True,
+            postgresql_where="username IS NOT NULL",
+        ),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     family_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("families.id", ondelete="CASCADE"), index=True)
@@ -48,6 +69,17 @@ class Account(db.Model):
     content_rating: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(_tz())
     password_changed_at: Mapped[datetime | None] = mapped_column(_tz())
+    # Child profiles (DESIGN §4): no e-mail; username + PIN; birth year (not the date) drives the age band.
+    username: Mapped[str | None] = mapped_column(String(32))
+    birth_year: Mapped[int | None] = mapped_column(Integer)
+    pin_hash: Mapped[str | None] = mapped_column(String(255))
+    # Parental controls (the parent's settings; tokens apply the age-band and tier caps, see controls.py).
+    max_content_rating: Mapped[str | None] = mapped_column(String(16))
+    daily_story_limit: Mapped[int | None] = mapped_column(Integer)
+    allowed_hours: Mapped[str | None] = mapped_column(String(16))
+    features: Mapped[list[str] | None] = mapped_column(JSON)
+    # A child profile is inactive (cannot sign in) until a parent records consent (ledger: Consent).
+    consented_at: Mapped[datetime | None] = mapped_column(_tz())
 
     family: Mapped[Family] = relationship(back_populates="members")
 
@@ -103,3 +135,54 @@ class PasswordResetToken(db.Model):
     created_at: Mapped[datetime] = mapped_column(_tz())
     expires_at: Mapped[datetime] = mapped_column(_tz())
     used_at: Mapped[datetime | None] = mapped_column(_tz())
+
+
+class Consent(db.Model):
+    """The consent ledger (COPPA §312.5): who consented for which child, when, to which policy and scopes."""
+
+    __tablename__ = "consents"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    child_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    giver_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"))
+    policy_version: Mapped[str] = mapped_column(String(32))
+    agreed: Mapped[list[str]] = mapped_column(JSON)
+    method: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(_tz())
+
+
+class FamilyInvitation(db.Model):
+    """A single-use co-parent invitation, stored as HMAC-SHA256(secret, token)."""
+
+    __tablename__ = "family_invitations"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    family_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("families.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str] = mapped_column(String(254))
+    invited_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(_tz())
+    expires_at: Mapped[datetime] = mapped_column(_tz())
+    used_at: Mapped[datetime | None] = mapped_column(_tz())
+
+
+class DeviceAuthorization(db.Model):
+    """An RFC 8628 device authorization: the device polls with device_code; a parent approves the user_code."""
+
+    __tablename__ = "device_authorizations"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('pending', 'approved', 'denied', 'consumed')", name="ck_device_authorizations_status"
+        ),
+    )
+
+    device_code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_code: Mapped[str] = mapped_column(String(16), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    client_name: Mapped[str | None] = mapped_column(String(64))
+    child_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    decided_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(_tz())
+    expires_at: Mapped[datetime] = mapped_column(_tz(), index=True)
+    decided_at: Mapped[datetime | None] = mapped_column(_tz())
+    interval: Mapped[int] = mapped_column(Integer, default=5)
+    next_poll_at: Mapped[datetime] = mapped_column(_tz())

@@ -8,15 +8,18 @@ from typing import Any
 
 import jwt
 from flask import current_app
+from sqlalchemy import select
 
-from . import signing
-from .clock import now_ts
+from . import controls, signing
+from .clock import now, now_ts
 from .errors import APIError
+from .extensions import db
 from .models import Account, Family
 
 TOKEN_TYPE = "at+jwt"  # noqa: S105 (a media type, not a secret)
 LEEWAY_SECONDS = 30
 REQUIRED_CLAIMS = ["iss", "aud", "sub", "exp", "iat", "nbf", "jti"]
+MAX_CHILDREN_CLAIM = 64  # sv-rbac ignores a longer `children` list
 
 
 @dataclass(frozen=True)
@@ -37,12 +40,53 @@ class Principal:
     time_zone: str
     age_band: str | None = None
     content_rating: str | None = None
+    birth_year: int | None = None
+    max_content_rating: str | None = None
+    daily_story_limit: int | None = None
+    allowed_hours: str | None = None
+    features: list[str] | None = None
 
     @classmethod
     def of(cls, account: Account) -> Principal:
         family = account.family
         return cls(
-            account.id, account.role, family.id, family.tier, family.time_zone, account.age_band, account.content_rating
+            account.id,
+            account.role,
+            family.id,
+            family.tier,
+            family.time_zone,
+            account.age_band,
+            account.content_rating,
+            account.birth_year,
+            account.max_content_rating,
+            account.daily_story_limit,
+            account.allowed_hours,
+            account.features,
+        )
+
+    def child_controls(self) -> controls.ChildClaims:
+        """The child's effective controls now (age band from the birth year this year; age and tier caps)."""
+        tier_limit = controls.tier_limit(self.tier)
+        stored = controls.Controls(
+            max_content_rating=self.max_content_rating or controls.CONTENT_RATINGS[0],
+            daily_story_limit=tier_limit if self.daily_story_limit is None else self.daily_story_limit,
+            allowed_hours=self.allowed_hours or controls.DEFAULT_ALLOWED_HOURS,
+            features=tuple(self.features if self.features is not None else controls.DEFAULT_FEATURES),
+        )
+        if self.birth_year is not None:
+            return controls.child_claims(self.birth_year, now().year, stored, self.tier)
+        # A child without a birth year (created before profiles existed): its stored band, or the youngest.
+        band = self.age_band if self.age_band in controls.AGE_BANDS else controls.AGE_BANDS[0]
+        rating = controls.strictest(controls.BAND_RATING[band], stored.max_content_rating)
+        if self.content_rating in controls.CONTENT_RATINGS:
+            rating = controls.strictest(rating, self.content_rating)
+        return controls.ChildClaims(
+            band,
+            rating,
+            stored.max_content_rating,
+            stored.allowed_hours,
+            controls.ordered_features(stored.features),
+            min(stored.daily_story_limit, tier_limit),
         )
 
 
@@ -55,7 +99,23 @@ PRINCIPAL_COLUMNS = (
     Family.time_zone,
     Account.age_band,
     Account.content_rating,
+    Account.birth_year,
+    Account.max_content_rating,
+    Account.daily_story_limit,
+    Account.allowed_hours,
+    Account.features,
 )
+
+
+def family_children(family_id: uuid.UUID) -> list[str]:
+    """The family's child account ids, oldest profile first (at most MAX_CHILDREN_CLAIM)."""
+    rows = db.session.scalars(
+        select(Account.id)
+        .where(Account.family_id == family_id, Account.role == "child")
+        .order_by(Account.created_at, Account.id)
+        .limit(MAX_CHILDREN_CLAIM)
+    )
+    return [str(child_id) for child_id in rows]
 
 
 def access_claims(principal: Principal, session_id: str) -> dict[str, Any]:
@@ -67,9 +127,18 @@ def access_claims(principal: Principal, session_id: str) -> dict[str, Any]:
         "tz": principal.time_zone,
         "sid": session_id,
     }
-    if principal.role == "child":
-        claims["age_band"] = principal.age_band
-        claims["content_rating"] = principal.content_rating
+    if principal.role == "parent":
+        claims["children"] = family_children(principal.family_id)
+    elif principal.role == "child":
+        child = principal.child_controls()
+        claims.update(
+            age_band=child.age_band,
+            content_rating=child.content_rating,
+            max_content_rating=child.max_content_rating,
+            allowed_hours=child.allowed_hours,
+            features=child.features,
+            daily_story_limit=child.daily_story_limit,
+        )
     return claims
 
 
