@@ -66,11 +66,26 @@ def auth_service():
     proc = start_auth_service(port, env)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_port(port, proc=proc)
-        for _ in range(100):
-            if requests.get(url + "/healthz", timeout=2).status_code == 200:
-                break
+        wait_port(port, seconds=60, proc=proc)
+        _wait_healthy(requests, url + "/healthz", proc)
         yield {"url": url, "issuer": issuer, "jwks_url": url + "/.well-known/jwks.json", "redis_db": 5}
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def _wait_healthy(requests, url: str, proc, seconds: float = 60.0) -> None:
+    """A fresh gunicorn on a loaded machine may take seconds to answer: retry until healthy or the deadline."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"auth service exited with {proc.returncode}")
+        try:
+            if requests.get(url, timeout=5).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"auth service not healthy at {url} after {seconds}s")

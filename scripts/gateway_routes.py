@@ -1,0 +1,181 @@
+"""The public API of the StoryVerse gateway as data: every routed endpoint, its service, roles and limits.
+
+`scripts/gen_kong_yml.py` renders this table into `kong.yml` (format 3.0) and the route table of `docs/api.md`;
+`tests/config/` checks the result. Nothing that is not listed here is routed (Kong answers 404).
+
+Paths are written after `/api/<version>` (or absolutely, for the unversioned discovery and docs endpoints) as
+regexes: ids are matched exactly (`[0-9]+` for the backends' numeric ids, a UUID for the auth service's), so an
+unlisted path never reaches a backend. Named captures (`story_id`, `child_id`, `kind`) feed sv-rbac.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+NUMERIC_ID = "[0-9]+"
+UUID = "[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
+GENERATION_KINDS = ("text", "image", "audio")
+
+PARENT, CHILD, ADMIN = "parent", "child", "admin"
+FAMILY = (PARENT, CHILD)
+ANYONE_SIGNED_IN = (PARENT, CHILD, ADMIN)
+
+# The daily tier quota (DESIGN §5): one shared counter per family and local day, charged by story creation and
+# generation only. Basic 5/day, premium 20/day plus a burst of 5 on its per-user rate limits.
+PLANS = ({"tier": "basic", "daily": 5}, {"tier": "premium", "daily": 20, "rate_burst": 5})
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One route: `methods` on `path` → `service`. Public when `roles` is empty (sv-jwt anonymous, IP limits)."""
+
+    name: str
+    methods: tuple[str, ...]
+    path: str
+    service: str
+    summary: str
+    roles: tuple[str, ...] = ()
+    limits: tuple[tuple[int, str], ...] = ((60, "minute"),)
+    seed: bool = False  # one of the 16 endpoints of the product seed
+    daily_quota: bool = False  # charged against the daily story quota (sv-quota `quota`)
+    rbac: dict[str, Any] = field(default_factory=dict)  # extra sv-rbac config (owned_captures, kind_capture, ...)
+    versioned: bool = True  # False: an absolute path outside /api/<version> (discovery, JWKS, docs)
+    extra_plugins: tuple[dict[str, Any], ...] = ()  # more route plugins, e.g. {"name": "sv-expand", "config": {...}}
+
+    @property
+    def public(self) -> bool:
+        return not self.roles
+
+
+def _child(name: str, methods: tuple[str, ...], path: str, summary: str, limit: int) -> Endpoint:
+    """A child-management route of the auth service: parents only, and only their own family's children."""
+    owned = {"owned_captures": [{"name": "child_id", "kind": "child"}]} if "child_id" in path else {}
+    return Endpoint(name, methods, path, "auth", summary, (PARENT,), ((limit, "minute"),), rbac=owned)
+
+
+CHILD_PATH = f"/auth/children/(?<child_id>{UUID})"
+STORY_PATH = f"/stories/(?<story_id>{NUMERIC_ID})"
+
+SEED: tuple[Endpoint, ...] = (
+    # -- auth (public: sv-jwt anonymous, limited per client IP) ----------------------------------------------------
+    Endpoint("auth-register", ("POST",), "/auth/register", "auth", "Register a parent and a new family",
+             limits=((5, "minute"), (20, "hour")), seed=True),
+    Endpoint("auth-login", ("POST",), "/auth/login", "auth", "Sign in with e-mail and password",
+             limits=((10, "minute"), (100, "hour")), seed=True),
+    Endpoint("auth-refresh", ("POST",), "/auth/refresh", "auth", "Rotate a refresh token",
+             limits=((30, "minute"),), seed=True),
+    Endpoint("auth-logout", ("POST",), "/auth/logout", "auth", "Sign out (this session, others, or all)",
+             ANYONE_SIGNED_IN, ((30, "minute"),), seed=True, rbac={"enforce_hours": False}),
+    # -- stories ---------------------------------------------------------------------------------------------------
+    Endpoint("stories-list", ("GET",), "/stories", "stories", "List the family's stories",
+             FAMILY, ((120, "minute"),), seed=True),
+    Endpoint("stories-create", ("POST",), "/stories", "stories", "Create a story",
+             FAMILY, ((20, "minute"),), seed=True, daily_quota=True),
+    Endpoint("stories-get", ("GET",), STORY_PATH, "stories", "Read one story",
+             FAMILY, ((240, "minute"),), seed=True),
+    Endpoint("stories-update", ("PUT", "PATCH"), STORY_PATH, "stories", "Update a story (parents only)",
+             (PARENT,), ((60, "minute"),), seed=True),
+    Endpoint("stories-delete", ("DELETE",), STORY_PATH, "stories", "Delete a story (parents only)",
+             (PARENT,), ((30, "minute"),), seed=True),
+    # -- characters --------------------------------------------------------------------------------------------------
+    Endpoint("characters-list", ("GET",), "/characters", "characters", "List characters",
+             FAMILY, ((120, "minute"),), seed=True),
+    Endpoint("characters-create", ("POST",), "/characters", "characters", "Create a character (parents only)",
+             (PARENT,), ((30, "minute"),), seed=True),
+    Endpoint("characters-get", ("GET",), f"/characters/(?<character_id>{NUMERIC_ID})", "characters",
+             "Read one character", FAMILY, ((240, "minute"),), seed=True),
+    # -- universes ---------------------------------------------------------------------------------------------------
+    Endpoint("universes-list", ("GET",), "/universes", "universes", "List story universes",
+             FAMILY, ((120, "minute"),), seed=True),
+    Endpoint("universes-create", ("POST",), "/universes", "universes", "Create a universe (parents only)",
+             (PARENT,), ((30, "minute"),), seed=True),
+    Endpoint("universes-get", ("GET",), f"/universes/(?<universe_id>{NUMERIC_ID})", "universes",
+             "Read one universe", FAMILY, ((240, "minute"),), seed=True),
+    # -- generation: one endpoint for the three kinds; sv-rbac reads the kind from the `kind` capture ----------------
+    Endpoint("generate", ("POST",), f"/generate/(?<kind>{'|'.join(GENERATION_KINDS)})", "generation",
+             "Generate story text, an image or audio", FAMILY, ((10, "minute"), (60, "hour")), seed=True,
+             daily_quota=True, rbac={"kind_capture": "kind"}),
+)  # fmt: skip
+
+AUTH_SERVICE: tuple[Endpoint, ...] = (
+    Endpoint("auth-me", ("GET",), "/auth/me", "auth", "The caller's account and family", ANYONE_SIGNED_IN),
+    Endpoint("auth-sessions-list", ("GET",), "/auth/sessions", "auth", "The caller's live sessions", ANYONE_SIGNED_IN),
+    Endpoint("auth-sessions-revoke", ("DELETE",), f"/auth/sessions/(?<session_id>{UUID})", "auth",
+             "Revoke one of the caller's sessions", (PARENT, ADMIN), ((30, "minute"),)),
+    Endpoint("auth-password-forgot", ("POST",), "/auth/password/forgot", "auth", "Mail a password-reset link",
+             limits=((5, "minute"), (20, "hour"))),
+    Endpoint("auth-password-reset", ("POST",), "/auth/password/reset", "auth", "Set a new password with a reset token",
+             limits=((10, "minute"),)),
+    Endpoint("auth-password-change", ("POST",), "/auth/password/change", "auth", "Change the caller's password",
+             (PARENT, ADMIN), ((5, "minute"),)),
+    Endpoint("auth-family-get", ("GET",), "/auth/family", "auth", "The caller's family (parents only)", (PARENT,)),
+    Endpoint("auth-family-invite", ("POST",), "/auth/family/invitations", "auth", "Invite a co-parent",
+             (PARENT,), ((10, "hour"),)),
+    Endpoint("auth-family-join", ("POST",), "/auth/family/join", "auth",
+             "Accept a co-parent invitation (the invitation token authenticates)", limits=((10, "minute"),)),
+    _child("auth-children-list", ("GET",), "/auth/children", "The family's child profiles", 60),
+    _child("auth-children-create", ("POST",), "/auth/children", "Create a child profile", 10),
+    _child("auth-child-get", ("GET",), CHILD_PATH, "One child profile", 120),
+    _child("auth-child-update", ("PATCH",), CHILD_PATH, "Update a child profile and its controls", 30),
+    _child("auth-child-delete", ("DELETE",), CHILD_PATH, "Delete a child profile and its data", 10),
+    _child("auth-child-pin", ("PUT",), f"{CHILD_PATH}/pin", "Set the child's PIN", 10),
+    _child("auth-child-consent", ("POST",), f"{CHILD_PATH}/consent", "Record parental consent", 10),
+    _child("auth-child-sessions", ("GET", "DELETE"), f"{CHILD_PATH}/sessions", "List or end the child's sessions", 30),
+    Endpoint("auth-child-login", ("POST",), "/auth/child/login", "auth", "A child signs in (family code + PIN)",
+             limits=((10, "minute"), (100, "hour"))),
+    Endpoint("auth-device-code", ("POST",), "/auth/device/code", "auth", "Start a device sign-in (RFC 8628)",
+             limits=((10, "minute"),)),
+    Endpoint("auth-device-token", ("POST",), "/auth/device/token", "auth", "Poll a device sign-in for its tokens",
+             limits=((30, "minute"),)),
+    Endpoint("auth-device-approve", ("POST",), "/auth/device/approve", "auth", "A parent approves a device",
+             (PARENT,), ((20, "minute"),)),
+    Endpoint("auth-device-deny", ("POST",), "/auth/device/deny", "auth", "A parent denies a device",
+             (PARENT,), ((20, "minute"),)),
+    # -- unversioned: standard locations (the issuer's discovery document, its JWKS) and the API docs ---------------
+    Endpoint("discovery", ("GET",), "/.well-known/openid-configuration", "auth", "OpenID discovery document",
+             limits=((120, "minute"),), versioned=False),
+    Endpoint("jwks", ("GET",), "/.well-known/jwks.json", "auth", "The token-signing public keys (JWKS)",
+             limits=((120, "minute"),), versioned=False),
+    Endpoint("openapi", ("GET",), "/openapi.json", "auth", "The OpenAPI document", limits=((60, "minute"),),
+             versioned=False),
+    Endpoint("api-docs", ("GET",), "/docs", "auth", "Browsable API docs (Swagger UI)", limits=((60, "minute"),),
+             versioned=False),
+)  # fmt: skip
+
+ENDPOINTS: tuple[Endpoint, ...] = SEED + AUTH_SERVICE
+
+# CORS preflight: one OPTIONS-only route over every browser-facing path; Kong's `cors` plugin answers it.
+PREFLIGHT_LIMIT = (300, "minute")
+
+# Where each service lives and how the plugins reach the auth service and Redis. `LOCAL` is what `make run` starts
+# (scripts/run_stack.py); a deployment passes its own values with `gen_kong_yml.py --settings FILE` (any subset).
+LOCAL: dict[str, Any] = {
+    "services": {
+        "auth": "http://127.0.0.1:9000",
+        "stories": "http://127.0.0.1:9101",
+        "characters": "http://127.0.0.1:9102",
+        "universes": "http://127.0.0.1:9103",
+        "generation": "http://127.0.0.1:9104",
+    },
+    "jwt": {
+        "jwks_url": "http://127.0.0.1:9000/.well-known/jwks.json",
+        "issuer": "http://localhost:8000",
+        "audience": "storyverse-api",
+    },
+    "redis": {"redis_host": "127.0.0.1", "redis_port": 6379},
+    "cors_origins": ["http://localhost:3000", "http://127.0.0.1:3000"],
+    # API versions, oldest first. Exactly one is `current` (it also answers on the unversioned /api/... alias).
+    # Retiring one: `deprecated` (with `deprecation`, `sunset` dates and `successor`) keeps serving it with
+    # Deprecation/Sunset/Link headers; `retired` answers 410 Gone on all of its paths.
+    "versions": [{"name": "v1", "status": "current"}],
+    "docs_url": "https://docs.storyverse.example/api",
+}
+
+SERVICE_TIMEOUTS_MS = {  # (connect, read/write): generation waits for a model, everything else answers fast
+    "auth": (2000, 10000),
+    "stories": (2000, 15000),
+    "characters": (2000, 15000),
+    "universes": (2000, 15000),
+    "generation": (2000, 120000),
+}

@@ -1,0 +1,59 @@
+"""Helpers for the kong.yml tests: the generator, the plugins' own infos (their query commands), the loaded config.
+
+Imported by name (test directories have no packages). The plugin infos come from running each entry file's
+`--dump` exactly as Kong does at start (kong.conf's `pluginserver_*_query_cmd`, relocated to this checkout with the
+KONG_* overrides of `kong_emulator.localenv`), plus the bundled plugins the emulator runs natively (pre-/post-function).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import importlib
+import sys
+import tempfile
+from pathlib import Path
+
+from kong_emulator import conf as conf_mod
+from kong_emulator.app import _enabled_plugins
+from kong_emulator.declarative import BUNDLED_PLUGINS, load_declarative
+from kong_emulator.entities import DeclarativeConfig, PluginInfo
+from kong_emulator.localenv import local_environ
+from kong_emulator.native import with_native_infos
+from kong_emulator.pluginserver import PluginServers
+
+REPO = Path(__file__).resolve().parents[2]
+KONG_YML = REPO / "kong.yml"
+KONG_CONF = REPO / "kong.conf"
+OUR_PLUGINS = ("sv-request-id", "sv-jwt", "sv-rbac", "sv-quota")
+# Bundled Lua plugins kong.yml configures that the emulator cannot run (it reports them at start): the only ones.
+EXPECTED_UNSUPPORTED = ["cors"]
+
+
+def generator():
+    """scripts/gen_kong_yml.py as a module."""
+    scripts = str(REPO / "scripts")
+    if scripts not in sys.path:
+        sys.path.insert(0, scripts)
+    return importlib.import_module("gen_kong_yml")
+
+
+@functools.cache
+def kong_conf():
+    """The repository's kong.conf as the emulator reads it locally (plugin servers relocated to this checkout)."""
+    prefix = tempfile.mkdtemp(prefix="svconf", dir="/tmp")
+    return conf_mod.load_kong_conf(str(KONG_CONF), local_environ(REPO, prefix))
+
+
+@functools.cache
+def plugin_infos() -> dict[str, PluginInfo]:
+    """What each plugin server tells Kong (its --dump), validated like Kong, plus the natively-run bundled ones."""
+    infos = asyncio.run(PluginServers(kong_conf().pluginservers).query_all())
+    return with_native_infos(infos)
+
+
+def load(text_or_path: str | Path = KONG_YML) -> DeclarativeConfig:
+    """Validate and resolve a kong.yml like Kong (and the emulator) at start; raises ConfigError."""
+    infos = plugin_infos()
+    enabled = _enabled_plugins(kong_conf().plugins, infos)
+    return load_declarative(text_or_path, infos, enabled, set(BUNDLED_PLUGINS))

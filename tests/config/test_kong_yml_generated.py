@@ -1,0 +1,61 @@
+"""kong.yml and docs/api.md's route table are generated (scripts/gen_kong_yml.py): they must be up to date, and the
+generator's settings (a deployment's hosts, API versions) must be checked before they reach Kong."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from kong_yml_support import KONG_YML, REPO, generator, load
+
+GUARD = REPO / "kong-plugins" / "guard" / "fail_closed_guard.lua"
+
+
+def test_kong_yml_and_the_route_table_are_up_to_date():
+    assert generator().main(["--check"]) == 0, "run: .venv/bin/python scripts/gen_kong_yml.py"
+
+
+def test_the_fail_closed_guard_is_pasted_verbatim():
+    raw = yaml.safe_load(KONG_YML.read_text())
+    guard = next(p for p in raw["plugins"] if p.get("instance_name") == "sv-fail-closed-guard")
+    assert guard["config"]["access"] == [GUARD.read_text()]
+
+
+def test_a_deployment_renders_its_own_hosts(tmp_path):
+    gen = generator()
+    settings = tmp_path / "prod.yaml"
+    settings.write_text(
+        yaml.safe_dump(
+            {
+                "services": {"stories": "http://stories.storyverse.svc:8080", "auth": "http://sv-auth:80"},
+                "jwt": {"jwks_url": "http://sv-auth:80/.well-known/jwks.json", "issuer": "https://api.storyverse.app"},
+                "redis": {"redis_host": "redis.example", "redis_ssl": True, "redis_password": "{vault://env/sv-redis}"},
+                "cors_origins": ["https://app.storyverse.app"],
+            }
+        )
+    )
+    out = tmp_path / "kong.prod.yml"
+    assert gen.main(["--settings", str(settings), "-o", str(out)]) == 0
+    config = load(out)
+    hosts = {s.name: (s.host, s.port) for s in config.services.values()}
+    assert hosts["stories"] == ("stories.storyverse.svc", 8080) and hosts["auth"] == ("sv-auth", 80)
+    assert hosts["universes"] == ("127.0.0.1", 9103)  # a setting not given keeps its local value
+    for plugin in config.plugins:
+        if plugin.name == "sv-jwt":
+            assert plugin.config["issuer"] == "https://api.storyverse.app"
+            assert plugin.config["audience"] == "storyverse-api"
+        if plugin.name in ("sv-jwt", "sv-quota"):
+            assert (plugin.config["redis_host"], plugin.config["redis_ssl"]) == ("redis.example", True)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"versions": [{"name": "v1", "status": "current"}, {"name": "v2", "status": "current"}]}, "exactly one"),
+        ({"versions": [{"name": "v1", "status": "deprecated"}, {"name": "v2", "status": "current"}]}, "needs"),
+        ({"versions": [{"name": "v1", "status": "old"}, {"name": "v2", "status": "current"}]}, "unknown status"),
+        ({"upstreams": {}}, "unknown setting"),
+    ],
+)
+def test_bad_settings_are_refused(overrides, message):
+    with pytest.raises(SystemExit, match=message):
+        generator().load_settings(overrides=overrides)

@@ -1,0 +1,211 @@
+"""The routing matrix: every endpoint × method (canonical and alias) reaches the intended service and route with the
+intended plugins; every other method or path gets no route (Kong's 404). In-process: the emulator's Router and
+plugins_iterator over the loaded kong.yml, no processes.
+
+The expectations are written out here, independently of scripts/gateway_routes.py, so a change to the table that
+changes the public API fails until this list (the contract) is changed too.
+"""
+
+from __future__ import annotations
+
+import pytest
+from kong_emulator.plugins_iterator import plugins_for
+from kong_emulator.router import Router
+from kong_yml_support import KONG_YML, load, plugin_infos
+
+UID = "0b6f3c1e-6a4e-4f6b-9d7a-2f1e5c3b9a10"
+P, C, A = "parent", "child", "admin"
+ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
+
+# (route name without version, methods, example path after /api/v1, service, roles (None = public), daily quota)
+SEED = [
+    ("auth-register", {"POST"}, "/auth/register", "auth", None, False),
+    ("auth-login", {"POST"}, "/auth/login", "auth", None, False),
+    ("auth-refresh", {"POST"}, "/auth/refresh", "auth", None, False),
+    ("auth-logout", {"POST"}, "/auth/logout", "auth", {P, C, A}, False),
+    ("stories-list", {"GET"}, "/stories", "stories", {P, C}, False),
+    ("stories-create", {"POST"}, "/stories", "stories", {P, C}, True),
+    ("stories-get", {"GET"}, "/stories/42", "stories", {P, C}, False),
+    ("stories-update", {"PUT", "PATCH"}, "/stories/42", "stories", {P}, False),
+    ("stories-delete", {"DELETE"}, "/stories/42", "stories", {P}, False),
+    ("characters-list", {"GET"}, "/characters", "characters", {P, C}, False),
+    ("characters-create", {"POST"}, "/characters", "characters", {P}, False),
+    ("characters-get", {"GET"}, "/characters/7", "characters", {P, C}, False),
+    ("universes-list", {"GET"}, "/universes", "universes", {P, C}, False),
+    ("universes-create", {"POST"}, "/universes", "universes", {P}, False),
+    ("universes-get", {"GET"}, "/universes/3", "universes", {P, C}, False),
+    ("generate", {"POST"}, "/generate/text", "generation", {P, C}, True),
+]
+AUTH = [
+    ("auth-me", {"GET"}, "/auth/me", "auth", {P, C, A}, False),
+    ("auth-sessions-list", {"GET"}, "/auth/sessions", "auth", {P, C, A}, False),
+    ("auth-sessions-revoke", {"DELETE"}, f"/auth/sessions/{UID}", "auth", {P, A}, False),
+    ("auth-password-forgot", {"POST"}, "/auth/password/forgot", "auth", None, False),
+    ("auth-password-reset", {"POST"}, "/auth/password/reset", "auth", None, False),
+    ("auth-password-change", {"POST"}, "/auth/password/change", "auth", {P, A}, False),
+    ("auth-family-get", {"GET"}, "/auth/family", "auth", {P}, False),
+    ("auth-family-invite", {"POST"}, "/auth/family/invitations", "auth", {P}, False),
+    ("auth-family-join", {"POST"}, "/auth/family/join", "auth", None, False),
+    ("auth-children-list", {"GET"}, "/auth/children", "auth", {P}, False),
+    ("auth-children-create", {"POST"}, "/auth/children", "auth", {P}, False),
+    ("auth-child-get", {"GET"}, f"/auth/children/{UID}", "auth", {P}, False),
+    ("auth-child-update", {"PATCH"}, f"/auth/children/{UID}", "auth", {P}, False),
+    ("auth-child-delete", {"DELETE"}, f"/auth/children/{UID}", "auth", {P}, False),
+    ("auth-child-pin", {"PUT"}, f"/auth/children/{UID}/pin", "auth", {P}, False),
+    ("auth-child-consent", {"POST"}, f"/auth/children/{UID}/consent", "auth", {P}, False),
+    ("auth-child-sessions", {"GET", "DELETE"}, f"/auth/children/{UID}/sessions", "auth", {P}, False),
+    ("auth-child-login", {"POST"}, "/auth/child/login", "auth", None, False),
+    ("auth-device-code", {"POST"}, "/auth/device/code", "auth", None, False),
+    ("auth-device-token", {"POST"}, "/auth/device/token", "auth", None, False),
+    ("auth-device-approve", {"POST"}, "/auth/device/approve", "auth", {P}, False),
+    ("auth-device-deny", {"POST"}, "/auth/device/deny", "auth", {P}, False),
+]
+UNVERSIONED = [  # (route name, methods, absolute path, service) — all public
+    ("discovery", {"GET"}, "/.well-known/openid-configuration", "auth"),
+    ("jwks", {"GET"}, "/.well-known/jwks.json", "auth"),
+    ("openapi", {"GET"}, "/openapi.json", "auth"),
+    ("api-docs", {"GET"}, "/docs", "auth"),
+]
+VERSIONED = SEED + AUTH
+UNLISTED = [
+    "/", "/api", "/api/v1", "/api/v1/", "/api/v2/stories", "/api/V1/stories", "/API/v1/stories", "/api/v1/v1/stories",
+    "/api/v1/stories/", "/api/v1/storiesx", "/api/v1/stories/abc", "/api/v1/stories/-1", "/api/v1/stories/42/x",
+    "/api/v1/stories/42/characters", "/api/v1/generate", "/api/v1/generate/video", "/api/v1/generate/text/x",
+    "/api/v1/auth", "/api/v1/auth/children/not-a-uuid", f"/api/v1/auth/children/{UID}/controls",
+    f"/api/v1/auth/children/{UID}x", "/api/v1/auth/sessions/42", "/api/v1/users", "/api/v1/usage",
+    "/healthz", "/readyz", "/metrics", "/__echo", "/__status/500", "/.well-known/jwks.jsonx", "/docs/oauth2-redirect",
+    "/api/docs", "/api/v1/docs", "/v1/stories", "/stories", "/auth/login", "/api/auth", "/api/stories/42/x",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def config():
+    return load(KONG_YML)
+
+
+@pytest.fixture(scope="module")
+def router(config):
+    return Router(config.routes, config.services)
+
+
+def cases():
+    for name, methods, path, service, roles, quota in VERSIONED:
+        for prefix in ("/api/v1", "/api"):
+            yield pytest.param(f"v1-{name}", methods, prefix + path, service, roles, quota, id=f"{prefix}{path}")
+    for name, methods, path, service in UNVERSIONED:
+        yield pytest.param(name, methods, path, service, None, False, id=path)
+
+
+def access_plugins(config, match):
+    return {p.name: p for p in plugins_for(config, match.route, match.service, None, "access", plugin_infos())}
+
+
+@pytest.mark.parametrize(("route", "methods", "path", "service", "roles", "quota"), list(cases()))
+def test_endpoint_routes_to_its_service_with_its_plugins(config, router, route, methods, path, service, roles, quota):
+    for method in methods:
+        match = router.match(method, "api.storyverse.test", path, {})
+        assert match is not None, f"{method} {path}: no route"
+        assert (match.route.name, match.service.name) == (route, service), f"{method} {path}"
+    match = router.match(sorted(methods)[0], "api.storyverse.test", path + "?expand=characters&x=1", {})
+    assert match is not None and match.route.name == route  # a query string changes nothing
+    assert_plugins(access_plugins(config, match), match.route, roles, quota)
+
+
+def listed_methods() -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for _, methods, path, *_ in cases_values():
+        out.setdefault(path, set()).update(methods)
+    return out
+
+
+def cases_values():
+    return [c.values for c in cases()]
+
+
+@pytest.mark.parametrize("path", sorted(listed_methods()))
+def test_other_methods_on_a_listed_path_get_no_route(router, path):
+    allowed = listed_methods()[path]
+    for method in ALL_METHODS:
+        match = router.match(method, "api.storyverse.test", path, {})
+        if method == "OPTIONS":
+            assert match is not None and match.route.name == "cors-preflight", f"OPTIONS {path}"
+        elif method not in allowed:
+            assert match is None, f"{method} {path} routed to {match.route.name}"
+
+
+def assert_plugins(plugins, route, roles, quota):
+    assert list(plugins) == ["pre-function", "sv-request-id", "sv-jwt", "sv-rbac", "sv-quota", "post-function"]
+    jwt, rbac, limits, post = (plugins[n] for n in ("sv-jwt", "sv-rbac", "sv-quota", "post-function"))
+    assert rbac.route_id == limits.route_id == route.id  # this endpoint's own policy, never the global fallback
+    assert plugins["sv-request-id"].route_id is None and plugins["pre-function"].route_id is None
+    if roles is None:  # public: anonymous sv-jwt, public sv-rbac, IP limits, guard switched off
+        assert jwt.route_id == route.id and jwt.config["anonymous"] is True
+        assert rbac.config["public"] is True
+        assert {p["by"] for p in limits.config["policies"]} == {"ip"}
+        assert post.route_id == route.id and post.config["access"] == ["return"]
+    else:  # authenticated: the global strict sv-jwt and the global fail-closed guard
+        assert jwt.route_id is None and jwt.config["anonymous"] is False
+        assert rbac.config["public"] is False
+        assert {r for rule in rbac.config["rules"] for r in rule["roles"]} == roles
+        assert {m for rule in rbac.config["rules"] for m in rule["methods"]} == set(route.methods)
+        assert {p["by"] for p in limits.config["policies"]} == {"user"}
+        assert post.route_id is None and post.instance_name == "sv-fail-closed-guard"
+    assert (limits.config["quota"] or {}).get("enabled", False) is quota
+
+
+@pytest.mark.parametrize("path", UNLISTED)
+def test_unlisted_paths_get_no_route(router, path):
+    for method in ALL_METHODS:
+        assert router.match(method, "api.storyverse.test", path, {}) is None, f"{method} {path}"
+
+
+def test_the_matrix_covers_every_route(config):
+    listed = {f"v1-{name}" for name, *_ in VERSIONED} | {name for name, *_ in UNVERSIONED} | {"cors-preflight"}
+    assert {r.name for r in config.routes} == listed
+
+
+def test_seed_endpoints_are_the_sixteen(config):
+    seed = [r for r in config.routes if "seed" in (r.tags or [])]
+    assert sorted(r.name for r in seed) == sorted(f"v1-{name}" for name, *_ in SEED)
+    assert len(SEED) == 16
+
+
+def test_generation_kind_and_child_ownership_reach_sv_rbac(config, router):
+    gen = router.match("POST", "h", "/api/v1/generate/audio", {})
+    assert gen.captures["named"] == {"kind": "audio"}
+    assert access_plugins(config, gen)["sv-rbac"].config["kind_capture"] == "kind"
+    child = router.match("PUT", "h", f"/api/auth/children/{UID}/pin", {})
+    assert child.captures["named"] == {"child_id": UID}
+    owned = access_plugins(config, child)["sv-rbac"].config["owned_captures"]
+    assert [(o["name"], o["kind"]) for o in owned] == [("child_id", "child")]
+
+
+def test_only_story_creation_and_generation_charge_the_daily_quota(config):
+    charged = sorted(
+        p.route_id and next(r.name for r in config.routes if r.id == p.route_id)
+        for p in config.plugins
+        if p.name == "sv-quota" and (p.config["quota"] or {}).get("enabled")
+    )
+    assert charged == ["v1-generate", "v1-stories-create"]
+
+
+def test_rate_limit_policy_names_are_unique_per_endpoint(config):
+    names = [pol["name"] for p in config.plugins if p.name == "sv-quota" for pol in p.config["policies"]]
+    assert len(names) == len(set(names))
+
+
+def test_upstreams_and_timeouts(config):
+    services = {s.name: s for s in config.services.values()}
+    ports = {"auth": 9000, "stories": 9101, "characters": 9102, "universes": 9103, "generation": 9104}
+    assert {n: (s.host, s.port) for n, s in services.items()} == {n: ("127.0.0.1", p) for n, p in ports.items()}
+    assert all(s.retries == 0 for s in services.values())  # a replayed POST would create or charge twice
+    assert services["generation"].read_timeout >= 60000
+
+
+def test_global_plugins(config):
+    globals_ = {p.name: p for p in config.plugins if not (p.route_id or p.service_id or p.consumer_id)}
+    assert set(globals_) == {"sv-request-id", "pre-function", "sv-jwt", "sv-rbac", "sv-quota", "post-function"}
+    assert globals_["sv-request-id"].config["header_name"] == "X-Request-Id"
+    assert globals_["sv-jwt"].config["anonymous"] is False
+    # the default-deny for a route that forgot its own sv-rbac: admins only
+    assert [rule["roles"] for rule in globals_["sv-rbac"].config["rules"]] == [["admin"]]
