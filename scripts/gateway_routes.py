@@ -57,6 +57,21 @@ def _child(name: str, methods: tuple[str, ...], path: str, summary: str, limit: 
 CHILD_PATH = f"/auth/children/(?<child_id>{UUID})"
 STORY_PATH = f"/stories/(?<story_id>{NUMERIC_ID})"
 
+# sv-expand on the story item: characters and universe composed in one response (backends see unversioned paths)
+EXPAND: dict[str, Any] = {
+    "name": "sv-expand",
+    "config": {
+        "envelope_field": "item",
+        "budget_ms": 300,
+        "timeout_ms": 250,
+        "max_ids": 25,
+        "expansions": [
+            {"name": "characters", "id_field": "character_ids", "url": "<service:characters>/api/characters"},
+            {"name": "universe", "id_field": "universe_id", "url": "<service:universes>/api/universes"},
+        ],
+    },
+}
+
 SEED: tuple[Endpoint, ...] = (
     # -- auth (public: sv-jwt anonymous, limited per client IP) ----------------------------------------------------
     Endpoint("auth-register", ("POST",), "/auth/register", "auth", "Register a parent and a new family",
@@ -72,8 +87,8 @@ SEED: tuple[Endpoint, ...] = (
              FAMILY, ((120, "minute"),), seed=True),
     Endpoint("stories-create", ("POST",), "/stories", "stories", "Create a story",
              FAMILY, ((20, "minute"),), seed=True, daily_quota=True),
-    Endpoint("stories-get", ("GET",), STORY_PATH, "stories", "Read one story",
-             FAMILY, ((240, "minute"),), seed=True),
+    Endpoint("stories-get", ("GET",), STORY_PATH, "stories", "Read one story (?expand=characters,universe)",
+             FAMILY, ((240, "minute"),), seed=True, extra_plugins=(EXPAND,)),
     Endpoint("stories-update", ("PUT", "PATCH"), STORY_PATH, "stories", "Update a story (parents only)",
              (PARENT,), ((60, "minute"),), seed=True),
     Endpoint("stories-delete", ("DELETE",), STORY_PATH, "stories", "Delete a story (parents only)",

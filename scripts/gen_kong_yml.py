@@ -157,12 +157,25 @@ def route_plugins(ep: R.Endpoint, version: dict[str, Any], settings: dict[str, A
     plugins.append({"name": "sv-rbac", "config": rbac_config(ep)})
     by = "ip" if ep.public else "user"
     plugins.append({"name": "sv-quota", "config": quota_config(ep.name, ep.limits, by, settings, ep.daily_quota)})
-    plugins += [copy.deepcopy(p) for p in ep.extra_plugins]
+    plugins += [_with_services(copy.deepcopy(p), settings["services"]) for p in ep.extra_plugins]
     headers = [deprecation_lua(version, settings)] if version["status"] == "deprecated" and ep.versioned else None
     if ep.public or headers:
         prefix = f"{version['name']}-" if ep.versioned else ""
         plugins.append(post_function(f"{prefix}{ep.name}-post", OPT_OUT if ep.public else [guard], headers))
     return plugins
+
+
+def _with_services(value: Any, services: dict[str, str]) -> Any:
+    """Replace `<service:NAME>` in extra plugins' strings by that service's base URL from the settings."""
+    if isinstance(value, str):
+        for name, url in services.items():
+            value = value.replace(f"<service:{name}>", url)
+        return value
+    if isinstance(value, dict):
+        return {k: _with_services(v, services) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_with_services(v, services) for v in value]
+    return value
 
 
 def deprecation_lua(version: dict[str, Any], settings: dict[str, Any]) -> str:

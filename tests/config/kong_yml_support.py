@@ -25,7 +25,7 @@ from kong_emulator.pluginserver import PluginServers
 REPO = Path(__file__).resolve().parents[2]
 KONG_YML = REPO / "kong.yml"
 KONG_CONF = REPO / "kong.conf"
-OUR_PLUGINS = ("sv-request-id", "sv-jwt", "sv-rbac", "sv-quota")
+OUR_PLUGINS = ("sv-request-id", "sv-jwt", "sv-rbac", "sv-quota", "sv-expand")
 # Bundled Lua plugins kong.yml configures that the emulator cannot run (it reports them at start): the only ones.
 EXPECTED_UNSUPPORTED = ["cors"]
 

@@ -11,12 +11,19 @@ import pytest
 import yaml
 from kong_emulator.errors import ConfigError
 from kong_yml_support import EXPECTED_UNSUPPORTED, KONG_YML, OUR_PLUGINS, load, plugin_infos
+from storyverse_plugins.expand.schema import parse_config as parse_expand
 from storyverse_plugins.jwt_auth.schema import parse_config as parse_jwt
 from storyverse_plugins.quota.schema import parse_config as parse_quota
 from storyverse_plugins.rbac.schema import parse_config as parse_rbac
 from storyverse_plugins.request_id.schema import parse_config as parse_request_id
 
-PARSERS = {"sv-jwt": parse_jwt, "sv-rbac": parse_rbac, "sv-quota": parse_quota, "sv-request-id": parse_request_id}
+PARSERS = {
+    "sv-jwt": parse_jwt,
+    "sv-rbac": parse_rbac,
+    "sv-quota": parse_quota,
+    "sv-request-id": parse_request_id,
+    "sv-expand": parse_expand,
+}
 # kong/plugins/cors/schema.lua (Kong 3.9 OSS): the config fields
 CORS_FIELDS = {
     "origins", "headers", "exposed_headers", "methods", "max_age", "credentials", "private_network",
@@ -32,7 +39,7 @@ def config():
 def test_the_plugin_infos_come_from_our_plugin_servers():
     infos = plugin_infos()
     assert set(OUR_PLUGINS) <= set(infos)
-    assert [infos[n].priority for n in OUR_PLUGINS] == [100001, 1450, 950, 910]
+    assert [infos[n].priority for n in OUR_PLUGINS] == [100001, 1450, 950, 910, 810]
 
 
 def test_kong_yml_loads_with_only_the_listed_unsupported_plugins(config):
