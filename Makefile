@@ -43,6 +43,18 @@ format: install ## Apply ruff fixes and formatting
 bench: install services ## Run the benchmarks and write docs/benchmarks.md
 	$(BIN)/python -m bench
 
+.PHONY: kong-validate
+kong-validate: install ## Check kong.yml: generated file up to date, emulator schema validation, decK, routing matrix
+	$(BIN)/python scripts/gen_kong_yml.py --check
+	scripts/ensure-deck.sh
+	$(BIN)/python -m pytest tests/config -q
+
+.PHONY: helm-check
+helm-check: install ## Lint, render and validate the Helm chart for every ci/ values file
+	scripts/install-helm.sh
+	$(BIN)/python helm/tools/gen_schema.py --check
+	$(BIN)/python -m pytest tests/deploy -q
+
 .PHONY: plugin-info
 plugin-info: install ## Print what each plugin server tells Kong about its plugin (the query commands)
 	@for f in kong-plugins/plugins/*.py; do $(BIN)/python $$f --dump; echo; done
