@@ -44,6 +44,9 @@ def wait_http(url: str, seconds: float = 30) -> bool:
 
 
 def stop_all(procs: list[tuple[str, subprocess.Popen]]) -> None:
+    # a second Ctrl-C (or SIGTERM) while stopping must not abandon processes half-way
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     for _, proc in reversed(procs):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -56,6 +59,13 @@ def stop_all(procs: list[tuple[str, subprocess.Popen]]) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
+def _in_use(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 def _interrupt(*_args) -> None:
     raise KeyboardInterrupt
 
@@ -65,6 +75,10 @@ def main() -> int:
     run_dir = REPO / "run"
     run_dir.mkdir(exist_ok=True)
     procs: list[tuple[str, subprocess.Popen]] = []
+    busy = [port for port in (PROXY_PORT, AUTH_PORT, *BACKEND_PORTS.values()) if _in_use(port)]
+    if busy:
+        print(f"[run] ports already in use: {busy} (another `make run`?); stop it first", flush=True)
+        return 1
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         backend_args = [f"{n}={p}" for n, p in BACKEND_PORTS.items()]

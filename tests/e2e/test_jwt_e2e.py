@@ -1,7 +1,8 @@
 """sv-jwt end to end: client → emulator (strict) → real sv-jwt plugin server → sample backend.
 
-Tokens are signed by keys generated in the test and served by a local JWKS server; the tests with real
-auth-service tokens belong to the auth/e2e work. What the backend received is asserted from its echo.
+Tokens are signed by keys generated in the test and served by a local JWKS server; the same paths with REAL
+auth-service tokens (and the full attack list of issue 4) are in test_jwt_real_tokens.py. What the backend received
+is asserted from its echo.
 """
 
 from __future__ import annotations

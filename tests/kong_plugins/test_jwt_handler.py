@@ -14,6 +14,7 @@ from storyverse_plugins import PRIORITIES
 from storyverse_plugins.common.identity import REVOKED_JTI_KEY, SHARED_IDENTITY
 from storyverse_plugins.common.problem import PROBLEM_JSON
 from storyverse_plugins.jwt_auth import gate as gate_module
+from storyverse_plugins.jwt_auth.denylist import REVOKED_SID_KEY
 from storyverse_plugins.jwt_auth.handler import Plugin, priority
 from test_jwt_kit import JwksServer, dead_url, jwk_of, mint, plugin_config, redis_db12, serving
 
@@ -247,7 +248,14 @@ def test_rotated_in_key_is_picked_up_on_first_sight(fake_kong, redis12):
 # --- denylist -------------------------------------------------------------------------------------------------------
 
 
-def test_revoked_jti_is_401_also_after_a_cache_hit(plugin, fake_kong, redis12):
+@pytest.fixture
+def uncached_plugin(jwks_server, redis12):
+    """Asks Redis on every request (denylist_cache_ms 0), so a revocation shows on the very next request."""
+    return Plugin(plugin_config(jwks_server.url, denylist_cache_ms=0))
+
+
+def test_revoked_jti_is_401_also_after_a_cache_hit(uncached_plugin, fake_kong, redis12):
+    plugin = uncached_plugin
     jti = str(uuid.uuid4())
     headers = {"authorization": [f"Bearer {now_token(jti=jti)}"]}
     assert run(plugin, fake_kong, headers).exited is None  # now cached
@@ -256,6 +264,27 @@ def test_revoked_jti_is_401_also_after_a_cache_hit(plugin, fake_kong, redis12):
     status, body, _ = problem(fk)
     assert status == 401 and body["detail"] == "The access token is invalid."
     assert run(plugin, fake_kong, {"authorization": [f"Bearer {now_token()}"]}).exited is None
+
+
+def test_revoked_session_is_401_also_after_a_cache_hit(uncached_plugin, fake_kong, redis12):
+    sid = str(uuid.uuid4())
+    headers = {"authorization": [f"Bearer {now_token(sid=sid)}"]}
+    assert run(uncached_plugin, fake_kong, headers).exited is None
+    redis12.set(REVOKED_SID_KEY.format(sid=sid), "1", ex=600)
+    status, _, headers_out = problem(run(uncached_plugin, fake_kong, headers))
+    assert status == 401 and 'error="invalid_token"' in headers_out["WWW-Authenticate"]
+    other = {"authorization": [f"Bearer {now_token(sid=str(uuid.uuid4()))}"]}
+    assert run(uncached_plugin, fake_kong, other).exited is None
+
+
+def test_revocation_takes_effect_within_the_denylist_cache_time(jwks_server, fake_kong, redis12):
+    plugin = Plugin(plugin_config(jwks_server.url, denylist_cache_ms=200))
+    jti = str(uuid.uuid4())
+    headers = {"authorization": [f"Bearer {now_token(jti=jti)}"]}
+    assert run(plugin, fake_kong, headers).exited is None
+    redis12.set(REVOKED_JTI_KEY.format(jti=jti), "1", ex=600)
+    time.sleep(0.25)
+    assert problem(run(plugin, fake_kong, headers))[0] == 401
 
 
 def test_redis_down_fails_closed_with_503(jwks_server, fake_kong):

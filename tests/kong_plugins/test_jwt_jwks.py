@@ -69,6 +69,9 @@ def test_private_members_are_never_used():
         ({**jwk_of("rsa"), "n": "AQAB"}, "invalid key material"),
         ({**jwk_of("ed"), "x": "AAAA"}, "invalid key material"),
         ("not-an-object", "not an object"),
+        ({**jwk_of("rsa"), "alg": ["RS256"]}, "not a string"),  # unhashable: once a TypeError, not a skip
+        ({**jwk_of("rsa"), "kty": ["RSA"]}, "not a string"),
+        ({**jwk_of("rsa"), "kty": None}, "not a string"),
     ],
 )
 def test_doubtful_entries_are_skipped_with_a_reason(jwk, why):
@@ -143,7 +146,7 @@ def test_unknown_kid_refetch_finds_a_rotated_in_key(jwks_server):
     assert "rsa-2" in cache.keys()
 
 
-@pytest.mark.parametrize("failure", ["status", "garbage", "no usable key", "deep json", "redirect"])
+@pytest.mark.parametrize("failure", ["status", "garbage", "no usable key", "deep json", "redirect", "unforeseen"])
 def test_a_failed_refresh_keeps_the_last_good_keys(jwks_server, failure):
     clock = Clock()
     cache = cache_for(jwks_server.url, clock, ttl=60, min_interval=10)
@@ -156,6 +159,9 @@ def test_a_failed_refresh_keeps_the_last_good_keys(jwks_server, failure):
         jwks_server.doc = {"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "hmac"}]}
     elif failure == "deep json":
         jwks_server.body = b"[" * 50000
+    elif failure == "unforeseen":  # any exception while parsing keeps the keys, whatever its type
+        cache._fetch = lambda: (_ for _ in ()).throw(TypeError("a shape nobody foresaw"))
+        jwks_server.fetches += 1
     else:
         jwks_server.redirect_to = "http://attacker.invalid/jwks.json"
     clock.t += 61  # stale: the next keys() refetches

@@ -39,6 +39,7 @@ def test_kong_nulls_take_the_defaults():
     assert cfg.verify.leeway == 30 and cfg.verify.algorithms == {"RS256", "ES256", "EdDSA"}
     assert cfg.strip_header_prefixes == ("x-sv-",) and cfg.anonymous is False and cfg.denylist is True
     assert cfg.redis.host == "127.0.0.1" and cfg.redis.timeout_ms == 50
+    assert cfg.denylist_cache_ms == 500
 
 
 def test_the_kit_config_parses():
@@ -67,6 +68,8 @@ def test_the_kit_config_parses():
         {"redis_host": "", "denylist": True},
         {"redis_timeout_ms": 500},
         {"realm": 'story"verse'},
+        {"denylist_cache_ms": 1001},
+        {"denylist_cache_ms": -1},
     ],
 )
 def test_bad_configs_are_refused(overrides):

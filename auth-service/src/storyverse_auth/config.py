@@ -40,6 +40,7 @@ class Config:
     SESSION_IDLE_TTL = _int("SESSION_IDLE_TTL", 14 * 24 * 3600)
     SESSION_ABSOLUTE_TTL = _int("SESSION_ABSOLUTE_TTL", 60 * 24 * 3600)
     REFRESH_GRACE_SECONDS = min(_int("REFRESH_GRACE_SECONDS", 30), 30)
+    DEVICE_POLL_INTERVAL = _int("DEVICE_POLL_INTERVAL", 5)  # RFC 8628 §3.2 default
     RESET_TOKEN_TTL = _int("RESET_TOKEN_TTL", 30 * 60)
     RESET_URL = os.environ.get("RESET_URL", "http://localhost:3000/reset-password?token={token}")
     PASSWORD_MIN_LENGTH = _int("PASSWORD_MIN_LENGTH", 15)

@@ -2,7 +2,8 @@
 
 A bounded LRU keyed by the SHA-256 digest of the token (the token itself is never kept). An entry lives exactly as
 long as the token would pass ``tokens.verify`` (until ``exp + leeway``), and is only trusted while the key that
-signed it is still in the JWKS. It caches verification only: the caller still checks the denylist on every hit.
+signed it is still in the JWKS. It caches verification only: the caller still checks the denylist (jti and sid)
+on every hit.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class CachedToken:
     jti: str
     kid: str
     valid_until: float
+    sid: str | None = None  # the session: revoking it revokes the token (denylist)
 
 
 class TokenCache:

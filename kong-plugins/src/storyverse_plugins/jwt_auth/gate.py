@@ -2,8 +2,8 @@
 
 The gate owns the order of things: refuse requests whose headers may have been truncated, find client-sent
 identity headers to strip, extract the bearer token, verify it (verified-token cache first, then ``tokens.verify``
-with one rate-limited JWKS refetch on an unknown kid), check the denylist (also on cache hits), and build what goes
-upstream and into ``kong.ctx.shared``.
+with one rate-limited JWKS refetch on an unknown kid), check the denylist (jti and sid in one Redis read, also on
+cache hits), and build what goes upstream and into ``kong.ctx.shared``.
 
 ``Allow.upstream_headers`` follows ``kong.service.request.set_headers`` semantics: a string sets the header
 (replacing every client copy), an empty list ``[]`` removes it.
@@ -223,17 +223,18 @@ class Gate:
     def _entry(self, verified: Verified) -> CachedToken:
         identity, headers = identity_of(verified.claims)
         valid_until = verified.exp + self.cfg.verify.leeway
-        return CachedToken(identity, headers, verified.claims["jti"], verified.kid, valid_until)
+        sid = verified.claims.get("sid")
+        return CachedToken(identity, headers, verified.claims["jti"], verified.kid, valid_until, sid)
 
     def _check_denylist(self, entry: CachedToken) -> CachedToken | Verdict:
         try:
-            revoked = self.denylist.is_revoked(entry.jti)
+            revoked = self.denylist.is_revoked(entry.jti, entry.sid)
         except DenylistUnavailable as exc:
             if self.cfg.denylist_fault_tolerant:
                 return entry
             return Verdict(unavailable(), f"denylist unavailable: {exc}", "error")
         if revoked:
-            return self._reject(Failure(Reason.REVOKED, "jti is on the denylist"))
+            return self._reject(Failure(Reason.REVOKED, "jti or sid is on the denylist"))
         return entry
 
 
@@ -242,7 +243,7 @@ class Gate:
 _registry_lock = threading.Lock()
 _jwks: dict[tuple, JwksCache] = {}
 _caches: dict[tuple, TokenCache] = {}
-_denylists: dict[RedisSettings, Denylist] = {}
+_denylists: dict[tuple[RedisSettings, int], Denylist] = {}
 
 
 def build_gate(cfg: Config) -> Gate:
@@ -265,7 +266,10 @@ def build_gate(cfg: Config) -> Gate:
             )
         if cache_key not in _caches:
             _caches[cache_key] = TokenCache(cfg.cache_size)
-        if cfg.denylist and cfg.redis not in _denylists:
-            _denylists[cfg.redis] = RedisDenylist(get_client(cfg.redis))
-        denylist = _denylists[cfg.redis] if cfg.denylist else NoDenylist()
+        denylist_key = (cfg.redis, cfg.denylist_cache_ms)
+        if cfg.denylist and denylist_key not in _denylists:
+            _denylists[denylist_key] = RedisDenylist(
+                get_client(cfg.redis), cache_seconds=cfg.denylist_cache_ms / 1000.0
+            )
+        denylist = _denylists[denylist_key] if cfg.denylist else NoDenylist()
         return Gate(cfg, _jwks[jwks_key], _caches[cache_key], denylist)

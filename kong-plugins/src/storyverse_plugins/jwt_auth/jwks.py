@@ -88,6 +88,8 @@ def _usable(jwk: Any) -> str | None:
     kid = jwk.get("kid")
     if not isinstance(kid, str) or not KID_PATTERN.match(kid):
         return "missing or ill-formed kid"
+    if not isinstance(jwk.get("kty"), str) or not isinstance(jwk.get("alg", ""), str):
+        return "kty or alg is not a string"
     if jwk.get("use", "sig") != "sig":
         return "use is not sig"
     ops = jwk.get("key_ops")
@@ -218,6 +220,10 @@ class JwksCache:
         except (JwksFetchError, ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
             self.failures += 1
             log.error("sv-jwt: JWKS fetch failed, keeping %d last good keys: %s", len(self._keys), exc)
+            return
+        except Exception:  # a JWKS shape parse_jwks did not foresee: still keep the last good keys
+            self.failures += 1
+            log.exception("sv-jwt: JWKS could not be parsed, keeping %d last good keys", len(self._keys))
             return
         for why in skipped:
             log.warning("sv-jwt: JWKS entry skipped: %s", why)

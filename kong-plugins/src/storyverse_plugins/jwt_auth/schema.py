@@ -14,9 +14,12 @@ from urllib.parse import urlsplit
 from storyverse_plugins.common.identity import IDENTITY_HEADER_PREFIX
 from storyverse_plugins.common.redis_pool import RedisSettings
 from storyverse_plugins.common.schema_fields import REDIS_FIELDS, parse_redis
+from storyverse_plugins.jwt_auth.denylist import MAX_CACHE_SECONDS
 from storyverse_plugins.jwt_auth.tokens import MAX_LEEWAY_SECONDS, SUPPORTED_ALGORITHMS, VerifyConfig
 
 _ALGS = sorted(SUPPORTED_ALGORITHMS)
+# Revocation delay vs Redis reads: see docs/benchmarks-jwt.md ("denylist answer cache").
+DEFAULT_DENYLIST_CACHE_MS = 500
 
 
 def _field(name: str, description: str, type_: str, **rules: Any) -> dict[str, Any]:
@@ -94,9 +97,19 @@ Schema = (
     ),
     _field(
         "denylist",
-        "Reject tokens whose jti the auth service revoked (Redis key sv:revoked:jti:{jti}).",
+        "Reject tokens the auth service revoked: the token (Redis key sv:revoked:jti:{jti}) or its session "
+        "(sv:revoked:sid:{sid}), both read in one EXISTS.",
         "boolean",
         default=True,
+        required=True,
+    ),
+    _field(
+        "denylist_cache_ms",
+        "How long a denylist answer for one token is reused, in milliseconds (0: ask Redis on every request; "
+        "at most 1000). A revocation takes effect within this time.",
+        "integer",
+        default=DEFAULT_DENYLIST_CACHE_MS,
+        between=[0, int(MAX_CACHE_SECONDS * 1000)],
         required=True,
     ),
     _field(
@@ -150,6 +163,7 @@ class Config:
     jwks_refresh_min_interval: int = 30
     cache_size: int = 10000
     denylist: bool = True
+    denylist_cache_ms: int = DEFAULT_DENYLIST_CACHE_MS
     denylist_fault_tolerant: bool = False
     redis: RedisSettings = field(default_factory=RedisSettings, repr=False)
     strip_header_prefixes: tuple[str, ...] = (IDENTITY_HEADER_PREFIX.lower(),)
@@ -187,6 +201,8 @@ def _check_rules(cfg: Config) -> None:
     for prefix in cfg.strip_header_prefixes:
         if not prefix or any(name.startswith(prefix) for name in _PROTECTED):
             raise ValueError(f"strip_header_prefixes: {prefix!r} would strip Authorization or Host")
+    if not 0 <= cfg.denylist_cache_ms <= MAX_CACHE_SECONDS * 1000:
+        raise ValueError("denylist_cache_ms must be between 0 and 1000")
     if cfg.denylist and not (cfg.redis.host or cfg.redis.cluster_nodes):
         raise ValueError("denylist needs redis_host or redis_cluster_nodes")
     if not cfg.realm.isprintable() or '"' in cfg.realm or "\\" in cfg.realm:
