@@ -142,7 +142,8 @@ def test_all_keys_of_a_request_share_one_slot():
     )
     batch = build_batch(cfg, ident(daily_story_limit=2), None, "POST", T0)
     all_keys = decide_args(batch)[0]
-    assert len(all_keys) == 5 and all(k.startswith("sv:quota:v1:{f:fam1}:") for k in all_keys)
+    assert all_keys[-1] == keys.abuse_key("{f:fam1}", "u1")  # the account's abuse block: same slot, same script
+    assert len(all_keys) == 6 and all(k.startswith("sv:quota:v1:{f:fam1}:") for k in all_keys)
     assert {redis.cluster.key_slot(k.encode()) for k in all_keys} == {redis.cluster.key_slot(b"{f:fam1}")}
     assert keys.subject_tag(None, "::1") == "{ip:::1}" and keys.subject_tag({"sub": "a{b}"}, None) == "{u:a_b_}"
 

@@ -3,14 +3,17 @@
 All keys of one subject carry the same `{...}` hash tag, so one Lua script can touch all of them on Redis Cluster:
   family / user subject  {f:<family_id>} (or {u:<sub>} without a family)   rate keys + quota counters + reservations
   anonymous subject      {ip:<client ip>}                                  rate keys
-  abuse subject          {ab:<ip or account>}                              abuse counters and blocks
+Abuse state lives under the same tag as the subject it blocks, so decide.lua reads the block in the same round trip.
 
 Layout (docs for the auth service, which reads counters and writes grants):
   sv:quota:v1:{f:F}:rl:<policy>:u:<sub>      GCRA theoretical arrival time (ms, string), PEXPIRE at full refill
   sv:quota:v1:{ip:A}:rl:<policy>             same, for anonymous routes
   sv:quota:v1:{f:F}:q:<scope>:<YYYY-MM-DD>   hash: used (committed units), grant (extra units an admin granted)
   sv:quota:v1:{f:F}:q:<scope>:<date>:res     zset: reservation id -> expiry (ms) of in-flight requests
-  sv:quota:v1:{ab:S}:abuse                   hash: strikes window and block state of an abuse subject
+  sv:quota:v1:{f:F}:ab:u:<sub>               hash: an account's strikes window and block state (abuse.lua)
+  sv:quota:v1:{ip:A}:ab                      hash: the same for a client IP
+  sv:quota:v1:{ip:A}:ab:login                set: fingerprints of distinct accounts that failed to log in from A
+  sv:quota:v1:{abuse}:blocks                 zset: abuse hash key -> block end (ms); the admin list (quota.abuse)
 where <scope> is `fam` (the family's shared quota), `u:<sub>` (per-user quota) or `c:<sub>` (a child's own limit)
 and <date> is the local date in the family's time zone.
 """
@@ -57,6 +60,16 @@ def reservations_key(counter_key: str) -> str:
     return counter_key + ":res"
 
 
-def abuse_key(subject: str) -> str:
-    """Strike and block state of an abuse subject (an IP or an account)."""
-    return PREFIX + "{ab:" + _clean(subject) + "}:abuse"
+def abuse_key(tag: str, sub: str | None = None) -> str:
+    """Strike and block state of an account (sub, under its family's tag) or, when sub is None, of the tag's IP."""
+    if sub:
+        return f"{PREFIX}{tag}:ab:u:{_clean(sub)}"
+    return f"{PREFIX}{tag}:ab"
+
+
+def login_failures_key(tag: str) -> str:
+    """Fingerprints of the distinct accounts whose login failed from the tag's IP (credential stuffing)."""
+    return f"{PREFIX}{tag}:ab:login"
+
+
+BLOCKS_INDEX = PREFIX + "{abuse}:blocks"  # one slot of its own: written after a block is set, read by admins

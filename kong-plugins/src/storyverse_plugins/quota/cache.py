@@ -15,6 +15,7 @@ class Blocked:
     quota: int
     window_s: int
     reset_ms: int  # absolute epoch ms at which the limit is whole again / the day ends
+    retry_at_ms: int = 0  # when the client may retry (Retry-After); until_ms may be earlier (cache trust cap)
 
 
 class OverLimitCache:

@@ -1,14 +1,20 @@
 """sv-quota phase handler: reads what the core needs in as few PDK calls as possible, applies the decision.
 
 access  ctx.shared.get(identity) [+ client.get_forwarded_ip on anonymous routes] [+ request.get_method if quota.methods]
-        -> one Redis script -> response.set_headers (allowed) [+ ctx.shared.set(reservation)]
+        [+ request.get_raw_body on an abuse.login route]
+        -> one Redis script (limits, quota and the subject's abuse block) -> response.set_headers (allowed)
+        [+ ctx.shared.set(reservation / login fingerprint)]
         or ctx.shared.get(request id) + response.exit(429) (rejected; nothing after exit)
-log     ctx.shared.get(reservation) [+ log.serialize() for the status] -> one Redis script (commit or release).
+log     [ctx.shared.get(reservation) on quota routes] + log.serialize() (status, client_ip)
+        -> settle script (commit or release) when a unit is held
+        and, on a 401/403/429 (abuse.statuses): [ctx.shared.get(identity) on user routes]
+        [+ ctx.shared.get(login fingerprint) on a failed login] -> one abuse.lua strike.
         In the log phase Kong runs in a timer: only log.serialize() and ctx.shared are reliable there.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import traceback
@@ -19,7 +25,7 @@ from storyverse_plugins.common.identity import SHARED_IDENTITY, SHARED_REQUEST_I
 from storyverse_plugins.common.redis_pool import get_client
 from storyverse_plugins.quota.limiter import Limiter, Options, Outcome
 from storyverse_plugins.quota.metrics import METRICS
-from storyverse_plugins.quota.policy import build_batch, verified
+from storyverse_plugins.quota.policy import build_batch, build_strike, verified
 from storyverse_plugins.quota.schema import Config, Schema, parse_config
 from storyverse_plugins.quota.storage import RedisStorage, StorageError
 from storyverse_plugins.quota.strategies import Reservation
@@ -28,9 +34,10 @@ version = __version__
 priority = PRIORITIES["sv-quota"]
 
 SHARED_RESERVATION = "sv_quota_reservation"  # set in access when a quota unit is held; read in log
+SHARED_LOGIN = "sv_quota_login"  # fingerprint of the account a login request names (abuse.login routes)
 LOG_EVERY_S = 1.0  # at most one Redis error line per second per instance (a dead Redis must not flood the log)
 
-__all__ = ["SHARED_RESERVATION", "Plugin", "Schema", "priority", "version"]
+__all__ = ["SHARED_LOGIN", "SHARED_RESERVATION", "Plugin", "Schema", "priority", "version"]
 
 
 def make_limiter(cfg: Config) -> Limiter:
@@ -61,7 +68,7 @@ class Plugin:
                 self._crashed(kong, "access")
 
     def log(self, kong) -> None:
-        if not self.cfg.quota.enabled:
+        if not (self.cfg.quota.enabled or self.cfg.abuse.enabled):
             return
         try:
             self._log(kong)
@@ -79,7 +86,9 @@ class Plugin:
             self._report(kong, outcome.error)
         if isinstance(outcome.decision, Deny):
             return self._reject(kong, outcome.decision, guard)
-        return self._allow(kong, outcome)
+        self._allow(kong, outcome)
+        if cfg.abuse.login:  # remember whose login this is, to count distinct failed accounts per IP in log
+            kong.ctx.shared.set(SHARED_LOGIN, login_fingerprint(kong.request.get_raw_body(), cfg.abuse.login_field))
 
     def _allow(self, kong, outcome: Outcome) -> None:
         decision: Allow = outcome.decision
@@ -94,11 +103,47 @@ class Plugin:
         kong.response.exit(deny.status, deny.body(request_id=request_id), deny.response_headers())
 
     def _log(self, kong) -> None:
-        raw = kong.ctx.shared.get(SHARED_RESERVATION)
-        if not raw:
+        cfg = self.cfg
+        raw = kong.ctx.shared.get(SHARED_RESERVATION) if cfg.quota.enabled else None
+        if not raw and not cfg.abuse.enabled:
             return
-        reservation = Reservation.from_shared(raw)
-        commit = upstream_succeeded(kong.log.serialize())
+        record = parse_record(kong.log.serialize())
+        status = response_status(record)
+        if raw:
+            self._settle(kong, Reservation.from_shared(raw), 200 <= status < 300)
+        if cfg.abuse.enabled and status in cfg.abuse.statuses and not self._quota_refusal(record, status):
+            self._strike(kong, record, status)
+
+    def _quota_refusal(self, record: dict, status: int) -> bool:
+        """A 429 for this route's daily quota is not abuse (the app retries a used-up quota; the over-limit cache
+        keeps that cheap): recognised by its RateLimit-Policy, which names the binding limit."""
+        if status != 429 or not self.cfg.quota.enabled:
+            return False
+        headers = (record.get("response") or {}).get("headers") or {}
+        policy = headers.get("ratelimit-policy") or headers.get("RateLimit-Policy") or ""
+        return isinstance(policy, str) and policy.startswith(f'"{self.cfg.quota.name}";')
+
+    def _strike(self, kong, record: dict, status: int) -> None:
+        cfg = self.cfg
+        identity = None if cfg.ip_only else verified(kong.ctx.shared.get(SHARED_IDENTITY))
+        fingerprint = ""
+        if cfg.abuse.login and status == 401:
+            fingerprint = str(kong.ctx.shared.get(SHARED_LOGIN) or "")
+        strike = build_strike(cfg, identity, str(record.get("client_ip") or ""), fingerprint, self.clock())
+        try:
+            result = self.limiter.strike(strike)
+        except StorageError as exc:
+            self.limiter.metrics.inc("redis_errors", "abuse")
+            self._report(kong, str(exc))
+            return
+        self.limiter.metrics.inc("abuse_strikes", str(status))  # counted once Redis has it
+        if result.new_block:
+            kong.log.warn(
+                f"sv-quota abuse block: {strike.kind} {strike.subject} for {result.duration_ms // 1000} s "
+                f"(level {result.level}, {result.reason})"
+            )
+
+    def _settle(self, kong, reservation: Reservation, commit: bool) -> None:
         try:
             self.limiter.settle(reservation, commit, int(self.clock() * 1000))
             METRICS.inc("settled", "commit" if commit else "release")
@@ -120,11 +165,34 @@ class Plugin:
             kong.log.err("sv-quota redis: " + error)
 
 
-def upstream_succeeded(serialized) -> bool:
-    """Whether the response was a 2xx, from kong.log.serialize() (a JSON string; a dict in fakes)."""
-    record = json.loads(serialized) if isinstance(serialized, str | bytes) else serialized
+def parse_record(serialized) -> dict:
+    """kong.log.serialize()'s record (a JSON string; a dict in fakes); {} when unreadable."""
     try:
-        status = int((record or {}).get("response", {}).get("status") or 0)
+        record = json.loads(serialized) if isinstance(serialized, str | bytes) else serialized
+    except ValueError:
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def response_status(record: dict) -> int:
+    try:
+        return int((record.get("response") or {}).get("status") or 0)
     except (TypeError, ValueError, AttributeError):
-        return False
-    return 200 <= status < 300
+        return 0
+
+
+def upstream_succeeded(serialized) -> bool:
+    """Whether the response was a 2xx, from kong.log.serialize()."""
+    return 200 <= response_status(parse_record(serialized)) < 300
+
+
+def login_fingerprint(body, field: str) -> str:
+    """A short hash of the account a login body names: distinct accounts are counted, the address is not stored."""
+    if isinstance(body, bytes | bytearray):
+        body = bytes(body).decode("utf-8", "replace")
+    try:
+        data = json.loads(body) if body else {}
+    except ValueError:
+        data = {}
+    name = str(data.get(field) or "") if isinstance(data, dict) else ""
+    return hashlib.blake2b(name.strip().lower().encode(), digest_size=8).hexdigest()

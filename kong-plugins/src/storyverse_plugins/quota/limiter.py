@@ -12,7 +12,9 @@ from storyverse_plugins.quota.cache import Blocked, OverLimitCache
 from storyverse_plugins.quota.headers import DAY_S, LimitView, render, seconds
 from storyverse_plugins.quota.metrics import Metrics
 from storyverse_plugins.quota.storage import Storage, StorageError
-from storyverse_plugins.quota.strategies import Batch, Reservation, Verdict
+from storyverse_plugins.quota.strategies import Batch, Reservation, Strike, StrikeResult, Verdict
+
+BLOCK_POLICY = "abuse-block"  # the policy name of abuse blocks in metrics and headers
 
 
 @dataclass(frozen=True)
@@ -69,12 +71,16 @@ class Limiter:
         keys = [r.key for r in batch.rates if not r.shadow]
         if batch.quota and not batch.quota.shadow:
             keys += [c.key for c in batch.counters]
+        if batch.block_key:
+            keys.append(batch.block_key)
         hits = [b for b in (self.cache.get(k, batch.now_ms) for k in keys) if b is not None]
         return max(hits, key=lambda b: b.until_ms, default=None)
 
     def _deny_cached(self, b: Blocked, now_ms: int) -> Deny:
+        if b.kind == "block":
+            return self._deny_block(b.retry_at_ms - now_ms)
         view = LimitView(b.kind, b.name, b.quota, b.window_s, 0, seconds(b.reset_ms - now_ms))
-        return self._deny(view, b.until_ms - now_ms, render([view], view))
+        return self._deny(view, max(b.until_ms, b.retry_at_ms) - now_ms, render([view], view))
 
     # -- storage failure ----------------------------------------------------------------------------------------
     def _unavailable(self, batch: Batch, error: str) -> Outcome:
@@ -103,6 +109,10 @@ class Limiter:
         return views
 
     def _apply(self, batch: Batch, verdict: Verdict) -> Outcome:
+        if verdict.block_until_ms > batch.now_ms and batch.block_key:
+            self.metrics.inc("throttled", BLOCK_POLICY, "redis")
+            self._cache_block(batch.block_key, verdict.block_until_ms, batch.now_ms)
+            return Outcome(self._deny_block(verdict.block_until_ms - batch.now_ms))
         views = self._views(batch, verdict)
         self._count(batch, verdict)
         if verdict.allowed:
@@ -141,13 +151,35 @@ class Limiter:
                 candidates.append((retry, views[len(batch.rates) + j], c.key, full))
         retry_ms, view, key, cacheable = max(candidates, key=lambda c: c[0])
         if cacheable and self.options.use_cache:
-            until = batch.now_ms + retry_ms
-            if view.kind == "quota":
+            retry_at = until = batch.now_ms + retry_ms
+            if view.kind == "quota":  # trust a full quota for a while only (admin grants), but keep its Retry-After
                 until = min(until, batch.now_ms + self.options.quota_cache_max_s * 1000)
             reset_ms = batch.now_ms + view.reset_s * 1000
-            self.cache.put(key, Blocked(until, view.kind, view.name, view.quota, view.window_s, reset_ms), batch.now_ms)
+            blocked = Blocked(until, view.kind, view.name, view.quota, view.window_s, reset_ms, retry_at)
+            self.cache.put(key, blocked, batch.now_ms)
         headers = render(views, view) if self.options.with_headers else {}
         return self._deny(view, retry_ms, headers)
+
+    # -- abuse -----------------------------------------------------------------------------------------------------
+    def strike(self, strike: Strike) -> StrikeResult:
+        """Count an abusive answer (log phase); a new block is counted, cached here and listed. Raises StorageError."""
+        result = self.storage.strike(strike)
+        if result.new_block:
+            self.metrics.inc("abuse_blocks", strike.kind, result.reason)
+            self._cache_block(strike.key, result.until_ms, strike.now_ms)
+            self.storage.index_block(strike.key, result.until_ms, strike.now_ms)
+        return result
+
+    def _cache_block(self, key: str, until_ms: int, now_ms: int) -> None:
+        """Remember a block in process, trusted for at most quota_cache_max_s (an admin may lift it)."""
+        if self.options.use_cache:
+            trust = min(until_ms, now_ms + self.options.quota_cache_max_s * 1000)
+            self.cache.put(key, Blocked(trust, "block", BLOCK_POLICY, 0, 0, until_ms, until_ms), now_ms)
+
+    def _deny_block(self, wait_ms: int) -> Deny:
+        headers = {"Retry-After": str(seconds(wait_ms) + self._jitter())}
+        detail = "Too many refused requests from this client: it is blocked for a while."
+        return Deny(429, "rate_limited", detail, headers, {"reason": "abuse_block", "retry_after": seconds(wait_ms)})
 
     def _deny(self, view: LimitView, retry_ms: int, headers: dict[str, str]) -> Deny:
         headers = {**headers, "Retry-After": str(seconds(retry_ms) + self._jitter())}

@@ -1,7 +1,8 @@
 """Prometheus counters kept in the plugin-server process, with a text-exposition renderer (no dependency).
 
 Counters: sv_quota_throttled_total{policy,source}, sv_quota_shadow_rejects_total{policy,source},
-sv_quota_redis_errors_total{op}, sv_quota_fail_open_total{op}, sv_quota_settled_total{result};
+sv_quota_redis_errors_total{op}, sv_quota_fail_open_total{op}, sv_quota_settled_total{result},
+sv_quota_abuse_strikes_total{status}, sv_quota_abuse_blocks_total{subject,reason} (every block started);
 histogram-like gauge: sv_quota_utilisation_bucket{quota,le} (how full quotas are when checked).
 """
 
@@ -17,6 +18,8 @@ _HELP = {
     "redis_errors": "Redis calls that failed or were skipped by the circuit breaker.",
     "fail_open": "Requests let through because Redis failed and the limits were fault tolerant.",
     "settled": "Reservations settled in the log phase: commit, release or error.",
+    "abuse_strikes": "Abusive answers (401/403/429) counted towards a block, by status.",
+    "abuse_blocks": "Temporary abuse blocks started, by subject kind (ip, account) and reason.",
 }
 _LABELS = {
     "throttled": ("policy", "source"),
@@ -24,6 +27,8 @@ _LABELS = {
     "redis_errors": ("op",),
     "fail_open": ("op",),
     "settled": ("result",),
+    "abuse_strikes": ("status",),
+    "abuse_blocks": ("subject", "reason"),
 }
 
 
@@ -61,8 +66,9 @@ class Metrics:
             "# HELP sv_quota_utilisation Checks by quota fill ratio (cumulative buckets).",
             "# TYPE sv_quota_utilisation histogram",
         ]
-        for (n, (quota, le)), v in items:
-            if n == "utilisation":
+        for (n, labels), v in items:
+            if n == "utilisation":  # (unpack only these: other counters have one or two labels)
+                quota, le = labels
                 lines.append(f'sv_quota_utilisation_bucket{{quota="{_esc(quota)}",le="{le}"}} {v}')
         return "\n".join(lines) + "\n"
 
@@ -74,14 +80,17 @@ def _esc(value: str) -> str:
 METRICS = Metrics()  # the plugin-server process's registry
 
 
-def serve_from_env(env_var: str = "SV_QUOTA_METRICS_PORT") -> None:
-    """Serve METRICS on 127.0.0.1:$SV_QUOTA_METRICS_PORT/metrics in a daemon thread (no-op when unset)."""
+def serve_from_env(env_var: str = "SV_QUOTA_METRICS_PORT", host_var: str = "SV_QUOTA_METRICS_HOST"):
+    """Serve METRICS on $SV_QUOTA_METRICS_HOST (default 127.0.0.1):$SV_QUOTA_METRICS_PORT/metrics in a daemon
+    thread; no-op when the port is unset or 0. The Helm chart sets the host to 0.0.0.0 so Prometheus can scrape the pod.
+    Returns the server (tests stop it), or None."""
     import os
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    port = os.environ.get(env_var)
-    if not port:
-        return
+    port = (os.environ.get(env_var) or "").strip()
+    if not port or int(port) == 0:  # the chart's 0 disables it
+        return None
+    host = os.environ.get(host_var) or "127.0.0.1"
 
     class _Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -95,5 +104,6 @@ def serve_from_env(env_var: str = "SV_QUOTA_METRICS_PORT") -> None:
         def log_message(self, *args) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", int(port)), _Handler)
+    server = ThreadingHTTPServer((host, int(port)), _Handler)
     threading.Thread(target=server.serve_forever, name="sv-quota-metrics", daemon=True).start()
+    return server

@@ -9,7 +9,7 @@ from typing import Any
 
 from storyverse_plugins.common import keys
 from storyverse_plugins.quota.schema import Config, RatePolicy
-from storyverse_plugins.quota.strategies import Batch, Counter, QuotaPlan, RateLimit
+from storyverse_plugins.quota.strategies import Batch, Counter, QuotaPlan, RateLimit, Strike
 from storyverse_plugins.quota.tiers import Plan, daily_limit, local_day
 
 DAY_MS = 86_400_000
@@ -36,7 +36,39 @@ def build_batch(
     rates = tuple(_rate(p, tag, ident, plan) for p in cfg.policies)
     charged = cfg.quota.enabled and ident is not None and (not cfg.quota.methods or method in cfg.quota.methods)
     quota = _quota(cfg, ident, tag, plan, now_s, new_rid) if charged and ident else None
-    return Batch(tag=tag, now_ms=int(now_s * 1000), rates=rates, quota=quota)
+    block = abuse_subject(tag, ident)[0] if cfg.abuse.enabled else None
+    return Batch(tag=tag, now_ms=int(now_s * 1000), rates=rates, quota=quota, block_key=block)
+
+
+def abuse_subject(tag: str, ident: dict | None) -> tuple[str, str, str]:
+    """(abuse key, kind, subject) of a request: its account when verified, else its IP (the tag's)."""
+    if ident:
+        return keys.abuse_key(tag, ident["sub"]), "account", str(ident["sub"])
+    return keys.abuse_key(tag), "ip", tag[4:-1]
+
+
+def build_strike(cfg: Config, identity: dict | None, ip: str | None, fingerprint: str, now_s: float) -> Strike:
+    """The strike for an abusive answer, keyed as build_batch keys the block check of the same subject."""
+    ident = None if cfg.ip_only else verified(identity)
+    tag = keys.subject_tag(ident, ip)
+    key, kind, subject = abuse_subject(tag, ident)
+    a = cfg.abuse
+    login_key = keys.login_failures_key(tag) if a.login and fingerprint and ident is None else None
+    return Strike(
+        key=key,
+        kind=kind,
+        subject=subject,
+        now_ms=int(now_s * 1000),
+        window_ms=a.window * 1000,
+        threshold=a.threshold,
+        base_ms=a.block_base * 1000,
+        max_ms=a.block_max * 1000,
+        memory_ms=a.memory * 1000,
+        login_key=login_key,
+        fingerprint=fingerprint if login_key else "",
+        distinct=a.login_distinct,
+        login_window_ms=a.login_window * 1000,
+    )
 
 
 def _rate(p: RatePolicy, tag: str, ident: dict | None, plan: Plan) -> RateLimit:

@@ -166,6 +166,49 @@ _QUOTA = {
     ),
 }
 
+
+def _int(description: str, default: int, low: int, high: int) -> dict[str, Any]:
+    return {"description": description, "type": "integer", "default": default, "between": [low, high]}
+
+
+_ABUSE = {
+    "type": "record",
+    "fields": (
+        {
+            "enabled": {
+                "description": "Count 401/403/429 answers per IP and account (log phase) and block abusers "
+                "temporarily; the block is enforced on routes whose subject is that IP or account.",
+                "type": "boolean",
+                "default": True,
+            }
+        },
+        {
+            "statuses": {
+                "description": "Response statuses that count as a strike.",
+                "type": "array",
+                "elements": {"type": "integer", "between": [400, 599]},
+                "default": [401, 403, 429],
+            }
+        },
+        {"window": _int("Seconds in which `threshold` strikes lead to a block.", 60, 1, 86400)},
+        {"threshold": _int("Strikes inside `window` that start a block.", 20, 1, 100000)},
+        {"block_base": _int("First block, in seconds; each further block doubles it.", 60, 1, 86400)},
+        {"block_max": _int("Longest block, in seconds.", 3600, 1, 604800)},
+        {"memory": _int("Seconds after a block during which the next one is longer.", 86400, 1, 2592000)},
+        {
+            "login": {
+                "description": "This is a login route: count distinct accounts whose login failed (401) per IP "
+                "(credential stuffing); reads the request body on this route only.",
+                "type": "boolean",
+                "default": False,
+            }
+        },
+        {"login_field": {"description": "JSON body field naming the account.", "type": "string", "default": "email"}},
+        {"login_distinct": _int("Distinct failed accounts per IP inside `login_window` that block it.", 10, 2, 10000)},
+        {"login_window": _int("Seconds over which distinct failed logins are counted.", 600, 1, 86400)},
+    ),
+}
+
 Schema = (
     {"policies": {"description": "Rate-limit policies of this route (GCRA).", "type": "array", "elements": _POLICY}},
     {
@@ -176,6 +219,7 @@ Schema = (
         }
     },
     {"quota": {"description": "Daily tier quota on story creation/generation.", **_QUOTA}},
+    {"abuse": {"description": "Abuse detection: temporary, growing blocks after repeated 401/403/429.", **_ABUSE}},
     {
         "retry_after_jitter_max": {
             "description": "Up to this many seconds are added at random to Retry-After on 429.",
@@ -250,10 +294,26 @@ class QuotaConfig:
 
 
 @dataclass(frozen=True)
+class AbuseConfig:
+    enabled: bool = True
+    statuses: frozenset[int] = frozenset((401, 403, 429))
+    window: int = 60
+    threshold: int = 20
+    block_base: int = 60
+    block_max: int = 3600
+    memory: int = 86400
+    login: bool = False
+    login_field: str = "email"
+    login_distinct: int = 10
+    login_window: int = 600
+
+
+@dataclass(frozen=True)
 class Config:
     policies: tuple[RatePolicy, ...] = ()
     plans: tuple[Plan, ...] = DEFAULT_PLANS
     quota: QuotaConfig = field(default_factory=QuotaConfig)
+    abuse: AbuseConfig = field(default_factory=AbuseConfig)
     retry_after_jitter_max: int = 1
     response_headers: str = "always"
     overlimit_cache: bool = True
@@ -328,6 +388,24 @@ def _quota(raw: dict[str, Any] | None) -> QuotaConfig:
     return q
 
 
+def _abuse(raw: dict[str, Any] | None) -> AbuseConfig:
+    d = AbuseConfig()
+    values = {name: _val(raw, name, getattr(d, name)) for name in AbuseConfig.__dataclass_fields__}
+    a = AbuseConfig(
+        enabled=bool(values["enabled"]),
+        statuses=frozenset(int(x) for x in values["statuses"]),
+        login=bool(values["login"]),
+        login_field=str(values["login_field"]),
+        **{k: int(values[k]) for k in ("window", "threshold", "block_base", "block_max", "memory")},
+        **{k: int(values[k]) for k in ("login_distinct", "login_window")},
+    )
+    if min(a.window, a.threshold, a.block_base, a.memory, a.login_window) < 1 or a.login_distinct < 2:
+        raise ValueError("abuse: window, threshold, block_base, memory, login_window must be >= 1, login_distinct >= 2")
+    if a.block_max < a.block_base:
+        raise ValueError("abuse: block_max must be >= block_base")
+    return a
+
+
 def _plans(raw: list | None) -> tuple[Plan, ...]:
     if not raw:
         return DEFAULT_PLANS
@@ -350,6 +428,8 @@ def check_rules(cfg: Config) -> Config:
             "`by: ip` policies cannot be mixed with user policies or the quota on one route: a request's limits "
             "must share one subject (one hash slot, one Redis round trip)"
         )
+    if cfg.abuse.login and not cfg.ip_only:
+        raise ValueError("abuse.login needs a route whose policies are all `by: ip` (an anonymous login route)")
     tiers = [p.tier for p in cfg.plans]
     if len(set(tiers)) != len(tiers) or cfg.quota.default_tier not in tiers:
         raise ValueError("plans: tiers must be unique and include quota.default_tier")
@@ -364,6 +444,7 @@ def parse_config(raw: dict[str, Any]) -> Config:
             policies=tuple(_policy(p) for p in raw.get("policies") or ()),
             plans=_plans(raw.get("plans")),
             quota=_quota(raw.get("quota")),
+            abuse=_abuse(raw.get("abuse")),
             retry_after_jitter_max=int(_val(raw, "retry_after_jitter_max", d.retry_after_jitter_max)),
             response_headers=str(_val(raw, "response_headers", d.response_headers)),
             overlimit_cache=bool(_val(raw, "overlimit_cache", d.overlimit_cache)),

@@ -17,15 +17,20 @@ from typing import Any, Protocol
 import redis
 from redis.exceptions import RedisClusterException
 
+from storyverse_plugins.common.keys import BLOCKS_INDEX
 from storyverse_plugins.quota.strategies import (
+    AbuseState,
     Batch,
     CounterState,
     RateState,
     Reservation,
+    Strike,
+    StrikeResult,
     Verdict,
     counter_step,
     gcra_step,
     overall,
+    strike_step,
 )
 
 
@@ -37,6 +42,10 @@ class Storage(Protocol):
     def decide(self, batch: Batch) -> Verdict: ...
 
     def settle(self, reservation: Reservation, commit: bool, now_ms: int) -> tuple[int, ...]: ...
+
+    def strike(self, strike: Strike) -> StrikeResult: ...
+
+    def index_block(self, key: str, until_ms: int, now_ms: int) -> None: ...
 
 
 def load_lua(name: str) -> str:
@@ -61,7 +70,22 @@ def decide_args(batch: Batch) -> tuple[list[str], list[Any]]:
     for r in batch.rates:
         args += [repr(r.emission_ms), r.capacity, 1 if r.shadow else 0]
     args += [c.limit for c in batch.counters]
+    if batch.block_key:
+        keys.append(batch.block_key)
+        args.append(1)
     return keys, args
+
+
+def strike_args(s: Strike) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of abuse.lua for a strike."""
+    keys = [s.key] + ([s.login_key] if s.login_key and s.fingerprint else [])
+    args = [s.now_ms, s.window_ms, s.threshold, s.base_ms, s.max_ms, s.memory_ms, s.fingerprint if s.login_key else ""]
+    return keys, [*args, s.distinct, s.login_window_ms, s.kind, s.subject]
+
+
+def parse_strike(raw: list) -> StrikeResult:
+    reason = raw[5].decode() if isinstance(raw[5], bytes) else str(raw[5])
+    return StrikeResult(bool(raw[0]), int(raw[1]), int(raw[2]), int(raw[3]), bool(raw[4]), reason, *map(int, raw[6:8]))
 
 
 def parse_verdict(batch: Batch, raw: list[int]) -> Verdict:
@@ -74,7 +98,19 @@ def parse_verdict(batch: Batch, raw: list[int]) -> Verdict:
         CounterState(bool(raw[base + 4 * j]), *(int(v) for v in raw[base + 4 * j + 1 : base + 4 * j + 4]))
         for j in range(len(batch.counters))
     )
-    return Verdict(bool(raw[0]), bool(raw[1]), rates, counters)
+    block_until = int(raw[base + 4 * len(batch.counters)]) if len(raw) > base + 4 * len(batch.counters) else 0
+    return Verdict(bool(raw[0]) and not block_until, bool(raw[1]), rates, counters, block_until)
+
+
+# Scripts safe to run twice for one request, retried once after a timeout (Redis may have run the first call):
+# decide reserves by request id, so a retry does not count its own unit twice (a GCRA policy may be charged one
+# extra unit). A busy host then costs one more call, not a 503 on a fail-closed quota. settle (a lapsed reservation
+# would be committed twice) and abuse (a strike would count twice) are not retried.
+IDEMPOTENT = frozenset(("decide",))
+
+
+def _is_timeout(exc: Exception) -> bool:
+    return isinstance(exc, redis.TimeoutError | TimeoutError)
 
 
 class RedisStorage:
@@ -94,25 +130,43 @@ class RedisStorage:
         self._open_until = 0.0
         self._lock = threading.Lock()
         self.calls = 0  # script calls made (round trips, bar a NOSCRIPT reload)
+        self._last_ok = monotonic()  # last successful call (timeouts open the breaker only after breaker_ms without)
 
     def _script(self, name: str):
         if self._client is None:
             with self._lock:
                 if self._client is None:
                     client = self._factory()
-                    self._scripts = {n: client.register_script(load_lua(n + ".lua")) for n in ("decide", "settle")}
+                    names = ("decide", "settle", "abuse")
+                    self._scripts = {n: client.register_script(load_lua(n + ".lua")) for n in names}
                     self._client = client
         return self._scripts[name]
 
     def _run(self, name: str, keys: list[str], args: list[Any]) -> list[int]:
         if self._breaker_s and self._monotonic() < self._open_until:
             raise StorageError("redis skipped: circuit open after a recent error")
-        try:
-            self.calls += 1
-            return self._script(name)(keys=keys, args=args)
-        except (redis.RedisError, RedisClusterException, OSError) as exc:
-            self._open_until = self._monotonic() + self._breaker_s
-            raise StorageError(f"redis {name} failed: {exc.__class__.__name__}: {exc}") from exc
+        attempts = 2 if name in IDEMPOTENT else 1
+        for attempt in range(attempts):
+            try:
+                self.calls += 1
+                result = self._script(name)(keys=keys, args=args)
+            except (redis.RedisError, RedisClusterException, OSError) as exc:
+                self._trip(exc)
+                if attempt + 1 < attempts and _is_timeout(exc) and self._monotonic() >= self._open_until:
+                    continue
+                raise StorageError(f"redis {name} failed: {exc.__class__.__name__}: {exc}") from exc
+            self._last_ok = self._monotonic()
+            return result
+        raise AssertionError("unreachable")
+
+    def _trip(self, exc: Exception) -> None:
+        """Open the breaker at once when Redis is unreachable; on timeouts (or an exhausted local pool) only once
+        nothing has succeeded for breaker_ms: a stall of a few tens of ms on a busy host must not fail every
+        request for breaker_ms, a hung Redis must not cost a timeout per request for long."""
+        now = self._monotonic()
+        transient = _is_timeout(exc) or "No connection available" in str(exc)
+        if not transient or now - self._last_ok >= self._breaker_s:
+            self._open_until = now + self._breaker_s
 
     def decide(self, batch: Batch) -> Verdict:
         keys, args = decide_args(batch)
@@ -124,6 +178,19 @@ class RedisStorage:
         args.append(reservation.expire_at_ms)
         return tuple(int(v) for v in self._run("settle", keys, args))
 
+    def strike(self, strike: Strike) -> StrikeResult:
+        keys, args = strike_args(strike)
+        return parse_strike(self._run("abuse", keys, args))
+
+    def index_block(self, key: str, until_ms: int, now_ms: int) -> None:
+        """Add a new block to the admin list (its own slot, so a second command, only when a block starts)."""
+        self._script("abuse")  # the client
+        try:
+            self._client.zadd(BLOCKS_INDEX, {key: until_ms})
+            self._client.zremrangebyscore(BLOCKS_INDEX, "-inf", now_ms)
+        except (redis.RedisError, RedisClusterException, OSError) as exc:
+            raise StorageError(f"redis index_block failed: {exc.__class__.__name__}: {exc}") from exc
+
 
 class MemoryStorage:
     """In-process storage with the same semantics as the Lua scripts (one lock = one atomic script)."""
@@ -134,6 +201,9 @@ class MemoryStorage:
         self._hash: dict[str, dict[str, int]] = {}
         self._zset: dict[str, dict[str, int]] = {}
         self._expire: dict[str, int] = {}  # hash/zset key -> expire-at ms
+        self._abuse: dict[str, AbuseState] = {}
+        self._failures: dict[str, tuple[set[str], int]] = {}  # login set key -> (fingerprints, expires at)
+        self.blocks: dict[str, int] = {}  # the admin index: abuse key -> until
 
     def grant(self, key: str, units: int) -> None:
         """What an admin grant does: HINCRBY <counter> grant <units>."""
@@ -166,6 +236,11 @@ class MemoryStorage:
                 h = self._hash.get(c.key, {})
                 counters.append(counter_step(h.get("used", 0), h.get("grant", 0), len(zset), c.limit))
             allowed = overall(batch, tuple(rates), tuple(counters))
+            block_until = 0
+            if batch.block_key:
+                state = self._abuse.get(batch.block_key)
+                if state is not None and state.until > now and state.expires_at > now:
+                    block_until, allowed = state.until, False
             reserved = False
             if allowed:
                 for r, new_tat in zip(batch.rates, tats, strict=True):
@@ -179,7 +254,7 @@ class MemoryStorage:
                         s = counters[i]
                         counters[i] = CounterState(s.allowed, s.limit, s.used, s.reserved + 1)
                         reserved = True
-            return Verdict(allowed, reserved, tuple(rates), tuple(counters))
+            return Verdict(allowed, reserved, tuple(rates), tuple(counters), block_until)
 
     def settle(self, reservation: Reservation, commit: bool, now_ms: int) -> tuple[int, ...]:
         out = []
@@ -192,3 +267,23 @@ class MemoryStorage:
                     self._expire[key] = reservation.expire_at_ms
                 out.append(h.get("used", 0))
         return tuple(out)
+
+    def strike(self, strike: Strike) -> StrikeResult:
+        now = strike.now_ms
+        with self._lock:
+            state = self._abuse.get(strike.key)
+            if state is None or state.expires_at <= now:
+                state = self._abuse[strike.key] = AbuseState()
+            failures = None
+            if strike.login_key and strike.fingerprint:
+                found = self._failures.get(strike.login_key)
+                if found is None or found[1] <= now:
+                    found = self._failures[strike.login_key] = (set(), now + strike.login_window_ms)
+                failures = found[0]
+            return strike_step(state, failures, strike)
+
+    def index_block(self, key: str, until_ms: int, now_ms: int) -> None:
+        with self._lock:
+            self.blocks[key] = until_ms
+            for k in [k for k, u in self.blocks.items() if u <= now_ms]:
+                del self.blocks[k]

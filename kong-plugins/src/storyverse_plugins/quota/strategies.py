@@ -63,6 +63,7 @@ class Batch:
     now_ms: int
     rates: tuple[RateLimit, ...] = ()
     quota: QuotaPlan | None = None
+    block_key: str | None = None  # the subject's abuse hash: a live block rejects the request in the same script
 
     @property
     def counters(self) -> tuple[Counter, ...]:
@@ -97,6 +98,7 @@ class Verdict:
     reserved: bool
     rates: tuple[RateState, ...] = ()
     counters: tuple[CounterState, ...] = ()
+    block_until_ms: int = 0  # > 0: the subject is blocked for abuse until then (and nothing was written)
 
 
 def gcra_step(tat: float | None, now: float, emission: float, capacity: int) -> tuple[RateState, float | None]:
@@ -152,3 +154,80 @@ class Reservation:
             expire_at_ms=int(value["e"]),
             fault_tolerant=bool(value.get("f", False)),
         )
+
+
+@dataclass(frozen=True)
+class Strike:
+    """One abusive answer (401/403/429) to a subject, with the detection policy (quota/lua/abuse.lua)."""
+
+    key: str  # the subject's abuse hash
+    kind: str  # "ip" | "account"
+    subject: str  # the IP or the account id, for the admin list
+    now_ms: int
+    window_ms: int
+    threshold: int
+    base_ms: int
+    max_ms: int
+    memory_ms: int
+    login_key: str | None = None  # set on a failed login: the IP's distinct-failure set
+    fingerprint: str = ""
+    distinct: int = 0
+    login_window_ms: int = 0
+
+
+@dataclass(frozen=True)
+class StrikeResult:
+    blocked: bool
+    until_ms: int
+    level: int
+    duration_ms: int
+    new_block: bool  # this strike started the block
+    reason: str  # "strikes" | "credential_stuffing" | "blocked" (already blocked) | ""
+    strikes: int
+    distinct_failures: int
+
+
+@dataclass
+class AbuseState:
+    """What abuse.lua keeps in a subject's hash (MemoryStorage's copy)."""
+
+    until: int = 0
+    n: int = 0
+    win: int = 0
+    level: int = 0
+    seen: int = 0
+    reason: str = ""
+    expires_at: int = 0
+
+
+def strike_step(state: AbuseState, failures: set[str] | None, s: Strike) -> StrikeResult:
+    """abuse.lua in Python (MemoryStorage); mutates state and failures exactly as the script does."""
+    now = s.now_ms
+    if state.until > now:
+        return StrikeResult(True, state.until, state.level, 0, False, "blocked", 0, 0)
+    if state.win <= now:
+        state.n, state.win = 0, now + s.window_ms
+    state.n += 1
+    reason = "strikes" if state.n >= s.threshold else ""
+    count = 0
+    if s.fingerprint and failures is not None:
+        failures.add(s.fingerprint)
+        count = len(failures)
+        if count >= s.distinct:
+            reason = "credential_stuffing"
+    if state.seen > 0 and state.seen + s.memory_ms <= now:
+        state.level = 0
+    if reason:
+        state.level += 1
+        duration = int(min(s.base_ms * 2 ** (state.level - 1), s.max_ms))
+        strikes = state.n
+        state.until, state.n, state.win, state.seen, state.reason = now + duration, 0, 0, now, reason
+        state.expires_at = state.until + s.memory_ms
+        if failures is not None:
+            failures.clear()
+        return StrikeResult(True, state.until, state.level, duration, True, reason, strikes, count)
+    keep = state.win - now
+    if state.seen > 0:
+        keep = max(keep, state.seen + s.memory_ms - now)
+    state.expires_at = now + max(1, keep)
+    return StrikeResult(False, 0, state.level, 0, False, "", state.n, count)

@@ -1,11 +1,14 @@
 -- sv-quota: every limit of one request, decided atomically in one round trip (all KEYS share one hash slot).
 -- Mirrors quota/strategies.py (gcra_step, counter_step), which MemoryStorage runs; tests hold both to the same results.
 --
--- KEYS: n_rate GCRA keys, then per quota counter: its hash (used, grant) and its reservations zset.
+-- KEYS: n_rate GCRA keys, then per quota counter: its hash (used, grant) and its reservations zset, then n_block
+--       abuse hashes of the subject (0 or 1; written by abuse.lua).
 -- ARGV: now_ms, n_rate, n_counter, rid ('' = no reservation), res_expiry_ms, expire_at_ms, quota_shadow (0/1),
---       then per rate: emission_ms, capacity, shadow (0/1); then per counter: limit.
--- Returns: {allowed, reserved, per rate: ok, remaining, reset_ms, retry_ms, per counter: ok, limit, used, reserved}.
--- Nothing is written unless every enforced (non-shadow) limit allows: rejected requests never consume.
+--       then per rate: emission_ms, capacity, shadow (0/1); then per counter: limit; then n_block (absent = 0).
+-- Returns: {allowed, reserved, per rate: ok, remaining, reset_ms, retry_ms, per counter: ok, limit, used, reserved,
+--           block_until_ms (0 = not blocked)}.
+-- Nothing is written unless every enforced (non-shadow) limit allows and the subject is not blocked: rejected
+-- requests never consume.
 
 local now = tonumber(ARGV[1])
 local n_rate, n_counter = tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -51,11 +54,21 @@ for j = 1, n_counter do
   local fields = redis.call('HMGET', hkey, 'used', 'grant')
   local used, grant = tonumber(fields[1] or 0), tonumber(fields[2] or 0)
   local held = redis.call('ZCARD', zkey)
+  -- a retry of this very request (its first call timed out after Redis ran it) does not count its own unit twice
+  if rid ~= '' and redis.call('ZSCORE', zkey, rid) then held = held - 1 end
   local eff = limit + grant
   local ok = used + held + 1 <= eff
   if not ok and not quota_shadow then allowed = false end
   counter_ok[j] = ok
   counter_out[j] = {ok and 1 or 0, eff, used, held}
+end
+
+-- an abuse block of this subject (same hash slot): folded in here so enforcing it costs no extra round trip
+local block_until = 0
+local n_block = tonumber(ARGV[8 + 3 * n_rate + n_counter] or 0)
+if n_block > 0 then
+  block_until = tonumber(redis.call('HGET', KEYS[n_rate + 2 * n_counter + 1], 'until') or 0)
+  if block_until > now then allowed = false else block_until = 0 end
 end
 
 local reserved = 0
@@ -85,4 +98,5 @@ for _, v in ipairs(out) do result[#result + 1] = v end
 for j = 1, n_counter do
   for _, v in ipairs(counter_out[j]) do result[#result + 1] = v end
 end
+result[#result + 1] = block_until
 return result
