@@ -134,9 +134,9 @@ def test_other_methods_on_a_listed_path_get_no_route(router, path):
 
 
 def assert_plugins(plugins, route, roles, quota):
-    expected = ["pre-function", "sv-request-id", "sv-jwt", "sv-rbac", "sv-quota", "post-function"]
+    expected = ["pre-function", "sv-request-id", "cors", "sv-jwt", "sv-rbac", "sv-quota", "post-function"]
     if route.name.endswith("stories-get"):  # the story item is also composed with its characters and universe
-        expected.insert(5, "sv-expand")
+        expected.insert(6, "sv-expand")
     assert list(plugins) == expected
     jwt, rbac, limits, post = (plugins[n] for n in ("sv-jwt", "sv-rbac", "sv-quota", "post-function"))
     assert rbac.route_id == limits.route_id == route.id  # this endpoint's own policy, never the global fallback
@@ -207,7 +207,10 @@ def test_upstreams_and_timeouts(config):
 
 def test_global_plugins(config):
     globals_ = {p.name: p for p in config.plugins if not (p.route_id or p.service_id or p.consumer_id)}
-    assert set(globals_) == {"sv-request-id", "pre-function", "sv-jwt", "sv-rbac", "sv-quota", "post-function"}
+    assert set(globals_) == {
+        *("sv-request-id", "pre-function", "cors", "prometheus"),
+        *("sv-jwt", "sv-rbac", "sv-quota", "post-function"),
+    }
     assert globals_["sv-request-id"].config["header_name"] == "X-Request-Id"
     assert globals_["sv-jwt"].config["anonymous"] is False
     # the default-deny for a route that forgot its own sv-rbac: admins only

@@ -1,8 +1,8 @@
 """kong.yml passes Kong's declarative validation as the emulator implements it, against the plugins' own schemas.
 
 Beyond Kong: every config of our plugins also passes the plugin's own `parse_config` (the cross-field rules Kong never
-sees, which would otherwise fail at the first request), and the only bundled plugin the emulator cannot run is the
-one listed (cors), whose config is checked here against Kong's cors schema field names.
+sees, which would otherwise fail at the first request). Every bundled plugin kong.yml names runs in the emulator too
+(cors natively, pre-/post-function in LuaJIT); the cors config is also checked against Kong's cors field names.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def test_kong_yml_loads_with_only_the_listed_unsupported_plugins(config):
 
 def test_every_configured_plugin_is_ours_or_bundled_and_known(config):
     names = {p.name for p in config.plugins}
-    assert names == {*OUR_PLUGINS, "pre-function", "post-function"}
+    assert names == {*OUR_PLUGINS, "pre-function", "post-function", "cors", "prometheus"}
 
 
 @pytest.mark.parametrize("name", sorted(PARSERS))

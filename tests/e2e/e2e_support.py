@@ -58,3 +58,11 @@ def start_auth_service(port: int, env: dict[str, str]):
     argv = [sys.executable, "-m", "gunicorn", "-w", "2", "-k", "gthread", "--threads", "4"]
     argv += ["-b", f"127.0.0.1:{port}", "--chdir", str(AUTH_DIR), "wsgi:app"]
     return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def repo_plugins() -> list[PluginEntry]:
+    """Every plugin kong.conf names (pluginserver_names), as the repository's kong.yml needs them all."""
+    from kong_emulator.localenv import read_conf_values
+
+    names = read_conf_values(REPO / "kong.conf")["pluginserver_names"].split(",")
+    return [repo_plugin(name.strip()) for name in names]

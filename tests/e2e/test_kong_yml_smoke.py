@@ -1,7 +1,7 @@
 """kong.yml through the real emulator process.
 
 1. The repository's own kong.conf + kong.yml, started as `make run` starts them (KONG_* overrides from
-   kong_emulator.localenv): the stack comes up with our four plugin servers, says loudly that it cannot run `cors`,
+   kong_emulator.localenv): the stack comes up with every plugin server, runs `cors` natively,
    answers an unlisted path with Kong's 404 and an authenticated route without a token with a 401 problem document.
 2. The same kong.yml rendered for this test's hosts (the real auth service and sample backend fixtures): a parent
    registers and logs in through the gateway (canonical path and alias), and reaches the stories service.
@@ -17,13 +17,12 @@ from pathlib import Path
 
 import pytest
 import requests
-from e2e_support import REPO, auth_env, repo_plugin, start_auth_service
+from e2e_support import REPO, auth_env, repo_plugins, start_auth_service
 from kong_emulator.localenv import local_environ
 from kong_emulator.testing import EmulatorProcess, free_port, wait_port
 
 PASSWORD = "kong-yml smoke correct horse battery"
 AUTH_DB, AUTH_REDIS_DB, ISSUER = "storyverse_e2e_kong_yml", 13, "http://storyverse.test"
-PLUGINS = ("sv-request-id", "sv-jwt", "sv-rbac", "sv-quota")
 
 
 def generator():
@@ -56,8 +55,9 @@ def stack(tmp_path_factory):
 
 def test_the_stack_starts_and_reports_what_it_cannot_run(stack):
     text = stack["log"].read_text(errors="replace")
-    assert "bundled Lua plugin 'cors' is configured in kong.yml, but the emulator cannot run Lua" in text
+    assert "bundled plugin 'cors' (" in text and "runs natively in Python" in text
     assert "runs natively in LuaJIT" in text  # the guard and the version-path pre-function
+    assert "NOT applied" not in text  # every bundled plugin kong.yml names runs in the emulator
     assert "STRICT MODE" not in text
 
 
@@ -66,6 +66,10 @@ def test_an_unlisted_path_gets_kongs_404(stack, path):
     resp = requests.get(stack["url"] + path, timeout=10)
     assert resp.status_code == 404
     assert "no Route matched with those values" in resp.text
+    # one error format: Kong's own 404 is an RFC 9457 document too (error template + problem_format.lua)
+    assert resp.headers["Content-Type"].startswith("application/problem+json")
+    body = resp.json()
+    assert body["status"] == 404 and body["code"] == "route_not_found" and body["request_id"]
 
 
 @pytest.mark.parametrize("path", ["/api/v1/stories", "/api/stories", "/api/v1/generate/text", "/api/v1/auth/me"])
@@ -80,7 +84,7 @@ def test_an_authenticated_route_without_a_token_is_401(stack, path):
 
 def test_a_non_preflight_options_never_reaches_a_backend(stack):
     resp = requests.options(stack["url"] + "/api/v1/stories", timeout=10)
-    assert resp.status_code == 204  # in Kong, `cors` answers real preflights before this
+    assert resp.status_code == 204  # `cors` answers only real preflights; the preflight route's chunk answers this
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +123,7 @@ def gateway_for_fixtures(auth, backend):
             "redis": {"redis_database": auth_service["redis_db"]},  # sv-jwt reads the auth service's denylist
         }
     )
-    gw = EmulatorProcess(gen.render(settings), [repo_plugin(n) for n in PLUGINS]).start()
+    gw = EmulatorProcess(gen.render(settings), repo_plugins()).start()
     wait_port(gw.port)
     try:
         yield gw

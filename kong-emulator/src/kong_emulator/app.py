@@ -28,6 +28,7 @@ from kong_emulator.plugins_iterator import plugins_for
 from kong_emulator.pluginserver import PluginServerError, PluginServers
 from kong_emulator.proxy import Engine, Proxy
 from kong_emulator.router import Router
+from kong_emulator.status import ServerStats, StatusAPI, status_listeners
 
 log = logging.getLogger("kong_emulator")
 
@@ -54,6 +55,8 @@ class Emulator:
         self.engine: Engine | None = None
         self.runners: list[web.AppRunner] = []
         self.proxies: list[Proxy] = []
+        self.stats = ServerStats()  # kong.nginx.get_statistics() for the Status API
+        self.status_api: StatusAPI | None = None
 
     async def start(self) -> None:
         conf = self.conf
@@ -80,6 +83,7 @@ class Emulator:
         await self._start_servers()
         self.engine = self._engine(declarative, infos)
         await self._listen()
+        await self._listen_status(enabled)
 
     async def _start_servers(self) -> None:
         try:
@@ -127,16 +131,33 @@ class Emulator:
     async def _listen(self) -> None:
         for host, port, _flags in _plain_listeners(self.conf.proxy_listen):
             proxy = Proxy(self.engine, port)
-            app = web.Application(client_max_size=self.conf.client_max_body_size)
+            app = web.Application(client_max_size=self.conf.client_max_body_size, middlewares=[self.stats.middleware])
             app.router.add_route("*", "/{tail:.*}", proxy.handle)
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await runner.setup()
+            self.stats.watch(runner.server)
             await web.TCPSite(runner, host, port, reuse_address=True).start()
             self.runners.append(runner)
             self.proxies.append(proxy)
             log.info("[emulator] Kong %s emulator listening on http://%s:%d", KONG_VERSION, host, port)
 
+    async def _listen_status(self, enabled: set[str]) -> None:
+        """Kong's Status API on `status_listen` (default `off`): /status, /status/ready, prometheus' /metrics."""
+        try:
+            listeners = status_listeners(self.conf.raw)
+        except ConfigError as exc:
+            raise StartupError(str(exc)) from exc
+        if not listeners:
+            return
+        self.status_api = StatusAPI(self.engine, self.stats, prometheus_loaded="prometheus" in enabled)
+        try:
+            await self.status_api.start(listeners)
+        except OSError as exc:
+            raise StartupError(f"status_listen: cannot listen: {exc.strerror}") from exc
+
     async def stop(self) -> None:
+        if self.status_api is not None:
+            await self.status_api.stop()
         for proxy in self.proxies:
             await proxy.drain()
         for runner in self.runners:

@@ -23,6 +23,7 @@ DEFAULTS: dict[str, str] = {
     "plugins": "bundled",
     "pluginserver_names": "NONE",
     "proxy_listen": "0.0.0.0:8000 reuseport backlog=16384, 0.0.0.0:8443 http2 ssl reuseport backlog=16384",
+    "status_listen": "off",  # the Status API (kong_emulator.status); Kong 3.9's default is off
     "headers": "server_tokens, latency_tokens, X-Kong-Request-Id",
     "headers_upstream": "X-Kong-Request-Id",
     "trusted_ips": "NONE",
@@ -33,11 +34,18 @@ DEFAULTS: dict[str, str] = {
     "router_flavor": "traditional_compatible",
     "nginx_worker_processes": "auto",
     "nginx_http_client_max_body_size": "0",
+    "error_default_type": "text/plain",
+    "error_template_html": "NONE",
+    "error_template_json": "NONE",
+    "error_template_xml": "NONE",
+    "error_template_plain": "NONE",
     "emulator_reply_timeout": "60",
     "emulator_strict": "off",
 }
 LOG_LEVELS = ("debug", "info", "notice", "warn", "error", "crit", "alert", "emerg")
 ROUTER_FLAVORS = ("traditional", "traditional_compatible", "expressions")
+# kong/conf_loader/constants.lua: an enum; error_template_* are plain strings (a missing file is only logged, at use)
+ERROR_DEFAULT_TYPES = ("application/json", "application/xml", "text/html", "text/plain")
 # kong/constants.lua HEADERS + the two token groups, lower-cased
 HEADER_TOKENS = {
     "server_tokens": ("Server", "Via"),
@@ -144,6 +152,7 @@ def build_conf(raw: dict[str, str], *, exists: Callable[[str], bool] = os.path.e
     prefix = os.path.abspath(raw["prefix"])
     headers = parse_array(raw["headers"])
     check_headers(headers)
+    parse_enum(raw, "error_default_type", ERROR_DEFAULT_TYPES)
     return KongConf(
         prefix=prefix,
         log_level=parse_enum(raw, "log_level", LOG_LEVELS),

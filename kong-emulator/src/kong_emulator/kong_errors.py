@@ -1,12 +1,25 @@
 """Responses Kong itself produces (no route, upstream failures, plugin crashes), with Kong 3.x's exact bodies.
 
-Kong renders these from its default error templates (`kong/tools/http.lua`, `kong/error_handlers.lua`); since 3.5
-the JSON template carries the request id.
+Kong renders these from its error templates (`kong/tools/http.lua`, `kong/error_handlers.lua`); since 3.5 the JSON
+template carries the request id. Every template is used as `string.format(template, message, request_id)`: those
+are the only two values a template gets (Kong's own HTML/plain/XML templates use both as well).
+
+kong.conf `error_template_html|json|xml|plain` (default NONE) replace Kong's template of that format
+(`custom_error_templates` in kong/tools/http.lua): each file is read once, on first use; a missing or unreadable file
+is logged ("failed reading the custom <format> error template: <err>") and Kong's own template is used. The
+Content-Type stays the format's (`application/json; charset=utf-8` for a JSON template): a template cannot change it.
+`configure(conf)` installs a configuration's templates (the proxy calls it at start, as Kong reads kong.configuration).
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import re
+
 from kong_emulator.context import ExitResponse, Headers
+
+log = logging.getLogger("kong_emulator.kong")
 
 NO_ROUTE = "no Route matched with those values"
 BAD_GATEWAY = "An invalid response was received from the upstream server"
@@ -60,6 +73,114 @@ DEFAULT_MESSAGES = {
 }
 
 JSON_TYPE = "application/json; charset=utf-8"
+TEMPLATE_FORMATS = ("html", "json", "xml", "plain")
+# get_error_template: the format of a MIME type, bare or with Kong's charset
+_FORMAT_OF = {
+    "application/json": "json",
+    "application/json; charset=utf-8": "json",
+    "text/html": "html",
+    "text/html; charset=utf-8": "html",
+    "application/xml": "xml",
+    "application/xml; charset=utf-8": "xml",
+    "text/plain": "plain",
+    "text/plain; charset=utf-8": "plain",
+}
+_template_paths: dict[str, str | None] = {}
+_template_cache: dict[str, str | None] = {}
+_default_type = "text/plain"
+
+
+def configure(conf) -> None:
+    """Install kong.conf's `error_template_*` and `error_default_type` (a KongConf, or anything with `raw`)."""
+    global _default_type
+    raw = getattr(conf, "raw", None) or {}
+    _template_paths.clear()
+    _template_cache.clear()
+    for fmt in TEMPLATE_FORMATS:
+        value = raw.get(f"error_template_{fmt}")
+        _template_paths[fmt] = None if value in (None, "", "NONE") else str(value)
+    _default_type = raw.get("error_default_type") or "text/plain"
+
+
+def default_type() -> str:
+    """kong.configuration.error_default_type."""
+    return _default_type
+
+
+def custom_template(fmt: str) -> str | None:
+    """`custom_error_templates[fmt]`: the file's text, read once; None when unset or unreadable."""
+    if fmt in _template_cache:
+        return _template_cache[fmt]
+    path = _template_paths.get(fmt)
+    template = None
+    if path is not None:
+        if not os.path.exists(path):
+            err = "file not found"
+        else:
+            try:
+                with open(path, encoding="utf-8", errors="surrogateescape", newline="") as fh:
+                    template, err = fh.read(), None
+            except OSError as exc:
+                err = exc.strerror or str(exc)
+        if template is None:
+            log.error("[kong] failed reading the custom %s error template: %s", fmt, err)
+    _template_cache[fmt] = template
+    return template
+
+
+def error_template(content_type: str) -> str:
+    """`get_error_template(mime_type)`: the custom template of that format, else Kong's own."""
+    from kong_emulator.pdk import response as pdk_response  # late: pdk imports context, like this module
+
+    fmt = _FORMAT_OF.get(content_type)
+    custom = custom_template(fmt) if fmt else None
+    return custom if custom is not None else pdk_response._template(content_type)
+
+
+_LUA_SPEC = re.compile(r"%(?:%|[-+ #0]*\d*(?:\.\d+)?([sdq])|(.?))", re.S)
+
+
+def lua_format(template: str, *args: str) -> str:
+    """Lua's `string.format` for what error templates hold (`%s`, `%d`, `%q`, `%%`): extra arguments are ignored
+    (Lua does), a missing one is Lua's "bad argument #n to 'format' (no value)"."""
+    values = iter(args)
+    index = 1
+
+    def one(m: re.Match) -> str:
+        nonlocal index
+        if m.group(0) == "%%":
+            return "%"
+        if m.group(1) is None:
+            raise ValueError(f"invalid option '%{m.group(2)}' to 'format'")
+        index += 1
+        try:
+            value = next(values)
+        except StopIteration:
+            raise ValueError(f"bad argument #{index} to 'format' (no value)") from None
+        if m.group(1) == "q":
+            return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\\n") + '"'
+        spec = m.group(0)
+        if m.group(1) == "d":
+            try:
+                return spec % int(value)
+            except ValueError:
+                raise ValueError(f"bad argument #{index} to 'format' (number expected, got string)") from None
+        return spec % str(value)
+
+    return _LUA_SPEC.sub(one, template)
+
+
+def render(content_type: str, message: str, request_id: str) -> bytes:
+    """`fmt(get_error_template(mime_type), message, request_id)`; a custom template Lua could not format is logged
+    and Kong's own used (real Kong would fail that error response itself)."""
+    from kong_emulator.pdk import response as pdk_response
+
+    template = error_template(content_type)
+    try:
+        return lua_format(template, message, request_id).encode("utf-8", "surrogateescape")
+    except ValueError as exc:
+        log.error("[kong] custom error template for %s: %s", content_type, exc)
+        return (pdk_response._template(content_type) % (message, request_id)).encode()
 
 
 def default_message(status: int) -> str:
@@ -74,7 +195,7 @@ def kong_error(
     *,
     handler: bool = False,
     source: str = "error",
-    default_type: str = "text/plain",
+    default_type: str | None = None,
 ) -> ExitResponse:
     """A Kong-generated error, rendered from Kong's templates (`kong/tools/http.lua` ERROR_TEMPLATES).
 
@@ -83,16 +204,17 @@ def kong_error(
       JSON when there is no Accept header; `kong.response.get_source()` is then "exit" (KONG_EXITED).
     - nginx errors handed to `kong/error_handlers.lua` (`handler=True`: 502/504 upstream failures, 413, 500):
       `get_mime_type(Accept or Content-Type or kong.conf error_default_type)`; get_source() is "error".
-    The JSON template is `{\n  "message":"%s",\n  "request_id":"%s"\n}`, not a compact json.dumps.
+    The JSON template is `{\n  "message":"%s",\n  "request_id":"%s"\n}`, not a compact json.dumps, unless
+    kong.conf names a custom template (`configure`). `default_type` None: kong.conf's `error_default_type`.
     """
     from kong_emulator.pdk import response as pdk_response  # late: pdk imports context, like this module
 
     text = message or default_message(status)
     if handler:
-        content_type = pdk_response.mime_type(accept if accept is not None else default_type)
+        content_type = pdk_response.mime_type(accept if accept is not None else default_type or _default_type)
     else:
         content_type = pdk_response.response_type(accept)
-    body = (pdk_response._template(content_type) % (text, request_id)).encode()
+    body = render(content_type, text, request_id)
     return ExitResponse(
         status=status,
         body=body,
@@ -111,7 +233,7 @@ def runloop_error(ctx, status: int, message: str | None) -> ExitResponse:
     return kong_error(status, message, ctx.request_id, _accept(ctx), source="exit")
 
 
-def handler_error(ctx, status: int, message: str | None = None, default_type: str = "text/plain") -> ExitResponse:
+def handler_error(ctx, status: int, message: str | None = None, default_type: str | None = None) -> ExitResponse:
     """An nginx error status rendered by kong/error_handlers.lua: the template follows Accept, else the request's
     Content-Type, else kong.conf `error_default_type` (text/plain by default)."""
     accept = _accept(ctx)

@@ -1,6 +1,15 @@
-"""The proxy path of one request, in Kong's order: rewrite → route → access → balancer/upstream → response → log.
+"""The proxy path of one request, in Kong's order: rewrite → route → access → balancer/upstream → response →
+header_filter → body_filter → log.
 
 This module knows HTTP (aiohttp); the plugin exchange is `bridge.PluginRunner`, routing is `router.Router`.
+
+header_filter/body_filter run for every response the client gets, as in Kong: proxied ones, exits (a plugin's
+`kong.response.exit`, the runloop's 404/503 `kong.response.error`) and nginx errors rendered by
+`kong/error_handlers.lua` (502/504/413/500). The plugins are the ones collected for the request (route, service,
+consumer scope); with no route -- no match, or an error before routing -- the global ones (Kong's
+`get_collected_iterator` falls back to `get_global_iterator` when `ctx.plugins` is nil). Only natively-run plugins
+have these phases (plugin servers cannot). body_filter gets the body as nginx hands it over: the body chunk with
+`eof = false`, then an empty last chunk with `eof = true` (no call for HEAD, 204 and 304).
 """
 
 from __future__ import annotations
@@ -119,6 +128,7 @@ class Proxy:
         self.engine = engine
         self.listen_port = listen_port
         self._log_tasks: set[asyncio.Task] = set()
+        kong_errors.configure(engine.conf)  # error_template_* / error_default_type, as kong.configuration
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         too_large = False
@@ -136,15 +146,15 @@ class Proxy:
         try:
             if too_large:
                 ctx.exit = self._handler_error(ctx, 413)
-                status, headers, out_body = self._finish_exit(ctx, t0)
+                status, headers, out_body = await self._finish_exit(ctx, t0)
             else:
                 status, headers, out_body = await self._lifecycle(ctx, t0)
         except StrictModeError as exc:
             self._strict_failure(ctx, exc)
-            status, headers, out_body = self._emulator_error(ctx, str(exc))
+            status, headers, out_body = await self._emulator_error(ctx, str(exc))
         except Exception as exc:
             log.exception("unexpected error while proxying %s %s", creq.method, creq.raw_path)
-            status, headers, out_body = self._emulator_error(ctx, repr(exc))
+            status, headers, out_body = await self._emulator_error(ctx, repr(exc))
         ctx.latencies["request"] = int((time.monotonic() - t0) * 1000)
         response = web.Response(status=status, body=out_body)
         keep_length = creq.method == "HEAD" and not out_body  # HEAD: the length the GET body would have
@@ -171,7 +181,8 @@ class Proxy:
                 ctx.phase = "access"
                 await self._run_plugins(ctx, "access")
         if ctx.exit is not None:
-            return self._finish_exit(ctx, t0)
+            # a plugin may set ngx.ctx.KONG_PROXIED before its exit (proxy-cache's Hit): proxied response headers
+            return await self._finish_exit(ctx, t0, proxied=bool(getattr(ctx, "kong_proxied", False)))
         return await self._proxy_upstream(ctx, t0)
 
     def _bind_route(self, ctx: RequestContext, match) -> None:
@@ -194,6 +205,8 @@ class Proxy:
         for plugin in engine.plugins_for(engine.declarative, route, service, ctx.consumer, phase, engine.infos):
             if ctx.exit is not None:
                 return
+            if phase == "response" and self._has_filters(plugin):
+                continue  # its header_filter/body_filter run in the filter phases below, for every response
             ctx.current_plugin = plugin
             await engine.runner.run_phase(plugin, phase, ctx)
         ctx.current_plugin = None
@@ -223,7 +236,9 @@ class Proxy:
         default_type = getattr(self.engine.conf, "raw", {}).get("error_default_type", "text/plain")
         return kong_errors.handler_error(ctx, status, message, default_type)
 
-    def _finish_exit(self, ctx: RequestContext, t0: float, proxied: bool = False) -> tuple[int, Headers, bytes]:
+    async def _finish_exit(
+        self, ctx: RequestContext, t0: float, proxied: bool = False, filters: bool = True
+    ) -> tuple[int, Headers, bytes]:
         exit_: ExitResponse = ctx.exit  # type: ignore[assignment]
         ctx.response.source = exit_.source
         headers = Headers()
@@ -231,10 +246,87 @@ class Proxy:
             headers.add(name, value)
         for name, value in exit_.headers.items():
             headers.set(name, value)
-        if not proxied:
+        if not proxied or getattr(ctx, "kong_proxied", False):  # KONG_RESPONSE_LATENCY
             ctx.latencies["kong"] = int((time.monotonic() - t0) * 1000)
+        status, body = exit_.status, exit_.body
+        if filters:
+            status, headers, body = await self._filters(ctx, status, headers, body)
         self._kong_headers(ctx, headers, proxied)
-        return exit_.status, headers, exit_.body
+        return status, headers, body
+
+    # -- header_filter / body_filter ----------------------------------------------------------------------
+
+    def _has_filters(self, plugin) -> bool:
+        info = self.engine.infos.get(plugin.name)
+        phases = getattr(info, "phases", ()) or ()
+        return "header_filter" in phases or "body_filter" in phases
+
+    def _filter_plugins(self, ctx: RequestContext, phase: str, exit_: ExitResponse | None) -> list:
+        """The request's plugins with `phase`, in handler order; on an exit also the natives that stand in for
+        header_filter with `response` + `exit_filter` (e.g. native/cors.py)."""
+        engine = self.engine
+        scope = (engine.declarative, ctx.route, ctx.service, ctx.consumer)
+        plugins = list(engine.plugins_for(*scope, phase, engine.infos))
+        if phase == "header_filter" and exit_ is not None:
+            natives = getattr(engine.runner, "natives", None) or {}
+            extra = [
+                p
+                for p in engine.plugins_for(*scope, "response", engine.infos)
+                if not self._has_filters(p) and hasattr(natives.get(p.name), "exit_filter")
+            ]
+            if extra:  # Kong's handler order: priority descending, then name descending
+                infos = engine.infos
+                plugins = sorted(plugins + extra, key=lambda p: (infos[p.name].priority, p.name), reverse=True)
+        return plugins
+
+    async def _filters(
+        self, ctx: RequestContext, status: int, headers: Headers, body: bytes
+    ) -> tuple[int, Headers, bytes]:
+        """Kong.header_filter then Kong.body_filter over the response about to be sent (`headers` is changed in
+        place); a Lua error in a proxied response's header_filter ends as Kong's 500."""
+        exit_ = ctx.exit
+        header_plugins = self._filter_plugins(ctx, "header_filter", exit_)
+        body_plugins = self._filter_plugins(ctx, "body_filter", exit_)
+        if not header_plugins and not body_plugins:
+            return status, headers, body
+        engine = self.engine
+        ctx.response.status, ctx.response.headers, ctx.response.body = status, headers, body
+        ctx.phase = "header_filter"
+        for plugin in header_plugins:
+            ctx.current_plugin = plugin
+            if self._has_filters(plugin):
+                await engine.runner.run_phase(plugin, "header_filter", ctx)
+            else:
+                engine.runner.natives[plugin.name].exit_filter(plugin, ctx, ctx.response.headers, exit_)
+            if ctx.exit is not exit_:  # an error (or an exit) in header_filter: that response, unfiltered
+                ctx.current_plugin = None
+                new = ctx.exit
+                merged = ctx.response.headers.copy()
+                for name, value in new.headers.items():
+                    merged.set(name, value)
+                return new.status, merged, new.body
+        headers = ctx.response.headers
+        status = ctx.response.status or status
+        if body_plugins and status not in (204, 304) and ctx.request.method != "HEAD":
+            ctx.phase = "body_filter"
+            out: list[bytes] = []
+            for chunk, eof in ((body, False), (b"", True)) if body else ((b"", True),):
+                arg = [chunk, eof]
+                ctx.body_filter_arg = arg  # ngx.arg of this call, shared by every plugin's body_filter
+                for plugin in body_plugins:
+                    ctx.current_plugin = plugin
+                    await engine.runner.run_phase(plugin, "body_filter", ctx)
+                out.append(arg[0] or b"")
+                if arg[1]:  # ngx.arg[2] = true: the body ends here
+                    break
+            del ctx.body_filter_arg
+            filtered = b"".join(out)
+            if filtered != body:
+                headers.clear("Content-Length")
+                body = filtered
+        ctx.current_plugin = None
+        ctx.response.body = body
+        return status, headers, body
 
     def _enabled(self, name: str) -> bool:
         """kong.configuration.enabled_headers (kong.conf `headers`, token groups expanded)."""
@@ -249,9 +341,11 @@ class Proxy:
         Kong intends to proxy -- so it also holds for 502/504 upstream failures, not for 404/503/plugin exits)."""
         server = f"kong/{KONG_VERSION}"
         if proxied:
-            if self._enabled("x-kong-upstream-latency"):
+            # an exit with KONG_PROXIED (proxy-cache Hit) has no KONG_WAITING_TIME/KONG_PROXY_LATENCY: nil = no header
+            plugin_proxied = bool(getattr(ctx, "kong_proxied", False))
+            if self._enabled("x-kong-upstream-latency") and not plugin_proxied:
                 headers.set("X-Kong-Upstream-Latency", str(ctx.latencies.get("proxy", 0)))
-            if self._enabled("x-kong-proxy-latency"):
+            if self._enabled("x-kong-proxy-latency") and not plugin_proxied:
                 headers.set("X-Kong-Proxy-Latency", str(ctx.latencies.get("kong", 0)))
             if self._enabled("via"):
                 # kong_outbound_via = proxy_http_version .. " " .. SERVER_HEADER, after the upstream's own Via
@@ -272,12 +366,18 @@ class Proxy:
         if self._enabled("x-kong-request-id"):
             headers.set("X-Kong-Request-Id", ctx.request_id)
 
-    def _emulator_error(self, ctx: RequestContext, detail: str) -> tuple[int, Headers, bytes]:
+    async def _emulator_error(self, ctx: RequestContext, detail: str) -> tuple[int, Headers, bytes]:
         ctx.exit = self._handler_error(ctx, 500, kong_errors.UNEXPECTED)
         ctx.response.source = "error"
         headers = Headers(list(ctx.exit.headers.items()))
+        status, body = 500, ctx.exit.body
+        try:  # Kong's error handler response goes through header_filter/body_filter too
+            status, headers, body = await self._filters(ctx, status, headers, body)
+        except Exception:
+            log.exception("header_filter/body_filter failed on the emulator's 500")
+            status, headers, body = 500, Headers(list(ctx.exit.headers.items())), ctx.exit.body
         self._kong_headers(ctx, headers)
-        return 500, headers, ctx.exit.body
+        return status, headers, body
 
     def _strict_failure(self, ctx: RequestContext, exc: Exception) -> None:
         message = f"STRICT MODE: plugin protocol failure on {ctx.request.method} {ctx.request.raw_path}: {exc}"
@@ -294,7 +394,7 @@ class Proxy:
         if ctx.exit is not None:  # balancer / connect / timeout failures become Kong errors
             # a 503 from the balancer comes from access.after, before `ctx.KONG_PROXIED = true` (kong/init.lua);
             # 502/504 are nginx errors after it, rendered by kong/error_handlers.lua with the proxied headers
-            return self._finish_exit(ctx, t0, proxied=ctx.exit.source == "error")
+            return await self._finish_exit(ctx, t0, proxied=ctx.exit.source == "error")
         status, headers, body = result
         ctx.upstream_status, ctx.upstream_headers, ctx.upstream_body = status, headers, body
         # handler.lua header_filter.before: "clear hop-by-hop response headers" named in the upstream's Connection
@@ -309,10 +409,13 @@ class Proxy:
         ctx.phase = "response"
         await self._run_plugins(ctx, "response")  # buffered proxying: plugins see (and may replace) it all
         if ctx.exit is not None:  # an exit in `response` comes after KONG_PROXIED was set
-            return self._finish_exit(ctx, t0, proxied=True)
+            return await self._finish_exit(ctx, t0, proxied=True)
         out = ctx.response.headers
+        status = ctx.response.status or status
+        body = body if ctx.response.body is None else ctx.response.body
+        status, out, body = await self._filters(ctx, status, out, body)
         self._kong_headers(ctx, out, proxied=True)
-        return ctx.response.status or status, out, body if ctx.response.body is None else ctx.response.body
+        return status, out, body
 
     # -- log phase ----------------------------------------------------------------------------------------
 

@@ -2,7 +2,9 @@
 
 Today: ``pre-function`` (priority 1000000) and ``post-function`` (priority -1000), whose Lua runs in an embedded
 LuaJIT (`runtime.LuaState`) with a ``kong`` PDK that dispatches to the emulator's Python PDK — the same functions
-plugin servers reach over MessagePack-RPC, so both kinds of plugin see one request state.
+plugin servers reach over MessagePack-RPC, so both kinds of plugin see one request state; and ``cors`` (2000),
+``proxy-cache`` (100, strategy memory), ``prometheus`` (13) and ``file-log`` (9), re-implemented in Python from
+Kong's handlers (`cors`, `proxy_cache`, `prometheus`, `file_log`; each module names its Kong sources).
 
 The API the app uses:
 
@@ -27,6 +29,13 @@ from kong_emulator.native.serverless import info as serverless_info
 log = logging.getLogger("kong_emulator")
 
 NATIVE_PLUGINS = ("pre-function", "post-function")
+# bundled plugins re-implemented in Python (native/<name>.py): name → module, class
+PYTHON_PLUGINS = {
+    "cors": ("cors", "Cors"),
+    "file-log": ("file_log", "FileLog"),
+    "prometheus": ("prometheus", "Prometheus"),
+    "proxy-cache": ("proxy_cache", "ProxyCache"),
+}
 UNTRUSTED_LUA = ("off", "sandbox", "on")
 
 
@@ -37,6 +46,7 @@ def native_infos() -> dict[str, PluginInfo]:
     """The PluginInfo of every natively-run bundled plugin (the same objects every time)."""
     if not _INFOS:
         _INFOS.update({name: serverless_info(name) for name in NATIVE_PLUGINS})
+        _INFOS.update({name: _python_module(name).info() for name in PYTHON_PLUGINS})
     return dict(_INFOS)
 
 
@@ -57,6 +67,17 @@ def sandbox_settings(raw: Mapping[str, str] | None) -> tuple[str, tuple[str, ...
     return mode, tuple(r.strip() for r in requires.split(",") if r.strip() and r.strip() != "NONE")
 
 
+def _python_module(name: str):
+    import importlib
+
+    return importlib.import_module(f"kong_emulator.native.{PYTHON_PLUGINS[name][0]}")
+
+
+def _python_handler(name: str, states):
+    cls = getattr(_python_module(name), PYTHON_PLUGINS[name][1])
+    return cls(states) if name == "file-log" else cls()
+
+
 class NativeRunner:
     """The engine's runner: native plugins in-process, the rest through ``external`` (a `bridge.PluginRunner`)."""
 
@@ -75,6 +96,11 @@ class NativeRunner:
         ours = native_infos()
         names = [n for n in NATIVE_PLUGINS if infos is None or infos.get(n) is ours[n]]
         self.natives = {name: Serverless(name, self.state) for name in names}
+        for name in PYTHON_PLUGINS:
+            if infos is None or infos.get(name) is ours[name]:
+                native = _python_handler(name, self.state)
+                native.info = ours[name]
+                self.natives[name] = native
 
     def state(self, worker: int):
         """The worker's Lua VM, created on first use."""
@@ -102,16 +128,15 @@ class NativeRunner:
 
     def report(self, declarative) -> None:
         """Log, at start, each configured native plugin and what of it the emulator cannot do."""
+        for native in self.natives.values():
+            if hasattr(native, "configure"):  # Kong's handler:configure(configs), e.g. prometheus
+                native.configure(getattr(declarative, "plugins", []))
         for plugin in getattr(declarative, "plugins", []):
             native = self.natives.get(plugin.name)
             if native is None:
                 continue
-            log.info(
-                "[emulator] bundled plugin '%s' (%s) runs natively in LuaJIT, untrusted_lua = %s",
-                plugin.name,
-                plugin.instance_name or plugin.id,
-                self.untrusted_lua,
-            )
+            how = getattr(native, "runs_as", None) or f"natively in LuaJIT, untrusted_lua = {self.untrusted_lua}"
+            log.info("[emulator] bundled plugin '%s' (%s) runs %s", plugin.name, plugin.instance_name or plugin.id, how)
             for note in native.startup_notes(plugin):
                 label = plugin.instance_name or plugin.id
                 log.warning("[emulator] bundled plugin '%s' (%s): %s", plugin.name, label, note)

@@ -14,7 +14,7 @@ returns the API table the Python side drives. Kong sources mirrored here (Kong/k
 """
 
 BOOTSTRAP = rb"""
-local dispatch, emit_log, var_get, methods, mode, requires, cjson_mod, phase_of = ...
+local dispatch, emit_log, var_get, methods, mode, requires, cjson_mod, phase_of, header_get, header_set = ...
 
 local G = _G
 local type, tostring, select, error, pairs, ipairs, next = type, tostring, select, error, pairs, ipairs, next
@@ -85,6 +85,57 @@ log.deprecation = setmetatable({ write = function(...) emit_log("warn", message(
 })
 kong.log = log
 
+-- kong.response.get_raw_body / set_raw_body in body_filter: Kong 3.x's own, over ngx.arg (chunks buffered per
+-- request, ngx.arg[1] = nil until the last one); outside body_filter the Python side raises the phase error
+local body_buffers = setmetatable({}, { __mode = "k" })
+local function body_filter_only(name, ...)
+  if phase_of() ~= "body_filter" then
+    local ok, res = dispatch(name, ...)
+    if not ok then error(res, 3) end
+    return false, res
+  end
+  return true
+end
+kong.response = kong.response or {}
+kong.response.get_raw_body = function()
+  local here, res = body_filter_only("kong.response.get_raw_body")
+  if not here then return res end
+  local arg = cur.arg
+  local chunk, eof = arg[1], arg[2]
+  local buffer = body_buffers[cur.ngx_ctx]
+  if eof and not buffer then
+    return chunk
+  end
+  if type(chunk) == "string" and chunk ~= "" then
+    if buffer then
+      buffer.n = buffer.n + 1
+      buffer[buffer.n] = chunk
+    else
+      buffer = { chunk, n = 1 }
+      body_buffers[cur.ngx_ctx] = buffer
+    end
+  end
+  if eof then
+    local body = buffer and concat(buffer, "", 1, buffer.n) or ""
+    arg[1] = body
+    return body
+  end
+  arg[1] = nil
+  return nil
+end
+kong.response.set_raw_body = function(body)
+  local here, res = body_filter_only("kong.response.set_raw_body", body)
+  if not here then return res end
+  if type(body) ~= "string" then
+    error("body must be a string", 2)
+  end
+  if cur.arg[2] then
+    cur.arg[1] = body
+  else
+    cur.arg[1] = nil
+  end
+end
+
 -- kong.ctx.shared / kong.ctx.plugin: the current request's tables (Kong: a proxy over ngx.ctx)
 kong.ctx = setmetatable({}, {
   __index = function(_, k)
@@ -154,6 +205,18 @@ ngx.var = setmetatable({}, {
   end,
 })
 ngx.get_phase = function() return phase_of() end
+-- ngx.header: the response headers about to be sent (read anywhere, written until header_filter ends)
+ngx.header = setmetatable({}, {
+  __index = function(_, k)
+    local ok, res = header_get(k)
+    if not ok then error(res, 2) end
+    return res
+  end,
+  __newindex = function(_, k, v)
+    local ok, res = header_set(k, v)
+    if not ok then error(res, 2) end
+  end,
+})
 for _, name in ipairs({ "now", "time", "today", "localtime", "utctime", "http_time", "cookie_time",
                         "encode_base64", "decode_base64", "md5", "md5_bin", "sha1_bin", "crc32_short",
                         "crc32_long", "escape_uri", "unescape_uri", "encode_args", "decode_args",
@@ -176,7 +239,7 @@ ngx.worker = { pid = pdk_fn("ngx.worker.pid"), id = pdk_fn("ngx.worker.id"), cou
                exiting = function() return false end }
 local NOT_EMULATED = {
   say = true, print = true, flush = true, eof = true, redirect = true, sleep = true, send_headers = true,
-  re = true, location = true, socket = true, thread = true, timer = true, shared = true, header = true,
+  re = true, location = true, socket = true, thread = true, timer = true, shared = true,
   status = true, resp = true, headers_sent = true, is_subrequest = true, exec = true,
 }
 setmetatable(ngx, {

@@ -122,7 +122,8 @@ class LuaState:
         self.pdk = pdk
         self.workers = workers
         self.call: NativeCall | None = None
-        self.body: bytes | None = None  # body_filter: the response body the chunk sees
+        self.body: bytes | None = None  # body_filter: ngx.arg[1], the chunk (after the call: what goes on)
+        self.eof = True  # body_filter: ngx.arg[2]
         self.lua = luajit.LuaRuntime(
             unpack_returned_tuples=True,
             register_eval=False,
@@ -148,6 +149,8 @@ class LuaState:
             self.to_lua(list(requires)),
             cjson,
             self._phase,
+            self._header_get,
+            self._header_set,
         )
 
     def _methods(self):
@@ -239,6 +242,41 @@ class LuaState:
     def _phase(self):
         return _s(self.call.phase) if self.call is not None else b"timer"
 
+    def _header_get(self, name: Any):
+        """``ngx.header[name]`` (read): the response header about to be sent; a table for repeated ones."""
+        call = self.call
+        if call is None:
+            return False, b"API disabled in the current context"
+        if not isinstance(name, bytes):
+            return True, None
+        key = _header_name(name)
+        headers = call.saved.response_headers if call.saved is not None else call.ctx.response.headers
+        values = headers.get_all(key)
+        if not values:
+            return True, None
+        return True, self.to_lua(values[0] if len(values) == 1 else values)
+
+    def _header_set(self, name: Any, value: Any):
+        """``ngx.header[name] = value``: nil clears, a table sets every value; refused once headers are sent."""
+        call = self.call
+        if call is None:
+            return False, b"API disabled in the current context"
+        if not isinstance(name, bytes):
+            return False, b"bad argument #2 to '__newindex' (string expected)"
+        key = _header_name(name)
+        if call.phase not in ("rewrite", "access", "header_filter", "response"):
+            return False, _s(f"attempt to set ngx.header.{key} after sending out response headers")
+        headers = call.ctx.response.headers
+        py = self.from_lua(value)
+        if py is None or (isinstance(py, list | dict) and not py):
+            headers.clear(key)
+        elif isinstance(py, list | dict):
+            items = py if isinstance(py, list) else [py[k] for k in sorted(py)]
+            headers.set(key, [_header_text(v) for v in items])
+        else:
+            headers.set(key, _header_text(py))
+        return True, None
+
     def _cjson_encode(self, value):
         from kong_emulator.pdk.base import cjson_encode
 
@@ -272,8 +310,11 @@ class LuaState:
             ctx._native_lua_tables = tables  # type: ignore[attr-defined]
         return tables
 
-    def run(self, fn, call: NativeCall, plugin_id: str, body: bytes | None = None) -> tuple[str, str | None]:
-        """Run one phase function for ``call``: ("ok" | "exit" | "error", message)."""
+    def run(
+        self, fn, call: NativeCall, plugin_id: str, body: bytes | None = None, eof: bool = True
+    ) -> tuple[str, str | None]:
+        """Run one phase function for ``call``: ("ok" | "exit" | "error", message). In body_filter ``body``/``eof``
+        are ``ngx.arg[1]``/``ngx.arg[2]``; afterwards ``self.body``/``self.eof`` hold what the chunk made of them."""
         ctx = call.ctx
         tables = self.tables_for(ctx)
         shared = call.saved.shared if call.saved is not None else ctx.shared
@@ -283,8 +324,8 @@ class LuaState:
         plugin_ctx = tables.plugin.get(plugin_id)
         if plugin_ctx is None:
             plugin_ctx = tables.plugin[plugin_id] = self.api.new_table()
-        arg = self.to_lua([body if body is not None else b"", True])
-        self.call, self.body = call, body
+        arg = self.to_lua([body if body is not None else b"", eof])
+        self.call, self.body, self.eof = call, body, eof
         try:
             result = self.api.run(fn, tables.shared, plugin_ctx, tables.ngx_ctx, arg)
         finally:
@@ -292,9 +333,9 @@ class LuaState:
             self._sync_out(tables.shared, shared, tables.shared_seen)
             self._sync_out(tables.ngx_ctx, nginx_ctx, tables.ngx_ctx_seen)
         if body is not None:
-            chunk = arg[1]
-            if isinstance(chunk, bytes) and chunk != body:
-                self.body = chunk
+            chunk = arg[1]  # nil or "" drops the chunk; ngx.arg[2] = true ends the body here
+            self.body = chunk if isinstance(chunk, bytes) else b"" if chunk is None else _s(str(chunk))
+            self.eof = bool(arg[2])
         status, message = result if isinstance(result, tuple) else (result, None)
         return status.decode(), self.from_lua(message) if message is not None else None
 
@@ -359,6 +400,8 @@ def _ngx_exit(state: LuaState, call: Call, status=None, *_):
 
 
 def _get_raw_body(state: LuaState, call: Call, *_):
+    """Reached only outside body_filter (the phase error): in body_filter the Lua side (`bootstrap`) runs Kong's own
+    buffering over ``ngx.arg``, which a Python callback cannot touch while the chunk's coroutine runs."""
     call.check(frozenset({"body_filter"}))
     return state.body if state.body is not None else b""
 
@@ -368,6 +411,19 @@ def _set_raw_body(state: LuaState, call: Call, body=None, *_):
     if not isinstance(body, str | bytes):
         raise LuaError("body must be a string")
     state.body = body.encode("utf-8", "surrogateescape") if isinstance(body, str) else body
+
+
+def _header_name(name: bytes) -> str:
+    """ngx.header's key: underscores become dashes (``ngx.header.content_type``)."""
+    return name.decode("latin-1").replace("_", "-")
+
+
+def _header_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _b(v: Any) -> bytes:

@@ -11,9 +11,11 @@ code with another name and priority), `kong/plugins/{pre,post}-function/handler.
 * Handler: the chunks of a config are compiled on its first event (``config_cache``), in the sandbox; a chunk that
   returns a function is run once, then the function is called for this and every later request; otherwise the
   chunk itself runs per request (the self-replacing closures of ``compile_phase_array``).
-* The emulator's phases: ``rewrite`` (global plugins only), ``access``, ``log`` (the snapshot), and its buffered
-  ``response`` step, where a config's ``header_filter`` chunks and then its ``body_filter`` chunks run (with
-  ``ngx.arg[1]`` the whole body, ``ngx.arg[2] = true``). ``certificate`` chunks never run (no TLS here).
+* The emulator's phases: ``rewrite`` (global plugins only), ``access``, ``header_filter`` and ``body_filter`` for
+  every response the client gets -- proxied, exits and Kong's own errors, as in Kong (`proxy._filters`: body_filter
+  once per chunk with ``ngx.arg[1]``/``ngx.arg[2]``, the body then an empty last chunk), ``log`` (the snapshot).
+  ``response`` stays for direct callers: both filters once over the whole body (``ngx.arg[2] = true``); the proxy
+  never sends it to a plugin that has the real filter phases. ``certificate`` chunks never run (no TLS here).
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ from kong_emulator.pdk.response import unexpected_error
 log = logging.getLogger("kong_emulator")
 
 PHASE_FIELDS = ("certificate", "rewrite", "access", "header_filter", "body_filter", "log")
-# what plugins_iterator sees: the emulator's stand-in for header_filter/body_filter is its buffered "response" step
-EMULATOR_PHASES = ("certificate", "rewrite", "access", "response", "log")
+# what plugins_iterator sees ("response": the whole-body stand-in for direct callers, skipped by the proxy)
+EMULATOR_PHASES = ("certificate", "rewrite", "access", "response", "header_filter", "body_filter", "log")
 PRIORITIES = {"pre-function": 1000000, "post-function": -1000}
 AT_LEAST_ONE = "at least one of these fields must be non-empty: " + ", ".join(f"'config.{p}'" for p in PHASE_FIELDS)
 
@@ -122,10 +124,10 @@ class Serverless:
         notes = []
         if plugin.config.get("certificate"):
             notes.append("its 'certificate' chunks never run here (the emulator terminates no TLS)")
-        if plugin.config.get("header_filter") or plugin.config.get("body_filter"):
+        if plugin.config.get("body_filter"):
             notes.append(
-                "its 'header_filter'/'body_filter' chunks run in the emulator's buffered response step, for proxied "
-                "responses only (real Kong also runs them on exits and errors)"
+                "its 'body_filter' chunks see the buffered body as one chunk then an empty eof chunk "
+                "(real Kong passes the upstream's chunks as they arrive)"
             )
         return notes
 
@@ -160,11 +162,16 @@ class Serverless:
         except LuaError as exc:
             self._lua_error(call, str(exc))
             return
-        body = None
-        if phase == "body_filter":
+        body, eof = None, True
+        arg = getattr(ctx, "body_filter_arg", None) if phase == "body_filter" else None
+        if arg is not None:  # the proxy's body_filter: this call's chunk
+            body, eof = arg
+        elif phase == "body_filter":  # the whole-body "response" step
             body = ctx.response.body if ctx.response.body is not None else ctx.upstream_body or b""
-        status, message = state.run(fn, call, plugin.id, body)
-        if phase == "body_filter" and state.body is not None and state.body != body:
+        status, message = state.run(fn, call, plugin.id, body, eof)
+        if arg is not None:
+            arg[0], arg[1] = state.body or b"", state.eof
+        elif phase == "body_filter" and state.body is not None and state.body != body:
             ctx.response.body = state.body
             ctx.response.headers.clear("Content-Length")
         if status == "error":
@@ -172,8 +179,9 @@ class Serverless:
 
     @staticmethod
     def _lua_error(call, message: str) -> None:
-        """Kong: ``kong.log.err(err)``; outside log a 500 ``An unexpected error occurred`` (``KONG_UNEXPECTED``)."""
+        """Kong: ``kong.log.err(err)``; before the response a 500 ``An unexpected error occurred``
+        (``KONG_UNEXPECTED``); in body_filter (headers sent) and log only the log line."""
         call.log("err", message)
-        if call.phase != "log" and call.ctx.exit is None:
+        if call.phase not in ("log", "body_filter") and call.ctx.exit is None:
             call.ctx.exit = unexpected_error(call.ctx)
             call.ctx.response.source = "error"
