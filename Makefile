@@ -40,8 +40,11 @@ format: install ## Apply ruff fixes and formatting
 	$(BIN)/ruff format .
 
 .PHONY: bench
-bench: install services ## Run the benchmarks and write docs/benchmarks.md
+bench: install services ## Run every benchmark; each writes docs/benchmarks*.md with the command that produced it
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.jwt_bench
+	$(BIN)/python -m bench.quota_bench
+	$(BIN)/python -m bench.auth_bench
 
 .PHONY: kong-validate
 kong-validate: install ## Check kong.yml: generated file up to date, emulator schema validation, decK, routing matrix

@@ -195,6 +195,11 @@ def report(results: list[Result], args) -> None:
             "",
             *rows,
             "",
+            "The other benchmarks, each written by its own command in the same `make bench`:",
+            "[sv-jwt](benchmarks-jwt.md) (cold vs cached verification, the naive yardstick, RSS), "
+            "[sv-quota](benchmarks-quota.md) (decisions/s next to redis-benchmark, round trips), "
+            "[auth service](benchmarks-auth.md) (/login and /refresh next to hello-world Flask).",
+            "",
         ]
     )
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
