@@ -44,7 +44,7 @@ def test_0002_upgrade_downgrade_on_an_empty_database():
             {"id": uuid.uuid4(), "ts": datetime.now(UTC)},
         )
         db.session.commit()
-        upgrade(directory=directory)
+        upgrade(directory=directory, revision="0002_families")
         tables, accounts, families = _schema(url)
         assert tables >= NEW_TABLES and accounts >= NEW_ACCOUNT_COLUMNS and "family_code" in families
         code = db.session.execute(text("SELECT family_code FROM families")).scalar_one()

@@ -17,6 +17,7 @@ from .extensions import db, migrate, redis_store
 __all__ = ["create_app"]
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_FORM_BLUEPRINTS = frozenset({"oauth"})  # OAuth protocol endpoints take form bodies (RFC 6749)
 
 
 def create_app(config: dict[str, Any] | None = None) -> APIFlask:
@@ -65,6 +66,17 @@ def register_blueprints(app: APIFlask) -> None:
     for bp in (auth_bp, sessions_bp, password_bp, families_bp, children_bp, devices_bp, wellknown_bp, ops_bp):
         app.register_blueprint(bp)
 
+    from .admin import bp as admin_bp
+    from .apikeys import bp as apikeys_bp
+    from .usage import bp as usage_bp
+
+    for bp in (usage_bp, apikeys_bp, admin_bp):
+        app.register_blueprint(bp)
+
+    from .oauth import init_app as init_oauth
+
+    init_oauth(app)  # OAuth 2.1 / OIDC provider: /oauth/* and the client registry (its CLI too)
+
 
 def register_commands(app: APIFlask) -> None:
     from . import models  # noqa: F401  (so Alembic autogenerate sees every table)
@@ -75,7 +87,7 @@ def register_commands(app: APIFlask) -> None:
 
 def _require_json_bodies() -> None:
     """415 for a request body that is not JSON (apiflask would otherwise ignore it)."""
-    if request.method not in _BODY_METHODS:
+    if request.method not in _BODY_METHODS or request.blueprint in _FORM_BLUEPRINTS:
         return
     has_body = bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "")
     if has_body and not request.is_json:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from .. import keys, metrics, secrets_box
 from ..clock import now, now_ts
@@ -88,6 +88,33 @@ def _live(ts):
     return (Session.revoked_at.is_(None), Session.expires_at > ts, Session.last_used_at > ts - idle)
 
 
+# The hot path's statements, built once with bind parameters over the tables (Core: no ORM bulk-update machinery),
+# so SQLAlchemy reuses their compiled form; building them per request cost ~0.5 ms of CPU. `now` is the request
+# time and `idle_since` = now - SESSION_IDLE_TTL.
+_S, _A, _F = Session.__table__.c, Account.__table__.c, Family.__table__.c
+_PRINCIPAL = tuple(attr.property.columns[0] for attr in PRINCIPAL_COLUMNS)
+_LIVE = (_S.revoked_at.is_(None), _S.expires_at > bindparam("now"), _S.last_used_at > bindparam("idle_since"))
+_OWNER = (_S.account_id == _A.id, _A.family_id == _F.id)
+_ROTATE = (
+    update(Session.__table__)
+    .where(
+        _S.id == bindparam("sid"),
+        _S.generation == bindparam("gen"),
+        _S.refresh_token_hash == bindparam("presented_hash"),
+        *_LIVE,
+        *_OWNER,
+    )
+    .values(
+        generation=bindparam("next_gen", type_=_S.generation.type),
+        refresh_token_hash=bindparam("successor_hash", type_=_S.refresh_token_hash.type),
+        rotated_at=bindparam("now"),
+        last_used_at=bindparam("now"),
+    )
+    .returning(*_PRINCIPAL)
+)
+_COMMITTED = select(_S.generation, _S.rotated_at, *_PRINCIPAL).where(_S.id == bindparam("sid"), *_LIVE, *_OWNER)
+
+
 def rotate(token: str) -> Rotation:
     """Rotate ``token``. The caller commits, then raises ``error`` if set (a reuse revocation must be committed)."""
     parsed = parse_refresh_token(token)
@@ -96,31 +123,23 @@ def rotate(token: str) -> Rotation:
     sid, gen = parsed
     ts = now()
     successor = refresh_token_for(sid, gen + 1)
+    live = {"sid": sid, "now": ts, "idle_since": ts - timedelta(seconds=current_app.config["SESSION_IDLE_TTL"])}
     # One round trip: the conditional UPDATE also returns the token's subject (UPDATE … FROM accounts, families).
     won = db.session.execute(
-        update(Session)
-        .where(
-            Session.id == sid, Session.generation == gen, Session.refresh_token_hash == secrets_box.sha256_hex(token)
-        )
-        .where(*_live(ts), *_owner_join())
-        .values(
-            generation=gen + 1,
-            refresh_token_hash=secrets_box.sha256_hex(successor),
-            rotated_at=ts,
-            last_used_at=ts,
-        )
-        .returning(*PRINCIPAL_COLUMNS)
-        .execution_options(synchronize_session=False)
+        _ROTATE,
+        {
+            **live,
+            "gen": gen,
+            "presented_hash": secrets_box.sha256_hex(token),
+            "next_gen": gen + 1,
+            "successor_hash": secrets_box.sha256_hex(successor),
+        },
     ).first()
     if won is not None:
         metrics.inc("sv_auth_tokens_issued_total", kind="refresh")
         return Rotation(sid, Principal(*won), successor)
     # Lost the race or a replay: read the committed row (never read-check-write: the UPDATE above decided).
-    row = db.session.execute(
-        select(Session.generation, Session.rotated_at, *PRINCIPAL_COLUMNS).where(
-            Session.id == sid, *_live(ts), *_owner_join()
-        )
-    ).first()
+    row = db.session.execute(_COMMITTED, live).first()
     if row is None:
         return _failed(APIError.invalid_refresh_token())
     grace = timedelta(seconds=current_app.config["REFRESH_GRACE_SECONDS"])

@@ -6,6 +6,7 @@ from flask import current_app, url_for
 
 from .. import signing
 from ..extensions import db
+from ..oauth.metadata import provider_metadata
 from . import bp
 
 _JWKS_DOC = {
@@ -45,20 +46,14 @@ def jwks():
 @bp.get("/openid-configuration")
 @bp.doc(summary="Discovery document", responses=_DISCOVERY_DOC)
 def openid_configuration():
-    issuer = current_app.config["ISSUER"].rstrip("/")
+    issuer, algorithm = current_app.config["ISSUER"], current_app.config["JWT_ALGORITHM"]
+    # Exactly what the OAuth 2.1 / OIDC endpoints support (oauth/metadata.py). The first-party /api/auth/login is not
+    # an OAuth endpoint and is not advertised (no password grant, no implicit flow: RFC 9700).
     return (
         {
-            "issuer": current_app.config["ISSUER"],
-            "jwks_uri": f"{issuer}/.well-known/jwks.json",
-            "token_endpoint": f"{issuer}/api/auth/login",
-            "revocation_endpoint": f"{issuer}/api/auth/logout",
-            "grant_types_supported": ["password", "refresh_token"],
-            "response_types_supported": ["token"],
-            "subject_types_supported": ["public"],
-            "token_endpoint_auth_methods_supported": ["none"],
-            "id_token_signing_alg_values_supported": [current_app.config["JWT_ALGORITHM"]],
-            "access_token_signing_alg_values_supported": [current_app.config["JWT_ALGORITHM"]],
-            "service_documentation": f"{issuer}{url_for('openapi.docs')}",
+            **provider_metadata(issuer, algorithm),
+            "access_token_signing_alg_values_supported": [algorithm],
+            "service_documentation": f"{issuer.rstrip('/')}{url_for('openapi.docs')}",
         },
         200,
         {"Cache-Control": "public, max-age=300"},

@@ -1,0 +1,100 @@
+"""Issue, list and revoke API keys (parents and admins), and exchange a key for a short-lived access token."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from apiflask import APIKeyHeaderAuth
+
+from ..errors import APIError
+from ..extensions import db
+from ..models import Account
+from ..security import bearer, current_claims
+from . import bp, errors, service
+from .schemas import ApiKeyCreatedOut, ApiKeyIn, ApiKeysOut, ExchangeIn, ExchangeOut
+
+log = logging.getLogger(__name__)
+
+api_key_auth = APIKeyHeaderAuth(
+    scheme="ApiKey",
+    param_name="Authorization",
+    description="An API key: `Authorization: ApiKey svk_<id>_<secret>` (shown once at issuance).",
+)
+
+
+@api_key_auth.verify_token
+def _verify_key(token: str):
+    return service.authenticate(token or "")
+
+
+def _owner() -> Account:
+    claims = current_claims()
+    if claims.get("role") not in service.OWNER_ROLES:
+        raise errors.key_owner_only()
+    account = db.session.get(Account, uuid.UUID(claims["sub"]))
+    if account is None:
+        raise APIError.token_revoked()
+    if account.role not in service.OWNER_ROLES:
+        raise errors.key_owner_only()
+    return account
+
+
+@bp.post("")
+@bp.auth_required(bearer)
+@bp.input(ApiKeyIn, arg_name="body")
+@bp.output(ApiKeyCreatedOut, status_code=201)
+@bp.doc(summary="Issue an API key (parents and admins); the key is in this response only", responses=[401, 403, 409])
+def create_key(body: dict):
+    owner = _owner()
+    issued = service.issue(owner, body["name"], body["scopes"], body["plan"])
+    db.session.commit()
+    log.info(
+        "api key issued",
+        extra={"event": "api_key_issued", "account_id": str(owner.id), "key_id": str(issued.key.id)},
+    )
+    return {**service.to_dict(issued.key), "key": issued.plaintext}
+
+
+@bp.get("")
+@bp.auth_required(bearer)
+@bp.output(ApiKeysOut)
+@bp.doc(summary="The caller's API keys, revoked ones included (never their secret)", responses=[401, 403])
+def list_keys():
+    owner = _owner()
+    return {"api_keys": [service.to_dict(k) for k in service.list_keys(owner.id)]}
+
+
+@bp.delete("/<uuid:key_id>")
+@bp.auth_required(bearer)
+@bp.output({}, status_code=204)
+@bp.doc(summary="Revoke an API key and every token exchanged from it", responses=[401, 403, 404])
+def revoke_key(key_id: uuid.UUID):
+    owner = _owner()
+    if not service.revoke(owner.id, key_id):
+        db.session.rollback()
+        raise errors.api_key_not_found()
+    db.session.commit()
+    log.info("api key revoked", extra={"event": "api_key_revoked", "account_id": str(owner.id), "key_id": str(key_id)})
+    return ""
+
+
+@bp.post("/token")
+@bp.auth_required(api_key_auth)
+@bp.input(ExchangeIn, arg_name="body")
+@bp.output(ExchangeOut)
+@bp.doc(
+    summary="Exchange an API key for a short-lived access token (tier/plan claims, scope, client_id = key id)",
+    responses=[401, 403],
+)
+def exchange(body: dict):
+    key, owner = api_key_auth.current_user
+    scopes = service.narrow(key, body.get("scope"))
+    issued = service.exchange(key, owner, scopes)
+    db.session.commit()
+    return {
+        "access_token": issued.token,
+        "token_type": "Bearer",
+        "expires_in": issued.expires_in,
+        "scope": " ".join(scopes),
+    }

@@ -1,0 +1,165 @@
+"""API keys: issued once, hashed at rest, listed without secrets, revoked, and exchanged for a short-lived access
+token that carries the key's plan (tier), scopes and id (client_id, sid)."""
+
+import hashlib
+import logging
+import uuid
+
+import jwt
+import pytest
+import redis
+from auth_support import TEST_REDIS_URL, assert_problem
+from sqlalchemy import select
+from storyverse_auth import secrets_box
+from storyverse_auth.apikeys.models import ApiKey
+from storyverse_auth.extensions import db
+from storyverse_auth.keys import revoked_sid
+from storyverse_auth.tokens import decode_access_token
+
+BODY = {"name": "bedtime-app", "scopes": ["stories:read", "stories:generate"], "plan": "partner-basic"}
+
+
+def issue(client, family, tokens: dict, **overrides):
+    return client.post("/api/auth/api-keys", json={**BODY, **overrides}, headers=family.headers(tokens))
+
+
+def exchange(client, key: str, **body):
+    return client.post("/api/auth/api-keys/token", json=body, headers={"Authorization": f"ApiKey {key}"})
+
+
+def claims_of(token: str) -> dict:
+    return jwt.decode(token, options={"verify_signature": False})
+
+
+@pytest.fixture
+def parent(family) -> dict:
+    return family.parent()
+
+
+@pytest.fixture
+def issued(client, family, parent) -> dict:
+    response = issue(client, family, parent)
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+def test_issue_shows_the_key_once_and_stores_only_its_hmac(app, client, family, parent, issued, caplog):
+    key = issued["key"]
+    assert key.startswith(issued["prefix"]) and issued["prefix"] == f"svk_{uuid.UUID(issued['id']).hex}_"
+    secret = key[len(issued["prefix"]) :]
+    assert len(secret) >= 40
+    assert (issued["plan"], issued["scopes"]) == ("partner-basic", ["stories:read", "stories:generate"])
+    with app.app_context():
+        row = db.session.scalars(select(ApiKey)).one()
+        stored = " ".join(str(v) for v in (row.id, row.name, row.secret_hash, row.scopes, row.plan))
+        assert row.secret_hash == secrets_box.token_mac(f"apikey:{row.id.hex}:{secret}")
+        assert row.secret_hash != hashlib.sha256(secret.encode()).hexdigest()
+    assert secret not in stored and key not in stored
+    listed = client.get("/api/auth/api-keys", headers=family.headers(parent)).get_json()["api_keys"]
+    assert [k["id"] for k in listed] == [issued["id"]]
+    assert "key" not in listed[0] and secret not in str(listed)
+    assert exchange(client, key).status_code == 200
+    assert secret not in caplog.text and key not in caplog.text
+
+
+def test_exchange_gives_a_token_metered_under_the_keys_plan(app, client, family, parent, issued):
+    response = exchange(client, issued["key"])
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert body["token_type"] == "Bearer" and 0 < body["expires_in"] <= 600
+    assert body["scope"] == "stories:read stories:generate"
+    with app.app_context():
+        claims = decode_access_token(body["access_token"])  # signed by the service key, verifiable via the JWKS
+    assert jwt.get_unverified_header(body["access_token"])["typ"] == "at+jwt"
+    parent_claims = claims_of(parent["access_token"])
+    assert claims["sub"] == parent_claims["sub"] and claims["family_id"] == parent_claims["family_id"]
+    assert (claims["client_id"], claims["sid"]) == (issued["id"], issued["id"])
+    assert (claims["tier"], claims["plan"], claims["role"]) == ("partner-basic", "partner-basic", "parent")
+    assert claims["scope"] == "stories:read stories:generate" and claims["tz"] == "Europe/Paris"
+    listed = client.get("/api/auth/api-keys", headers=family.headers(parent)).get_json()["api_keys"]
+    assert listed[0]["last_used_at"] is not None
+
+
+def test_scopes_can_be_narrowed_never_widened(client, family, parent, issued):
+    narrowed = exchange(client, issued["key"], scope="stories:read")
+    assert narrowed.status_code == 200 and claims_of(narrowed.get_json()["access_token"])["scope"] == "stories:read"
+    assert_problem(exchange(client, issued["key"], scope="stories:read usage:read"), 403, "insufficient_scope")
+    assert_problem(issue(client, family, parent, scopes=["admin:all"]), 422, "validation_failed")
+
+
+def test_revoked_key_cannot_be_exchanged_and_its_tokens_are_denied(client, family, parent, issued):
+    token = exchange(client, issued["key"]).get_json()["access_token"]
+    response = client.delete(f"/api/auth/api-keys/{issued['id']}", headers=family.headers(parent))
+    assert response.status_code == 204
+    assert_problem(exchange(client, issued["key"]), 401, "invalid_api_key")
+    # Outstanding tokens carry sid = key id: the gateway's denylist refuses them at once.
+    assert redis.Redis.from_url(TEST_REDIS_URL).exists(revoked_sid(issued["id"]))
+    assert claims_of(token)["sid"] == issued["id"]
+    listed = client.get("/api/auth/api-keys", headers=family.headers(parent)).get_json()["api_keys"]
+    assert listed[0]["revoked_at"] is not None
+    again = client.delete(f"/api/auth/api-keys/{issued['id']}", headers=family.headers(parent))
+    assert_problem(again, 404, "api_key_not_found")
+
+
+def test_only_the_owner_revokes(client, family, issued):
+    other = family.parent("other@example.com")
+    assert_problem(
+        client.delete(f"/api/auth/api-keys/{issued['id']}", headers=family.headers(other)), 404, "api_key_not_found"
+    )
+    assert client.get("/api/auth/api-keys", headers=family.headers(other)).get_json()["api_keys"] == []
+
+
+@pytest.mark.parametrize(
+    "presented",
+    [
+        "svk_",
+        "svk_nothex_secret",
+        "not-a-key",
+        f"svk_{uuid.uuid4().hex}_whatever-secret",
+        "svk_" + "0" * 32 + "_" + "x" * 200,
+    ],
+)
+def test_bad_keys_are_refused(client, presented):
+    assert_problem(exchange(client, presented), 401, "invalid_api_key")
+
+
+def test_wrong_secret_and_wrong_scheme_are_refused(client, issued):
+    assert_problem(exchange(client, issued["prefix"] + "wrong-secret"), 401, "invalid_api_key")
+    response = client.post("/api/auth/api-keys/token", json={}, headers={"Authorization": f"Bearer {issued['key']}"})
+    assert response.status_code == 401
+
+
+def test_children_cannot_hold_keys_and_parents_cannot_pick_admin_plans(client, family, parent):
+    _, child_tokens = family.active_child(parent)
+    assert_problem(issue(client, family, child_tokens), 403, "key_owner_only")
+    assert_problem(issue(client, family, parent, plan="partner-premium"), 403, "plan_not_allowed")
+    assert_problem(issue(client, family, parent, plan="no-such-plan"), 403, "plan_not_allowed")
+
+
+def test_live_keys_are_capped(client, family, parent):
+    for i in range(10):
+        assert issue(client, family, parent, name=f"k{i}").status_code == 201
+    assert_problem(issue(client, family, parent, name="one-too-many"), 409, "api_key_limit")
+
+
+def test_key_tokens_cannot_manage_accounts(client, family, issued):
+    token = exchange(client, issued["key"]).get_json()["access_token"]
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert_problem(client.post("/api/auth/api-keys", json=BODY, headers=bearer), 403, "api_key_token_not_allowed")
+    assert_problem(client.get("/api/auth/me", headers=bearer), 403, "api_key_token_not_allowed")
+    assert_problem(client.get("/api/auth/children", headers=bearer), 403, "api_key_token_not_allowed")
+    # /usage needs the usage:read scope.
+    assert_problem(client.get("/api/auth/usage", headers=bearer), 403, "insufficient_scope")
+
+
+def test_usage_with_the_usage_scope(client, family, parent):
+    key = issue(client, family, parent, scopes=["usage:read"]).get_json()["key"]
+    token = exchange(client, key).get_json()["access_token"]
+    response = client.get("/api/auth/usage", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200, response.get_json()
+
+
+def test_failed_exchanges_are_counted(client, caplog):
+    caplog.set_level(logging.INFO)
+    exchange(client, "svk_" + "1" * 32 + "_nope")
+    assert 'sv_auth_failed_attempts_total{reason="invalid_api_key"} 1' in client.get("/metrics").get_data(as_text=True)
