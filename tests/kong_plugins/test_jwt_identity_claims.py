@@ -1,6 +1,10 @@
 """sv-jwt hands the parental-control claims sv-rbac and sv-quota need to kong.ctx.shared, shape-checked."""
 
+import pytest
 from storyverse_plugins.jwt_auth.gate import identity_of
+from storyverse_plugins.jwt_auth.tokens import Verified
+from test_jwt_kit import mint
+from test_jwt_tokens import check
 
 BASE = {"sub": "c1", "role": "child", "family_id": "f1", "tier": "basic", "exp": 2_000_000_000}
 
@@ -32,3 +36,9 @@ def test_misshapen_control_claims_are_left_out():
     for name in ("children", "features", "allowed_hours", "max_content_rating", "daily_story_limit"):
         assert name not in identity
     assert identity_of(BASE | {"children": [f"c{i}" for i in range(65)]})[0].get("children") is None
+
+
+@pytest.mark.parametrize("tier", ["basic", "premium", "partner-basic", "partner-premium"])
+def test_family_tiers_and_api_key_plans_verify(tier):
+    """API-key tokens carry their metering plan as `tier` (auth service apikeys); sv-quota meters by it."""
+    assert isinstance(check(mint(tier=tier)), Verified)

@@ -39,7 +39,8 @@ FORBIDDEN_HEADER_MEMBERS = frozenset({"crit", "jku", "x5u", "jwk", "x5c", "b64",
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "exp", "iat", "nbf", "jti", "role", "family_id", "tier")
 CHILD_REQUIRED_CLAIMS = ("age_band", "content_rating")
 ROLES = frozenset({"parent", "child", "admin"})
-TIERS = frozenset({"basic", "premium"})
+# Family tiers, plus the metering plans of API-key tokens (auth service apikeys: tier = plan, metered by sv-quota)
+TIERS = frozenset({"basic", "premium", "partner-basic", "partner-premium"})
 # String claims that travel on as header values or Redis keys: printable ASCII, no spaces, bounded.
 STRING_CLAIMS = ("sub", "jti", "family_id", "role", "tier", "tz", "age_band", "content_rating", "sid", "scope")
 
