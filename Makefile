@@ -58,6 +58,10 @@ helm-check: install ## Lint, render and validate the Helm chart for every ci/ va
 	$(BIN)/python helm/tools/gen_schema.py --check
 	$(BIN)/python -m pytest tests/deploy -q
 
+.PHONY: test-kong
+test-kong: install ## Opt-in: end-to-end journeys against real Kong 3.9 in Docker (needs a Docker engine; not in make test)
+	$(BIN)/python scripts/test_kong.py
+
 .PHONY: plugin-info
 plugin-info: install ## Print what each plugin server tells Kong about its plugin (the query commands)
 	@for f in kong-plugins/plugins/*.py; do $(BIN)/python $$f --dump; echo; done

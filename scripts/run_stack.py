@@ -2,7 +2,8 @@
 
 - the sample backend (stand-in for the stories, characters, universes and generation services)
 - the auth service under gunicorn, after applying its migrations (when auth-service/wsgi.py exists)
-- the Kong emulator on :8000, which starts one plugin server per plugin from kong.conf
+- the Kong emulator on :8000 (HTTP) and :8443 (HTTPS), which starts one plugin server per plugin from kong.conf;
+  the HTTPS listener uses a certificate from a throw-away local CA under run/tls/ (trust run/tls/ca.crt)
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "kong-emulator" / "src"))
 
 from kong_emulator.localenv import local_environ  # noqa: E402
+from kong_emulator.tls import local_ca  # noqa: E402
 
 PROXY_PORT = int(os.environ.get("SV_PROXY_PORT", "8000"))
+TLS_PORT = int(os.environ.get("SV_TLS_PORT", "8443"))
 AUTH_PORT = int(os.environ.get("SV_AUTH_PORT", "9000"))
 BACKEND_PORTS = {"stories": 9101, "characters": 9102, "universes": 9103, "generation": 9104}
 
@@ -75,7 +78,7 @@ def main() -> int:
     run_dir = REPO / "run"
     run_dir.mkdir(exist_ok=True)
     procs: list[tuple[str, subprocess.Popen]] = []
-    busy = [port for port in (PROXY_PORT, AUTH_PORT, *BACKEND_PORTS.values()) if _in_use(port)]
+    busy = [port for port in (PROXY_PORT, TLS_PORT, AUTH_PORT, *BACKEND_PORTS.values()) if _in_use(port)]
     if busy:
         print(f"[run] ports already in use: {busy} (another `make run`?); stop it first", flush=True)
         return 1
@@ -86,17 +89,20 @@ def main() -> int:
         auth = _start_auth(py)
         if auth:
             procs.append(("auth service", auth))
+        tls = local_ca(run_dir / "tls")  # reused while valid; delete run/tls/ for a new CA
         env = local_environ(
             REPO,
             run_dir,
             KONG_DECLARATIVE_CONFIG=str(REPO / "kong.yml"),
-            KONG_PROXY_LISTEN=f"127.0.0.1:{PROXY_PORT}",
+            KONG_PROXY_LISTEN=f"127.0.0.1:{PROXY_PORT}, 127.0.0.1:{TLS_PORT} ssl",
+            KONG_SSL_CERT=str(tls.cert),
+            KONG_SSL_CERT_KEY=str(tls.key),
         )
         procs.append(("kong emulator", start("kong emulator", [py, "-m", "kong_emulator", "-c", "kong.conf"], env)))
         if not wait_http(f"http://127.0.0.1:{PROXY_PORT}/"):
             print("[run] the emulator did not come up; see its output above", flush=True)
             return 1
-        _print_urls(auth is not None)
+        _print_urls(auth is not None, tls.ca_cert)
         while all(p.poll() is None for _, p in procs):
             time.sleep(0.5)
         dead = [n for n, p in procs if p.poll() is not None]
@@ -121,11 +127,14 @@ def _start_auth(py: str) -> subprocess.Popen | None:
     return start("auth service", argv, env)
 
 
-def _print_urls(auth: bool) -> None:
+def _print_urls(auth: bool, ca_cert: Path) -> None:
     print("\n[run] StoryVerse gateway stack is up:", flush=True)
     print(
         f"  proxy (Kong emulator)  http://127.0.0.1:{PROXY_PORT}/  e.g. curl -i localhost:{PROXY_PORT}/api/v1/stories"
     )
+    ca = os.path.relpath(ca_cert, Path.cwd())
+    print(f"  proxy over TLS         https://localhost:{TLS_PORT}/  (TLS 1.2+, certificate from the local CA {ca})")
+    print(f"                         e.g. curl -i --cacert {ca} https://localhost:{TLS_PORT}/api/v1/stories")
     if auth:
         print(f"  auth service           http://127.0.0.1:{AUTH_PORT}/")
     for name, port in BACKEND_PORTS.items():

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 import aiohttp
 from aiohttp import web
 
-from kong_emulator import KONG_VERSION
+from kong_emulator import KONG_VERSION, tls
 from kong_emulator import conf as conf_mod
 from kong_emulator.balancer import Balancer
 from kong_emulator.bridge import PluginRunner
@@ -129,17 +129,41 @@ class Emulator:
         )
 
     async def _listen(self) -> None:
-        for host, port, _flags in _plain_listeners(self.conf.proxy_listen):
-            proxy = Proxy(self.engine, port)
+        listeners = self.conf.proxy_listen
+        if not listeners:
+            raise StartupError("proxy_listen is off: the emulator has nothing to serve")
+        tls_ctx = self._tls_context() if any(listener.ssl for listener in listeners) else None
+        for host, port, flags in listeners:
+            secure = "ssl" in flags
+            proxy = (tls.HTTPSProxy if secure else Proxy)(self.engine, port)
             app = web.Application(client_max_size=self.conf.client_max_body_size, middlewares=[self.stats.middleware])
             app.router.add_route("*", "/{tail:.*}", proxy.handle)
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await runner.setup()
             self.stats.watch(runner.server)
-            await web.TCPSite(runner, host, port, reuse_address=True).start()
+            site_tls = tls_ctx if secure else None
+            await web.TCPSite(runner, host, port, reuse_address=True, ssl_context=site_tls).start()
             self.runners.append(runner)
             self.proxies.append(proxy)
-            log.info("[emulator] Kong %s emulator listening on http://%s:%d", KONG_VERSION, host, port)
+            scheme = "https" if secure else "http"
+            log.info("[emulator] Kong %s emulator listening on %s://%s:%d", KONG_VERSION, scheme, host, port)
+            if "http2" in flags:
+                log.warning(
+                    "[emulator] %s:%d has `http2`: Kong speaks HTTP/2 there, the emulator HTTP/1.1 only", host, port
+                )
+
+    def _tls_context(self):
+        """Kong's TLS for `ssl` listeners (kong_emulator.tls): ssl_cert/ssl_cert_key or Kong's default certificate."""
+        try:
+            settings = tls.settings_from_conf(self.conf.raw, self.conf.prefix)
+            ctx = tls.server_context(settings)
+        except ConfigError as exc:
+            raise StartupError(str(exc)) from exc
+        except OSError as exc:
+            raise StartupError(f"could not prepare the SSL certificate in {self.conf.prefix}: {exc}") from exc
+        if settings.generated:
+            log.info("[emulator] no ssl_cert set: using Kong's default certificate %s", settings.certs[0][0])
+        return ctx
 
     async def _listen_status(self, enabled: set[str]) -> None:
         """Kong's Status API on `status_listen` (default `off`): /status, /status/ready, prometheus' /metrics."""
@@ -179,13 +203,6 @@ def _enabled_plugins(plugins: list[str], infos: Mapping) -> set[str]:
     if missing:
         raise StartupError(f"{missing[0]} plugin is enabled but not installed; no plugin found")
     return enabled
-
-
-def _plain_listeners(listeners):
-    plain = [(h, p, f) for h, p, f in listeners if "ssl" not in f and "http2" not in f]
-    if not plain:
-        raise StartupError("proxy_listen has no plain-HTTP listener (the emulator does not terminate TLS)")
-    return plain
 
 
 def configure_logging(level: str) -> None:

@@ -24,6 +24,17 @@ DEFAULTS: dict[str, str] = {
     "pluginserver_names": "NONE",
     "proxy_listen": "0.0.0.0:8000 reuseport backlog=16384, 0.0.0.0:8443 http2 ssl reuseport backlog=16384",
     "status_listen": "off",  # the Status API (kong_emulator.status); Kong 3.9's default is off
+    # TLS on `ssl` proxy listeners (kong_emulator.tls); a cipher suite other than `custom` overrides ssl_protocols
+    "ssl_cert": "NONE",
+    "ssl_cert_key": "NONE",
+    "ssl_cipher_suite": "intermediate",
+    "ssl_ciphers": "NONE",
+    "ssl_protocols": "TLSv1.1 TLSv1.2 TLSv1.3",
+    "ssl_prefer_server_ciphers": "on",
+    "ssl_dhparam": "NONE",
+    "ssl_session_tickets": "on",
+    "ssl_session_timeout": "1d",
+    "ssl_session_cache_size": "10m",
     "headers": "server_tokens, latency_tokens, X-Kong-Request-Id",
     "headers_upstream": "X-Kong-Request-Id",
     "trusted_ips": "NONE",
