@@ -44,6 +44,7 @@ bench: install services ## Run every benchmark; each writes docs/benchmarks*.md 
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.jwt_bench
 	$(BIN)/python -m bench.quota_bench
+	$(BIN)/python -m bench.rbac_bench
 	$(BIN)/python -m bench.auth_bench
 
 .PHONY: kong-validate

@@ -182,3 +182,40 @@ def test_a_reply_that_is_not_a_count_is_a_failure_not_a_pass(reply):
     with pytest.raises(DenylistUnavailable):
         denylist.is_revoked("j", "s")
     assert denylist._answers == {}
+
+
+class _SlowOnce:
+    """A Redis client whose first EXISTS times out (a busy host), then answers."""
+
+    def __init__(self, answers):
+        self.answers = list(answers)
+
+    def exists(self, *keys):
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def test_one_slow_denylist_reply_is_retried_once_not_failed():
+    import redis as redis_lib
+    from storyverse_plugins.jwt_auth.denylist import RedisDenylist
+
+    denylist = RedisDenylist(_SlowOnce([redis_lib.TimeoutError("slow"), 0]))
+    assert denylist.is_revoked("jti-1", "sid-1") is False
+    assert denylist.reads == 2
+
+
+def test_two_slow_replies_or_a_refused_connection_fail_closed_and_open_the_breaker():
+    import redis as redis_lib
+    from storyverse_plugins.jwt_auth.denylist import DenylistUnavailable, RedisDenylist
+
+    slow = RedisDenylist(_SlowOnce([redis_lib.TimeoutError("slow"), redis_lib.TimeoutError("slow"), 0]))
+    with pytest.raises(DenylistUnavailable, match="after one retry"):
+        slow.is_revoked("jti-1")
+    with pytest.raises(DenylistUnavailable, match="breaker"):
+        slow.is_revoked("jti-1")  # the breaker spares the next requests the wait
+    refused = RedisDenylist(_SlowOnce([redis_lib.ConnectionError("refused"), 0]))
+    with pytest.raises(DenylistUnavailable):
+        refused.is_revoked("jti-1")
+    assert refused.reads == 1  # a refused connection is not retried

@@ -76,9 +76,16 @@ class RedisDenylist:
         failed_at = self._failed_at
         if failed_at is not None and now - failed_at < self._breaker_seconds:
             raise DenylistUnavailable("denylist breaker open after a recent Redis failure")
-        self.reads += 1
         try:
-            count = self._client.exists(*denylist_keys(jti, sid))
+            count = self._exists(jti, sid)
+        except redis.TimeoutError:
+            # One slow reply (a busy host, a pause) is asked again once before failing closed; a refused or
+            # reset connection is not: Redis is down, and the breaker spares every request the wait.
+            try:
+                count = self._exists(jti, sid)
+            except redis.RedisError as exc:
+                self._fail()
+                raise DenylistUnavailable(f"Redis: {type(exc).__name__} (after one retry)") from exc
         except redis.RedisError as exc:
             self._fail()
             raise DenylistUnavailable(f"Redis: {type(exc).__name__}") from exc
@@ -90,6 +97,10 @@ class RedisDenylist:
         if self._cache_seconds:
             self._remember(key, now, revoked)
         return revoked
+
+    def _exists(self, jti: str, sid: str | None) -> object:
+        self.reads += 1
+        return self._client.exists(*denylist_keys(jti, sid))
 
     def _fail(self) -> None:
         with self._lock:
