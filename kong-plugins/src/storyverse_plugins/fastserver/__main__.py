@@ -1,0 +1,29 @@
+"""``python -m storyverse_plugins.fastserver ENTRY.py [flags]``: run an unchanged kong-pdk entry file on this server.
+
+The entry file's ``from kong_pdk.cli import start_dedicated_server`` (inside ``if __name__ == "__main__"``) picks up
+this package's drop-in, because ``kong_pdk.cli.start_dedicated_server`` is replaced before the file runs.
+"""
+
+from __future__ import annotations
+
+import runpy
+import sys
+
+
+def main() -> None:
+    if len(sys.argv) < 2 or not sys.argv[1].endswith(".py"):
+        sys.stderr.write("usage: python -m storyverse_plugins.fastserver ENTRY.py [kong-pdk dedicated server flags]\n")
+        raise SystemExit(2)
+    import kong_pdk.cli
+
+    from storyverse_plugins.fastserver.cli import start_dedicated_server
+
+    kong_pdk.cli.start_dedicated_server = start_dedicated_server
+    entry = sys.argv[1]
+    sys.argv = sys.argv[1:]
+    sys.path.insert(0, entry.rsplit("/", 1)[0] if "/" in entry else ".")
+    runpy.run_path(entry, run_name="__main__")
+
+
+if __name__ == "__main__":
+    main()
