@@ -49,6 +49,7 @@ bench: install services ## Run every benchmark; each writes docs/benchmarks*.md 
 
 .PHONY: kong-validate
 kong-validate: install ## Check kong.yml: generated file up to date, emulator schema validation, decK, routing matrix
+	$(BIN)/python scripts/gen_openapi.py --check
 	$(BIN)/python scripts/gen_kong_yml.py --check
 	scripts/ensure-deck.sh
 	$(BIN)/python -m pytest tests/config -q

@@ -3,8 +3,8 @@
 `scripts/gen_kong_yml.py` renders this table into `kong.yml` (format 3.0) and the route table of `docs/api.md`;
 `tests/config/` checks the result. Nothing that is not listed here is routed (Kong answers 404).
 
-Paths are written after `/api/<version>` (or absolutely, for the unversioned discovery and docs endpoints) as
-regexes: ids are matched exactly (`[0-9]+` for the backends' numeric ids, a UUID for the auth service's), so an
+Paths are written after `/api/<version>` (or absolutely, for the unversioned discovery, JWKS and OAuth endpoints)
+as regexes: ids are matched exactly (`[0-9]+` for the backends' numeric ids, a UUID for the auth service's), so an
 unlisted path never reaches a backend. Named captures (`story_id`, `child_id`, `kind`) feed sv-rbac.
 """
 
@@ -42,6 +42,9 @@ class Endpoint:
     rbac: dict[str, Any] = field(default_factory=dict)  # extra sv-rbac config (owned_captures, kind_capture, ...)
     versioned: bool = True  # False: an absolute path outside /api/<version> (discovery, JWKS, docs)
     extra_plugins: tuple[dict[str, Any], ...] = ()  # more route plugins, e.g. {"name": "sv-expand", "config": {...}}
+    cache: bool = False  # proxy-cache (CACHE below): only for answers that are the same for every caller
+    served: str | None = None  # answered by the gateway itself (a post-function), never proxied: "openapi" | "docs"
+    protocol_errors: bool = False  # the upstream's own error format passes through (OAuth 2.1: RFC 6749 §5.2)
 
     @property
     def public(self) -> bool:
@@ -95,18 +98,18 @@ SEED: tuple[Endpoint, ...] = (
              (PARENT,), ((30, "minute"),), seed=True),
     # -- characters --------------------------------------------------------------------------------------------------
     Endpoint("characters-list", ("GET",), "/characters", "characters", "List characters",
-             FAMILY, ((120, "minute"),), seed=True),
+             FAMILY, ((120, "minute"),), seed=True, cache=True),
     Endpoint("characters-create", ("POST",), "/characters", "characters", "Create a character (parents only)",
              (PARENT,), ((30, "minute"),), seed=True),
     Endpoint("characters-get", ("GET",), f"/characters/(?<character_id>{NUMERIC_ID})", "characters",
-             "Read one character", FAMILY, ((240, "minute"),), seed=True),
+             "Read one character", FAMILY, ((240, "minute"),), seed=True, cache=True),
     # -- universes ---------------------------------------------------------------------------------------------------
     Endpoint("universes-list", ("GET",), "/universes", "universes", "List story universes",
-             FAMILY, ((120, "minute"),), seed=True),
+             FAMILY, ((120, "minute"),), seed=True, cache=True),
     Endpoint("universes-create", ("POST",), "/universes", "universes", "Create a universe (parents only)",
              (PARENT,), ((30, "minute"),), seed=True),
     Endpoint("universes-get", ("GET",), f"/universes/(?<universe_id>{NUMERIC_ID})", "universes",
-             "Read one universe", FAMILY, ((240, "minute"),), seed=True),
+             "Read one universe", FAMILY, ((240, "minute"),), seed=True, cache=True),
     # -- generation: one endpoint for the three kinds; sv-rbac reads the kind from the `kind` capture ----------------
     Endpoint("generate", ("POST",), f"/generate/(?<kind>{'|'.join(GENERATION_KINDS)})", "generation",
              "Generate story text, an image or audio", FAMILY, ((10, "minute"), (60, "hour")), seed=True,
@@ -147,18 +150,57 @@ AUTH_SERVICE: tuple[Endpoint, ...] = (
              (PARENT,), ((20, "minute"),)),
     Endpoint("auth-device-deny", ("POST",), "/auth/device/deny", "auth", "A parent denies a device",
              (PARENT,), ((20, "minute"),)),
-    # -- unversioned: standard locations (the issuer's discovery document, its JWKS) and the API docs ---------------
+    # -- unversioned: standard locations (the issuer's discovery document, its JWKS) ----------------------------------
     Endpoint("discovery", ("GET",), "/.well-known/openid-configuration", "auth", "OpenID discovery document",
              limits=((120, "minute"),), versioned=False),
     Endpoint("jwks", ("GET",), "/.well-known/jwks.json", "auth", "The token-signing public keys (JWKS)",
              limits=((120, "minute"),), versioned=False),
-    Endpoint("openapi", ("GET",), "/openapi.json", "auth", "The OpenAPI document", limits=((60, "minute"),),
-             versioned=False),
-    Endpoint("api-docs", ("GET",), "/docs", "auth", "Browsable API docs (Swagger UI)", limits=((60, "minute"),),
-             versioned=False),
 )  # fmt: skip
 
-ENDPOINTS: tuple[Endpoint, ...] = SEED + AUTH_SERVICE
+# The OAuth 2.1 / OpenID Connect provider (auth-service/src/storyverse_auth/oauth/), unversioned like /.well-known
+# (the discovery document names these URLs). Public for sv-jwt (clients authenticate to the provider itself: PKCE,
+# client_secret_basic, or the access token at userinfo); limited per IP. Their errors are OAuth's (`error`,
+# `error_description`, RFC 6749 §5.2 / RFC 6750 §3), which OAuth client libraries parse: they pass through as the
+# provider wrote them; the gateway's own errors (429, 502, 504, ...) stay RFC 9457 problem documents.
+OAUTH: tuple[Endpoint, ...] = (
+    Endpoint("oauth-authorize", ("GET", "POST"), "/oauth/authorize", "auth",
+             "OAuth authorization: the parent signs in and approves the app (PKCE)",
+             limits=((20, "minute"), (200, "hour")), versioned=False, protocol_errors=True),
+    Endpoint("oauth-token", ("POST",), "/oauth/token", "auth", "OAuth token endpoint (code and refresh grants)",
+             limits=((60, "minute"),), versioned=False, protocol_errors=True),
+    Endpoint("oauth-revoke", ("POST",), "/oauth/revoke", "auth", "Revoke an OAuth token (RFC 7009)",
+             limits=((30, "minute"),), versioned=False, protocol_errors=True),
+    Endpoint("oauth-introspect", ("POST",), "/oauth/introspect", "auth", "Introspect an OAuth token (RFC 7662)",
+             limits=((120, "minute"),), versioned=False, protocol_errors=True),
+    Endpoint("oauth-userinfo", ("GET", "POST"), "/oauth/userinfo", "auth", "OpenID Connect UserInfo",
+             limits=((60, "minute"),), versioned=False, protocol_errors=True),
+)  # fmt: skip
+
+# The public API documentation, answered by the gateway itself from docs/openapi/ (scripts/gen_openapi.py): no
+# service is called, no token needed. Attached to the auth service only because a Kong route needs one.
+DOCS: tuple[Endpoint, ...] = (
+    Endpoint("openapi", ("GET",), "/openapi.json", "auth", "This OpenAPI 3.1 document (served by the gateway)",
+             limits=((60, "minute"),), served="openapi"),
+    Endpoint("api-docs", ("GET",), "/docs", "auth", "Browsable API docs (served by the gateway)",
+             limits=((60, "minute"),), served="docs"),
+)  # fmt: skip
+
+ENDPOINTS: tuple[Endpoint, ...] = SEED + AUTH_SERVICE + OAUTH + DOCS
+
+# proxy-cache (Kong's bundled plugin, memory strategy; the emulator runs it natively) on the `cache=True` routes.
+# Kong keys entries by route, method, path and query, plus the Kong consumer. Our callers are not Kong consumers
+# (sv-jwt hands identity on in headers), so the key also varies on the gateway-set X-User-Id (a client's copy is
+# stripped by sv-jwt first): one caller never gets another caller's answer, whatever the service puts in it. Only
+# 200s with a JSON body are kept, for 30 s; sv-jwt, sv-rbac and sv-quota still run before every hit (priority).
+CACHE: dict[str, Any] = {
+    "strategy": "memory",
+    "cache_ttl": 30,
+    "response_code": [200],
+    "request_method": ["GET"],
+    "content_type": ["application/json", "application/json; charset=utf-8"],
+    "vary_headers": ["X-User-Id"],
+    "cache_control": False,
+}
 
 # CORS preflight: one OPTIONS-only route over every browser-facing path; Kong's `cors` plugin answers it.
 PREFLIGHT_LIMIT = (300, "minute")
@@ -185,6 +227,9 @@ LOCAL: dict[str, Any] = {
     # Deprecation/Sunset/Link headers; `retired` answers 410 Gone on all of its paths.
     "versions": [{"name": "v1", "status": "current"}],
     "docs_url": "https://docs.storyverse.example/api",
+    # file-log's target: one JSON line per request. /dev/stdout in the image (the container's log stream); tests
+    # point it at a temporary file.
+    "access_log": "/dev/stdout",
 }
 
 SERVICE_TIMEOUTS_MS = {  # (connect, read/write): generation waits for a model, everything else answers fast

@@ -11,8 +11,9 @@ from __future__ import annotations
 import pytest
 from kong_emulator.plugins_iterator import plugins_for
 from kong_emulator.router import Router
-from kong_yml_support import KONG_YML, load, plugin_infos
+from kong_yml_support import KONG_YML, REPO, load, plugin_infos
 
+GUARD = REPO / "kong-plugins" / "guard" / "fail_closed_guard.lua"
 UID = "0b6f3c1e-6a4e-4f6b-9d7a-2f1e5c3b9a10"
 P, C, A = "parent", "child", "admin"
 ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
@@ -60,13 +61,22 @@ AUTH = [
     ("auth-device-approve", {"POST"}, "/auth/device/approve", "auth", {P}, False),
     ("auth-device-deny", {"POST"}, "/auth/device/deny", "auth", {P}, False),
 ]
+DOCS = [  # answered by the gateway itself (a post-function), never proxied; the route hangs off the auth service
+    ("openapi", {"GET"}, "/openapi.json", "auth", None, False),
+    ("api-docs", {"GET"}, "/docs", "auth", None, False),
+]
 UNVERSIONED = [  # (route name, methods, absolute path, service) — all public
     ("discovery", {"GET"}, "/.well-known/openid-configuration", "auth"),
     ("jwks", {"GET"}, "/.well-known/jwks.json", "auth"),
-    ("openapi", {"GET"}, "/openapi.json", "auth"),
-    ("api-docs", {"GET"}, "/docs", "auth"),
+    ("oauth-authorize", {"GET", "POST"}, "/oauth/authorize", "auth"),
+    ("oauth-token", {"POST"}, "/oauth/token", "auth"),
+    ("oauth-revoke", {"POST"}, "/oauth/revoke", "auth"),
+    ("oauth-introspect", {"POST"}, "/oauth/introspect", "auth"),
+    ("oauth-userinfo", {"GET", "POST"}, "/oauth/userinfo", "auth"),
 ]
-VERSIONED = SEED + AUTH
+VERSIONED = SEED + AUTH + DOCS
+# proxy-cache: the non-personal catalogue reads only
+CACHED = {"v1-characters-list", "v1-characters-get", "v1-universes-list", "v1-universes-get"}
 UNLISTED = [
     "/", "/api", "/api/v1", "/api/v1/", "/api/v2/stories", "/api/V1/stories", "/API/v1/stories", "/api/v1/v1/stories",
     "/api/v1/stories/", "/api/v1/storiesx", "/api/v1/stories/abc", "/api/v1/stories/-1", "/api/v1/stories/42/x",
@@ -74,7 +84,10 @@ UNLISTED = [
     "/api/v1/auth", "/api/v1/auth/children/not-a-uuid", f"/api/v1/auth/children/{UID}/controls",
     f"/api/v1/auth/children/{UID}x", "/api/v1/auth/sessions/42", "/api/v1/users", "/api/v1/usage",
     "/healthz", "/readyz", "/metrics", "/__echo", "/__status/500", "/.well-known/jwks.jsonx", "/docs/oauth2-redirect",
-    "/api/docs", "/api/v1/docs", "/v1/stories", "/stories", "/auth/login", "/api/auth", "/api/stories/42/x",
+    "/openapi.json", "/docs", "/api/v1/docs/", "/api/v2/docs", "/v1/stories", "/stories", "/auth/login", "/api/auth",
+    "/api/stories/42/x", "/oauth", "/oauth/", "/oauth/tokenx", "/oauth/token/x", "/api/v1/oauth/token",
+    "/api/oauth/token", "/api/v1/auth/oauth/clients", "/api/auth/oauth/clients", "/api/v1/auth/api-keys",
+    "/api/v1/auth/usage", "/api/v1/auth/admin/usage",
 ]  # fmt: skip
 
 
@@ -137,7 +150,16 @@ def assert_plugins(plugins, route, roles, quota):
     expected = ["pre-function", "sv-request-id", "cors", "sv-jwt", "sv-rbac", "sv-quota", "post-function"]
     if route.name.endswith("stories-get"):  # the story item is also composed with its characters and universe
         expected.insert(6, "sv-expand")
+    if route.name in CACHED:  # after every check (priority 100 < sv-quota's 910), before the guard
+        expected.insert(6, "proxy-cache")
     assert list(plugins) == expected
+    if route.name in CACHED:
+        cache = plugins["proxy-cache"]
+        assert cache.route_id == route.id and cache.config["strategy"] == "memory"
+        assert cache.config["cache_ttl"] == 30 and cache.config["response_code"] == [200]
+        assert cache.config["request_method"] == ["GET"]
+        assert set(cache.config["content_type"]) == {"application/json", "application/json; charset=utf-8"}
+        assert cache.config["vary_headers"] == ["X-User-Id"]  # never one caller's answer to another
     jwt, rbac, limits, post = (plugins[n] for n in ("sv-jwt", "sv-rbac", "sv-quota", "post-function"))
     assert rbac.route_id == limits.route_id == route.id  # this endpoint's own policy, never the global fallback
     assert plugins["sv-request-id"].route_id is None and plugins["pre-function"].route_id is None
@@ -145,14 +167,24 @@ def assert_plugins(plugins, route, roles, quota):
         assert jwt.route_id == route.id and jwt.config["anonymous"] is True
         assert rbac.config["public"] is True
         assert {p["by"] for p in limits.config["policies"]} == {"ip"}
-        assert post.route_id == route.id and post.config["access"] == ["return"]
+        assert post.route_id == route.id
+        if route.name in ("v1-openapi", "v1-api-docs"):  # the gateway answers: kong.response.exit(200, ...)
+            assert len(post.config["access"]) == 1 and "kong.response.exit(200, BODY" in post.config["access"][0]
+        else:
+            assert post.config["access"] == ["return"]
+        oauth = route.name.startswith("oauth-")  # the provider's OAuth errors pass through unformatted
+        assert ('if kong.response.get_source() == "service" then' in post.config["header_filter"][-1]) is oauth
     else:  # authenticated: the global strict sv-jwt and the global fail-closed guard
         assert jwt.route_id is None and jwt.config["anonymous"] is False
         assert rbac.config["public"] is False
         assert {r for rule in rbac.config["rules"] for r in rule["roles"]} == roles
         assert {m for rule in rbac.config["rules"] for m in rule["methods"]} == set(route.methods)
         assert {p["by"] for p in limits.config["policies"]} == {"user"}
-        assert post.route_id is None and post.instance_name == "sv-fail-closed-guard"
+        if route.name in CACHED:  # its own post-function: the guard again, and a header_filter for cache hits
+            assert post.route_id == route.id and post.config["access"] == [GUARD.read_text()]
+            assert "X-Cache-Status" in post.config["header_filter"][0]
+        else:
+            assert post.route_id is None and post.instance_name == "sv-fail-closed-guard"
     assert (limits.config["quota"] or {}).get("enabled", False) is quota
 
 
@@ -208,9 +240,14 @@ def test_upstreams_and_timeouts(config):
 def test_global_plugins(config):
     globals_ = {p.name: p for p in config.plugins if not (p.route_id or p.service_id or p.consumer_id)}
     assert set(globals_) == {
-        *("sv-request-id", "pre-function", "cors", "prometheus"),
+        *("sv-request-id", "pre-function", "cors", "prometheus", "file-log"),
         *("sv-jwt", "sv-rbac", "sv-quota", "post-function"),
     }
+    log = globals_["file-log"].config
+    assert log["path"] == "/dev/stdout"  # the container's log stream (settings `access_log`)
+    fields = log["custom_fields_by_lua"]
+    assert "kong.ctx.shared.sv_identity" in fields["user_id"]
+    assert fields["request.headers.cookie"] == fields["response.headers.set-cookie"] == "return nil"
     assert globals_["sv-request-id"].config["header_name"] == "X-Request-Id"
     assert globals_["sv-jwt"].config["anonymous"] is False
     # the default-deny for a route that forgot its own sv-rbac: admins only

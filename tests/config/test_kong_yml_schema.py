@@ -2,7 +2,8 @@
 
 Beyond Kong: every config of our plugins also passes the plugin's own `parse_config` (the cross-field rules Kong never
 sees, which would otherwise fail at the first request). Every bundled plugin kong.yml names runs in the emulator too
-(cors natively, pre-/post-function in LuaJIT); the cors config is also checked against Kong's cors field names.
+(cors, prometheus, proxy-cache and file-log natively; pre-/post-function and file-log's custom fields in LuaJIT);
+the cors config is also checked against Kong's cors field names.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def test_kong_yml_loads_with_only_the_listed_unsupported_plugins(config):
 
 def test_every_configured_plugin_is_ours_or_bundled_and_known(config):
     names = {p.name for p in config.plugins}
-    assert names == {*OUR_PLUGINS, "pre-function", "post-function", "cors", "prometheus"}
+    assert names == {*OUR_PLUGINS, "pre-function", "post-function", "cors", "prometheus", "proxy-cache", "file-log"}
 
 
 @pytest.mark.parametrize("name", sorted(PARSERS))
@@ -74,6 +75,6 @@ def test_the_validator_is_not_a_rubber_stamp():
     bad_rbac = KONG_YML.read_text().replace("roles: [parent, child]", "roles: [parent, toddler]", 1)
     with pytest.raises(ConfigError, match=r"toddler|expected one of"):
         load(bad_rbac)
-    bad_regex = KONG_YML.read_text().replace("[0-9]+)$", "[0-9]+$", 1)
+    bad_regex = KONG_YML.read_text().replace("(?<story_id>[0-9]+)$", "(?<story_id>[0-9]+$", 1)
     with pytest.raises(ConfigError, match="regex"):
         load(bad_regex)
