@@ -6,30 +6,16 @@ answer looked right.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 from kong_emulator.testing import EmulatorProcess, PluginEntry, free_port, wait_port
+from sample_backend.testing import running
 
 
 @pytest.fixture(scope="session")
 def backend():
     """The sample backend (stand-in services); `backend["stories"]` is its base URL."""
-    names = ("stories", "characters", "universes", "generation")
-    ports = {name: free_port() for name in names}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sample_backend", *(f"{n}={p}" for n, p in ports.items())],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for port in ports.values():
-            wait_port(port, proc=proc)
-        yield {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with running("stories", "characters", "universes", "generation") as urls:
+        yield urls
 
 
 @pytest.fixture

@@ -3,16 +3,14 @@ disallowed origins, ``preflight_continue`` and CORS headers on responses Kong or
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 import requests
 from kong_emulator.errors import ConfigError
 from kong_emulator.native import native_infos
 from kong_emulator.native.cors import normalize_origin
 from kong_emulator.plugin_schema import normalize_config
-from kong_emulator.testing import EmulatorProcess, free_port, wait_port
+from kong_emulator.testing import EmulatorProcess
+from sample_backend.testing import running
 
 APP = "https://app.storyverse.example"
 ALL_METHODS = "GET,HEAD,PUT,PATCH,POST,DELETE,OPTIONS,TRACE,CONNECT"
@@ -88,16 +86,8 @@ services:
 
 @pytest.fixture(scope="module")
 def backend():
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sample_backend", f"echo={port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        wait_port(port, proc=proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with running("echo") as urls:
+        yield urls["echo"]
 
 
 @pytest.fixture(scope="module")

@@ -6,15 +6,14 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
 import requests
-from kong_emulator.testing import EmulatorProcess, PluginEntry, free_port, wait_port
+from kong_emulator.testing import EmulatorProcess, PluginEntry
+from sample_backend.testing import running
 
 HERE = Path(__file__).resolve().parent
 GUARD = (HERE.parents[1] / "kong-plugins" / "guard" / "fail_closed_guard.lua").read_text()
@@ -77,16 +76,8 @@ plugins:
 
 @pytest.fixture(scope="module")
 def backend():
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sample_backend", f"echo={port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        wait_port(port, proc=proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with running("echo") as urls:
+        yield urls["echo"]
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 
 import pytest
@@ -15,7 +13,8 @@ from kong_emulator.errors import ConfigError
 from kong_emulator.native import native_infos
 from kong_emulator.native.file_log import FileLog, apply_serialize_values
 from kong_emulator.plugin_schema import normalize_config
-from kong_emulator.testing import EmulatorProcess, free_port, wait_port
+from kong_emulator.testing import EmulatorProcess
+from sample_backend.testing import running
 
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.c2VjcmV0LXBheWxvYWQ.c2lnbmF0dXJl"
 
@@ -82,16 +81,8 @@ plugins:
 
 @pytest.fixture(scope="module")
 def backend():
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sample_backend", f"echo={port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        wait_port(port, proc=proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with running("echo") as urls:
+        yield urls["echo"]
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,6 @@ metric text, then the real emulator process in front of the sample backend, scra
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import time
 
 import pytest
@@ -19,6 +17,7 @@ from kong_emulator.native.prometheus import (
     bucket_format,
 )
 from kong_emulator.testing import EmulatorProcess, free_port, wait_port
+from sample_backend.testing import running
 
 ALL_ON = {"status_code_metrics": True, "latency_metrics": True, "bandwidth_metrics": True, "per_consumer": True}
 
@@ -138,16 +137,8 @@ plugins:
 
 @pytest.fixture(scope="module")
 def backend():
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sample_backend", f"echo={port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        wait_port(port, proc=proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with running("echo") as urls:
+        yield urls["echo"]
 
 
 @pytest.fixture(scope="module")

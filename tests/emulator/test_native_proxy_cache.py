@@ -4,8 +4,6 @@ types, TTL expiry, Refresh, vary_headers, the cache key; unit tests with a fake 
 from __future__ import annotations
 
 import hashlib
-import subprocess
-import sys
 import time
 
 import pytest
@@ -22,7 +20,8 @@ from kong_emulator.native.proxy_cache import (
     store_for,
 )
 from kong_emulator.plugin_schema import normalize_config
-from kong_emulator.testing import EmulatorProcess, free_port, wait_port
+from kong_emulator.testing import EmulatorProcess
+from sample_backend.testing import running
 
 JSON_UTF8 = "application/json; charset=utf-8"
 
@@ -165,16 +164,8 @@ services:
 
 @pytest.fixture(scope="module")
 def backend():
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sample_backend", f"echo={port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        wait_port(port, proc=proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with running("echo") as urls:
+        yield urls["echo"]
 
 
 @pytest.fixture(scope="module")
