@@ -240,9 +240,3 @@ def handler_error(ctx, status: int, message: str | None = None, default_type: st
     if accept is None:
         accept = ctx.request.headers.get("Content-Type")
     return kong_error(status, message, ctx.request_id, accept, handler=True, default_type=default_type)
-
-
-def render_error_body(status: int, message: str | None, accept: str | None, request_id: str) -> tuple[bytes, str]:
-    """`kong.response.error`'s body and Content-Type for an Accept header (the same templates as Kong)."""
-    exit_ = kong_error(status, message, request_id, accept)
-    return exit_.body, exit_.headers.get("Content-Type") or JSON_TYPE

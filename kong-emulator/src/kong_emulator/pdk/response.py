@@ -54,21 +54,6 @@ _ACCEPT = re.compile(
         (?: \s*;\s* q = ( 1(?:\.0{0,3}|) | 0(?:\.\d{0,3}|) ) | \s*;\s* [a-z0-9][a-z0-9\-!\#$&^_+.]+ (?:=[^;]*|) )*""",
     re.X | re.I,
 )
-HTTP_ERROR_MESSAGES = {
-    400: "Bad request", 401: "Unauthorized", 402: "Payment required", 403: "Forbidden", 404: "Not found",
-    405: "Method not allowed", 406: "Not acceptable", 407: "Proxy authentication required",
-    408: "Request timeout", 409: "Conflict", 410: "Gone", 411: "Length required", 412: "Precondition failed",
-    413: "Payload too large", 414: "URI too long", 415: "Unsupported media type", 416: "Range not satisfiable",
-    417: "Expectation failed", 418: "I'm a teapot", 421: "Misdirected request", 422: "Unprocessable entity",
-    423: "Locked", 424: "Failed dependency", 425: "Too early", 426: "Upgrade required",
-    428: "Precondition required", 429: "Too many requests", 431: "Request header fields too large",
-    451: "Unavailable for legal reasons", 494: "Request header or cookie too large",
-    500: "An unexpected error occurred", 501: "Not implemented",
-    502: "An invalid response was received from the upstream server",
-    503: "The upstream server is currently unavailable", 504: "The upstream server is timing out",
-    505: "HTTP version not supported", 506: "Variant also negotiates", 507: "Insufficient storage",
-    508: "Loop detected", 510: "Not extended", 511: "Network authentication required",
-}  # fmt: skip
 
 
 def mime_type(content: str) -> str:
@@ -164,12 +149,10 @@ def error(c: Call, status=None, message=None, headers=None, *_):
         accept = c.ctx.request.headers.get_all("Accept")
         content_type = response_type(", ".join(accept) if accept else None)
     headers["Content-Type"] = content_type
-    text = (
-        lua_str(message)
-        if message is not None
-        else HTTP_ERROR_MESSAGES.get(int(status), f"The upstream server responded with {int(status)}")
-    )
-    data = (_template(lua_str(content_type)) % (text, c.ctx.request_id)).encode()
+    from kong_emulator import kong_errors  # kong_errors renders from this module's templates: import late
+
+    text = lua_str(message) if message is not None else kong_errors.default_message(int(status))
+    data = kong_errors.render(lua_str(content_type), text, c.ctx.request_id)  # custom error_template_* included
     hdrs, seen = _exit_headers(headers)
     if "content-length" not in seen:
         hdrs.set("Content-Length", str(len(data)))
