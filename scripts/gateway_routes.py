@@ -128,6 +128,8 @@ AUTH_SERVICE: tuple[Endpoint, ...] = (
     Endpoint("auth-password-change", ("POST",), "/auth/password/change", "auth", "Change the caller's password",
              (PARENT, ADMIN), ((5, "minute"),)),
     Endpoint("auth-family-get", ("GET",), "/auth/family", "auth", "The caller's family (parents only)", (PARENT,)),
+    Endpoint("auth-usage", ("GET",), "/auth/usage", "auth", "The family's story usage and what is left today",
+             (PARENT,), ((60, "minute"),)),
     Endpoint("auth-family-invite", ("POST",), "/auth/family/invitations", "auth", "Invite a co-parent",
              (PARENT,), ((10, "hour"),)),
     Endpoint("auth-family-join", ("POST",), "/auth/family/join", "auth",

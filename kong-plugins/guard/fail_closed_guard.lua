@@ -3,9 +3,13 @@
 -- through), so this Kong-native check needs no plugin server: unless sv-jwt marked the request authenticated in
 -- kong.ctx.shared.sv_identity, it answers 503 with an RFC 9457 problem document.
 -- Contract (sv-jwt): type(kong.ctx.shared.sv_identity) == "table" and .authenticated == true.
+-- It also applies the upstream identity headers sv-jwt (`headers_in_guard`) left in the identity: `upstream`
+-- {name = value} are set, `clear` {names} (client-sent identity headers) removed. Kong builds the upstream request
+-- after the access phase, so setting them here (after sv-rbac and sv-quota) costs no plugin-server round trip.
 -- Runs in Kong's default sandbox (untrusted_lua = sandbox): no require, no cjson. Everything is built once when
 -- the chunk compiles; the returned function is what runs per request, allocation-free when the request passes.
 local type = type
+local pairs = pairs
 local kong = kong
 local ngx = ngx
 
@@ -31,6 +35,22 @@ end
 return function()
   local identity = kong.ctx.shared.sv_identity
   if type(identity) == "table" and identity.authenticated == true then
+    local upstream, clear = identity.upstream, identity.clear
+    if type(upstream) == "table" then
+      local set_header = kong.service.request.set_header
+      for name, value in pairs(upstream) do
+        local kind = type(value)
+        if kind == "string" or kind == "number" then
+          set_header(name, value)
+        end
+      end
+    end
+    if type(clear) == "table" then
+      local clear_header = kong.service.request.clear_header
+      for i = 1, #clear do
+        clear_header(clear[i])
+      end
+    end
     return
   end
   kong.log.err("fail-closed guard: sv-jwt did not authenticate this request (plugin server down?): 503")

@@ -25,7 +25,7 @@ from kong_emulator.pluginserver import PluginServers
 REPO = Path(__file__).resolve().parents[2]
 KONG_YML = REPO / "kong.yml"
 KONG_CONF = REPO / "kong.conf"
-OUR_PLUGINS = ("sv-request-id", "sv-jwt", "sv-rbac", "sv-quota", "sv-expand")
+OUR_PLUGINS = ("sv-request-id", "sv-jwt", "sv-rbac", "sv-quota", "sv-quota-log", "sv-expand")
 # Bundled Lua plugins kong.yml configures that the emulator cannot run (it would report them at start): none.
 EXPECTED_UNSUPPORTED: list[str] = []  # cors, pre-/post-function run natively in the emulator
 

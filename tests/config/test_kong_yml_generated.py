@@ -43,7 +43,7 @@ def test_a_deployment_renders_its_own_hosts(tmp_path):
         if plugin.name == "sv-jwt":
             assert plugin.config["issuer"] == "https://api.storyverse.app"
             assert plugin.config["audience"] == "storyverse-api"
-        if plugin.name in ("sv-jwt", "sv-quota"):
+        if plugin.name in ("sv-jwt", "sv-quota", "sv-quota-log"):
             assert (plugin.config["redis_host"], plugin.config["redis_ssl"]) == ("redis.example", True)
 
 

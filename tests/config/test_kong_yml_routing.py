@@ -14,6 +14,7 @@ from kong_emulator.router import Router
 from kong_yml_support import KONG_YML, REPO, load, plugin_infos
 
 GUARD = REPO / "kong-plugins" / "guard" / "fail_closed_guard.lua"
+PUBLIC = REPO / "kong-plugins" / "guard" / "public_identity.lua"
 UID = "0b6f3c1e-6a4e-4f6b-9d7a-2f1e5c3b9a10"
 P, C, A = "parent", "child", "admin"
 ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
@@ -45,6 +46,7 @@ AUTH = [
     ("auth-password-reset", {"POST"}, "/auth/password/reset", "auth", None, False),
     ("auth-password-change", {"POST"}, "/auth/password/change", "auth", {P, A}, False),
     ("auth-family-get", {"GET"}, "/auth/family", "auth", {P}, False),
+    ("auth-usage", {"GET"}, "/auth/usage", "auth", {P}, False),
     ("auth-family-invite", {"POST"}, "/auth/family/invitations", "auth", {P}, False),
     ("auth-family-join", {"POST"}, "/auth/family/join", "auth", None, False),
     ("auth-children-list", {"GET"}, "/auth/children", "auth", {P}, False),
@@ -87,7 +89,7 @@ UNLISTED = [
     "/openapi.json", "/docs", "/api/v1/docs/", "/api/v2/docs", "/v1/stories", "/stories", "/auth/login", "/api/auth",
     "/api/stories/42/x", "/oauth", "/oauth/", "/oauth/tokenx", "/oauth/token/x", "/api/v1/oauth/token",
     "/api/oauth/token", "/api/v1/auth/oauth/clients", "/api/auth/oauth/clients", "/api/v1/auth/api-keys",
-    "/api/v1/auth/usage", "/api/v1/auth/admin/usage",
+    "/api/v1/auth/admin/usage", "/api/v1/auth/usage/x",
 ]  # fmt: skip
 
 
@@ -168,14 +170,20 @@ def assert_plugins(plugins, route, roles, quota):
         assert rbac.config["public"] is True
         assert {p["by"] for p in limits.config["policies"]} == {"ip"}
         assert post.route_id == route.id
+        assert jwt.config["headers_in_guard"] is True  # the post-function sets (or clears) identity headers
         if route.name in ("v1-openapi", "v1-api-docs"):  # the gateway answers: kong.response.exit(200, ...)
             assert len(post.config["access"]) == 1 and "kong.response.exit(200, BODY" in post.config["access"][0]
-        else:
-            assert post.config["access"] == ["return"]
+        else:  # no guard, but client identity headers are still removed (kong-plugins/guard/public_identity.lua)
+            assert post.config["access"] == [PUBLIC.read_text()]
         oauth = route.name.startswith("oauth-")  # the provider's OAuth errors pass through unformatted
         assert ('if kong.response.get_source() == "service" then' in post.config["header_filter"][-1]) is oauth
+    elif route.name in CACHED:  # sv-jwt sets X-User-Id itself: proxy-cache (priority 100) keys on it before the guard
+        assert jwt.route_id == route.id and jwt.config["anonymous"] is False
+        assert jwt.config["headers_in_guard"] is False
     else:  # authenticated: the global strict sv-jwt and the global fail-closed guard
         assert jwt.route_id is None and jwt.config["anonymous"] is False
+        assert jwt.config["headers_in_guard"] is True
+    if roles is not None:
         assert rbac.config["public"] is False
         assert {r for rule in rbac.config["rules"] for r in rule["roles"]} == roles
         assert {m for rule in rbac.config["rules"] for m in rule["methods"]} == set(route.methods)
@@ -186,6 +194,19 @@ def assert_plugins(plugins, route, roles, quota):
         else:
             assert post.route_id is None and post.instance_name == "sv-fail-closed-guard"
     assert (limits.config["quota"] or {}).get("enabled", False) is quota
+    assert "sv-quota-log" not in plugins  # a log phase only: never an access-phase round trip
+
+
+def test_sv_quota_log_only_where_the_log_phase_is_needed(config):
+    """Daily-quota routes (reservation settle) and login routes (failed logins), with their sv-quota's config."""
+    by_route = {(p.route_id, p.name): p for p in config.plugins if p.route_id}
+    names = {r.id: r.name for r in config.routes}
+    logged = sorted(names[rid] for rid, name in by_route if name == "sv-quota-log")
+    assert logged == ["v1-auth-child-login", "v1-auth-login", "v1-generate", "v1-stories-create"]
+    for rid, name in list(by_route):
+        if name == "sv-quota-log":
+            assert by_route[(rid, name)].config == by_route[(rid, "sv-quota")].config
+    assert not [p for p in config.plugins if p.name == "sv-quota-log" and not p.route_id]
 
 
 @pytest.mark.parametrize("path", UNLISTED)

@@ -22,6 +22,7 @@ PARSERS = {
     "sv-jwt": parse_jwt,
     "sv-rbac": parse_rbac,
     "sv-quota": parse_quota,
+    "sv-quota-log": parse_quota,  # the same schema: a route's sv-quota-log repeats its sv-quota config
     "sv-request-id": parse_request_id,
     "sv-expand": parse_expand,
 }
@@ -40,7 +41,7 @@ def config():
 def test_the_plugin_infos_come_from_our_plugin_servers():
     infos = plugin_infos()
     assert set(OUR_PLUGINS) <= set(infos)
-    assert [infos[n].priority for n in OUR_PLUGINS] == [100001, 1450, 950, 910, 810]
+    assert [infos[n].priority for n in OUR_PLUGINS] == [100001, 1450, 950, 910, 909, 810]
 
 
 def test_kong_yml_loads_with_only_the_listed_unsupported_plugins(config):

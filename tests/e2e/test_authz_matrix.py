@@ -117,6 +117,7 @@ EXPECT: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {
     ("auth-password-reset", "POST"): {"-": everyone(400)},  # an unknown (well-formed) reset token
     ("auth-password-change", "POST"): {"-": row(204, 204, R, 204, R, 204, U)},
     ("auth-family-get", "GET"): {"-": row(200, 200, R, 200, R, R, U)},
+    ("auth-usage", "GET"): {"-": row(200, 200, R, 200, R, R, U)},
     ("auth-family-invite", "POST"): {"-": row(409, 409, R, 202, R, R, U)},  # family A already has its 2 parents
     ("auth-family-join", "POST"): {"-": everyone(400)},  # an unknown invitation token; the real join is in setup
     ("auth-children-list", "GET"): {"-": row(200, 200, R, 200, R, R, U)},
@@ -474,6 +475,7 @@ class Requests:
             "auth-password-change": ("/auth/password/change", {"current_password": PASSWORD,
                                                                "new_password": NEW_PASSWORD}),
             "auth-family-get": ("/auth/family", None),
+            "auth-usage": ("/auth/usage", None),
             "auth-family-invite": ("/auth/family/invitations", {"email": f"inv-{name}@example.com"}),
             "auth-family-join": ("/auth/family/join", {"token": "unknown-invitation-" + name, "password": PASSWORD,
                                                        "display_name": "Nobody"}),

@@ -3,9 +3,9 @@ the Kong emulator with every plugin server, the real auth service under gunicorn
 sample backend. Nothing of ours is mocked.
 
 A parent registers, logs in, creates a child, consents, signs the child in on a device; the child lists universes
-and characters and creates stories until the daily quota answers 429; the parent tightens controls and ends the
-child's sessions; the child's next request is refused; refresh-token reuse kills a session; a forged token never
-reaches a backend; a premium family gets 20 stories.
+and characters and creates stories until the daily quota answers 429; the parent reads usage, tightens controls
+and ends the child's sessions; the child's next request is refused; refresh-token reuse kills a session; a forged
+token never reaches a backend; a premium family gets 20 stories.
 """
 
 from __future__ import annotations
@@ -172,6 +172,14 @@ def test_a_family_evening(stack):
     assert refused.headers["Content-Type"].startswith("application/problem+json")
     assert refused.json()["code"] == "quota_exceeded" and "Retry-After" in refused.headers
     assert len(child.call("GET", "/stories").json()["items"]) == 5  # the refused one never reached the backend
+
+    # the parent reads the family's usage: the family pool and the child are used up for tonight
+    usage = parent.call("GET", "/auth/usage")
+    assert usage.status_code == 200, usage.text
+    assert usage.json()["family"]["used"] == 5 and usage.json()["family"]["left"] == 0
+    (ada,) = [c for c in usage.json()["children"] if c["id"] == child_id]
+    assert ada["used"] == 5 and ada["left"] == 0
+    assert child.call("GET", "/auth/usage").status_code == 403  # children never see account data
 
     # the parent tightens controls and ends the child's sessions; the child's next request is refused
     tightened = parent.call("PATCH", f"/auth/children/{child_id}", {"controls": {"features": ["text"]}})

@@ -155,3 +155,99 @@ def test_a_parent_signs_up_and_reaches_the_stories_service(gateway_for_fixtures)
     assert requests.get(url + "/.well-known/jwks.json", timeout=10).json()["keys"]
     forged = {"Authorization": "Bearer " + login.json()["access_token"][:-4] + "AAAA"}
     assert requests.get(url + "/api/v1/stories", headers=forged, timeout=10).status_code == 401
+
+
+# -- client identity headers never reach a backend (DESIGN §8), with sv-jwt's headers set by the Lua post-function --
+SPOOFS = {"X-User-Id": "admin-1", "X-User-Role": "admin", "X_User_Id": "admin-2", "X-Sv-Debug": "1", "x-sv-Role": "x"}
+IDENTITY = {"x-user-id", "x-user-role", "x-family-id", "x-account-tier", "x-content-rating"}
+
+
+@pytest.fixture(scope="module")
+def echo_server():
+    """Answers every request with the headers it received, as a list of [name, value] (underscores and all)."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Echo(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(length)
+            body = json.dumps({"path": self.path, "headers": list(self.headers.items())}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def echo_gateway(auth, echo_server):
+    """The generated kong.yml with every service pointing at the echo server; tokens from the real auth service."""
+    gen = generator()
+    settings = gen.load_settings(
+        overrides={
+            "services": {name: echo_server for name in gen.load_settings()["services"]},
+            "jwt": {"jwks_url": auth["jwks_url"], "issuer": auth["issuer"]},
+            "redis": {"redis_database": auth["redis_db"]},
+        }
+    )
+    gw = EmulatorProcess(gen.render(settings), repo_plugins()).start()
+    wait_port(gw.port)
+    try:
+        yield gw
+    finally:
+        failures = gw.strict_failures()
+        gw.stop()
+        assert not failures, failures
+
+
+def _token(auth) -> tuple[str, str]:
+    import base64
+    import json
+
+    email = f"echo-{uuid.uuid4().hex[:12]}@example.com"
+    body = {"email": email, "password": PASSWORD, "display_name": "Echo Parent", "time_zone": "Europe/Paris"}
+    assert requests.post(auth["url"] + "/api/auth/register", json=body, timeout=10).status_code == 202
+    login = requests.post(auth["url"] + "/api/auth/login", json={"email": email, "password": PASSWORD}, timeout=10)
+    token = login.json()["access_token"]
+    payload = token.split(".")[1]
+    sub = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["sub"]
+    return token, sub
+
+
+def _identity_headers(resp) -> dict[str, list[str]]:
+    assert resp.status_code == 200, resp.text
+    out: dict[str, list[str]] = {}
+    for name, value in resp.json()["headers"]:
+        norm = name.lower().replace("_", "-")
+        if norm in IDENTITY or norm.startswith("x-sv-"):
+            out.setdefault(norm, []).append(value)
+    return out
+
+
+def test_identity_headers_reach_backends_only_from_sv_jwt(echo_gateway, auth):
+    url = echo_gateway.url
+    token, sub = _token(auth)
+    bearer = {"Authorization": f"Bearer {token}"}
+    for method, path in [("GET", "/api/v1/stories"), ("GET", "/api/v1/universes"), ("POST", "/api/v1/auth/login")]:
+        # authenticated (the guard sets them), cached (sv-jwt sets them: proxy-cache keys on X-User-Id), public
+        got = _identity_headers(requests.request(method, url + path, headers={**bearer, **SPOOFS}, timeout=10))
+        assert got["x-user-id"] == [sub] and got["x-user-role"] == ["parent"], (path, got)
+        assert not [k for k in got if k.startswith("x-sv-")], (path, got)
+    # a public route without a token: no identity at all, every client copy removed (public_identity.lua)
+    got = _identity_headers(requests.post(url + "/api/v1/auth/login", headers=SPOOFS, json={}, timeout=10))
+    assert got == {}, got

@@ -1,4 +1,4 @@
-"""sv-quota end to end with real tokens: client → emulator (strict) → sv-jwt + sv-quota plugin servers → backends.
+"""sv-quota end to end with real tokens: client → emulator (strict) → sv-jwt, sv-quota, sv-quota-log → backends.
 
 Tokens come from the real auth service (register + login); limits live in the shared Redis, db 6 (flushed per test).
 The log phase runs after the client has its answer (as in Kong), so commits and releases are awaited by polling
@@ -23,6 +23,7 @@ from storyverse_plugins.common import keys
 from storyverse_plugins.quota.tiers import local_day
 
 DB = 6
+QUOTA_PLUGINS = [repo_plugin("sv-jwt"), repo_plugin("sv-quota"), repo_plugin("sv-quota-log")]
 PASSWORD = "quota-e2e correct horse battery"
 TZ = "Asia/Tokyo"
 
@@ -120,13 +121,16 @@ def jwt_plugin(auth_service: dict) -> str:
 
 
 def quota_plugin(extra: str = "") -> str:
-    return f"""
-          - name: sv-quota
+    """sv-quota (access) and sv-quota-log (its log phase: the reservation settle) with the same config."""
+    config = f"""
             config:
               redis_database: {DB}
               retry_after_jitter_max: 1
               quota:
                 enabled: true{extra}"""
+    return f"""
+          - name: sv-quota{config}
+          - name: sv-quota-log{config}"""
 
 
 def kong_yml(backend: dict, auth_service: dict) -> str:
@@ -189,7 +193,7 @@ async def burst(url: str, headers: dict, n: int, in_flight: int = 50) -> list[tu
 
 
 def test_200_concurrent_story_creations_exactly_five_succeed(backend, auth_service, gateway, account, rdb):
-    gw = gateway(kong_yml(backend, auth_service), [repo_plugin("sv-jwt"), repo_plugin("sv-quota")])
+    gw = gateway(kong_yml(backend, auth_service), QUOTA_PLUGINS)
     # warm-up that charges nothing (upstream 503: released): sv-jwt's JWKS and sv-quota's script and pool are ready
     for _ in range(4):  # every simulated worker's instances and pools get ready, JWKS included
         warm = requests.post(gw.url + "/api/v1/failing", json={}, headers=account["auth"], timeout=30)
@@ -226,7 +230,7 @@ def test_200_concurrent_story_creations_exactly_five_succeed(backend, auth_servi
 
 
 def test_upstream_failure_timeout_and_rejections_consume_nothing(backend, auth_service, gateway, account, rdb):
-    gw = gateway(kong_yml(backend, auth_service), [repo_plugin("sv-jwt"), repo_plugin("sv-quota")])
+    gw = gateway(kong_yml(backend, auth_service), QUOTA_PLUGINS)
     for _ in range(3):
         failed = requests.post(gw.url + "/api/v1/failing", json={}, headers=account["auth"], timeout=10)
         assert failed.status_code == 503
@@ -242,7 +246,7 @@ def test_upstream_failure_timeout_and_rejections_consume_nothing(backend, auth_s
 
 
 def test_anonymous_login_route_is_limited_per_ip(backend, auth_service, gateway, rdb):
-    gw = gateway(kong_yml(backend, auth_service), [repo_plugin("sv-jwt"), repo_plugin("sv-quota")])
+    gw = gateway(kong_yml(backend, auth_service), QUOTA_PLUGINS)
     body = {"email": "nobody-quota@example.com", "password": "not the password at all"}
     answers = [requests.post(gw.url + "/api/auth/login", json=body, timeout=30) for _ in range(4)]
     assert [a.status_code for a in answers[:3]] == [401] * 3  # the auth service's own answer
@@ -272,6 +276,12 @@ services:
               policies:
                 - {{name: login, limit: 100, period: minute, by: ip}}
               abuse: {{login: true, login_distinct: 4, threshold: 100}}
+          - name: sv-quota-log
+            config:
+              redis_database: {db}
+              policies:
+                - {{name: login, limit: 100, period: minute, by: ip}}
+              abuse: {{login: true, login_distinct: 4, threshold: 100}}
   - name: forbidden
     url: {stories}/__status/403
     routes:
@@ -279,6 +289,12 @@ services:
         paths: ["/api/v1/forbidden"]
         plugins:{jwt}
           - name: sv-quota
+            config:
+              redis_database: {db}
+              policies:
+                - {{name: per-min, limit: 100, period: minute}}
+              abuse: {{threshold: 3, window: 60, block_base: 60}}
+          - name: sv-quota-log
             config:
               redis_database: {db}
               policies:
@@ -295,9 +311,10 @@ def test_credential_stuffing_blocks_the_ip_and_is_counted(backend, auth_service,
     from kong_emulator.testing import free_port
     from storyverse_plugins.quota.abuse import list_blocks
 
-    port = free_port()
+    port, log_port = free_port(), free_port()
     yml = ABUSE_YML.format(auth=auth_service["url"], stories=backend["stories"], db=DB, jwt=jwt_plugin(auth_service))
-    gw = gateway(yml, [repo_plugin("sv-jwt"), repo_plugin("sv-quota")], env={"SV_QUOTA_METRICS_PORT": str(port)})
+    env = {"SV_QUOTA_METRICS_PORT": str(port), "SV_QUOTA_LOG_METRICS_PORT": str(log_port)}
+    gw = gateway(yml, QUOTA_PLUGINS, env=env)
     block_key = keys.abuse_key(keys.subject_tag(None, "127.0.0.1"))
     for i in range(4):  # four different accounts fail from one IP
         body = {"email": f"victim{i}-{uuid.uuid4().hex[:6]}@example.com", "password": "guessed password 123"}
@@ -310,15 +327,17 @@ def test_credential_stuffing_blocks_the_ip_and_is_counted(backend, auth_service,
     assert blocked.json()["code"] == "rate_limited" and 59 <= int(blocked.headers["Retry-After"]) <= 61
     [entry] = list_blocks(rdb)
     assert (entry["kind"], entry["subject"], entry["reason"]) == ("ip", "127.0.0.1", "credential_stuffing")
-    assert 'sv_quota_abuse_blocks_total{subject="ip",reason="credential_stuffing"} 1' in metrics_text(port)
+    # the failed logins are struck in sv-quota-log's log phase: its server counts the block
+    assert 'sv_quota_abuse_blocks_total{subject="ip",reason="credential_stuffing"} 1' in metrics_text(log_port)
 
 
 def test_repeated_403_blocks_the_account_with_growing_duration(backend, auth_service, gateway, account, rdb):
     from kong_emulator.testing import free_port
 
-    port = free_port()
+    port, log_port = free_port(), free_port()
     yml = ABUSE_YML.format(auth=auth_service["url"], stories=backend["stories"], db=DB, jwt=jwt_plugin(auth_service))
-    gw = gateway(yml, [repo_plugin("sv-jwt"), repo_plugin("sv-quota")], env={"SV_QUOTA_METRICS_PORT": str(port)})
+    env = {"SV_QUOTA_METRICS_PORT": str(port), "SV_QUOTA_LOG_METRICS_PORT": str(log_port)}
+    gw = gateway(yml, QUOTA_PLUGINS, env=env)
     claims = account["claims"]
     block_key = keys.abuse_key(keys.subject_tag(claims, None), claims["sub"])
     for _ in range(3):
@@ -327,14 +346,16 @@ def test_repeated_403_blocks_the_account_with_growing_duration(backend, auth_ser
     blocked = requests.get(gw.url + "/api/v1/forbidden", headers=account["auth"], timeout=10)
     assert blocked.status_code == 429 and blocked.json()["reason"] == "abuse_block"
     assert rdb.hget(block_key, "level") == b"1"
-    # its own log phase (after the answer) sees the block and counts nothing; wait for it before lifting the block
+    # sv-quota strikes its own 429 right in access (the subject is already blocked: no new block); the 403s were
+    # struck by sv-quota-log's log phase, whose server counted the block
     assert wait_for(lambda: 'sv_quota_abuse_strikes_total{status="429"} 1' in metrics_text(port))
-    assert 'sv_quota_abuse_blocks_total{subject="account",reason="strikes"} 1' in metrics_text(port)
+    assert 'sv_quota_abuse_strikes_total{status="403"} 3' in metrics_text(log_port)
+    assert 'sv_quota_abuse_blocks_total{subject="account",reason="strikes"} 1' in metrics_text(log_port)
     # the block ends (lifted here as if time passed; the level is kept): the next run of 403s blocks for twice as long
     from storyverse_plugins.quota.abuse import unblock
 
     assert unblock(rdb, block_key)
-    gw2 = gateway(yml, [repo_plugin("sv-jwt"), repo_plugin("sv-quota")])  # a fresh process: no cached block
+    gw2 = gateway(yml, QUOTA_PLUGINS)  # a fresh process: no cached block
     for _ in range(3):
         resp = requests.get(gw2.url + "/api/v1/forbidden", headers=account["auth"], timeout=10)
         assert resp.status_code == 403

@@ -341,3 +341,43 @@ def test_guard_never_echoes_an_unsafe_request_id(runner):
     ctx.shared["sv_request_id"] = 'x","injected":"1'
     run(runner, guard, "access", ctx)
     assert json.loads(ctx.exit.body)["request_id"] == "rid-1"  # Kong's own request id instead
+
+
+PUBLIC = (Path(__file__).resolve().parents[2] / "kong-plugins" / "guard" / "public_identity.lua").read_text()
+SPOOFED = [("X-User-Id", "admin"), ("x_user_role", "admin"), ("X-Sv-Debug", "1"), ("X-Other", "kept")]
+
+
+def test_guard_applies_the_identity_headers_sv_jwt_left_in_the_identity(runner):
+    guard = _plugin(access=[GUARD])
+    ctx = _ctx(SPOOFED)
+    ctx.upstream.headers = Headers(list(SPOOFED))
+    ctx.shared["sv_identity"] = {
+        "authenticated": True,
+        "sub": "u-1",
+        "upstream": {"X-User-Id": "u-1", "X-User-Role": "parent"},
+        "clear": ["x_user_role", "X-Sv-Debug"],
+    }
+    run(runner, guard, "access", ctx)
+    assert ctx.exit is None
+    headers = ctx.upstream.headers
+    assert headers.get_all("X-User-Id") == ["u-1"] and headers.get_all("X-User-Role") == ["parent"]
+    assert "x_user_role" not in headers and "X-Sv-Debug" not in headers and headers.get("X-Other") == "kept"
+
+
+def test_public_chunk_clears_every_client_identity_header_without_identity(runner):
+    public = _plugin(access=[PUBLIC])
+    ctx = _ctx(SPOOFED)
+    ctx.upstream.headers = Headers(list(SPOOFED))
+    run(runner, public, "access", ctx)
+    assert ctx.exit is None
+    headers = ctx.upstream.headers
+    assert [name for name, _ in headers.items()] == ["X-Other"]
+
+
+def test_public_chunk_applies_a_verified_identity(runner):
+    public = _plugin(access=[PUBLIC])
+    ctx = _ctx(SPOOFED)
+    ctx.upstream.headers = Headers(list(SPOOFED))
+    ctx.shared["sv_identity"] = {"authenticated": True, "upstream": {"X-User-Id": "u-2"}, "clear": ["X-Sv-Debug"]}
+    run(runner, public, "access", ctx)
+    assert ctx.upstream.headers.get_all("X-User-Id") == ["u-2"] and "X-Sv-Debug" not in ctx.upstream.headers

@@ -338,3 +338,44 @@ class _Raising(dict):
 def test_a_bad_config_refuses_to_start():
     with pytest.raises(ValueError):
         Plugin(plugin_config("file:///etc/passwd"))
+
+
+# --- headers_in_guard: the Kong-native post-function applies the identity headers (kong-plugins/guard) ---------------
+
+
+@pytest.fixture
+def guard_plugin(jwks_server, redis12):
+    return Plugin({**plugin_config(jwks_server.url), "headers_in_guard": True})
+
+
+def test_headers_in_guard_happy_path_is_two_round_trips(guard_plugin, fake_kong):
+    token = now_token(sub="parent-7", family_id="fam-7", tier="basic")
+    fk = run(guard_plugin, fake_kong, {"authorization": [f"Bearer {token}"]})
+    assert methods(fk) == ["kong.request.get_headers", "kong.ctx.shared.set"] and fk.exited is None
+    identity = fk.shared[SHARED_IDENTITY]
+    assert identity["authenticated"] is True and identity["sub"] == "parent-7"
+    assert identity["upstream"] == {
+        "X-User-Id": "parent-7",
+        "X-User-Role": "parent",
+        "X-Family-Id": "fam-7",
+        "X-Account-Tier": "basic",
+    }
+    assert "clear" not in identity  # nothing spoofed: nothing to clear
+    fk = run(guard_plugin, fake_kong, {"authorization": [f"Bearer {token}"]})  # a cache hit: the same, and no leak
+    assert methods(fk) == ["kong.request.get_headers", "kong.ctx.shared.set"]
+    assert "clear" not in fk.shared[SHARED_IDENTITY]
+
+
+def test_headers_in_guard_carries_the_spoofed_names_to_clear(guard_plugin, fake_kong):
+    fk = run(guard_plugin, fake_kong, {"authorization": [f"Bearer {now_token()}"], **SPOOFS})
+    assert methods(fk) == ["kong.request.get_headers", "kong.ctx.shared.set"]
+    identity = fk.shared[SHARED_IDENTITY]
+    assert set(identity["clear"]) == {"x-content-rating", "x-sv-debug", "x_user_role", "x-sv-anything-else"}
+    assert identity["upstream"]["X-User-Id"] == "user-1" and identity["upstream"]["X-User-Role"] == "parent"
+    assert {n.lower() for n in identity["upstream"]} | set(identity["clear"]) >= set(SPOOFS)
+
+
+def test_headers_in_guard_public_route_without_token_is_one_round_trip(jwks_server, redis12, fake_kong):
+    p = Plugin({**plugin_config(jwks_server.url, anonymous=True), "headers_in_guard": True})
+    fk = run(p, fake_kong, SPOOFS)  # the route's post-function (public_identity.lua) clears them in Lua
+    assert methods(fk) == ["kong.request.get_headers"] and fk.exited is None and fk.shared == {}

@@ -14,7 +14,7 @@ from storyverse_plugins.common.decision import Allow, Deny
 from storyverse_plugins.common.identity import SHARED_IDENTITY, SHARED_REQUEST_ID
 from storyverse_plugins.common.redis_pool import RedisSettings, build_client
 from storyverse_plugins.quota import abuse
-from storyverse_plugins.quota.handler import SHARED_LOGIN, Plugin, login_fingerprint
+from storyverse_plugins.quota.handler import SHARED_LOGIN, LogPlugin, Plugin, login_fingerprint
 from storyverse_plugins.quota.limiter import Limiter, Options
 from storyverse_plugins.quota.metrics import Metrics, serve_from_env
 from storyverse_plugins.quota.policy import build_batch, build_strike
@@ -156,17 +156,23 @@ def serialized(status, ip="10.0.0.7"):
     return json.dumps({"response": {"status": status}, "client_ip": ip})
 
 
+def pair(config, limiter):
+    """sv-quota (access) and sv-quota-log (log) on one route: the same config, one process-wide limiter in tests."""
+    return Plugin(config, limiter=limiter, clock=lambda: NOW), LogPlugin(config, limiter=limiter, clock=lambda: NOW)
+
+
+def test_sv_quota_has_no_log_phase_and_sv_quota_log_only_log():
+    assert hasattr(Plugin, "access") and not hasattr(Plugin, "log")
+    assert hasattr(LogPlugin, "log") and not hasattr(LogPlugin, "access")
+
+
 def test_handler_log_strikes_the_account_on_user_routes(fake_kong):
     storage = MemoryStorage()
-    p = Plugin(
-        {"policies": [{"name": "m", "limit": 100, "period": "minute"}], "abuse": ABUSE},
-        limiter=limiter_on(storage),
-        clock=lambda: NOW,
-    )
+    p, log = pair({"policies": [{"name": "m", "limit": 100, "period": "minute"}], "abuse": ABUSE}, limiter_on(storage))
     for _ in range(3):
         fk = fake_kong({"kong.log.serialize": serialized(403)})
         fk.shared[SHARED_IDENTITY] = ID
-        p.log(fk.kong)
+        log.log(fk.kong)
     assert [m for m, _ in fk.calls] == ["kong.log.serialize", "kong.ctx.shared.get", "kong.log.warn"]
     fk = fake_kong()
     fk.shared.update({SHARED_IDENTITY: ID, SHARED_REQUEST_ID: "r-9"})
@@ -177,11 +183,7 @@ def test_handler_log_strikes_the_account_on_user_routes(fake_kong):
 
 def test_handler_log_strikes_the_ip_when_no_identity_and_ignores_2xx(fake_kong):
     storage = MemoryStorage()
-    p = Plugin(
-        {"policies": [{"name": "m", "limit": 100, "period": "minute"}], "abuse": ABUSE},
-        limiter=limiter_on(storage),
-        clock=lambda: NOW,
-    )
+    _, p = pair({"policies": [{"name": "m", "limit": 100, "period": "minute"}], "abuse": ABUSE}, limiter_on(storage))
     fk = fake_kong({"kong.log.serialize": serialized(200)})
     p.log(fk.kong)
     assert [m for m, _ in fk.calls] == ["kong.log.serialize"] and not storage._abuse
@@ -190,8 +192,50 @@ def test_handler_log_strikes_the_ip_when_no_identity_and_ignores_2xx(fake_kong):
     assert storage._abuse[keys.abuse_key("{ip:10.0.0.7}")].until > NOW * 1000
 
 
+def test_log_phase_leaves_429s_to_sv_quota_access(fake_kong):
+    storage = MemoryStorage()
+    _, p = pair({"policies": [{"name": "m", "limit": 100, "period": "minute"}], "abuse": ABUSE}, limiter_on(storage))
+    for _ in range(5):
+        p.log(fake_kong({"kong.log.serialize": serialized(429)}).kong)
+    assert not storage._abuse
+
+
+def test_sv_quota_strikes_its_own_429_in_access_without_pdk_calls(fake_kong):
+    storage = MemoryStorage()
+    lim = limiter_on(storage, cache=False)
+    cfg = {"policies": [{"name": "m", "limit": 1, "period": "minute"}], "abuse": {**ABUSE, "threshold": 2}}
+    p, _ = pair(cfg, lim)
+    statuses, calls = [], []
+    for _ in range(3):
+        fk = fake_kong()
+        fk.shared.update({SHARED_IDENTITY: ID, SHARED_REQUEST_ID: "r-1"})
+        p.access(fk.kong)
+        statuses.append(fk.exited[0] if fk.exited else 200)
+        calls.append([m for m, _ in fk.calls])
+    assert statuses == [200, 429, 429]
+    # nothing after kong.response.exit: the strike is a Redis call only
+    assert calls[2] == ["kong.ctx.shared.get", "kong.ctx.shared.get", "kong.response.exit"]
+    assert lim.metrics.value("abuse_strikes", "429") == 2
+    assert storage._abuse[keys.abuse_key("{f:f1}", "u1")].until > NOW * 1000  # the second strike blocked
+
+
+def test_daily_quota_refusal_is_not_a_strike(fake_kong):
+    storage = MemoryStorage()
+    lim = limiter_on(storage, cache=False)
+    cfg = {"quota": {"enabled": True}, "abuse": {**ABUSE, "threshold": 1}}
+    p, _ = pair(cfg, lim)
+    ident = {**ID, "daily_story_limit": 1}
+    statuses = []
+    for _ in range(3):
+        fk = fake_kong()
+        fk.shared.update({SHARED_IDENTITY: ident, SHARED_REQUEST_ID: "r-1"})
+        p.access(fk.kong)
+        statuses.append(fk.exited[0] if fk.exited else 200)
+    assert statuses[-1] == 429 and not storage._abuse and lim.metrics.value("abuse_strikes", "429") == 0
+
+
 def test_handler_login_route_reads_the_body_once_and_counts_distinct_failures(fake_kong):
-    p = Plugin(LOGIN_ROUTE, limiter=limiter_on(MemoryStorage()), clock=lambda: NOW)
+    p, logp = pair(LOGIN_ROUTE, limiter_on(MemoryStorage()))
     for i in range(4):
         body = json.dumps({"email": f"victim{i}@x.io", "password": "x"})
         fk = fake_kong({"kong.client.get_forwarded_ip": "10.0.0.7", "kong.request.get_raw_body": body})
@@ -204,7 +248,7 @@ def test_handler_login_route_reads_the_body_once_and_counts_distinct_failures(fa
         ]
         log = fake_kong({"kong.log.serialize": serialized(401)})
         log.shared = dict(fk.shared)
-        p.log(log.kong)
+        logp.log(log.kong)
     assert [m for m, _ in log.calls][:2] == ["kong.log.serialize", "kong.ctx.shared.get"]
     assert log.called("kong.ctx.shared.get") == [(SHARED_LOGIN,)]
     fk = fake_kong({"kong.client.get_forwarded_ip": "10.0.0.7"})
@@ -225,7 +269,7 @@ def test_storage_error_in_strike_is_reported_not_raised(fake_kong):
             raise StorageError("redis down")
 
     lim = limiter_on(Broken())
-    p = Plugin({"policies": [{"name": "m", "limit": 5, "period": "minute"}]}, limiter=lim, clock=lambda: NOW)
+    _, p = pair({"policies": [{"name": "m", "limit": 5, "period": "minute"}]}, lim)
     fk = fake_kong({"kong.log.serialize": serialized(401)})
     p.log(fk.kong)
     assert fk.calls[-1][0] == "kong.log.err" and lim.metrics.value("redis_errors", "abuse") == 1

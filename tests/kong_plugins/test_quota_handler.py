@@ -6,7 +6,7 @@ import json
 
 import pytest
 from storyverse_plugins.common.identity import SHARED_IDENTITY, SHARED_REQUEST_ID
-from storyverse_plugins.quota.handler import SHARED_RESERVATION, Plugin, upstream_succeeded
+from storyverse_plugins.quota.handler import SHARED_RESERVATION, LogPlugin, Plugin, upstream_succeeded
 from storyverse_plugins.quota.limiter import Limiter, Options
 from storyverse_plugins.quota.storage import MemoryStorage, StorageError
 
@@ -16,8 +16,11 @@ STORY_ROUTE = {"policies": [{"name": "per-min", "limit": 30, "period": "minute"}
 
 
 def plugin(config, storage=None):
+    """sv-quota (access) with its sv-quota-log twin (log phase, same config) as `.log_side`, sharing one limiter."""
     limiter = Limiter(storage or MemoryStorage(), Options(jitter_max_s=0))
-    return Plugin(config, limiter=limiter, clock=lambda: NOW)
+    p = Plugin(config, limiter=limiter, clock=lambda: NOW)
+    p.log_side = LogPlugin(config, limiter=limiter, clock=lambda: NOW)
+    return p
 
 
 def request(fake_kong, p, identity=ID, ip="10.1.2.3"):
@@ -32,7 +35,7 @@ def request(fake_kong, p, identity=ID, ip="10.1.2.3"):
 def log_phase(fake_kong, p, fk_access, status):
     fk = fake_kong({"kong.log.serialize": json.dumps({"response": {"status": status}})})
     fk.shared = dict(fk_access.shared)
-    p.log(fk.kong)
+    p.log_side.log(fk.kong)
     return fk
 
 
@@ -93,15 +96,15 @@ def test_log_without_reservation_or_quota_is_cheap(fake_kong):
     off = {"enabled": False}
     p = plugin({"policies": [{"name": "m", "limit": 5, "period": "minute"}], "abuse": off})
     fk = fake_kong()
-    p.log(fk.kong)
+    p.log_side.log(fk.kong)
     assert fk.calls == []
     q = plugin({**STORY_ROUTE, "abuse": off})
     fk = fake_kong()
-    q.log(fk.kong)
+    q.log_side.log(fk.kong)
     assert [m for m, _ in fk.calls] == ["kong.ctx.shared.get"]
     # abuse detection on (the default): one serialize() for the status on every request, nothing more on a 2xx
     fk = fake_kong({"kong.log.serialize": json.dumps({"response": {"status": 200}, "client_ip": "10.0.0.9"})})
-    plugin({"policies": [{"name": "m", "limit": 5, "period": "minute"}]}).log(fk.kong)
+    plugin({"policies": [{"name": "m", "limit": 5, "period": "minute"}]}).log_side.log(fk.kong)
     assert [m for m, _ in fk.calls] == ["kong.log.serialize"]
 
 

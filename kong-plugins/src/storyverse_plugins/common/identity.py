@@ -10,7 +10,12 @@ from __future__ import annotations
 #   authenticated (True: the fail-closed guard checks this), sub, role, family_id, tier, exp, jti, and when present
 #   tz, age_band, content_rating, scope, sid, plus the parental controls children, features, allowed_hours,
 #   max_content_rating, daily_story_limit (see jwt_auth.gate.CONTROL_CLAIMS). Absent on a public route without a token.
+#   With sv-jwt's `headers_in_guard`, the identity also carries what the Kong-native post-function applies to the
+#   upstream request (zero PDK round trips): IDENTITY_UPSTREAM {header: value} to set and, when the client sent
+#   identity headers, IDENTITY_CLEAR [names] to remove (kong-plugins/guard/).
 SHARED_IDENTITY = "sv_identity"
+IDENTITY_UPSTREAM = "upstream"
+IDENTITY_CLEAR = "clear"
 SHARED_REQUEST_ID = "sv_request_id"
 
 # Upstream identity headers, set only by the gateway; any client-sent copy is removed first.

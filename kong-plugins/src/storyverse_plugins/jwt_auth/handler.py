@@ -3,6 +3,9 @@
 PDK round trips: happy path 3 (get_headers, set_headers, ctx.shared.set) whether or not the client sent identity
 headers (they are cleared in the same set_headers call); 401/400 2 (get_headers, exit); 503 3 (get_headers,
 log.err, exit); public route without a token 1, or 2 when it must clear spoofed headers.
+With ``headers_in_guard`` (the generated kong.yml): happy path 2 (get_headers, ctx.shared.set): the headers to set
+and clear ride in the identity and the Kong-native post-function applies them; public route without a token 1 (the
+route's post-function clears client identity headers itself).
 Nothing is ever called after ``kong.response.exit``.
 """
 
@@ -13,6 +16,7 @@ import logging
 
 from storyverse_plugins import PRIORITIES, __version__
 from storyverse_plugins.common.decision import Allow, Deny
+from storyverse_plugins.common.identity import IDENTITY_CLEAR, IDENTITY_UPSTREAM, SHARED_IDENTITY
 from storyverse_plugins.jwt_auth.gate import Verdict, build_gate, internal_error
 from storyverse_plugins.jwt_auth.schema import Schema, parse_config
 
@@ -47,6 +51,8 @@ class Plugin:
             _log(kong, verdict)
         if isinstance(verdict.decision, Deny):
             return _exit(kong, verdict)
+        if self.cfg.headers_in_guard:
+            return _allow_deferred(kong, verdict.decision)
         return _allow(kong, verdict.decision)
 
 
@@ -65,6 +71,20 @@ def _allow(kong, allow: Allow) -> None:
         kong.service.request.set_headers(allow.upstream_headers)
     for key, value in allow.shared.items():
         kong.ctx.shared.set(key, value)
+
+
+def _allow_deferred(kong, allow: Allow) -> None:
+    # The identity carries the headers; kong-plugins/guard's Lua sets/clears them on the upstream request (no round
+    # trip). Without an identity (public route, no token) the route's post-function clears client copies itself.
+    identity = allow.shared.get(SHARED_IDENTITY)
+    if identity is None:
+        return
+    identity = dict(identity)
+    identity[IDENTITY_UPSTREAM] = {k: v for k, v in allow.upstream_headers.items() if not isinstance(v, list)}
+    clear = [k for k, v in allow.upstream_headers.items() if isinstance(v, list)]
+    if clear:
+        identity[IDENTITY_CLEAR] = clear
+    kong.ctx.shared.set(SHARED_IDENTITY, identity)
 
 
 def _exit(kong, verdict: Verdict) -> None:

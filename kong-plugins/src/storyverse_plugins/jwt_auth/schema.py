@@ -60,6 +60,16 @@ Schema = (
         default=False,
         required=True,
     ),
+    _field(
+        "headers_in_guard",
+        "Leave the upstream identity headers (and clearing the client's copies) to the Kong-native post-function "
+        "(the fail-closed guard, or a public route's opt-out chunk): they travel in kong.ctx.shared.sv_identity "
+        "(`upstream`, `clear`), saving one PDK round trip. Only where such a post-function runs and nothing between "
+        "sv-jwt and it reads the identity headers (proxy-cache keys on X-User-Id: keep it off on cached routes).",
+        "boolean",
+        default=False,
+        required=True,
+    ),
     _field("realm", "The realm in WWW-Authenticate challenges.", "string", default="storyverse", required=True),
     _field(
         "jwks_timeout",
@@ -157,6 +167,7 @@ class Config:
     jwks_url: str
     verify: VerifyConfig
     anonymous: bool = False
+    headers_in_guard: bool = False
     realm: str = "storyverse"
     jwks_timeout: float = 2.0
     jwks_cache_ttl: int = 300
