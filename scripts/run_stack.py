@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -50,16 +51,19 @@ def stop_all(procs: list[tuple[str, subprocess.Popen]]) -> None:
     # a second Ctrl-C (or SIGTERM) while stopping must not abandon processes half-way
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # SIGTERM to each leader only: the emulator stops its plugin servers itself (a signal to the whole group would
+    # let its supervisor respawn them while it shuts down), gunicorn's master its workers.
     for _, proc in reversed(procs):
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
+            proc.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + 10
     for name, proc in reversed(procs):
         try:
             proc.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             print(f"[run] {name} did not stop; killing it", flush=True)
-            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of its process group
 
 
 def _in_use(port: int) -> bool:
