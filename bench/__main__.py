@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "kong-emulator" / "src"))
 
 from kong_emulator.localenv import env_key  # noqa: E402
+from kong_emulator.testing import wait_port  # noqa: E402
 
 BACKEND_PORT = 9191
 PROXY_PORT = 9190
@@ -69,18 +70,6 @@ async def drive(url: str, total: int, concurrency: int) -> tuple[float, list[flo
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         return time.perf_counter() - start, latencies, errors
-
-
-def wait_port(port: int, seconds: float = 20) -> None:
-    import socket
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise SystemExit(f"bench: nothing listening on {port}")
 
 
 def cpu_seconds(pid: int) -> float:

@@ -47,6 +47,8 @@ from storyverse_plugins.jwt_auth.jwks import JwksCache, http_fetcher  # noqa: E4
 from storyverse_plugins.jwt_auth.schema import parse_config  # noqa: E402
 from storyverse_plugins.jwt_auth.tokens import verify  # noqa: E402
 
+from bench.__main__ import cpu_seconds  # noqa: E402
+
 ISSUER = "http://storyverse.bench"
 AUDIENCE = "storyverse-api"
 KID = "bench-rs256"
@@ -202,11 +204,6 @@ async def drive(url: str, tokens: list[str], total: int, concurrency: int) -> tu
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         return time.perf_counter() - start, latencies, errors
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_kib(pid: int) -> int:
