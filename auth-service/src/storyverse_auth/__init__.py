@@ -10,7 +10,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import logs, mailer, metrics, passwords
-from .config import DEV_KEY_ENCRYPTION_KEY, ProdConfig, config_class
+from .config import ProdConfig, check_production, config_class
 from .errors import PROBLEM_MIMETYPE, PROBLEM_SCHEMA, APIError, register_error_handlers
 from .extensions import db, migrate, redis_store
 
@@ -28,8 +28,8 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
     app.config.from_object(cls)
     if config:
         app.config.update(config)
-    if cls is ProdConfig and app.config["KEY_ENCRYPTION_KEY"] == DEV_KEY_ENCRYPTION_KEY:
-        raise RuntimeError("KEY_ENCRYPTION_KEY must be set in production (AUTH_ENV=production)")
+    if cls is ProdConfig:
+        check_production(app.config)  # ConfigError: one line naming every unfit setting
     if app.config["TRUST_PROXY_HOPS"] > 0:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["TRUST_PROXY_HOPS"])  # type: ignore[method-assign]
     app.config["HTTP_ERROR_SCHEMA"] = PROBLEM_SCHEMA

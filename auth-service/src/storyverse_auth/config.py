@@ -6,7 +6,10 @@ Every setting can be overridden by the mapping passed to ``create_app(config)``.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 _DEFAULT_MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -57,10 +60,18 @@ class Config:
     THROTTLE_WINDOW_SECONDS = _int("THROTTLE_WINDOW_SECONDS", 12 * 3600)
     # register and forgot take at least this long whatever the outcome (hides the account-exists branch).
     ENUMERATION_FLOOR_SECONDS = float(os.environ.get("ENUMERATION_FLOOR_SECONDS", "0.1"))
-    MAIL_BACKEND = os.environ.get("MAIL_BACKEND", "outbox")  # outbox | smtp
+    MAIL_BACKEND = os.environ.get("MAIL_BACKEND", "outbox")  # outbox | smtp (production refuses outbox)
     MAIL_SENDER = os.environ.get("MAIL_SENDER", "StoryVerse <no-reply@storyverse.local>")
     SMTP_HOST = os.environ.get("SMTP_HOST", "localhost")
-    SMTP_PORT = _int("SMTP_PORT", 25)
+    SMTP_PORT = _int("SMTP_PORT", 587)
+    SMTP_SECURITY = os.environ.get("SMTP_SECURITY", "starttls")  # starttls | tls | none (production refuses none)
+    SMTP_USERNAME = os.environ.get("SMTP_USERNAME", "")
+    SMTP_PASSWORD = os.environ.get("SMTP_PASSWORD", "")
+    SMTP_TIMEOUT = _int("SMTP_TIMEOUT", 10)
+    SMTP_CA_FILE = os.environ.get("SMTP_CA_FILE", "")  # CA bundle for the SMTP server; empty = system CAs
+    # Links sent to parents: production refuses non-https or loopback hosts (they would point at the parent's own PC).
+    FAMILY_INVITE_URL = os.environ.get("FAMILY_INVITE_URL", "http://localhost:3000/join-family?token={token}")
+    DEVICE_VERIFICATION_URI = os.environ.get("DEVICE_VERIFICATION_URI", "http://localhost:3000/device")
     MAX_CONTENT_LENGTH = 64 * 1024
     MIGRATIONS_DIR = os.environ.get("MIGRATIONS_DIR", str(_DEFAULT_MIGRATIONS))
     LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
@@ -91,7 +102,38 @@ class TestConfig(Config):
 
 
 class ProdConfig(Config):
-    """Production: refuses to start on the development key encryption key."""
+    """Production: ``create_app`` refuses to start on any of ``production_problems``."""
+
+
+PUBLIC_URL_SETTINGS = ("RESET_URL", "FAMILY_INVITE_URL", "DEVICE_VERIFICATION_URI")
+_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})
+
+
+class ConfigError(RuntimeError):
+    """A setting that the service must not start with; the message is one line naming the variable(s)."""
+
+
+def production_problems(config: Mapping[str, Any]) -> list[str]:
+    """What makes ``config`` unfit for production, one phrase per setting (empty when it is fit)."""
+    problems = []
+    if config["KEY_ENCRYPTION_KEY"] == DEV_KEY_ENCRYPTION_KEY:
+        problems.append("KEY_ENCRYPTION_KEY must be set (it is the development key)")
+    if config["MAIL_BACKEND"] != "smtp":
+        problems.append(f"MAIL_BACKEND={config['MAIL_BACKEND']} keeps mail in memory; set MAIL_BACKEND=smtp")
+    elif config.get("SMTP_SECURITY", "starttls") not in ("starttls", "tls"):
+        problems.append("SMTP_SECURITY must be starttls or tls (mail carries reset links)")
+    for name in PUBLIC_URL_SETTINGS:
+        url = urlsplit(str(config.get(name, "")))
+        host = (url.hostname or "").lower()
+        if url.scheme != "https" or not host or host in _LOOPBACK_HOSTS or host.endswith(".localhost"):
+            problems.append(f"{name} must be a public https URL, not {config.get(name)!r}")
+    return problems
+
+
+def check_production(config: Mapping[str, Any]) -> None:
+    problems = production_problems(config)
+    if problems:
+        raise ConfigError("refusing to start (AUTH_ENV=production): " + "; ".join(problems))
 
 
 CONFIGS = {"development": DevConfig, "testing": TestConfig, "production": ProdConfig}
