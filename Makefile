@@ -58,6 +58,7 @@ kong-validate: install ## Check kong.yml: generated file up to date, emulator sc
 helm-check: install ## Lint, render and validate the Helm chart for every ci/ values file
 	scripts/install-helm.sh
 	$(BIN)/python helm/tools/gen_schema.py --check
+	$(BIN)/python helm/tools/gen_dashboards.py --check
 	$(BIN)/python -m pytest tests/deploy -q
 
 .PHONY: test-kong
