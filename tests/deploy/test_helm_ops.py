@@ -38,3 +38,59 @@ def test_the_migration_job_runs_with_the_same_mail_settings(default):
     job = _env(find(default, "Job", "migrations"), "migrate")
     assert job["MAIL_BACKEND"]["value"] == "smtp"
     assert job["RESET_URL"] == _env(find(default, "Deployment", "auth"), "auth")["RESET_URL"]
+
+
+CRON = {
+    "keys-rotate": ("flask keys rotate", "0 3 1 * *"),
+    "keys-prune": ("flask keys prune", "30 3 * * *"),
+    "oauth-prune-codes": ("flask oauth-clients prune-codes", "15 4 * * *"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CRON))
+def test_maintenance_cronjobs_run_the_auth_cli(default, name):
+    cron = find(default, "CronJob", name)
+    command, schedule = CRON[name]
+    assert (cron["spec"]["schedule"], cron["spec"]["timeZone"]) == (schedule, "Etc/UTC")
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"  # never two rotations at once
+    job = cron["spec"]["jobTemplate"]["spec"]
+    pod = job["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["command"] == ["sh", "-c", command]
+    assert (
+        container["image"] == find(default, "Deployment", "auth")["spec"]["template"]["spec"]["containers"][0]["image"]
+    )
+    env = {e["name"]: e for e in container["env"]}
+    assert env["AUTH_ENV"]["value"] == "production" and env["MAIL_BACKEND"]["value"] == "smtp"
+    assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]["key"] == "database-url"
+    assert pod["securityContext"]["runAsNonRoot"] and container["securityContext"]["readOnlyRootFilesystem"]
+    assert job["activeDeadlineSeconds"] == 300
+
+
+def test_maintenance_pods_reach_only_dns_postgres_and_redis(default):
+    policy = find(default, "NetworkPolicy", "maintenance")
+    assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "maintenance"
+    assert "ingress" not in policy["spec"]  # Ingress listed in policyTypes with no rule: nothing may connect
+    ports = sorted(r["ports"][0]["port"] for r in policy["spec"]["egress"])
+    assert ports == [53, 5432, 6379]
+
+
+def test_cronjobs_can_be_turned_off(helm):
+    from helm_support import CHART
+
+    out = helm.template(
+        "-f", str(CHART / "ci" / "default-values.yaml"), "--set", "cronJobs.keyRotation.enabled=false",
+        "--set", "cronJobs.keyPrune.enabled=false", "--set", "cronJobs.pruneCodes.enabled=false",
+    ).stdout  # fmt: skip
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in documents(out)}
+    assert not any(kind == "CronJob" or name.endswith("-maintenance") for kind, name in kinds)
+
+
+def test_helm_test_calls_the_jwks_through_the_gateway_over_https(default):
+    pod = find(default, "Pod", "helm-test-proxy")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    [container] = pod["spec"]["containers"]
+    assert container["command"][3:] == ["storyverse-gateway", "443", "api.storyverse.example", "true"]
+    assert "/.well-known/jwks.json" in container["command"][2]
+    policy = find(default, "NetworkPolicy", "helm-test-proxy")
+    assert policy["spec"]["egress"][1]["ports"] == [{"protocol": "TCP", "port": 8443}]
