@@ -59,6 +59,7 @@ helm-check: install ## Lint, render and validate the Helm chart for every ci/ va
 	scripts/install-helm.sh
 	$(BIN)/python helm/tools/gen_schema.py --check
 	$(BIN)/python helm/tools/gen_dashboards.py --check
+	$(BIN)/python helm/tools/gen_readme.py --check
 	$(BIN)/python -m pytest tests/deploy -q
 
 .PHONY: test-kong
