@@ -56,6 +56,18 @@ DASHBOARDS: dict[str, tuple[str, list[tuple[str, str, list[tuple[str, str]]]]]] 
             ("Failed attempts by reason", "reqps", [
                 (f"sum by (reason) (rate(sv_auth_failed_attempts_total{{{NS}}}[5m]))", "{{reason}}"),
             ]),
+            ("Request rate by endpoint", "reqps", [
+                (f"sum by (endpoint) (rate(sv_auth_requests_total{{{NS}}}[5m]))", "{{endpoint}}"),
+            ]),
+            ("Latency p99 by endpoint", "s", [
+                (
+                    f"histogram_quantile(0.99, sum by (endpoint, le) (rate(sv_auth_request_duration_seconds_bucket{{{NS}}}[5m])))",
+                    "{{endpoint}}",
+                ),
+            ]),
+            ("Error rate (5xx)", "percentunit", [
+                (f'sum(rate(sv_auth_requests_total{{{NS},status=~"5.."}}[5m])) / sum(rate(sv_auth_requests_total{{{NS}}}[5m]))', "5xx"),
+            ]),
             ("Refresh-token reuse (sessions revoked)", "short", [
                 (f"sum(increase(sv_auth_refresh_reuse_total{{{NS}}}[1h]))", "reuse / h"),
             ]),

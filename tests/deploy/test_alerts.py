@@ -12,6 +12,7 @@ import sys
 import pytest
 import yaml
 from helm_support import CHART, REPO, documents, find
+from prometheus_client.parser import text_string_to_metric_families
 
 ALERTS = CHART / "files" / "alerts"
 RULES, RULE_TESTS = ALERTS / "storyverse.rules.yaml", ALERTS / "storyverse.rules.test.yaml"
@@ -134,10 +135,16 @@ def _served_metrics() -> set[str]:
     """Every sample name our exporters serve: Kong's prometheus plugin (the emulator's port of exporter.lua), the
     rate-limiting plugin server and the auth service, plus Prometheus' own `up`."""
     from kong_emulator.native.prometheus import PREFIX, Exporter
-    from storyverse_auth.metrics import COUNTERS
+    from storyverse_auth.metrics import Metrics as AuthMetrics
     from storyverse_plugins.quota.metrics import _LABELS, Metrics
 
-    names = {"up", *COUNTERS}
+    names = {"up"}
+    auth = AuthMetrics(None)
+    for counter in auth.counters.values():
+        counter.labels(*["x"] * len(counter._labelnames)).inc() if counter._labelnames else counter.inc()
+    auth.requests.labels("/x", "GET", "200").inc()
+    auth.latency.labels("/x", "GET").observe(0.1)
+    names |= {s.name for family in text_string_to_metric_families(auth.render().decode()) for s in family.samples}
     for metric in Exporter().reg.metrics.values():
         base = PREFIX + metric.name
         names |= {base + s for s in ("_bucket", "_sum", "_count")} if metric.typ == "histogram" else {base}

@@ -40,12 +40,12 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
     register_commands(app)
     app.spec_processor(_problem_responses)
     app.before_request(_require_json_bodies)
-    app.after_request(metrics.flush)
     return app
 
 
 def register_extensions(app: APIFlask) -> None:
     logs.configure(app)
+    metrics.init_app(app)
     db.init_app(app)
     migrate.init_app(app, db, directory=app.config["MIGRATIONS_DIR"])
     redis_store.init_app(app)

@@ -32,6 +32,9 @@
   value: {{ .Values.publicUrls.familyInviteUrl | quote }}
 - name: DEVICE_VERIFICATION_URI
   value: {{ .Values.publicUrls.deviceVerificationUri | quote }}
+# prometheus_client multiprocess mode: gunicorn's workers write their samples here (the /tmp emptyDir).
+- name: PROMETHEUS_MULTIPROC_DIR
+  value: /tmp/prometheus-metrics
 {{- end }}
 
 {{/* Problems with the operations values, one line each (appended to storyverse.validateValues' list). */}}
