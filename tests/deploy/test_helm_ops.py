@@ -94,3 +94,18 @@ def test_helm_test_calls_the_jwks_through_the_gateway_over_https(default):
     assert "/.well-known/jwks.json" in container["command"][2]
     policy = find(default, "NetworkPolicy", "helm-test-proxy")
     assert policy["spec"]["egress"][1]["ports"] == [{"protocol": "TCP", "port": 8443}]
+
+
+def test_the_proxy_serves_https_only_with_hsts_by_default(default):
+    service = find(default, "Service", "gateway")
+    assert [p["name"] for p in service["spec"]["ports"]] == ["https"]  # no plain HTTP on the internet by default
+    env = _env(find(default, "Deployment", "gateway"), "kong")
+    assert env["KONG_NGINX_PROXY_ADD_HEADER"]["value"] == (
+        'Strict-Transport-Security "max-age=31536000; includeSubDomains" always'
+    )
+
+
+def test_gunicorn_writes_no_second_access_log(default):
+    env = _env(find(default, "Deployment", "auth"), "auth")
+    assert "--access-logfile" not in env["GUNICORN_CMD_ARGS"]["value"]
+    assert env["PROMETHEUS_MULTIPROC_DIR"]["value"].startswith("/tmp/")  # the pod's writable emptyDir

@@ -142,7 +142,7 @@ def test_proxy_tls_is_1_2_or_later_from_a_secret(default):
     volumes = {v["name"]: v for v in pod_spec(gateway)["volumes"]}
     assert volumes["proxy-tls"]["secret"]["secretName"] == "storyverse-proxy-tls"
     ports = {p["name"]: p["port"] for p in find(default, "Service", "gateway")["spec"]["ports"]}
-    assert ports == {"http": 80, "https": 443}
+    assert ports == {"https": 443}  # plain HTTP is off by default (gateway.service.httpPort: 0)
 
 
 def test_cert_manager_certificate_fills_the_tls_secret(all_docs):

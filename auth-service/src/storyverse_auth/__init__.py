@@ -10,7 +10,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import logs, mailer, metrics, passwords
-from .config import ProdConfig, check_production, config_class
+from .config import ProdConfig, check_production, config_class, environment_config
 from .errors import PROBLEM_MIMETYPE, PROBLEM_SCHEMA, APIError, register_error_handlers
 from .extensions import db, migrate, redis_store
 
@@ -26,6 +26,7 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
     )
     cls = config_class("testing" if (config or {}).get("TESTING") else None)
     app.config.from_object(cls)
+    app.config.update(environment_config(cls))  # ConfigError: one line naming each bad variable
     if config:
         app.config.update(config)
     if cls is ProdConfig:
