@@ -109,3 +109,22 @@ def test_gunicorn_writes_no_second_access_log(default):
     env = _env(find(default, "Deployment", "auth"), "auth")
     assert "--access-logfile" not in env["GUNICORN_CMD_ARGS"]["value"]
     assert env["PROMETHEUS_MULTIPROC_DIR"]["value"].startswith("/tmp/")  # the pod's writable emptyDir
+
+
+def test_production_render_acceptance(renders):
+    """The issue's acceptance on the fullest production values (monitoring on): no outbox, HTTPS-only edge with
+    HSTS, the maintenance CronJobs, the alerts and the dashboards. (Kong -> auth and Kong -> backends are still plain
+    HTTP inside the cluster: not asserted here, see docs/operations.md §3.)"""
+    docs = documents(renders["external-redis-values"])
+    kinds = [(d["kind"], d["metadata"]["name"]) for d in docs]
+    auth_env = _env(find(docs, "Deployment", "auth"), "auth")
+    assert auth_env["MAIL_BACKEND"]["value"] == "smtp" and auth_env["AUTH_ENV"]["value"] == "production"
+    assert "outbox" not in str([d for d in docs if d["kind"] in ("Deployment", "Job", "CronJob")])
+    assert [p["name"] for p in find(docs, "Service", "gateway")["spec"]["ports"]] == ["https"]
+    assert (
+        "Strict-Transport-Security"
+        in _env(find(docs, "Deployment", "gateway"), "kong")["KONG_NGINX_PROXY_ADD_HEADER"]["value"]
+    )
+    assert {n for k, n in kinds if k == "CronJob"} == {f"storyverse-{c}" for c in CRON}
+    assert ("PrometheusRule", "storyverse-alerts") in kinds
+    assert sum(1 for k, n in kinds if k == "ConfigMap" and n.endswith("-dashboard")) == 3
