@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -15,6 +16,8 @@ from e2e_support import AUTH_DIR, auth_env, start_auth_service
 from kong_emulator.testing import free_port, wait_port
 from prometheus_client.parser import text_string_to_metric_families
 
+# Two service start-ups (and their migrations) in one module fixture: more than the suite's 120 s on a loaded machine.
+pytestmark = pytest.mark.timeout(300)
 REDIS_DB = 12
 DATABASE = "storyverse_e2e_metrics"
 ISSUER = "http://metrics.storyverse.test"
@@ -24,20 +27,34 @@ def _gunicorn(port: int, env: dict[str, str]) -> subprocess.Popen:
     argv = [sys.executable, "-m", "gunicorn", "-w", "2", "-k", "gthread", "--threads", "2"]
     argv += ["-b", f"127.0.0.1:{port}", "--chdir", str(AUTH_DIR), "wsgi:app"]
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_port(port, seconds=60, proc=proc)
+    _wait_healthy(port, proc)
     return proc
+
+
+def _wait_healthy(port: int, proc: subprocess.Popen, seconds: float = 90) -> None:
+    """Listening is not serving on a loaded machine: wait for /healthz (from either worker)."""
+    wait_port(port, seconds=seconds, proc=proc)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200:
+                return
+        except requests.RequestException:
+            time.sleep(0.5)
+    raise TimeoutError(f"auth service on {port} not healthy")
 
 
 @pytest.fixture(scope="module")
 def pods(tmp_path_factory):
     # gunicorn reads ./gunicorn.conf.py from its starting directory (the image's /app); name it here.
     base = auth_env(DATABASE, REDIS_DB, ISSUER, GUNICORN_CMD_ARGS=f"--config {AUTH_DIR / 'gunicorn.conf.py'}")
+    base |= {"ARGON2_TIME_COST": "1", "ARGON2_MEMORY_COST": "8"}  # counting, not hashing, is under test
     dirs = [tmp_path_factory.mktemp(f"pod{i}") / "prometheus" for i in range(2)]
     ports = [free_port(), free_port()]
     first = start_auth_service(ports[0], base | {"PROMETHEUS_MULTIPROC_DIR": str(dirs[0])})  # creates the database
     procs = [first]
     try:
-        wait_port(ports[0], seconds=60, proc=first)
+        _wait_healthy(ports[0], first)
         procs.append(_gunicorn(ports[1], base | {"PROMETHEUS_MULTIPROC_DIR": str(dirs[1])}))
         pod = [
             {"url": f"http://127.0.0.1:{p}", "port": p, "dir": d, "env": base} for p, d in zip(ports, dirs, strict=True)
@@ -46,11 +63,11 @@ def pods(tmp_path_factory):
     finally:
         for proc in procs:
             proc.terminate()
-            proc.wait(10)
+            proc.wait(60)
 
 
 def failures(url: str) -> float:
-    text = requests.get(url + "/metrics", timeout=10).text
+    text = requests.get(url + "/metrics", timeout=60).text
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(text)
@@ -62,7 +79,7 @@ def failures(url: str) -> float:
 def fail_logins(url: str, count: int) -> None:
     for _ in range(count):
         body = {"email": f"nobody-{uuid.uuid4().hex[:8]}@example.com", "password": "a wrong but long password"}
-        assert requests.post(url + "/api/auth/login", json=body, timeout=15).status_code == 401
+        assert requests.post(url + "/api/auth/login", json=body, timeout=60).status_code == 401
 
 
 def test_each_pod_reports_its_own_logins_summed_over_its_workers(pods):
@@ -77,9 +94,10 @@ def test_each_pod_reports_its_own_logins_summed_over_its_workers(pods):
 
 def test_a_restarted_pod_starts_from_zero(pods):
     (a, _), procs = pods
+    fail_logins(a["url"], 2)
     assert failures(a["url"]) > 0
     procs[0].terminate()
-    procs[0].wait(10)
+    procs[0].wait(60)
     procs[0] = _gunicorn(a["port"], a["env"] | {"PROMETHEUS_MULTIPROC_DIR": str(a["dir"])})
     assert failures(a["url"]) == 0.0
     fail_logins(a["url"], 1)

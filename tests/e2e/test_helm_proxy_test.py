@@ -13,6 +13,8 @@ import yaml
 from e2e_support import REPO, auth_env, repo_plugins, start_auth_service
 from kong_emulator.testing import EmulatorProcess, free_port, wait_port
 
+# Two service start-ups (and their migrations) in one module fixture: more than the suite's 120 s on a loaded machine.
+pytestmark = pytest.mark.timeout(300)
 REDIS_DB = 11
 DATABASE = "storyverse_e2e_helmtest"
 ISSUER = "http://helmtest.storyverse.test"
