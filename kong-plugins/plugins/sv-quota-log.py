@@ -12,7 +12,7 @@ from storyverse_plugins.quota.handler import LogPlugin, Schema, log_priority, ve
 if __name__ == "__main__":
     import sys
 
-    from kong_pdk.cli import start_dedicated_server
+    from kong_pluginserver import start_dedicated_server
     from storyverse_plugins.quota.metrics import serve_from_env
 
     if "--dump" not in sys.argv:  # Kong's query_cmd only dumps the schema: it must not take the metrics port

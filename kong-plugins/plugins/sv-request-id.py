@@ -4,6 +4,6 @@
 from storyverse_plugins.request_id.handler import Plugin, Schema, priority, version
 
 if __name__ == "__main__":
-    from kong_pdk.cli import start_dedicated_server
+    from kong_pluginserver import start_dedicated_server
 
     start_dedicated_server("sv-request-id", Plugin, version, priority, Schema)
