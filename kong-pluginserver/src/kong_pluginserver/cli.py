@@ -27,6 +27,7 @@ from importlib import metadata
 from kong_pluginserver.server import (
     DEFAULT_BUDGET_MS,
     DEFAULT_THREADS,
+    KONG_STEP_WAIT_S,
     PluginModule,
     PluginServer,
     UnixServer,
@@ -68,6 +69,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="plugin-code threads (%(default)s)")
     parser.add_argument("--drain-s", type=float, default=10.0, help="SIGTERM: longest wait for in-flight events")
     parser.add_argument("--request-id-header", default="x-request-id", help="header logged as request_id")
+    parser.add_argument("--step-wait-s", type=float, default=KONG_STEP_WAIT_S, help=argparse.SUPPRESS)  # tests
     args = parser.parse_args(argv)
     if not 1 <= args.budget_ms <= MAX_BUDGET_MS:
         parser.error(f"--budget-ms must be between 1 and {MAX_BUDGET_MS}")
@@ -146,6 +148,7 @@ def start_dedicated_server(name, plugin, _version=None, _priority=0, _schema=Non
         budget_ms=args.budget_ms,
         threads=args.threads,
         request_id_header=args.request_id_header,
+        step_wait_s=args.step_wait_s,
     )
     path = os.path.join(args.prefix, socket_name)
     server = UnixServer(ps, path, args.listen_queue_size, drain_s=args.drain_s)
