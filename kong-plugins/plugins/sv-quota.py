@@ -5,6 +5,7 @@ Set SV_QUOTA_METRICS_PORT to serve the plugin's Prometheus counters on http://$S
 (host default 127.0.0.1; the Helm chart sets 0.0.0.0 so Prometheus can scrape the pod).
 """
 
+import kong_pluginserver.boot  # noqa: F401 - first: cooperative I/O before the plugin modules load
 from storyverse_plugins.quota.handler import Plugin, Schema, priority, version
 
 if __name__ == "__main__":

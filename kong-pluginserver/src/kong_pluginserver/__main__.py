@@ -16,6 +16,7 @@ def main() -> None:
         raise SystemExit(2)
     import kong_pdk.cli
 
+    import kong_pluginserver.boot  # noqa: F401 - cooperative I/O before the entry file's imports
     from kong_pluginserver.cli import start_dedicated_server
 
     if not hasattr(kong_pdk.cli, "_kong_pdk_start_dedicated_server"):  # the fallback (SV_PLUGIN_SERVER) calls it

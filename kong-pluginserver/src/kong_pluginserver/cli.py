@@ -4,7 +4,7 @@ Same flags as kong-pdk: ``-p/--kong-prefix/-kong-prefix``, ``--socket-name`` (de
 ``--listen-queue-size``, ``--no-lua-style``, ``-v``, ``--version``, ``--dump/-dump`` (a one-element JSON list, no
 trailing newline, byte-identical to kong-pdk's). ``-m`` and ``-g`` are accepted and ignored. Our own:
 ``--budget-ms`` (each RPC waiting for plugin code is answered within it; default 1000, at most 60000),
-``--threads`` (the plugin-code pool), ``--drain-s`` (SIGTERM drain limit), ``--request-id-header``.
+``--drain-s`` (SIGTERM drain limit), ``--request-id-header``.
 
 ``SV_PLUGIN_SERVER=kong-pdk`` in the environment hands the same call to kong-pdk's own server (the fallback; Kong
 passes a variable to its plugin servers only when kong.conf names it: ``nginx_main_env = SV_PLUGIN_SERVER=kong-pdk``).
@@ -26,7 +26,6 @@ from importlib import metadata
 
 from kong_pluginserver.server import (
     DEFAULT_BUDGET_MS,
-    DEFAULT_THREADS,
     KONG_STEP_WAIT_S,
     PluginModule,
     PluginServer,
@@ -66,15 +65,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dump", "-dump", dest="dump", action="store_true", help="dump plugin info to stdout")
     parser.add_argument("--budget-ms", type=int, default=DEFAULT_BUDGET_MS,
                         help="answer every RPC waiting for plugin code within this (%(default)s)")  # fmt: skip
-    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="plugin-code threads (%(default)s)")
     parser.add_argument("--drain-s", type=float, default=10.0, help="SIGTERM: longest wait for in-flight events")
     parser.add_argument("--request-id-header", default="x-request-id", help="header logged as request_id")
     parser.add_argument("--step-wait-s", type=float, default=KONG_STEP_WAIT_S, help=argparse.SUPPRESS)  # tests
     args = parser.parse_args(argv)
     if not 1 <= args.budget_ms <= MAX_BUDGET_MS:
         parser.error(f"--budget-ms must be between 1 and {MAX_BUDGET_MS}")
-    if args.threads < 1:
-        parser.error("--threads must be at least 1")
     if not args.dump and not os.path.exists(args.prefix):
         raise OSError(f"path {args.prefix} doesn't exist, can't create unix socket file")
     return args
@@ -134,6 +130,9 @@ def start_dedicated_server(name, plugin, _version=None, _priority=0, _schema=Non
         if argv is not None:
             sys.argv = [sys.argv[0], *argv]
         return original(name, plugin, _version, _priority, _schema)
+    from kong_pluginserver import boot  # not at module level: importing it as __main__'s first import patches
+
+    boot.patch()  # normally done by the entry file's first import (before the plugin modules load)
     args = parse(argv)
     module = PluginModule(name, plugin, _version, _priority, list(_schema) if _schema is not None else [])
     if args.dump:
@@ -146,7 +145,6 @@ def start_dedicated_server(name, plugin, _version=None, _priority=0, _schema=Non
         module,
         lua_style=not args.no_lua_style,
         budget_ms=args.budget_ms,
-        threads=args.threads,
         request_id_header=args.request_id_header,
         step_wait_s=args.step_wait_s,
     )
@@ -157,7 +155,7 @@ def start_dedicated_server(name, plugin, _version=None, _priority=0, _schema=Non
     log.info(
         "started",
         extra={"fields": {"version": _version, "server": f"kong-pluginserver {version()}", "protocol": PROTOCOL,
-                          "socket": path, "budget_ms": args.budget_ms, "threads": args.threads,
+                          "socket": path, "budget_ms": args.budget_ms,
                           "lua_style": ps.lua_style}},
     )  # fmt: skip
     if ps.lua_style:

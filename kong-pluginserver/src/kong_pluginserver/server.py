@@ -8,19 +8,24 @@ GetPluginInfo / SetPluginDir / InstanceStatus with kong-pdk's result shapes and 
 attribute '<x>'"); a terminal ``kong.response.exit`` / ``error`` ends the event (a later Step is "event id N not
 found").
 
-How it runs:
+How it runs (gevent, https://www.gevent.org/, for cooperative I/O):
 
-* one epoll loop on the main thread owns every socket, every table and the MessagePack packer/unpackers;
-* plugin code (phase handlers, ``Plugin(config)``) runs on a small thread pool, so a Redis call, a JWKS fetch or an
-  HTTP call blocks only its own event. A PDK call hands ``{"Method", "Args"}`` to the loop (a deque and an eventfd)
-  and parks the thread on the event's lock until Kong's Step arrives;
-* every RPC that waits for plugin code has a budget (``--budget-ms``, default 1000): when it runs out the loop answers
-  ``[1, msgid, "... no answer within N ms", nil]`` at once (Kong logs it, kong.yml's fail-closed guard denies) and
-  abandons the event, so Kong's 60 s read timeout is never reached and a connection never carries a late reply;
+* the server's sockets are driven by gevent's hub (libev watchers; callbacks on the hub greenlet), which owns
+  every table and the MessagePack packer/unpackers;
+* each event runs in a greenlet: a PDK call switches to the hub with ``{"Method", "Args"}``, the hub answers the
+  pending RPC with it, and the next Step switches the result back in. No thread per event, no queue, no lock;
+* the plugin server process is monkey-patched by gevent before the plugin modules load (`kong_pluginserver.boot`,
+  imported first by every entry file): socket, ssl, select, time.sleep, DNS and threading become cooperative, so a
+  Redis call, a JWKS fetch or an HTTP call parks only its own event while the hub serves the others. An event that
+  was parked on I/O answers its pending RPC itself when it gets to its next PDK call or its end;
+* every RPC that waits for plugin code has a budget (``--budget-ms``, default 1000): when it runs out the hub
+  answers ``[1, msgid, "... no answer within N ms", nil]`` at once (Kong logs it, kong.yml's fail-closed guard
+  denies) and abandons the event, so Kong's 60 s read timeout is never reached and a connection never carries a late
+  reply. CPU-bound plugin code cannot be pre-empted: it holds the hub for as long as it computes;
 * an event waiting for Kong's next Step is abandoned after ``KONG_STEP_WAIT_S`` (Kong never sends it after a Lua
-  error in a PDK function). An abandoned event's thread is woken with `EventAbandoned` (a BaseException, so a
-  plugin's ``except Exception`` does not swallow it) and goes back to the pool: no thread, event or queue outlives
-  its event, whatever the plugin did (docs/architecture.md lists the kong-pdk leaks this removes).
+  error in a PDK function). An abandoned event's greenlet gets `EventAbandoned` thrown in (a BaseException, so a
+  plugin's ``except Exception`` does not swallow it): no greenlet, event or buffer outlives its event, whatever the
+  plugin did (kong-pluginserver/README.md lists the kong-pdk leaks this removes).
 
 Bytes: Kong packs every Lua string as msgpack ``str`` without any UTF-8 check (`mp_rpc.lua` uses lua-MessagePack's
 string packer, `kong/runloop/plugin_servers/rpc/mp_rpc.lua:1-26`). Here every such value (header names and values,
@@ -40,26 +45,25 @@ Deliberate differences from kong-pdk (each one removes a hang or a leak, never c
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import errno
-import heapq
 import json
 import logging
 import os
 import re
 import secrets
-import select
 import signal
 import socket
 import sys
-import threading
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import gevent
+import gevent.event
 import msgpack
+from gevent import monkey
+from greenlet import getcurrent, greenlet
 
 from kong_pluginserver.pdk import TERMINAL_METHODS, Node, PDKException, sanitize_log_args
 
@@ -73,15 +77,13 @@ BYTES = "surrogateescape"  # how non-UTF-8 bytes in msgpack str values reach the
 ID_SPACE = 1 << 31  # ids stay positive 31-bit integers (Lua numbers, msgpack ints)
 KONG_STEP_WAIT_S = 65.0  # Kong answers a PDK call at once; after its own 60 s socket timeouts it never will
 DEFAULT_BUDGET_MS = 1000
-DEFAULT_THREADS = 16
 UNPACK_READ_SIZE = 16 * 1024  # a connection's unpacker starts this small (kong-pdk: 1 MiB) and grows on demand
 UNPACK_MAX = 64 * 1024 * 1024  # one message (a raw body) may not exceed this
 _CAMEL = re.compile("([a-z])([A-Z])")
 _RECV = 65536
-_WATCHDOG_S = 1.0
 
-# what a worker thread hands the loop
-_CALL, _END, _RAISED, _RPC = 0, 1, 2, 3
+# what an event's greenlet hands the hub
+_CALL, _END, _RAISED = "call", "end", "raised"
 
 
 class ServerError(Exception):
@@ -93,7 +95,7 @@ class EventAbandoned(BaseException):
 
 
 class Deferred:
-    """A reply the loop sends later (plugin code runs on the pool)."""
+    """A reply sent later (the plugin code waits for I/O, or builds an instance)."""
 
 
 DEFERRED = Deferred()
@@ -145,32 +147,30 @@ class Event:
     """One phase of one request. ``waiting`` is the RPC (conn, msgid) that the plugin's next output answers; None
     while the plugin waits for Kong's Step."""
 
-    __slots__ = ("abandoned", "deadline", "done", "id", "inbox", "parked_at", "phase", "request_id", "waiting", "wake")
+    __slots__ = ("abandoned", "deadline", "done", "glet", "id", "in_advance", "parked_at", "phase", "request_id",
+                 "waiting")  # fmt: skip
 
-    def __init__(self, eid: int, phase: str) -> None:
+    def __init__(self, eid: int, phase: str, glet: greenlet) -> None:
         self.id = eid
         self.phase = phase
+        self.glet = glet
         self.done = False  # a terminal call went out: nothing more goes to Kong for this event
         self.abandoned = False
+        self.in_advance = False  # running inside the hub's _advance (its output is the return of that switch)
         self.waiting: tuple[_Conn, Any] | None = None
         self.deadline = 0.0  # the budget of the RPC in ``waiting``
         self.parked_at = 0.0  # when its last PDK call went to Kong
-        self.inbox: tuple[Any, Any] = (None, None)
-        self.wake = threading.Lock()
-        self.wake.acquire()
         self.request_id: str | None = None
 
 
 class PluginServer:
-    """RPC methods (kong-pdk names, snake_case) over one plugin. Called on the loop thread only; plugin code runs on
-    the pool and talks to the loop through `post`."""
+    """RPC methods (kong-pdk names, snake_case) over one plugin, called on the hub; events run in greenlets."""
 
     def __init__(
         self,
         module: PluginModule,
         lua_style: bool = True,
         budget_ms: int = DEFAULT_BUDGET_MS,
-        threads: int = DEFAULT_THREADS,
         request_id_header: str = "x-request-id",
         step_wait_s: float = KONG_STEP_WAIT_S,
     ) -> None:
@@ -186,13 +186,11 @@ class PluginServer:
         self.events: dict[int, Event] = {}
         self.event_id = random_id()
         self.kong = Node("kong", self._pdk_call)
-        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="event")
-        self.outbox: collections.deque = collections.deque()
-        self.wakefd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        # budgets: (deadline, seq, event); an entry lives at most one budget, stale ones are skipped
-        self.timers: list[tuple[float, int, Event]] = []
-        self._seq = 0
-        self._tls = threading.local()
+        self.hub: Any = None  # gevent's hub, set when serving
+        self.answer: Any = None  # UnixServer.answer(conn, (msgid, err, result))
+        self.waiting_io: set[Event] = set()  # events parked on I/O with an RPC to answer (their budgets run)
+        self.resume: list[Event] = []  # events that made a terminal call: run their remaining code after the reply
+        self.current: dict[greenlet, Event] = {}
         self.rpc_count = 0  # RPCs answered (HandleEvent + Step* count the PDK round trips); GetStatus reports it
         self.abandoned_count = 0
         self._methods: dict[str, Any] = {}
@@ -233,27 +231,6 @@ class PluginServer:
 
     # -- instances --------------------------------------------------------------------------------------------
 
-    def start_instance(self, cfg: dict, conn: _Conn, msgid: Any) -> Deferred:
-        name = cfg["Name"]
-        if name not in self.plugins:
-            raise ServerError(f"{name} not initizlied")
-        config = json.loads(cfg["Config"])
-        iid = self.instance_id
-        self.instance_id = (iid + 1) % ID_SPACE
-        self.pool.submit(self._construct, name, iid, config, conn, msgid)  # Plugin(config) may do I/O
-        return DEFERRED
-
-    def _construct(self, name: str, iid: int, config: Any, conn: _Conn, msgid: Any) -> None:
-        try:
-            obj = self.plugins[name].cls(config)
-        except Exception as exc:  # noqa: BLE001 - kong-pdk answers str(exc); Kong then fails the request with 500
-            log.error("instance of %s failed to start: %s", name, traceback.format_exc(limit=5))
-            self.post(None, _RPC, (conn, msgid, str(exc), None, None))
-            return
-        ins = Instance(name, obj, config)
-        ret = {"Name": name, "Id": iid, "Config": config, "StartTime": ins.start_time}
-        self.post(None, _RPC, (conn, msgid, None, ret, (iid, ins)))
-
     def instance_status(self, iid: Any) -> dict:
         ins = self.instances.get(iid)
         if ins is None:
@@ -284,7 +261,6 @@ class PluginServer:
             "Events": len(self.events),
             "Rpcs": self.rpc_count,
             "Abandoned": self.abandoned_count,
-            "Threads": threading.active_count(),
         }
 
     def get_plugin_info(self, name: str) -> dict:
@@ -298,9 +274,33 @@ class PluginServer:
         self.plugin_dir = path
         return "ok"
 
-    # -- events (loop side) -----------------------------------------------------------------------------------
+    # -- events (hub side) ------------------------------------------------------------------------------------
 
-    def handle_event(self, event: dict, conn: _Conn, msgid: Any) -> Deferred:
+    def start_instance(self, cfg: dict, conn: _Conn, msgid: Any) -> Deferred:
+        name = cfg["Name"]
+        if name not in self.plugins:
+            raise ServerError(f"{name} not initizlied")
+        config = json.loads(cfg["Config"])
+        iid = self.instance_id
+        self.instance_id = (iid + 1) % ID_SPACE
+        # Plugin(config) may do I/O: its own greenlet (the hub itself must never block)
+        greenlet(self._construct, parent=self.hub).switch(name, iid, config, conn, msgid)
+        return DEFERRED
+
+    def _construct(self, name: str, iid: int, config: Any, conn: _Conn, msgid: Any) -> None:
+        try:
+            obj = self.plugins[name].cls(config)
+        except Exception as exc:  # noqa: BLE001 - kong-pdk answers str(exc); Kong then fails the request with 500
+            log.error("instance of %s failed to start: %s", name, traceback.format_exc(limit=5))
+            self.answer(conn, (msgid, str(exc), None))
+            return
+        ins = Instance(name, obj, config)
+        self.instances[iid] = ins
+        self.plugins[name].last_start_instance_time = time.time()
+        log.info("instance #%d of %s started", iid, name)
+        self.answer(conn, (msgid, None, {"Name": name, "Id": iid, "Config": config, "StartTime": ins.start_time}))
+
+    def handle_event(self, event: dict, conn: _Conn, msgid: Any) -> Any:
         iid = event["InstanceId"]
         ins = self.instances.get(iid)
         if ins is None:
@@ -309,29 +309,24 @@ class PluginServer:
         handler = getattr(ins.obj, phase)
         eid = self.event_id
         self.event_id = (eid + 1) % ID_SPACE
-        ev = Event(eid, phase)
+        ev = Event(eid, phase, greenlet(self._run_event, parent=self.hub))
         self.events[eid] = ev
-        self._expect(ev, conn, msgid)
-        self.pool.submit(self._run, ev, handler)
-        return DEFERRED
+        return self._advance(ev, (ev, handler), conn, msgid)
 
-    def step(self, data: dict, conn: _Conn, msgid: Any) -> Deferred:
+    def step(self, data: dict, conn: _Conn, msgid: Any) -> Any:
         return self._resume(data, (data.get("Data"), None), conn, msgid)
 
-    def step_error(self, data: dict, conn: _Conn, msgid: Any) -> Deferred:
+    def step_error(self, data: dict, conn: _Conn, msgid: Any) -> Any:
         return self._resume(data, (None, data.get("Data")), conn, msgid)
 
-    def _resume(self, data: dict, value: tuple, conn: _Conn, msgid: Any) -> Deferred:
+    def _resume(self, data: dict, value: tuple, conn: _Conn, msgid: Any) -> Any:
         eid = data["EventId"]
         ev = self.events.get(eid)
         if ev is None or ev.waiting is not None:  # unknown, or a Step while the plugin still runs (Kong never does)
             raise ServerError(f"event id {eid} not found")
         if ev.request_id is None and type(value[0]) is dict:
             self._sniff_request_id(ev, value[0])
-        ev.inbox = value
-        self._expect(ev, conn, msgid)
-        ev.wake.release()
-        return DEFERRED
+        return self._advance(ev, value, conn, msgid)
 
     def _sniff_request_id(self, ev: Event, data: dict) -> None:
         """Remember the request id when the plugin read the headers (JSON log lines carry it)."""
@@ -341,65 +336,66 @@ class PluginServer:
         if isinstance(rid, str):
             ev.request_id = rid[:200]
 
-    def _expect(self, ev: Event, conn: _Conn, msgid: Any) -> None:
+    def _advance(self, ev: Event, value: Any, conn: _Conn, msgid: Any) -> Any:
+        """Run the event until its next output (the answer to this RPC), or until it waits for I/O (answered later
+        by the event itself, `_emit`)."""
         ev.waiting = (conn, msgid)
         conn.pending = ev
         ev.deadline = time.monotonic() + self.budget
-        self._seq += 1
-        heapq.heappush(self.timers, (ev.deadline, self._seq, ev))
+        ev.in_advance = True
+        try:
+            out = ev.glet.switch(value)
+        finally:
+            ev.in_advance = False
+        if type(out) is not tuple or len(out) != 2 or out[0] not in _KINDS:
+            self.waiting_io.add(ev)  # it switched to the hub for I/O (gevent passes no output): answered later
+            return DEFERRED
+        return self._settle(ev, out)[1]
 
-    def deliver(self, ev: Event | None, kind: int, payload: Any) -> tuple[_Conn, bytes] | None:
-        """A worker's output (loop side): the reply to send, if any, and the event's bookkeeping."""
-        if ev is None:  # a StartInstance finished
-            conn, msgid, err, ret, created = payload
-            if created is not None:
-                iid, ins = created
-                self.instances[iid] = ins
-                self.plugins[ins.name].last_start_instance_time = time.time()
-                log.info("instance #%d of %s started", iid, ins.name)
-            return conn, (msgid, err, ret)
-        if ev.abandoned:
-            if kind == _CALL and not ev.done:
-                ev.wake.release()  # it parks for an answer that will never come: wake it to unwind
-            return None
+    def _settle(self, ev: Event, out: tuple) -> tuple[_Conn, tuple]:
+        """An event's output: the reply for its pending RPC and its bookkeeping."""
+        kind, payload = out
         conn, msgid = ev.waiting
         ev.waiting = None
+        self.waiting_io.discard(ev)
         if conn.pending is ev:
             conn.pending = None
         if kind == _CALL:
             if ev.done:
-                del self.events[ev.id]
+                self.events.pop(ev.id, None)
             else:
                 ev.parked_at = time.monotonic()
             return conn, (msgid, None, {"Data": payload, "EventId": ev.id})
-        del self.events[ev.id]
+        self.events.pop(ev.id, None)
         if kind == _END:
             return conn, (msgid, None, {"Data": MSG_RET, "EventId": ev.id})
         return conn, (msgid, payload, None)  # _RAISED
 
+    def finish_terminated(self) -> None:
+        """Let events that exited run their remaining code (kong-pdk's exit returns at once, the code goes on)."""
+        while self.resume:
+            self.resume.pop().glet.switch(None)  # returns at its end, or when it waits for I/O
+
     def abandon(self, ev: Event, why: str) -> tuple[_Conn, Any] | None:
-        """Give up on an event: free it now; its thread unwinds at its next PDK call (or is woken if parked)."""
+        """Give up on an event: free it now and unwind its greenlet with `EventAbandoned`."""
         if ev.abandoned:
             return None
         ev.abandoned = True
         self.abandoned_count += 1
         self.events.pop(ev.id, None)
+        self.waiting_io.discard(ev)
         waiting, ev.waiting = ev.waiting, None
-        if waiting is None and not ev.done:
-            ev.wake.release()  # parked on a Step that will not come
-        elif waiting is not None and waiting[0].pending is ev:
+        if waiting is not None and waiting[0].pending is ev:
             waiting[0].pending = None
         log.warning("event #%d (%s) abandoned: %s", ev.id, ev.phase, why, extra={"request_id": ev.request_id})
+        if ev.glet and not ev.glet.dead and ev.glet is not getcurrent():
+            ev.glet.throw(EventAbandoned(ev.id))  # parked on a Step or waiting for I/O: unwinds now
         return waiting
 
-    def expired(self, now: float) -> list[tuple[_Conn, Any, str]]:
-        """Events past their deadline: the RPCs to answer with an error."""
+    def tick(self, now: float) -> list[tuple[_Conn, Any, str]]:
+        """Budgets (every 10 ms): RPCs whose plugin code has not answered in time get an error answer."""
         out = []
-        timers = self.timers
-        while timers and timers[0][0] <= now:
-            deadline, _, ev = heapq.heappop(timers)
-            if ev.abandoned or ev.waiting is None or ev.deadline != deadline:
-                continue
+        for ev in [e for e in self.waiting_io if now > e.deadline]:
             err = f"event #{ev.id} ({ev.phase}) of {self.module.name}: no answer within {self.budget * 1000:.0f} ms"
             waiting = self.abandon(ev, "budget spent")
             if waiting is not None:
@@ -411,60 +407,56 @@ class PluginServer:
         for ev in [e for e in self.events.values() if e.waiting is None and now - e.parked_at > self.step_wait]:
             self.abandon(ev, f"Kong sent no Step for {self.step_wait:.0f} s")
 
-    def next_deadline(self) -> float | None:
-        timers = self.timers
-        while timers and (timers[0][2].waiting is None or timers[0][2].deadline != timers[0][0]):
-            heapq.heappop(timers)
-        return timers[0][0] if timers else None
+    # -- events (their own greenlets) -------------------------------------------------------------------------
 
-    # -- events (worker side) ---------------------------------------------------------------------------------
-
-    def post(self, ev: Event | None, kind: int, payload: Any) -> None:
-        self.outbox.append((ev, kind, payload))
-        os.eventfd_write(self.wakefd, 1)
-
-    def _run(self, ev: Event, handler: Any) -> None:
-        if ev.abandoned:  # its budget ran out while it queued for a thread
-            return
-        self._tls.ev = ev
+    def _run_event(self, start: tuple) -> Any:
+        ev, handler = start
+        self.current[ev.glet] = ev
         try:
             handler(self.kong)
+            out = (_END, None)
         except EventAbandoned:
-            return
+            return None
         except BaseException as exc:  # noqa: BLE001 - the plugin raised: kong-pdk would never answer (Kong waits 60 s)
             if ev.done:
                 log.error("event #%d (%s): exception after exit\n%s", ev.id, ev.phase, traceback.format_exc(),
                           extra={"request_id": ev.request_id})  # fmt: skip
-                return
+                return None
             log.error("event #%d (%s): unhandled exception\n%s", ev.id, ev.phase, traceback.format_exc(),
                       extra={"request_id": ev.request_id})  # fmt: skip
-            self.post(ev, _RAISED, f"unhandled exception in {ev.phase}: {type(exc).__name__}: {exc}")
-            return
+            out = (_RAISED, f"unhandled exception in {ev.phase}: {type(exc).__name__}: {exc}")
         finally:
-            self._tls.ev = None
-        if not ev.done:
-            self.post(ev, _END, None)
+            self.current.pop(ev.glet, None)
+        if ev.done or ev.abandoned:
+            return None
+        if ev.in_advance:
+            return out  # back in _advance (the hub is our parent)
+        self.answer(*self._settle(ev, out))
+        return None
 
     def _pdk_call(self, method: str, args: tuple) -> Any:
-        """On an event's thread: hand ``{"Method", "Args"}`` to the loop and park until Kong's answer."""
+        """In an event's greenlet: hand ``{"Method", "Args"}`` to Kong and wait for its answer (the next Step)."""
         if method.startswith("kong.log.") or method == "kong.log":
             args = sanitize_log_args(args)
-        ev = getattr(self._tls, "ev", None)
+        ev = self.current.get(getcurrent())
         if ev is None or ev.done:  # after exit (or outside an event): no answer will ever come
             return (None, None) if self.lua_style and method not in TERMINAL_METHODS else None
         if ev.abandoned:
             raise EventAbandoned(ev.id)
-        call = {"Method": method, "Args": list(args)}
+        out = (_CALL, {"Method": method, "Args": list(args)})
         if method in TERMINAL_METHODS:
             ev.done = True
-            self.post(ev, _CALL, call)
+            if ev.in_advance:
+                self.resume.append(ev)
+                _switch(self.hub, out)  # _advance answers; finish_terminated resumes us
+            else:
+                self.answer(*self._settle(ev, out))
             return None
-        self.post(ev, _CALL, call)
-        ev.wake.acquire()
-        if ev.abandoned:
-            raise EventAbandoned(ev.id)
-        data, err = ev.inbox
-        ev.inbox = (None, None)
+        if ev.in_advance:
+            data, err = _switch(self.hub, out)
+        else:  # resumed by gevent after I/O: answer the pending RPC ourselves, then park until the Step
+            self.answer(*self._settle(ev, out))
+            data, err = _switch(self.hub)
         if self.lua_style:
             return data, err
         if err:
@@ -472,13 +464,21 @@ class PluginServer:
         return data
 
 
-# -- the loop ---------------------------------------------------------------------------------------------------
+_KINDS = frozenset((_CALL, _END, _RAISED))
+
+
+def _switch(target: greenlet, *value: Any) -> Any:
+    """A plain greenlet switch (gevent's Hub.switch takes no value)."""
+    return greenlet.switch(target, *value)
+
+
+# -- the hub's I/O --------------------------------------------------------------------------------------------
 
 
 class _Conn:
-    __slots__ = ("closed", "fd", "out", "pending", "sock", "unpacker")
+    __slots__ = ("closed", "fd", "out", "pending", "reader", "sock", "unpacker", "writer")
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: Any, loop: Any) -> None:
         self.sock = sock
         self.fd = sock.fileno()
         self.unpacker = msgpack.Unpacker(
@@ -491,13 +491,17 @@ class _Conn:
         self.out = b""
         self.pending: Event | None = None  # the event whose output answers this connection's in-flight request
         self.closed = False
+        self.reader = loop.io(self.fd, 1)
+        self.writer: Any = None
 
 
 class UnixServer:
-    """Listen on ``path`` and serve `PluginServer` RPCs from one epoll loop (the calling thread)."""
+    """Listen on ``path`` and serve `PluginServer` RPCs from gevent's hub (callbacks on the hub greenlet; plugin
+    code in event greenlets)."""
 
     def __init__(self, ps: PluginServer, path: str, listen_queue_size: int = 4096, drain_s: float = 10.0) -> None:
         self.ps = ps
+        ps.answer = self.answer
         self.path = path
         self.listen_queue_size = listen_queue_size
         self.drain_s = drain_s
@@ -507,71 +511,40 @@ class UnixServer:
         self._stopping_since: float | None = None
         self._buf = bytearray(_RECV)
         self._view = memoryview(self._buf)
-        self.ep: select.epoll | None = None
+        self._done = None
+        self._parent = os.getppid()
+        self._next_check = 0.0
 
-    def listen(self) -> socket.socket:
+    def listen(self) -> Any:
         if os.path.exists(self.path):
             os.remove(self.path)
-        lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        lsock = _socket_class()(socket.AF_UNIX, socket.SOCK_STREAM)
         lsock.bind(self.path)
         lsock.listen(self.listen_queue_size)
         lsock.setblocking(False)
         return lsock
 
-    def serve_forever(self, lsock: socket.socket | None = None) -> None:
+    def serve_forever(self, lsock: Any = None) -> None:
         lsock = lsock or self.listen()
-        ps = self.ps
-        ep = self.ep = select.epoll()
-        lfd = lsock.fileno()
-        wfd = ps.wakefd
-        ep.register(lfd, select.EPOLLIN)
-        ep.register(wfd, select.EPOLLIN)
-        parent = os.getppid()
-        next_check = time.monotonic() + _WATCHDOG_S
-        conns = self.conns
+        hub = gevent.get_hub()
+        self.ps.hub = hub
+        loop = hub.loop
+        self._done = gevent.event.Event()
+        accept = loop.io(lsock.fileno(), 1)
+        accept.start(self._guard, self._accept, lsock)
+        ticker = loop.timer(_TICK_S, _TICK_S)
+        ticker.start(self._guard, self._tick)
+        self._next_check = time.monotonic() + _WATCHDOG_S
         try:
-            while True:
-                if self._stop and self._drained():
-                    log.info("stopped: every in-flight event has ended")
-                    return
-                timeout = _WATCHDOG_S
-                deadline = ps.next_deadline()
-                if deadline is not None:
-                    timeout = max(0.0, min(timeout, deadline - time.monotonic()))
-                for fd, mask in ep.poll(timeout):
-                    if fd == wfd:
-                        with contextlib.suppress(BlockingIOError):
-                            os.eventfd_read(wfd)
-                        self._drain_outbox()
-                        continue
-                    if fd == lfd:
-                        self._accept(lsock)
-                        continue
-                    conn = conns.get(fd)
-                    if conn is None:
-                        continue
-                    if mask & select.EPOLLOUT:
-                        self._flush(conn)
-                    if mask & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR):
-                        self._read(conn)
-                if ps.outbox:
-                    self._drain_outbox()
-                now = time.monotonic()
-                if ps.timers and ps.timers[0][0] <= now:
-                    for conn, msgid, err in ps.expired(now):
-                        self._answer(conn, (msgid, err, None))
-                if now >= next_check:
-                    next_check = now + _WATCHDOG_S
-                    ps.sweep(now)
-                    if os.getppid() != parent:  # Kong (our parent) died: we were re-parented
-                        log.info("Kong exits, terminating...")
-                        return
+            self._done.wait()
         finally:
-            ep.close()
+            accept.close()
+            ticker.close()
+            for conn in list(self.conns.values()):
+                self._close(conn)
             lsock.close()
             with contextlib.suppress(OSError):
                 os.remove(self.path)
-            ps.pool.shutdown(wait=False, cancel_futures=True)
 
     def stop(self) -> None:
         """Graceful stop (SIGTERM): keep serving until no event is in flight, at most ``drain_s``."""
@@ -580,15 +553,35 @@ class UnixServer:
             self._stopping_since = time.monotonic()
             log.info("stop requested: draining %d in-flight event(s)", len(self.ps.events))
 
-    def _drained(self) -> bool:
-        if not self.ps.events and not self.ps.outbox:
-            return True
-        if time.monotonic() - self._stopping_since >= self.drain_s:
-            log.warning("stopping with %d event(s) still in flight after %.0f s", len(self.ps.events), self.drain_s)
-            return True
-        return False
+    def _guard(self, fn: Any, *args: Any) -> None:
+        """Hub callbacks must never raise (the hub would report and carry on, but state would be half-done)."""
+        try:
+            fn(*args)
+        except Exception:  # noqa: BLE001 - log and keep serving
+            log.error("server loop: %s", traceback.format_exc())
 
-    def _accept(self, lsock: socket.socket) -> None:
+    def _tick(self) -> None:
+        ps = self.ps
+        now = time.monotonic()
+        if ps.waiting_io:
+            for conn, msgid, err in ps.tick(now):
+                self.answer(conn, (msgid, err, None))
+        if now >= self._next_check:
+            self._next_check = now + _WATCHDOG_S
+            ps.sweep(now)
+            if os.getppid() != self._parent:  # Kong (our parent) died: we were re-parented
+                log.info("Kong exits, terminating...")
+                self._done.set()
+        if self._stop:
+            if not ps.events:
+                log.info("stopped: every in-flight event has ended")
+                self._done.set()
+            elif now - self._stopping_since >= self.drain_s:
+                log.warning("stopping with %d event(s) still in flight after %.0f s", len(ps.events), self.drain_s)
+                self._done.set()
+
+    def _accept(self, lsock: Any) -> None:
+        loop = self.ps.hub.loop
         while True:
             try:
                 sock, _ = lsock.accept()
@@ -598,17 +591,18 @@ class UnixServer:
                 log.warning("accept: %s", exc)
                 return
             sock.setblocking(False)
-            conn = _Conn(sock)
+            conn = _Conn(sock, loop)
             self.conns[conn.fd] = conn
-            self.ep.register(conn.fd, select.EPOLLIN)
+            conn.reader.start(self._guard, self._read, conn)
 
     def _close(self, conn: _Conn) -> None:
         if conn.closed:
             return
         conn.closed = True
         self.conns.pop(conn.fd, None)
-        with contextlib.suppress(OSError, ValueError):
-            self.ep.unregister(conn.fd)
+        conn.reader.close()
+        if conn.writer is not None:
+            conn.writer.close()
         conn.sock.close()
         conn.unpacker = None
         if conn.pending is not None:  # Kong closed the socket mid-event: nobody will read the answer
@@ -624,11 +618,10 @@ class UnixServer:
         if not n:
             self._close(conn)
             return
-        unpacker = conn.unpacker
-        unpacker.feed(self._view[:n])
+        conn.unpacker.feed(self._view[:n])
         ps = self.ps
         try:
-            for msg in unpacker:
+            for msg in conn.unpacker:
                 if type(msg) is not list or len(msg) != 4:
                     raise ValueError("not a request")  # kong-pdk: the unpacking raises, the connection dies
                 _, msgid, method, args = msg
@@ -642,42 +635,36 @@ class UnixServer:
                 ps.rpc_count += 1
                 self._call(conn, fn, msgid, args)
                 if conn.closed:
-                    return
+                    break
         except (ValueError, msgpack.UnpackException) as exc:
             log.warning("connection dropped: %s", exc)
             self._close(conn)
+        if ps.resume:
+            ps.finish_terminated()
 
     def _call(self, conn: _Conn, fn: Any, msgid: Any, args: Any) -> None:
         if isinstance(fn, ServerError):
-            self._answer(conn, (msgid, str(fn), None))
+            self.answer(conn, (msgid, str(fn), None))
             return
         try:
             if fn.__name__ in _DEFERRABLE:
                 ret = fn(*args, conn, msgid)
                 if ret is DEFERRED:
                     return
-            else:
-                ret = fn(*args)
+                self.answer(conn, ret)
+                return
+            ret = fn(*args)
         except (ServerError, PDKException) as exc:
             log.warning("rpc: #%s error: %s", msgid, exc)
-            self._answer(conn, (msgid, str(exc), None))
+            self.answer(conn, (msgid, str(exc), None))
             return
         except Exception as exc:  # noqa: BLE001 - kong-pdk answers str(exc) for anything else too
             log.error("rpc: #%s exception: %s", msgid, traceback.format_exc())
-            self._answer(conn, (msgid, str(exc), None))
+            self.answer(conn, (msgid, str(exc), None))
             return
-        self._answer(conn, (msgid, None, ret))
+        self.answer(conn, (msgid, None, ret))
 
-    def _drain_outbox(self) -> None:
-        ps = self.ps
-        outbox = ps.outbox
-        while outbox:
-            ev, kind, payload = outbox.popleft()
-            out = ps.deliver(ev, kind, payload)
-            if out is not None:
-                self._answer(*out)
-
-    def _answer(self, conn: _Conn, reply: tuple) -> None:
+    def answer(self, conn: _Conn, reply: tuple) -> None:
         if conn.closed:
             return
         msgid, err, ret = reply
@@ -686,9 +673,6 @@ class UnixServer:
         except Exception as exc:  # noqa: BLE001 - a value msgpack cannot carry: an error answer, never a dead loop
             log.error("rpc: #%s: reply not packable: %s", msgid, exc)
             payload = self._packer.pack([1, msgid, f"reply not packable: {type(exc).__name__}", None])
-        self._send(conn, payload)
-
-    def _send(self, conn: _Conn, payload: bytes) -> None:
         if conn.out:
             conn.out += payload
             return
@@ -703,7 +687,9 @@ class UnixServer:
             return
         if sent < len(payload):
             conn.out = payload[sent:]
-            self.ep.modify(conn.fd, select.EPOLLIN | select.EPOLLOUT)
+            if conn.writer is None:
+                conn.writer = self.ps.hub.loop.io(conn.fd, 2)
+            conn.writer.start(self._guard, self._flush, conn)
 
     def _flush(self, conn: _Conn) -> None:
         try:
@@ -715,18 +701,25 @@ class UnixServer:
             return
         conn.out = conn.out[sent:]
         if not conn.out:
-            self.ep.modify(conn.fd, select.EPOLLIN)
+            conn.writer.stop()
 
 
 _DEFERRABLE = frozenset(("start_instance", "handle_event", "step", "step_error"))
+_TICK_S = 0.05
+_WATCHDOG_S = 1.0
+
+
+def _socket_class() -> type:
+    """The unpatched socket class: the hub's own I/O is non-blocking and driven by its watchers."""
+    return monkey.get_original("socket", "socket")
 
 
 def install_sigterm(server: UnixServer) -> None:
-    """SIGTERM (Kong stopping, the emulator, Kubernetes) drains; a second SIGTERM or SIGINT stops at once."""
+    """SIGTERM (Kong stopping, the emulator, Kubernetes) drains; a second SIGTERM stops at once."""
 
     def on_term(signum: int, _frame: Any) -> None:
         if server._stop:
-            raise SystemExit(0)
+            os._exit(0)
         server.stop()
 
     signal.signal(signal.SIGTERM, on_term)
