@@ -46,6 +46,7 @@ bench: install services ## Run every benchmark; each writes docs/benchmarks*.md 
 	$(BIN)/python -m bench.quota_bench
 	$(BIN)/python -m bench.rbac_bench
 	$(BIN)/python -m bench.auth_bench
+	$(BIN)/python -m bench.pluginserver_bench
 
 .PHONY: kong-validate
 kong-validate: install ## Check kong.yml: generated file up to date, emulator schema validation, decK, routing matrix

@@ -361,7 +361,7 @@ def report(args, cases: list[Case], rss_cases: list[Case], elapsed: float, jwks_
             "",
             "Plugin-server CPU is utime+stime of the three plugin-server processes from /proc over the measured "
             "window ÷ requests (per server in brackets). Both StoryVerse cases run the same entry files and plugin "
-            "classes; kong_pluginserver (the default: one epoll loop, plugin code on a small thread pool) or "
+            "classes; kong_pluginserver (the default: a greenlet per event on gevent's hub, cooperative I/O) or "
             "kong-pdk 0.36's server (the fallback, `SV_PLUGIN_SERVER=kong-pdk`).",
             "",
             *rows,
