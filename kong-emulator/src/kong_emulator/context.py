@@ -13,6 +13,18 @@ from typing import Any
 from kong_emulator.entities import Consumer, Plugin, Route, Service
 
 
+def wire_text(value: str) -> str:
+    """A Lua string as aiohttp can write it: aiohttp's writer is UTF-8 only (it would drop a surrogate escape
+    silently), so bytes that are not UTF-8 go out as U+FFFD. Only plugin servers see Kong's exact bytes."""
+    if value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return value
+
+
 @dataclass
 class Headers:
     """A case-insensitive multi-map that keeps the first-seen spelling of each name (as nginx does)."""

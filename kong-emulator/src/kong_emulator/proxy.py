@@ -35,7 +35,9 @@ from kong_emulator.context import (
     LogSnapshot,
     RequestContext,
     UpstreamRequest,
+    wire_text,
 )
+from kong_emulator.listener import KongResponse
 from kong_emulator.serialize import serialize
 
 log = logging.getLogger("kong_emulator.proxy")
@@ -81,7 +83,7 @@ class Engine:
 
 def normalize_request_path(raw_path: str) -> str:
     """nginx's `$uri`: percent-decoded, slashes merged, dot segments resolved."""
-    path = unquote(raw_path)
+    path = unquote(raw_path, errors="surrogateescape")  # nginx decodes to bytes, valid UTF-8 or not
     while "//" in path:
         path = path.replace("//", "/")
     norm = posixpath.normpath(path) if path else "/"
@@ -115,7 +117,8 @@ def build_client_request(request: web.Request, body: bytes, listen_port: int) ->
 
 
 def _raw_headers_decoded(self: web.Request) -> list[tuple[str, str]]:
-    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self.raw_headers]
+    """The header lines as Lua strings: their bytes as sent (non-UTF-8 bytes kept as surrogate escapes)."""
+    return [(k.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape")) for k, v in self.raw_headers]
 
 
 web.Request.raw_headers_decoded = _raw_headers_decoded  # type: ignore[attr-defined]
@@ -156,11 +159,11 @@ class Proxy:
             log.exception("unexpected error while proxying %s %s", creq.method, creq.raw_path)
             status, headers, out_body = await self._emulator_error(ctx, repr(exc))
         ctx.latencies["request"] = int((time.monotonic() - t0) * 1000)
-        response = web.Response(status=status, body=out_body)
+        response = KongResponse(status=status, body=out_body)
         keep_length = creq.method == "HEAD" and not out_body  # HEAD: the length the GET body would have
         for name, value in headers.items():
             if name.lower() not in HOP_BY_HOP and (name.lower() != "content-length" or keep_length):
-                response.headers.add(name, value)
+                response.headers.add(wire_text(name), wire_text(value))
         self._schedule_log(ctx, status, headers, len(out_body))
         return response
 
@@ -328,7 +331,7 @@ class Proxy:
         ctx.response.body = body
         return status, headers, body
 
-    def _enabled(self, name: str) -> bool:
+    def enabled(self, name: str) -> bool:
         """kong.configuration.enabled_headers (kong.conf `headers`, token groups expanded)."""
         enabled = getattr(self.engine.conf, "enabled_headers", None)
         if enabled is None:  # an Engine built without a KongConf: the old per-group flags
@@ -343,27 +346,27 @@ class Proxy:
         if proxied:
             # an exit with KONG_PROXIED (proxy-cache Hit) has no KONG_WAITING_TIME/KONG_PROXY_LATENCY: nil = no header
             plugin_proxied = bool(getattr(ctx, "kong_proxied", False))
-            if self._enabled("x-kong-upstream-latency") and not plugin_proxied:
+            if self.enabled("x-kong-upstream-latency") and not plugin_proxied:
                 headers.set("X-Kong-Upstream-Latency", str(ctx.latencies.get("proxy", 0)))
-            if self._enabled("x-kong-proxy-latency") and not plugin_proxied:
+            if self.enabled("x-kong-proxy-latency") and not plugin_proxied:
                 headers.set("X-Kong-Proxy-Latency", str(ctx.latencies.get("kong", 0)))
-            if self._enabled("via"):
+            if self.enabled("via"):
                 # kong_outbound_via = proxy_http_version .. " " .. SERVER_HEADER, after the upstream's own Via
                 kong_via = f"1.1 {server}"
                 resp_via = ", ".join(ctx.upstream_headers.get_all("Via")) if ctx.upstream_headers is not None else ""
                 headers.set("Via", f"{resp_via}, {kong_via}" if resp_via else kong_via)
             # "If upstream does not provide the 'Server' header ... We override it with the Kong server header."
-            if "Server" not in headers and self._enabled("server"):
+            if "Server" not in headers and self.enabled("server"):
                 headers.set("Server", server)
         else:
-            if self._enabled("x-kong-response-latency"):
+            if self.enabled("x-kong-response-latency"):
                 headers.set("X-Kong-Response-Latency", str(ctx.latencies.get("kong", 0)))
-            if not (self._enabled("via") and headers.get("Via") == server):
-                if self._enabled("server"):
+            if not (self.enabled("via") and headers.get("Via") == server):
+                if self.enabled("server"):
                     headers.set("Server", server)
                 else:
                     headers.clear("Server")
-        if self._enabled("x-kong-request-id"):
+        if self.enabled("x-kong-request-id"):
             headers.set("X-Kong-Request-Id", ctx.request_id)
 
     async def _emulator_error(self, ctx: RequestContext, detail: str) -> tuple[int, Headers, bytes]:

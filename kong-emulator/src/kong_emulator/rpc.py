@@ -28,8 +28,11 @@ KONG_POOL_SIZE = 256  # lua_socket_pool_size
 _RECV_SIZE = 4096  # Kong reads with c:receiveany(4096)
 
 # lua-MessagePack 'string_compat': str → raw family without str8; use_bin_type=False gives exactly that.
-_packer = msgpack.Packer(use_bin_type=False)
-_bin_packer = msgpack.Packer(use_bin_type=True)
+# A Lua string is bytes: the emulator holds one as a str whose non-UTF-8 bytes are surrogate escapes, and packs it
+# back byte for byte (Kong never checks UTF-8, mp_rpc.lua:183); replies decode the same way.
+LUA_BYTES = "surrogateescape"
+_packer = msgpack.Packer(use_bin_type=False, unicode_errors=LUA_BYTES)
+_bin_packer = msgpack.Packer(use_bin_type=True, unicode_errors=LUA_BYTES)
 
 
 class RPCError(Exception):
@@ -172,7 +175,9 @@ class RpcClient:
             async with asyncio.timeout(self.timeout):
                 result = await self._exchange(sock, msg_id, pack_request(msg_id, method, params))
         except TimeoutError:
-            sock.close()
+            # mp_rpc.lua:195-198: the reader fails and Kong calls c:setkeepalive() -- the connection goes back to
+            # the pool while the server still owes this reply; the next call on it may read that reply instead
+            self.pool.release(sock)
             raise RPCTimeout() from None
         except BaseException:
             sock.close()
@@ -184,9 +189,9 @@ class RpcClient:
         loop = asyncio.get_running_loop()
         try:
             await loop.sock_sendall(sock, payload)
-        except OSError as exc:
+        except OSError as exc:  # mp_rpc.lua:184-186 keeps it alive; a socket that failed a send is dead anyway
             raise RPCError(_connect_error(exc)) from None
-        unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)  # Kong: a new unpacker per call
+        unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, unicode_errors=LUA_BYTES)  # one per call
         fed = done = 0  # bytes received / bytes of complete objects
         while True:
             for data in unpacker:

@@ -7,17 +7,29 @@ no healthy target → 503, every one of them a Kong JSON error.
 
 from __future__ import annotations
 
+import re
 import time
 
 import aiohttp
 
 from kong_emulator import KONG_VERSION, kong_errors
-from kong_emulator.context import Headers, RequestContext
+from kong_emulator.context import Headers, RequestContext, wire_text
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
+# kong/tools/uri.lua:41 ESCAPE_PATTERN ("joi": case-insensitive)
+_ESCAPE = re.compile(rb"[^!#$&'()*+,/:;=?@\[\]A-Za-z\d\-_.~%]")
+
+
+def escape_uri(path: str) -> str:
+    """uri.lua:66-75 ``escape``, applied to the upstream URI (handler.lua:1324): other bytes become %XX."""
+    raw = path.encode("utf-8", "surrogateescape")
+    return _ESCAPE.sub(lambda m: b"%%%02X" % m.group(0)[0], raw).decode("ascii")
+
+
 def _join_query(path: str, raw_query: str) -> str:
+    path = path if path.isascii() and path.isprintable() else escape_uri(path)
     return f"{path}?{raw_query}" if raw_query else path
 
 
@@ -145,7 +157,7 @@ async def send(engine, ctx: RequestContext, t0: float):
         async with engine.session.request(
             up.method,
             url,
-            headers=[(k, v) for k, v in headers.items() if k.lower() != "content-length"],
+            headers=[(wire_text(k), wire_text(v)) for k, v in headers.items() if k.lower() != "content-length"],
             data=body if body else None,
             timeout=timeout,
             allow_redirects=False,
@@ -154,7 +166,10 @@ async def send(engine, ctx: RequestContext, t0: float):
             payload = await resp.read()
             status, rheaders = (
                 resp.status,
-                Headers.from_pairs((k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.raw_headers),
+                Headers.from_pairs(
+                    (k.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape"))
+                    for k, v in resp.raw_headers
+                ),
             )
     except TimeoutError:
         ctx.latencies["proxy"] = int((time.monotonic() - sent) * 1000)
