@@ -8,14 +8,14 @@ header_filter/body_filter run for every response the client gets, as in Kong: pr
 `kong/error_handlers.lua` (502/504/413/500). The plugins are the ones collected for the request (route, service,
 consumer scope); with no route -- no match, or an error before routing -- the global ones (Kong's
 `get_collected_iterator` falls back to `get_global_iterator` when `ctx.plugins` is nil). Only natively-run plugins
-have these phases (plugin servers cannot). body_filter gets the body as nginx hands it over: the body chunk with
-`eof = false`, then an empty last chunk with `eof = true` (no call for HEAD, 204 and 304).
+have these phases (plugin servers cannot). body_filter gets the body as nginx hands it over (`body_chunks`): a
+proxied body in 4 KB proxy buffers with `eof = false`, then an empty last chunk with `eof = true` (no call for
+HEAD, 204 and 304).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import posixpath
 import time
@@ -27,6 +27,7 @@ import aiohttp
 from aiohttp import web
 
 from kong_emulator import KONG_VERSION, kong_errors
+from kong_emulator.access_log import AccessLog
 from kong_emulator.bridge import PluginProtocolError as StrictModeError
 from kong_emulator.context import (
     ClientRequest,
@@ -54,6 +55,7 @@ HOP_BY_HOP = {
     "upgrade",
     "proxy-authenticate",
 }
+PROXY_BUFFER = 4096  # nginx proxy_buffer_size / proxy_buffers: one memory page
 # aiohttp sets these itself from the body it sends
 _RECOMPUTED = {"content-length"}
 
@@ -124,6 +126,17 @@ def _raw_headers_decoded(self: web.Request) -> list[tuple[str, str]]:
 web.Request.raw_headers_decoded = _raw_headers_decoded  # type: ignore[attr-defined]
 
 
+def body_chunks(body: bytes, proxied: bool) -> list[tuple[bytes, bool]]:
+    """The ``(ngx.arg[1], ngx.arg[2])`` pairs body_filter gets: a proxied body in nginx's proxy buffers (one memory
+    page each: ``proxy_buffers 8 4k`` on x86-64, Kong's templates keep the default) then the empty last buffer; a
+    body Kong produced (exit, error) in one chunk then the last buffer. nginx's real chunking also follows the
+    network timing; these are the smallest chunks Kong's defaults give."""
+    if not body:
+        return [(b"", True)]
+    size = PROXY_BUFFER if proxied else len(body)
+    return [(body[i : i + size], False) for i in range(0, len(body), size)] + [(b"", True)]
+
+
 class Proxy:
     """One aiohttp handler per listener; `handle` is Kong's whole request lifecycle."""
 
@@ -132,6 +145,7 @@ class Proxy:
         self.listen_port = listen_port
         self._log_tasks: set[asyncio.Task] = set()
         kong_errors.configure(engine.conf)  # error_template_* / error_default_type, as kong.configuration
+        self.access_log = AccessLog(getattr(engine.conf, "raw", None) or {})
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         too_large = False
@@ -164,6 +178,9 @@ class Proxy:
         for name, value in headers.items():
             if name.lower() not in HOP_BY_HOP and (name.lower() != "content-length" or keep_length):
                 response.headers.add(wire_text(name), wire_text(value))
+        line = self.access_log.line(ctx, status, len(out_body))
+        if line is not None:
+            access_log.info("%s", line)
         self._schedule_log(ctx, status, headers, len(out_body))
         return response
 
@@ -313,7 +330,7 @@ class Proxy:
         if body_plugins and status not in (204, 304) and ctx.request.method != "HEAD":
             ctx.phase = "body_filter"
             out: list[bytes] = []
-            for chunk, eof in ((body, False), (b"", True)) if body else ((b"", True),):
+            for chunk, eof in body_chunks(body, ctx.response.source == "service"):
                 arg = [chunk, eof]
                 ctx.body_filter_arg = arg  # ngx.arg of this call, shared by every plugin's body_filter
                 for plugin in body_plugins:
@@ -428,7 +445,6 @@ class Proxy:
             return
         record = serialize(ctx, status, headers, size)
         ctx.snapshot = LogSnapshot.take(ctx, record, headers, status)
-        access_log.info(json.dumps(_access_line(record)))
         task = asyncio.get_running_loop().create_task(self._log_phase(ctx))
         self._log_tasks.add(task)
         task.add_done_callback(self._log_tasks.discard)
@@ -451,15 +467,3 @@ class Proxy:
     async def drain(self) -> None:
         if self._log_tasks:
             await asyncio.gather(*self._log_tasks, return_exceptions=True)
-
-
-def _access_line(record: dict) -> dict:
-    return {
-        "request_id": record["request"]["id"],
-        "method": record["request"]["method"],
-        "uri": record["request"]["uri"],
-        "route": (record.get("route") or {}).get("name"),
-        "status": record["response"]["status"],
-        "latencies": record["latencies"],
-        "client_ip": record["client_ip"],
-    }
