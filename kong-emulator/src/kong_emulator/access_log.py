@@ -60,8 +60,20 @@ def custom_formats(conf_raw: Mapping[str, str]) -> dict[str, str]:
 
 
 def escape(value: str) -> str:
+    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        return value
     raw = value.encode("utf-8", "surrogateescape")
     return _UNSAFE.sub(lambda m: b"\\x%02X" % m.group(0)[0], raw).decode("ascii")
+
+
+_clock: list = [0, ""]  # (second, its $time_local text)
+
+
+def _time_local() -> str:
+    now = int(time.time())
+    if _clock[0] != now:
+        _clock[0], _clock[1] = now, time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(now))
+    return _clock[1]
 
 
 def _compile(fmt: str) -> list[tuple[str, str | None]]:
@@ -104,7 +116,7 @@ def _http_or_unknown(var: str) -> Callable[..., str]:
 VARIABLES: dict[str, Callable[..., str]] = {
     "remote_addr": lambda ctx, *_: ctx.request.forwarded_ip,
     "remote_user": lambda *_: "",
-    "time_local": lambda *_: time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime()),
+    "time_local": lambda *_: _time_local(),
     "request": _request_line,
     "request_method": lambda ctx, *_: ctx.request.method,
     "request_uri": lambda ctx, *_: (

@@ -146,6 +146,19 @@ class Proxy:
         self._log_tasks: set[asyncio.Task] = set()
         kong_errors.configure(engine.conf)  # error_template_* / error_default_type, as kong.configuration
         self.access_log = AccessLog(getattr(engine.conf, "raw", None) or {})
+        self._plugins_memo: dict[tuple, list] = {}
+
+    def _plugins(self, route, service, consumer, phase: str) -> list:
+        """``engine.plugins_for`` for this scope and phase, remembered (the configuration does not change)."""
+        key = (route and route.id, service and service.id, consumer and consumer.id, phase)
+        plugins = self._plugins_memo.get(key)
+        if plugins is None:
+            engine = self.engine
+            plugins = list(engine.plugins_for(engine.declarative, route, service, consumer, phase, engine.infos))
+            if len(self._plugins_memo) > 65536:
+                self._plugins_memo.clear()
+            self._plugins_memo[key] = plugins
+        return plugins
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         too_large = False
@@ -177,7 +190,9 @@ class Proxy:
         keep_length = creq.method == "HEAD" and not out_body  # HEAD: the length the GET body would have
         for name, value in headers.items():
             if name.lower() not in HOP_BY_HOP and (name.lower() != "content-length" or keep_length):
-                response.headers.add(wire_text(name), wire_text(value))
+                response.headers.add(
+                    name if name.isascii() else wire_text(name), value if value.isascii() else wire_text(value)
+                )
         line = self.access_log.line(ctx, status, len(out_body))
         if line is not None:
             access_log.info("%s", line)
@@ -222,7 +237,7 @@ class Proxy:
         engine = self.engine
         route = None if global_only else ctx.route
         service = None if global_only else ctx.service
-        for plugin in engine.plugins_for(engine.declarative, route, service, ctx.consumer, phase, engine.infos):
+        for plugin in self._plugins(route, service, ctx.consumer, phase):
             if ctx.exit is not None:
                 return
             if phase == "response" and self._has_filters(plugin):
@@ -286,7 +301,7 @@ class Proxy:
         header_filter with `response` + `exit_filter` (e.g. native/cors.py)."""
         engine = self.engine
         scope = (engine.declarative, ctx.route, ctx.service, ctx.consumer)
-        plugins = list(engine.plugins_for(*scope, phase, engine.infos))
+        plugins = list(self._plugins(ctx.route, ctx.service, ctx.consumer, phase))
         if phase == "header_filter" and exit_ is not None:
             natives = getattr(engine.runner, "natives", None) or {}
             extra = [
@@ -441,17 +456,16 @@ class Proxy:
 
     def _schedule_log(self, ctx: RequestContext, status: int, headers: Headers, size: int) -> None:
         """Kong runs `log` in a timer after the response went out, against a snapshot."""
-        if ctx.route is None and not self._has_global_log_plugins():
-            return
+        if ctx.route is None:
+            if not self._plugins(None, None, None, "log"):
+                return
+        elif not self._plugins(ctx.route, ctx.service, ctx.consumer, "log"):
+            return  # no plugin has a log handler for this request: Kong runs nothing, serializes nothing
         record = serialize(ctx, status, headers, size)
         ctx.snapshot = LogSnapshot.take(ctx, record, headers, status)
         task = asyncio.get_running_loop().create_task(self._log_phase(ctx))
         self._log_tasks.add(task)
         task.add_done_callback(self._log_tasks.discard)
-
-    def _has_global_log_plugins(self) -> bool:
-        engine = self.engine
-        return bool(engine.plugins_for(engine.declarative, None, None, None, "log", engine.infos))
 
     async def _log_phase(self, ctx: RequestContext) -> None:
         await asyncio.sleep(0)

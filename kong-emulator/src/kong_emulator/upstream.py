@@ -157,7 +157,11 @@ async def send(engine, ctx: RequestContext, t0: float):
         async with engine.session.request(
             up.method,
             url,
-            headers=[(wire_text(k), wire_text(v)) for k, v in headers.items() if k.lower() != "content-length"],
+            headers=[
+                (k if k.isascii() else wire_text(k), v if v.isascii() else wire_text(v))
+                for k, v in headers.items()
+                if k.lower() != "content-length"
+            ],
             data=body if body else None,
             timeout=timeout,
             allow_redirects=False,

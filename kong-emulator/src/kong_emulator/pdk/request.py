@@ -83,16 +83,15 @@ def nginx_http_var(headers: Headers, name: str) -> str | None:
     each header name lower-cased with '-' read as '_', so ``X_User_Id`` answers for ``X-User-Id`` (Kong serves
     ``underscores_in_headers on``) and repeats are joined with ", "; a value with ", " is looked up again in
     ``ngx.req.get_headers()``, whose keys are lower-cased names as sent ('_' kept) and whose lookups read '_' as '-'."""
-    var = name.lower().replace("-", "_")
-    values = [v for k, v in headers.items() if k.lower().replace("-", "_") == var]
+    values = headers.var_values(name.lower().replace("-", "_"))
     if not values:
         return None
-    value = ", ".join(values)
+    value = values[0] if len(values) == 1 else ", ".join(values)
     if ", " not in value:
         return value
     key = name.lower().replace("_", "-")
-    for k, v in headers.items()[:MAX_REQ_HEADERS]:
-        if k.lower() == key:
+    for k, v in headers.lower_items()[:MAX_REQ_HEADERS]:
+        if k == key:
             return v
     return None
 
