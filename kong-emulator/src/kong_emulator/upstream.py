@@ -34,8 +34,9 @@ def _join_query(path: str, raw_query: str) -> str:
 
 
 def _joined(headers: Headers, name: str) -> str | None:
-    """nginx's `$http_<name>` (1.23+): repeated request headers joined with ", "."""
-    values = headers.get_all(name)
+    """nginx's `$http_<name>` (1.23+): every header whose name reads as <name> with '-' as '_' (`X_Forwarded_For`
+    too: Kong serves `underscores_in_headers on`), repeats joined with ", "."""
+    values = headers.var_values(name.lower().replace("-", "_"))
     return ", ".join(values) if values else None
 
 

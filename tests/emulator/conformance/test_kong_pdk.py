@@ -44,3 +44,13 @@ def test_get_path_is_kongs_normalize_not_nginx_uri():
     # unreserved and "other" bytes but keeps reserved ones encoded (upper-cased): %2F stays, %41 becomes A
     ctx = make_ctx(path="/a/%2f%41//b/./c/../d")
     assert _call(ctx, "kong.request.get_path") == "/a/%2FA/b/d"
+
+
+def test_forwarded_headers_from_a_trusted_peer_are_read_through_the_same_lookup():
+    # request.lua get_forwarded_scheme/host use _REQUEST.get_header (http.lua:545-565): X_Forwarded_Proto counts
+    from kong_emulator.pdk import PDK
+    from kong_emulator.pdk.base import PDKEnv
+
+    pdk = PDK(PDKEnv(trusted_ips=["10.0.0.0/8"]))
+    ctx = make_ctx(headers=[("X_Forwarded_Proto", "https")], client_ip="10.0.0.7")
+    assert pdk.call(pdk.new_call(ctx, "access", "p"), "kong.request.get_forwarded_scheme", []) == "https"

@@ -135,7 +135,7 @@ def _forwarded(c: Call, header: str) -> str | None:
     req = _req(c)
     if not c.env.is_trusted(req.client_ip):
         return None
-    value = req.headers.get(header)
+    value = nginx_http_var(req.headers, header)  # _REQUEST.get_header, as Kong's get_forwarded_* use
     return value.split(",")[0].strip() if value else None
 
 
