@@ -165,7 +165,10 @@ def denylist_jti(jti: str, exp: float) -> None:
 
 
 def revoke_session(sid: uuid.UUID, reason: str, account_id: uuid.UUID | None = None) -> bool:
-    """Revoke one live session (optionally only if it belongs to ``account_id``); True if one was revoked."""
+    """Revoke one live session (optionally only if it belongs to ``account_id``); True if one was revoked.
+
+    Only a session this call revoked is denylisted: the ``sid`` namespace is shared with OAuth grants and API keys,
+    and an id the caller does not own must not touch anyone's tokens (issue 15)."""
     stmt = update(Session).where(Session.id == sid, Session.revoked_at.is_(None))
     if account_id is not None:
         stmt = stmt.where(Session.account_id == account_id)
@@ -174,8 +177,10 @@ def revoke_session(sid: uuid.UUID, reason: str, account_id: uuid.UUID | None = N
         .returning(Session.id)
         .execution_options(synchronize_session=False)
     ).first()
+    if row is None:
+        return False
     _denylist_sid(sid)
-    return row is not None
+    return True
 
 
 def revoke_all(account_id: uuid.UUID, reason: str, keep: uuid.UUID | None = None) -> int:
