@@ -16,7 +16,7 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import bindparam, select, update
 
-from .. import keys, metrics, secrets_box
+from .. import input_guard, keys, metrics, secrets_box
 from ..clock import now, now_ts
 from ..errors import APIError
 from ..extensions import db, redis_store
@@ -59,7 +59,7 @@ def create_session(account: Account, user_agent: str | None, ip: str | None) -> 
         created_at=ts,
         last_used_at=ts,
         expires_at=ts + timedelta(seconds=current_app.config["SESSION_ABSOLUTE_TTL"]),
-        user_agent=(user_agent or "")[:256] or None,
+        user_agent=input_guard.storable_text(user_agent, 256),
         ip=ip,
     )
     db.session.add(session)
