@@ -9,7 +9,7 @@ from flask import request
 from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import input_guard, logs, mailer, metrics, passwords
+from . import audit, input_guard, logs, mailer, metrics, passwords
 from .config import DEV_KEY_ENCRYPTION_KEY, ProdConfig, config_class
 from .errors import PROBLEM_MIMETYPE, PROBLEM_SCHEMA, APIError, register_error_handlers
 from .extensions import db, migrate, redis_store
@@ -42,6 +42,7 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
     app.before_request(_require_json_bodies)
     input_guard.init_app(app, oauth_blueprints=_FORM_BLUEPRINTS)
     app.after_request(metrics.flush)
+    app.after_request(audit.flush)
     return app
 
 
