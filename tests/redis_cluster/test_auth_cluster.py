@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import psycopg2
 import pytest
 from flask_migrate import upgrade
 from sqlalchemy import text
@@ -21,26 +20,15 @@ from storyverse_auth.extensions import db, redis_store
 from storyverse_auth.keys import session as session_key
 from storyverse_auth.redis_topology import RedisCluster
 
-DATABASE = "storyverse_auth_cluster_test"
 REPO = Path(__file__).resolve().parents[2]
 AUTH_TESTS = REPO / "tests" / "auth_service"
 PASSWORD = "correct horse battery staple twice"
 
 
-def _fresh_database() -> str:
-    conn = psycopg2.connect(host="127.0.0.1", user="postgres", dbname="postgres")
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-        cur.execute(f'CREATE DATABASE "{DATABASE}"')
-    conn.close()
-    return f"postgresql+psycopg2://postgres@127.0.0.1:5432/{DATABASE}"
-
-
 @pytest.fixture(scope="module")
-def app(cluster):
+def app(cluster, auth_database):
     url = "redis+cluster://" + ",".join(cluster.nodes)
-    app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": _fresh_database(), "REDIS_URL": url})
+    app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": auth_database, "REDIS_URL": url})
     app.config["TRUST_PROXY_HOPS"] = 0
     with app.app_context():
         upgrade(directory=app.config["MIGRATIONS_DIR"])
