@@ -215,8 +215,8 @@ def main() -> None:
             *(
                 [
                     "- the load average exceeded the core count: other work shared the CPUs, so every round trip to"
-                    " Redis or PostgreSQL also waited for a CPU (hello world makes none); the ratio understates the"
-                    " service on an idle machine"
+                    " Redis or PostgreSQL also waited for a CPU (hello world makes none); this ratio is not"
+                    " comparable with one measured on an idle machine"
                 ]
                 if max(load_before[0], os.getloadavg()[0]) > (os.cpu_count() or 1)
                 else []
