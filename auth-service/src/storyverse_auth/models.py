@@ -119,7 +119,8 @@ class SigningKey(db.Model):
 
 
 class Session(db.Model):
-    """One login on one device. Its refresh token is derived from (id, generation) and stored only as a hash."""
+    """A session as PostgreSQL kept it before sessions moved to Redis (services/session_store.py, issue 17): read
+    only to move live rows (``revoke_reason = 'moved_to_redis'``); a later release drops the table."""
 
     __tablename__ = "sessions"
 
