@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from flask_migrate import upgrade
 from sqlalchemy import text
-from storyverse_auth import create_app
+from storyverse_auth import create_app, signing
 from storyverse_auth.extensions import db, redis_store
 from storyverse_auth.keys import session as session_key
 from storyverse_auth.redis_topology import RedisCluster
@@ -32,6 +32,7 @@ def app(cluster, auth_database):
     app.config["TRUST_PROXY_HOPS"] = 0
     with app.app_context():
         upgrade(directory=app.config["MIGRATIONS_DIR"])
+        signing.clear_cache()  # keys cached from another module's database must not sign here
         db.session.execute(text("SELECT 1"))
     yield app
     with app.app_context():

@@ -14,7 +14,7 @@ import pytest
 import redis
 from flask_migrate import upgrade
 from kong_emulator.testing import free_port
-from storyverse_auth import create_app
+from storyverse_auth import create_app, signing
 from storyverse_auth.extensions import db, redis_store
 from storyverse_auth.keys import session as session_key
 
@@ -85,6 +85,7 @@ def app(sentinel, auth_database):
     app.config["TRUST_PROXY_HOPS"] = 0
     with app.app_context():
         upgrade(directory=app.config["MIGRATIONS_DIR"])
+        signing.clear_cache()  # keys cached from another module's database must not sign here
     yield app
     with app.app_context():
         db.session.remove()
