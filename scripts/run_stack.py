@@ -164,7 +164,8 @@ def _start_auth(py: str) -> subprocess.Popen | None:
     env.setdefault("ISSUER", f"http://localhost:{PROXY_PORT}")
     for step in (["create-db"], ["db", "upgrade"], ["keys", "ensure"]):
         subprocess.run([py, "-m", "flask", *step], cwd=REPO / "auth-service", env=env, check=True)
-    argv = [py, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{AUTH_PORT}", "--chdir", "auth-service", "wsgi:app"]
+    argv = [py, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{AUTH_PORT}", "--chdir", "auth-service"]
+    argv += ["-c", str(REPO / "auth-service" / "gunicorn.conf.py"), "wsgi:app"]  # its log redaction
     return start("auth service", argv, env)
 
 

@@ -9,7 +9,7 @@ from flask import request
 from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import logs, mailer, metrics, passwords
+from . import audit, input_guard, logs, mailer, metrics, passwords
 from .config import ProdConfig, check_production, config_class, environment_config
 from .errors import PROBLEM_MIMETYPE, PROBLEM_SCHEMA, APIError, register_error_handlers
 from .extensions import db, migrate, redis_store
@@ -41,6 +41,8 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
     register_commands(app)
     app.spec_processor(_problem_responses)
     app.before_request(_require_json_bodies)
+    input_guard.init_app(app, oauth_blueprints=_FORM_BLUEPRINTS)
+    app.after_request(audit.flush)
     return app
 
 
