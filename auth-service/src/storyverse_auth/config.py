@@ -46,7 +46,11 @@ class Settings(BaseSettings):
     )
     DB_POOL_PRE_PING: bool = _f(False, "Ping pooled connections before use (one round trip per checkout)")
     DB_POOL_RECYCLE: int = _f(300, "Seconds after which pooled connections are replaced", ge=0)
-    REDIS_URL: str = _f("redis://127.0.0.1:6379/0", "Redis URL (sessions, revocations, throttles): redis[s]://, redis[s]+sentinel://…/<master>, redis[s]+cluster://… (README: Sessions in Redis)")
+    REDIS_URL: str = _f(
+        "redis://127.0.0.1:6379/0",
+        "Redis URL (sessions, revocations, throttles): redis[s]://, redis[s]+sentinel://…/<master>,"
+        " redis[s]+cluster://… (README: Sessions in Redis)",
+    )
     TEST_REDIS_URL: str = _f("redis://127.0.0.1:6379/9", "Redis of the test suite (testing only)")
     KEY_ENCRYPTION_KEY: str = Field(
         DEV_KEY_ENCRYPTION_KEY,
