@@ -229,20 +229,23 @@ def test_200_concurrent_story_creations_exactly_five_succeed(backend, auth_servi
     assert settled_usage(rdb, account["claims"]) == 5
 
 
-def test_upstream_failure_timeout_and_rejections_consume_nothing(backend, auth_service, gateway, account, rdb):
+def test_definite_failures_refund_and_a_gateway_timeout_is_charged(backend, auth_service, gateway, account, rdb):
+    """Issue 15.3: a backend's 503 and requests refused before it consume nothing; a 504 (the gateway stopped
+    waiting, the backend went on and finished: slow generations were free) is charged like the success it may be."""
     gw = gateway(kong_yml(backend, auth_service), QUOTA_PLUGINS)
     for _ in range(3):
         failed = requests.post(gw.url + "/api/v1/failing", json={}, headers=account["auth"], timeout=10)
         assert failed.status_code == 503
-    slow = requests.post(gw.url + "/api/v1/slow?ms=2000", json={}, headers=account["auth"], timeout=10)
-    assert slow.status_code == 504
     no_token = requests.post(gw.url + "/api/v1/stories", json={}, timeout=10)
     assert no_token.status_code == 401  # rejected by sv-jwt before sv-quota: nothing reserved
     assert settled_usage(rdb, account["claims"]) == 0
 
-    ok = requests.post(gw.url + "/api/v1/stories", json={"title": "t"}, headers=account["auth"], timeout=10)
-    assert ok.status_code == 201 and ok.headers["X-Quota-Remaining"] == "4"  # all five were still there
+    slow = requests.post(gw.url + "/api/v1/slow?ms=2000", json={}, headers=account["auth"], timeout=10)
+    assert slow.status_code == 504
     assert settled_usage(rdb, account["claims"]) == 1
+    ok = requests.post(gw.url + "/api/v1/stories", json={"title": "t"}, headers=account["auth"], timeout=10)
+    assert ok.status_code == 201 and ok.headers["X-Quota-Remaining"] == "3"
+    assert settled_usage(rdb, account["claims"]) == 2
 
 
 def test_anonymous_login_route_is_limited_per_ip(backend, auth_service, gateway, rdb):

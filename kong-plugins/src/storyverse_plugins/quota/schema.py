@@ -45,7 +45,8 @@ _POLICY = {
         },
         {
             "fault_tolerant": {
-                "description": "Let requests through when Redis fails (rate limits fail open by default).",
+                "description": "When Redis fails, decide this limit in process (per plugin-server process, so at "
+                "most limit x processes; never waved through); false answers 503.",
                 "type": "boolean",
                 "default": True,
             }
@@ -254,9 +255,10 @@ Schema = (
     },
     {
         "breaker_ms": {
-            "description": "After a Redis error, skip Redis for this many ms (fault_tolerant decides meanwhile).",
+            "description": "Skip Redis for this many ms once it is unreachable, or has timed out with no success "
+            "for this long (fault_tolerant decides meanwhile; each opening is counted and logged).",
             "type": "integer",
-            "default": 500,
+            "default": 1000,
             "between": [0, 60000],
         }
     },
@@ -318,7 +320,7 @@ class Config:
     response_headers: str = "always"
     overlimit_cache: bool = True
     quota_cache_max: int = 30
-    breaker_ms: int = 500
+    breaker_ms: int = 1000
     redis: RedisSettings = field(default_factory=RedisSettings)
 
     def plan(self, tier: str | None) -> Plan:
