@@ -254,6 +254,8 @@ def route_plugins(ep: R.Endpoint, version: dict[str, Any], settings: dict[str, A
     plugins.append({"name": "sv-rbac", "config": rbac_config(ep)})
     by = "ip" if ep.public else "user"
     quota = quota_config(ep.name, ep.limits, by, settings, ep.daily_quota)
+    if not ep.abuse:  # no strikes, and a blocked IP still gets the keys, discovery and its refresh (issue 15.7)
+        quota["abuse"] = {"enabled": False}
     plugins.append({"name": "sv-quota", "config": quota})
     if ep.daily_quota or ep.name in LOGIN_ROUTES:
         plugins.append({"name": "sv-quota-log", "config": copy.deepcopy(quota)})

@@ -16,7 +16,8 @@ sv-quota-log (kong-plugins/plugins/sv-quota-log.py, priority just below sv-quota
 log     [ctx.shared.get(reservation) on quota routes] + log.serialize() (status, client_ip)
         -> settle script when a unit is held: commit on success or an unknown outcome (504, 502, 499), release
            only on a definite failure (policy.charges)
-        and, on a 401/403 (abuse.statuses; 429s are sv-quota's own, struck in access):
+        and, on a 401/403 (abuse.statuses; 429s are sv-quota's own, struck in access; a 403 only when the backend
+        answered it, unless abuse.gateway_403: sv-rbac's refusals are not abuse):
         [ctx.shared.get(identity) on user routes] [+ ctx.shared.get(login fingerprint) on a failed login]
         -> one abuse.lua strike. In the log phase Kong runs in a timer: only log.serialize() and ctx.shared are
         reliable there.
@@ -175,12 +176,18 @@ class LogPlugin(_Base):
         if raw:
             self._settle(kong, Reservation.from_shared(raw), charges(status))
         # 429s are sv-quota's own answers, struck (or not: daily quota) in its access phase
-        if cfg.abuse.enabled and status in cfg.abuse.statuses and status != 429:
+        if cfg.abuse.enabled and status in cfg.abuse.statuses and status != 429 and self._signals(status, record):
             identity = None if cfg.ip_only else verified(kong.ctx.shared.get(SHARED_IDENTITY))
             fingerprint = ""
             if cfg.abuse.login and status == 401:
                 fingerprint = str(kong.ctx.shared.get(SHARED_LOGIN) or "")
             self._strike(kong, identity, str(record.get("client_ip") or ""), fingerprint, status)
+
+    def _signals(self, status: int, record: dict) -> bool:
+        """A 403 the gateway answered itself (no upstream status: sv-rbac's rules) is a policy answer, not abuse,
+        unless abuse.gateway_403. Kong 3.9.1 serializes `upstream_status` as "" when nothing was proxied
+        (kong/pdk/log.lua:906)."""
+        return status != 403 or self.cfg.abuse.gateway_403 or bool(record.get("upstream_status"))
 
     def _settle(self, kong, reservation: Reservation, commit: bool) -> None:
         """Commit or release; a lost release lapses after reservation_ttl, a lost commit is not charged."""
