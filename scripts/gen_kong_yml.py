@@ -575,7 +575,8 @@ HEADER = """\
 #                          creation and generation only, the daily tier quota (basic 5, premium 20 per local day);
 #                          access phase only
 #   sv-quota-log      909  per route, only on the daily-quota and login routes (same config as their sv-quota): the
-#                          log phase (settles quota reservations; 401/403 count as abuse strikes). sv-quota's own
+#                          log phase (settles quota reservations; 401s and backends' 403s are abuse strikes, sv-rbac's
+#                          403s are not; JWKS, discovery and refresh have abuse off). sv-quota's own
 #                          429s are struck in its access phase; other routes have no Python log phase at all
 #   proxy-cache       100  per route, on the universes and characters reads only: 200 JSON answers kept 30 s in
 #                          memory, keyed per caller (X-User-Id, set by sv-jwt); `X-Cache-Status: Miss|Hit|Bypass`

@@ -413,3 +413,22 @@ def test_decide_is_retried_once_after_a_timeout_without_double_reserving(redis_d
     assert verdict.allowed and storage.calls == 2  # the child's limit of 1 is not used up by its own first attempt
     assert [c.reserved for c in verdict.counters] == [1, 1]
     assert real.decide(build_batch(cfg, {**ID, "daily_story_limit": 1}, None, "POST", NOW)).allowed is False
+
+
+def test_kong_yml_scopes_abuse_blocks_away_from_keys_discovery_and_refresh():
+    """Issue 15.7, as deployed: exactly the routes a family behind one NAT needs to stay signed in are exempt."""
+    from pathlib import Path
+
+    import yaml
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[2] / "kong.yml").read_text())
+    exempt, enforced = set(), 0
+    for service in config["services"]:
+        for route in service.get("routes", []):
+            for plugin in route.get("plugins", []):
+                if plugin["name"] == "sv-quota":
+                    if parse_config(plugin["config"]).abuse.enabled:
+                        enforced += 1
+                    else:
+                        exempt.add(route["name"].removeprefix("v1-"))
+    assert exempt == {"auth-refresh", "jwks", "discovery"} and enforced > 40
