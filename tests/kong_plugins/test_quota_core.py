@@ -175,6 +175,18 @@ def test_premium_burst_and_ip_policies(limiter):
     assert isinstance(decide(limiter, anon, None, ip="1.2.3.5").decision, Allow)
 
 
+def test_remaining_never_exceeds_the_advertised_quota_with_a_burst(limiter):
+    """Issue 21: `"stories-list-minute";q=120` came back with `r=124` (premium's burst of 5 on top of 120)."""
+    cfg = rate_cfg({"name": "list", "limit": 120, "period": "minute"})
+    premium = ident(sub="p2", family="fp2", tier="premium")
+    for _ in range(8):
+        headers = decide(limiter, cfg, premium).decision.response_headers
+        q = int(headers["RateLimit-Policy"].split(";q=")[1].split(";")[0])
+        r = int(headers["RateLimit"].split(";r=")[1].split(";")[0])
+        assert q == 120 and 0 <= r <= q
+    assert r == 120 - 3  # 8 of 125 taken: 117 are left, and every one of them is within q
+
+
 def test_rejected_requests_consume_nothing(limiter):
     cfg = parse_config({"policies": [{"name": "h", "limit": 100, "period": "hour"}], "quota": {"enabled": True}})
     who = ident(daily_story_limit=1)

@@ -151,8 +151,9 @@ class Limiter:
 
     # -- verdict ------------------------------------------------------------------------------------------------
     def _views(self, batch: Batch, verdict: Verdict) -> list[LimitView]:
+        # r <= q (IETF RateLimit fields): a tier's burst lets a bucket hold more than q, which is not advertised
         views = [
-            LimitView("rate", r.name, r.limit, r.window_s, s.remaining, seconds(s.reset_ms))
+            LimitView("rate", r.name, r.limit, r.window_s, min(s.remaining, r.limit), seconds(s.reset_ms))
             for r, s in zip(batch.rates, verdict.rates, strict=True)
         ]
         if batch.quota:
