@@ -33,7 +33,7 @@ class RedisSettings:
     cluster_nodes: tuple[str, ...] = ()  # "host:port" seeds; non-empty means Redis Cluster
     cluster_retries: int = 3
     max_connections: int = 16  # per process (standalone; per node on a cluster: 16x this, non-blocking)
-    pool_wait_ms: int = 1000  # local queueing for a free pooled connection (not a Redis timeout)
+    pool_wait_ms: int = 2000  # local queueing for a free pooled connection (not a Redis timeout)
 
 
 _clients: dict[RedisSettings, redis.Redis | RedisCluster] = {}

@@ -7,8 +7,9 @@ from typing import Any
 from storyverse_plugins.common.redis_pool import RedisSettings
 
 # Measured (bench/quota_bench.py, "Redis budget under load"): on a loaded 2-core host, 50 concurrent callers in one
-# process saw decide.lua exceed 50 ms (client-side scheduling, not Redis); 100 ms with a 16-connection pool did not
-# at 200 callers. The cap keeps a hung Redis from holding a request for long (one retry: at most 2x this).
+# process saw decide.lua exceed 50 ms (client-side scheduling, not Redis); 100 ms with a 16-connection pool (2 s
+# local wait for a connection) did not at 200 callers. The cap keeps a hung Redis from holding a request for long
+# (one retry: at most 2x this).
 DEFAULT_REDIS_TIMEOUT_MS = 100
 MAX_REDIS_TIMEOUT_MS = 250
 

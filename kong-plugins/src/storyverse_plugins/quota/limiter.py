@@ -34,7 +34,10 @@ class Outcome:
 
 
 class LocalRates:
-    """GCRA state in process, for the fault-tolerant rate limits while Redis cannot answer (bounded memory)."""
+    """GCRA state in process, for the fault-tolerant rate limits while Redis cannot answer (bounded memory).
+
+    A subject first seen here starts with a drained bucket: Redis may have admitted its whole burst just before
+    failing, so only the sustained rate (one request per window/limit) is added on top of what Redis counted."""
 
     def __init__(self, max_keys: int = 100_000) -> None:
         self._tat: dict[str, tuple[float, float]] = {}  # key -> (tat, expires at ms)
@@ -47,7 +50,9 @@ class LocalRates:
             states, tats = [], []
             for r in batch.rates:
                 tat, exp = self._tat.get(r.key, (None, 0))
-                state, new_tat = gcra_step(tat if exp > now else None, now, r.emission_ms, r.capacity)
+                if tat is None or exp <= now:  # unknown here: assume Redis saw the bucket drained (never a burst)
+                    tat = now + (r.capacity - 1) * r.emission_ms
+                state, new_tat = gcra_step(tat, now, r.emission_ms, r.capacity)
                 states.append(state)
                 tats.append(new_tat)
             if all(s.allowed or r.shadow for r, s in zip(batch.rates, states, strict=True)):
