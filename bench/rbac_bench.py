@@ -224,9 +224,9 @@ def report(args, cases: list[Case], elapsed: float) -> str:
         "|---|---|---|",
         f"| sv-jwt | {jwt_max:.2f} | this run (counting server) |",
         f"| sv-rbac | {min(c.rbac_trips for c in happy):.2f}–{rbac_max:.2f} | this run (counting server) |",
-        "| sv-quota | 5 (user route, rate limits) – 7 (story creation: rate + daily quota) | "
-        "docs/benchmarks-quota.md (access + log events) |",
-        f"| **chain** | **{jwt_max + min(c.rbac_trips for c in happy) + 5:.0f}–{jwt_max + rbac_max + 7:.0f}** | "
+        "| sv-quota | 3 (user route: access only) – 7 (story creation: access + sv-quota-log) | "
+        "docs/benchmarks-quota.md (PDK round trips per request) |",
+        f"| **chain** | **{jwt_max + min(c.rbac_trips for c in happy) + 3:.0f}–{jwt_max + rbac_max + 7:.0f}** | "
         "DESIGN §9 target: **≤ 8** |",
     ]
     command = (
