@@ -25,7 +25,7 @@ Deliberate differences from kong-pdk (each one removes a hang or a leak, never c
   ``sys.exit()`` ends just that thread).
 
 The price of one thread: plugin code that blocks (a Redis call, a JWKS fetch) holds the loop for that time, as in
-kong-pdk's ``-g`` mode. Keep blocking work short and bounded (the StoryVerse plugins use ≤ 50 ms Redis timeouts and
+kong-pdk's ``-g`` mode. Keep blocking work short and bounded (the StoryVerse plugins use 100 ms Redis timeouts and
 rate-limited JWKS refetches).
 """
 
