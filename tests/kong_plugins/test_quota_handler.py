@@ -152,6 +152,8 @@ def test_every_breaker_opening_is_logged_other_redis_errors_once_a_second(fake_k
         def decide(self, batch):
             raise StorageError("redis decide failed: TimeoutError", self.opened.pop(0))
 
-    p = plugin({"policies": [{"name": "m", "limit": 5, "period": "minute"}]}, Opens())
+    # no over-limit cache: every request reaches the (failing) storage, whatever the in-process fallback answers
+    limiter = Limiter(Opens(), Options(jitter_max_s=0, use_cache=False))
+    p = Plugin({"policies": [{"name": "m", "limit": 5, "period": "minute"}]}, limiter=limiter, clock=lambda: NOW)
     logged = [len(request(fake_kong, p).called("kong.log.err")) for _ in range(3)]  # same second (fixed clock)
     assert logged == [1, 0, 1]
