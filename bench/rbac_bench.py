@@ -60,8 +60,9 @@ sys.path.insert(0, str(REPO))
 from kong_emulator.testing import EmulatorProcess, PluginEntry, free_port, wait_port  # noqa: E402
 
 from bench.jwt_bench import AUDIENCE, ISSUER, KID, Issuer, cpu_seconds, plugin_server_pid  # noqa: E402
+from bench.quota_bench import start_redis  # noqa: E402
 
-REDIS_DB = 12  # sv-jwt reads its denylist there (never written), as bench/jwt_bench.py
+REDIS_PORT = 0  # sv-jwt's denylist: a redis-server of the bench's own on a free port (set in main)
 UUID_RE = "[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
 CHILD_ID = str(uuid.uuid4())
 
@@ -121,7 +122,7 @@ def token(issuer: Issuer, role: str) -> str:
 
 
 def kong_yml(backend: str, case: Case, jwks_url: str) -> str:
-    jwt_config = {"jwks_url": jwks_url, "issuer": ISSUER, "audience": AUDIENCE, "redis_database": REDIS_DB}
+    jwt_config = {"jwks_url": jwks_url, "issuer": ISSUER, "audience": AUDIENCE, "redis_port": REDIS_PORT}
     route = {
         "name": "bench-route",
         "paths": [case.route_path],
@@ -223,12 +224,15 @@ def report(args, cases: list[Case], elapsed: float) -> str:
         "|---|---|---|",
         f"| sv-jwt | {jwt_max:.2f} | this run (counting server) |",
         f"| sv-rbac | {min(c.rbac_trips for c in happy):.2f}–{rbac_max:.2f} | this run (counting server) |",
-        "| sv-quota | 5 (user route, rate limits) – 7 (story creation: rate + daily quota) | "
-        "docs/benchmarks-quota.md (access + log events) |",
-        f"| **chain** | **{jwt_max + min(c.rbac_trips for c in happy) + 5:.0f}–{jwt_max + rbac_max + 7:.0f}** | "
+        "| sv-quota | 3 (user route: access only) – 7 (story creation: access + sv-quota-log) | "
+        "docs/benchmarks-quota.md (PDK round trips per request) |",
+        f"| **chain** | **{jwt_max + min(c.rbac_trips for c in happy) + 3:.0f}–{jwt_max + rbac_max + 7:.0f}** | "
         "DESIGN §9 target: **≤ 8** |",
     ]
-    command = f"python -m bench.rbac_bench -n {args.requests} -c {args.concurrency}"
+    command = (
+        f"python -m bench.rbac_bench -n {args.requests} -c {args.concurrency} --tokens {args.tokens} "
+        f"--rounds {args.rounds}"
+    )
     return "\n".join(
         [
             "# Benchmarks: sv-rbac",
@@ -237,8 +241,10 @@ def report(args, cases: list[Case], elapsed: float) -> str:
             "",
             f"Command: `{command}` ({elapsed:.0f} s)  ",
             f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-            f"{time.strftime('%Y-%m-%d %H:%M')}, load average before the run {args.load:.1f} (other work shares "
-            "these cores)",
+            f"{time.strftime('%Y-%m-%d %H:%M')}, load average {args.load:.1f} before the run and "
+            f"{args.load_end:.1f} after (other work shares these cores); the cases interleaved over {args.rounds} "
+            "rounds (A, B, C, D, A, ...), the median round shown with the min–max of sv-rbac's CPU; sv-jwt's "
+            "denylist in a redis-server of the bench's own on a free port",
             "",
             "## Through the emulator: round trips and plugin-server CPU",
             "",
@@ -277,10 +283,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("-n", "--requests", type=int, default=3000)
     parser.add_argument("-c", "--concurrency", type=int, default=8)
-    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--tokens", type=int, default=1024)
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of the cases")
     parser.add_argument("-o", "--output", default=str(REPO / "docs" / "benchmarks-rbac.md"))
     args = parser.parse_args()
+    global REDIS_PORT
     args.load = os.getloadavg()[0]
+    redis_proc, REDIS_PORT, _ = start_redis()
     started = time.monotonic()
     issuer = Issuer()
     port = free_port()
@@ -290,15 +299,25 @@ def main() -> None:
     try:
         wait_port(port, proc=backend)
         url = f"http://127.0.0.1:{port}"
+        tokens = {case.name: [token(issuer, case.role) for _ in range(args.tokens)] for case in CASES}
+        runs: dict[str, list[tuple]] = {case.name: [] for case in CASES}
+        for _ in range(args.rounds):  # interleaved: every case once per round
+            for case in CASES:
+                measure(url, case, issuer, tokens[case.name], args.requests, args.concurrency)
+                runs[case.name].append((case.rbac_cpu_us, case.jwt_cpu_us, case.seconds, case.latencies, case.errors))
         for case in CASES:
-            tokens = [token(issuer, case.role) for _ in range(args.tokens)]
-            measure(url, case, issuer, tokens, args.requests, args.concurrency)
-            count_trips(url, case, issuer, tokens, 300, args.concurrency)
+            ordered = sorted(runs[case.name], key=lambda r: r[0])
+            case.rbac_cpu_us, case.jwt_cpu_us, case.seconds, case.latencies, case.errors = ordered[len(ordered) // 2]
+            case.name += f" [sv-rbac CPU over rounds {ordered[0][0]:,.0f}–{ordered[-1][0]:,.0f} µs]"
+            count_trips(url, case, issuer, tokens[case.name.split(" [")[0]], 300, args.concurrency)
             print(f"{case.rbac_trips:.2f} trips {case.rbac_cpu_us:8.0f} µs/req sv-rbac  {case.name}", flush=True)
     finally:
         backend.terminate()
         backend.wait(10)
         issuer.close()
+        args.load_end = os.getloadavg()[0]
+        redis_proc.terminate()
+        redis_proc.wait(10)
     text = report(args, CASES, time.monotonic() - started)
     Path(args.output).write_text(text)
     print(text)

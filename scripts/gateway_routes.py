@@ -45,6 +45,7 @@ class Endpoint:
     cache: bool = False  # proxy-cache (CACHE below): only for answers that are the same for every caller
     served: str | None = None  # answered by the gateway itself (a post-function), never proxied: "openapi" | "docs"
     protocol_errors: bool = False  # the upstream's own error format passes through (OAuth 2.1: RFC 6749 §5.2)
+    abuse: bool = True  # sv-quota abuse strikes and blocks; off where a blocked shared IP (NAT, school) must get in
 
     @property
     def public(self) -> bool:
@@ -82,7 +83,7 @@ SEED: tuple[Endpoint, ...] = (
     Endpoint("auth-login", ("POST",), "/auth/login", "auth", "Sign in with e-mail and password",
              limits=((10, "minute"), (100, "hour")), seed=True),
     Endpoint("auth-refresh", ("POST",), "/auth/refresh", "auth", "Rotate a refresh token",
-             limits=((30, "minute"),), seed=True),
+             limits=((30, "minute"),), seed=True, abuse=False),
     Endpoint("auth-logout", ("POST",), "/auth/logout", "auth", "Sign out (this session, others, or all)",
              ANYONE_SIGNED_IN, ((30, "minute"),), seed=True, rbac={"enforce_hours": False}),
     # -- stories ---------------------------------------------------------------------------------------------------
@@ -154,9 +155,9 @@ AUTH_SERVICE: tuple[Endpoint, ...] = (
              (PARENT,), ((20, "minute"),)),
     # -- unversioned: standard locations (the issuer's discovery document, its JWKS) ----------------------------------
     Endpoint("discovery", ("GET",), "/.well-known/openid-configuration", "auth", "OpenID discovery document",
-             limits=((120, "minute"),), versioned=False),
+             limits=((120, "minute"),), versioned=False, abuse=False),
     Endpoint("jwks", ("GET",), "/.well-known/jwks.json", "auth", "The token-signing public keys (JWKS)",
-             limits=((120, "minute"),), versioned=False),
+             limits=((120, "minute"),), versioned=False, abuse=False),
 )  # fmt: skip
 
 # The OAuth 2.1 / OpenID Connect provider (auth-service/src/storyverse_auth/oauth/), unversioned like /.well-known

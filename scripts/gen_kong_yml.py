@@ -254,6 +254,8 @@ def route_plugins(ep: R.Endpoint, version: dict[str, Any], settings: dict[str, A
     plugins.append({"name": "sv-rbac", "config": rbac_config(ep)})
     by = "ip" if ep.public else "user"
     quota = quota_config(ep.name, ep.limits, by, settings, ep.daily_quota)
+    if not ep.abuse:  # no strikes, and a blocked IP still gets the keys, discovery and its refresh (issue 15.7)
+        quota["abuse"] = {"enabled": False}
     plugins.append({"name": "sv-quota", "config": quota})
     if ep.daily_quota or ep.name in LOGIN_ROUTES:
         plugins.append({"name": "sv-quota-log", "config": copy.deepcopy(quota)})
@@ -573,7 +575,8 @@ HEADER = """\
 #                          creation and generation only, the daily tier quota (basic 5, premium 20 per local day);
 #                          access phase only
 #   sv-quota-log      909  per route, only on the daily-quota and login routes (same config as their sv-quota): the
-#                          log phase (settles quota reservations; 401/403 count as abuse strikes). sv-quota's own
+#                          log phase (settles quota reservations; 401s and backends' 403s are abuse strikes, sv-rbac's
+#                          403s are not; JWKS, discovery and refresh have abuse off). sv-quota's own
 #                          429s are struck in its access phase; other routes have no Python log phase at all
 #   proxy-cache       100  per route, on the universes and characters reads only: 200 JSON answers kept 30 s in
 #                          memory, keyed per caller (X-User-Id, set by sv-jwt); `X-Cache-Status: Miss|Hit|Bypass`

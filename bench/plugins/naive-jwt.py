@@ -11,6 +11,7 @@ import json
 
 import jwt
 import redis
+from storyverse_plugins.common.keys import revoked_jti_key, revoked_sid_key
 
 Schema = (
     {"jwks_url": {"type": "string", "required": True}},
@@ -37,10 +38,10 @@ class Plugin:
     def __init__(self, config):
         self.config = config
         self.jwks = jwt.PyJWKClient(config["jwks_url"])
-        key = (config.get("redis_port") or 6379, config.get("redis_database") or 0)
-        if key not in _clients:
-            _clients[key] = redis.Redis(port=key[0], db=key[1], socket_timeout=0.05)
-        self.redis = _clients[key]
+        where = (config.get("redis_port") or 6379, config.get("redis_database") or 0)
+        if where not in _clients:
+            _clients[where] = redis.Redis(port=where[0], db=where[1], socket_timeout=0.1)
+        self.redis = _clients[where]
 
     def access(self, kong):
         try:
@@ -67,9 +68,8 @@ class Plugin:
             )
         except jwt.PyJWTError:
             return kong.response.exit(401, json.dumps({"status": 401}), {"Content-Type": "application/problem+json"})
-        if self.redis.exists("sv:revoked:jti:" + claims["jti"]) or self.redis.exists(
-            "sv:revoked:sid:" + str(claims.get("sid"))
-        ):
+        sid = claims.get("sid")  # the auth service's keys (storyverse_plugins.common.keys), one call per key
+        if self.redis.exists(revoked_jti_key(claims["jti"], sid)) or (sid and self.redis.exists(revoked_sid_key(sid))):
             return kong.response.exit(401, json.dumps({"status": 401}), {"Content-Type": "application/problem+json"})
         for name in IDENTITY.values():
             kong.service.request.clear_header(name)

@@ -86,7 +86,7 @@ def test_logout_local_denylists_the_access_token(app, client, auth):
     assert response.status_code == 204
     jti = jwt.decode(tokens["access_token"], options={"verify_signature": False})["jti"]
     with app.app_context():
-        ttl = redis_store.client.ttl(revoked_jti(jti))
+        ttl = redis_store.client.ttl(revoked_jti(jti, tokens["session_id"]))
         assert 0 < ttl <= 601
         assert redis_store.client.exists(revoked_sid(tokens["session_id"]))
     assert_problem(client.get("/api/auth/me", headers=auth.bearer(tokens)), 401, "token_revoked")

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from e2e_support import AUTH_DIR, auth_env, repo_plugin
 from jwt.algorithms import RSAAlgorithm
 from kong_emulator.testing import EmulatorProcess, free_port, wait_port
+from storyverse_plugins.common.keys import revoked_jti_key, revoked_sid_key
 from test_jwt_real_kit import (
     Account,
     CountingProxy,
@@ -406,18 +407,19 @@ def test_logout_revokes_the_token_within_the_denylist_cache_time(env, account):
     assert resp.status_code == 204
     payload = unverified(token)[1]
     r = env["redis"]
-    assert r.exists(f"sv:revoked:jti:{payload['jti']}") and r.exists(f"sv:revoked:sid:{payload['sid']}")
+    jti_key, sid_key = revoked_jti_key(payload["jti"], payload["sid"]), revoked_sid_key(payload["sid"])
+    assert r.exists(jti_key) and r.exists(sid_key)
     assert poll_until_401(env, token) <= 0.5 + 0.3  # denylist_cache_ms 500 by default, + one poll and a request
     assert_401(call(env, "p", token))
     assert_401(call(env, "pub", token))
     # The jti key alone is enough: drop the session key, the token stays refused.
-    r.delete(f"sv:revoked:sid:{payload['sid']}")
+    r.delete(sid_key)
     time.sleep(0.55)
     assert_401(call(env, "p", token))
 
 
 def test_a_revoked_session_revokes_its_access_tokens(env, account):
-    """DELETE /sessions/{id} from another session writes only sv:revoked:sid: the token's own jti is not denied."""
+    """DELETE /sessions/{id} from another session writes only the session's key: the token's own jti is not denied."""
     victim, other = account.login(), account.login()
     token = victim["access_token"]
     assert call(env, "p", token).status_code == 200
@@ -428,7 +430,7 @@ def test_a_revoked_session_revokes_its_access_tokens(env, account):
     )
     assert resp.status_code == 204, resp.text
     payload = unverified(token)[1]
-    assert not env["redis"].exists(f"sv:revoked:jti:{payload['jti']}")
+    assert not env["redis"].exists(revoked_jti_key(payload["jti"], payload["sid"]))
     assert poll_until_401(env, token) <= 0.8
     assert call(env, "p", other["access_token"]).status_code == 200  # the other session lives on
 

@@ -178,7 +178,7 @@ async def burst(url: str, headers: dict, n: int, in_flight: int = 50) -> list[tu
     """n POSTs fired together, at most `in_flight` on the wire at once, each on its own connection.
 
     (status, headers, json body) per request. The cap keeps a 2-core machine (load generator, emulator, plugin
-    servers, Redis and PostgreSQL on the same cores) from starving Redis past its 50 ms client timeout, which
+    servers, Redis and PostgreSQL on the same cores) from starving Redis past its 100 ms client timeout, which
     would turn the test into a measure of the scheduler; 50 simultaneous creations against a limit of 5 is still
     a thundering herd that only an atomic check-and-charge survives.
     """
@@ -199,6 +199,7 @@ def test_200_concurrent_story_creations_exactly_five_succeed(backend, auth_servi
         warm = requests.post(gw.url + "/api/v1/failing", json={}, headers=account["auth"], timeout=30)
         assert warm.status_code == 503
     assert settled_usage(rdb, account["claims"]) == 0
+    reset_before = int(local_day(time.time(), TZ).reset_s - time.time())
     results = asyncio.run(burst(gw.url + "/api/v1/stories", account["auth"], 200))
     statuses = Counter(status for status, _, _ in results)
     odd = [body for status, _, body in results if status not in (201, 429)][:3]
@@ -209,7 +210,7 @@ def test_200_concurrent_story_creations_exactly_five_succeed(backend, auth_servi
     for status, headers, body in results:
         assert headers["RateLimit-Policy"] == '"stories";q=5;w=86400'
         assert headers["X-Quota-Limit"] == "5"
-        assert abs(int(headers["X-Quota-Reset"]) - reset_s) <= 2
+        assert reset_s - 1 <= int(headers["X-Quota-Reset"]) <= reset_before + 1  # a busy host makes the burst long
         if status == 201:
             assert int(headers["X-Quota-Remaining"]) in range(5) and "Retry-After" not in headers
             assert body["item"]["title"] == "A dragon at bedtime"
@@ -218,7 +219,7 @@ def test_200_concurrent_story_creations_exactly_five_succeed(backend, auth_servi
         assert headers["X-Quota-Remaining"] == "0"
         assert headers["RateLimit"].startswith('"stories";r=0;t=')
         # 1-2 s while other units are still in flight (they may be released), else until the family's midnight
-        assert 1 <= int(headers["Retry-After"]) <= reset_s + 3
+        assert 1 <= int(headers["Retry-After"]) <= reset_before + 3
         assert body["code"] == "quota_exceeded" and body["status"] == 429
         assert body["type"].endswith("/quota-exceeded") and body["limit"] == 5 and body["remaining"] == 0
     assert settled_usage(rdb, account["claims"]) == 5
@@ -229,20 +230,23 @@ def test_200_concurrent_story_creations_exactly_five_succeed(backend, auth_servi
     assert settled_usage(rdb, account["claims"]) == 5
 
 
-def test_upstream_failure_timeout_and_rejections_consume_nothing(backend, auth_service, gateway, account, rdb):
+def test_definite_failures_refund_and_a_gateway_timeout_is_charged(backend, auth_service, gateway, account, rdb):
+    """Issue 15.3: a backend's 503 and requests refused before it consume nothing; a 504 (the gateway stopped
+    waiting, the backend went on and finished: slow generations were free) is charged like the success it may be."""
     gw = gateway(kong_yml(backend, auth_service), QUOTA_PLUGINS)
     for _ in range(3):
         failed = requests.post(gw.url + "/api/v1/failing", json={}, headers=account["auth"], timeout=10)
         assert failed.status_code == 503
-    slow = requests.post(gw.url + "/api/v1/slow?ms=2000", json={}, headers=account["auth"], timeout=10)
-    assert slow.status_code == 504
     no_token = requests.post(gw.url + "/api/v1/stories", json={}, timeout=10)
     assert no_token.status_code == 401  # rejected by sv-jwt before sv-quota: nothing reserved
     assert settled_usage(rdb, account["claims"]) == 0
 
-    ok = requests.post(gw.url + "/api/v1/stories", json={"title": "t"}, headers=account["auth"], timeout=10)
-    assert ok.status_code == 201 and ok.headers["X-Quota-Remaining"] == "4"  # all five were still there
+    slow = requests.post(gw.url + "/api/v1/slow?ms=2000", json={}, headers=account["auth"], timeout=10)
+    assert slow.status_code == 504
     assert settled_usage(rdb, account["claims"]) == 1
+    ok = requests.post(gw.url + "/api/v1/stories", json={"title": "t"}, headers=account["auth"], timeout=10)
+    assert ok.status_code == 201 and ok.headers["X-Quota-Remaining"] == "3"
+    assert settled_usage(rdb, account["claims"]) == 2
 
 
 def test_anonymous_login_route_is_limited_per_ip(backend, auth_service, gateway, rdb):
@@ -329,6 +333,43 @@ def test_credential_stuffing_blocks_the_ip_and_is_counted(backend, auth_service,
     assert (entry["kind"], entry["subject"], entry["reason"]) == ("ip", "127.0.0.1", "credential_stuffing")
     # the failed logins are struck in sv-quota-log's log phase: its server counts the block
     assert 'sv_quota_abuse_blocks_total{subject="ip",reason="credential_stuffing"} 1' in metrics_text(log_port)
+
+
+RBAC_YML = """
+_format_version: "3.0"
+services:
+  - name: admin-only
+    url: {stories}/__status/200
+    routes:
+      - name: admin-only
+        paths: ["/api/v1/admin-only"]
+        plugins:{jwt}
+          - name: sv-rbac
+            config:
+              rules: [{{methods: [GET], roles: [admin]}}]
+          - name: sv-quota
+            config: &quota
+              redis_database: {db}
+              policies:
+                - {{name: per-min, limit: 100, period: minute}}
+              abuse: {{threshold: 3, window: 60, block_base: 60}}
+          - name: sv-quota-log
+            config: *quota
+"""
+
+
+def test_sv_rbac_refusals_are_not_abuse_strikes(backend, auth_service, gateway, account, rdb):
+    """Issue 15.7: a parent's (or a child's) app asking again and again for a page its role may not see gets 403
+    each time; it is never turned into a block of the account (backend 403s still are, test below)."""
+    yml = RBAC_YML.format(stories=backend["stories"], db=DB, jwt=jwt_plugin(auth_service))
+    gw = gateway(yml, [*QUOTA_PLUGINS, repo_plugin("sv-rbac")])
+    claims = account["claims"]
+    statuses = [
+        requests.get(gw.url + "/api/v1/admin-only", headers=account["auth"], timeout=10).status_code for _ in range(6)
+    ]
+    assert statuses == [403] * 6
+    time.sleep(0.5)  # the log phase runs after each answer: give the last ones time to (not) strike
+    assert not rdb.exists(keys.abuse_key(keys.subject_tag(claims, None), claims["sub"]))
 
 
 def test_repeated_403_blocks_the_account_with_growing_duration(backend, auth_service, gateway, account, rdb):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import redis
-from storyverse_plugins.common.identity import REVOKED_JTI_KEY
+from storyverse_plugins.common.keys import revoked_jti_key, revoked_sid_key
 from storyverse_plugins.common.redis_pool import RedisSettings, get_client
 from storyverse_plugins.jwt_auth.cache import CachedToken, TokenCache, token_digest
-from storyverse_plugins.jwt_auth.denylist import REVOKED_SID_KEY, DenylistUnavailable, RedisDenylist
+from storyverse_plugins.jwt_auth.denylist import DenylistUnavailable, RedisDenylist
 from test_jwt_kit import REDIS_DB, redis_db12
 
 KIDS = {"k1": object()}
@@ -62,7 +62,7 @@ def test_size_zero_disables_the_cache():
 def test_denylist_reads_the_auth_service_key(redis12):
     denylist = RedisDenylist(get_client(RedisSettings(db=REDIS_DB)))
     assert denylist.is_revoked("jti-1") is False
-    redis12.set(REVOKED_JTI_KEY.format(jti="jti-1"), "1", ex=60)
+    redis12.set(revoked_jti_key("jti-1", None), "1", ex=60)
     assert denylist.is_revoked("jti-1") is True
 
 
@@ -127,28 +127,34 @@ def test_revoked_session_is_revoked_and_read_in_the_same_exists(redis12):
     client = Recording()
     denylist = RedisDenylist(client)
     assert denylist.is_revoked("jti-1", "sid-1") is False
-    redis12.set(REVOKED_SID_KEY.format(sid="sid-1"), "1", ex=60)
+    redis12.set(revoked_sid_key("sid-1"), "1", ex=60)
     assert denylist.is_revoked("jti-1", "sid-1") is True
     assert denylist.is_revoked("jti-2", "sid-2") is False
     assert client.calls == [
-        ("sv:revoked:jti:jti-1", "sv:revoked:sid:sid-1"),
-        ("sv:revoked:jti:jti-1", "sv:revoked:sid:sid-1"),
-        ("sv:revoked:jti:jti-2", "sv:revoked:sid:sid-2"),
+        ("sv:revoked:{s:sid-1}:jti:jti-1", "sv:revoked:{s:sid-1}:sid"),
+        ("sv:revoked:{s:sid-1}:jti:jti-1", "sv:revoked:{s:sid-1}:sid"),
+        ("sv:revoked:{s:sid-2}:jti:jti-2", "sv:revoked:{s:sid-2}:sid"),
     ]
 
 
-def test_the_sid_key_is_the_one_the_auth_service_writes():
+def test_the_keys_are_the_ones_the_auth_service_writes_and_share_one_cluster_slot():
+    from redis.crc import key_slot
     from storyverse_auth import keys
 
-    assert REVOKED_SID_KEY.format(sid="s") == keys.revoked_sid("s")
-    assert REVOKED_JTI_KEY.format(jti="j") == keys.revoked_jti("j")
+    assert revoked_sid_key("s") == keys.revoked_sid("s")
+    assert revoked_jti_key("j", "s") == keys.revoked_jti("j", "s")
+    assert revoked_jti_key("j", None) == keys.revoked_jti("j", None)
+    for sid in ("0b9f3c52-8a51-4d8e-9a7e-2f1c3b4d5e6f", "another-session"):
+        jtis = [f"jti-{n}" for n in range(50)]
+        slots = {key_slot(revoked_jti_key(j, sid).encode()) for j in jtis} | {key_slot(revoked_sid_key(sid).encode())}
+        assert len(slots) == 1  # EXISTS jti-key sid-key is one command on Redis Cluster
 
 
 def test_answers_are_reused_for_at_most_the_cache_time(redis12):
     client, clock = Recording(), Clock()
     denylist = RedisDenylist(client, cache_seconds=0.5, clock=clock)
     assert denylist.is_revoked("j", "s") is False
-    redis12.set(REVOKED_JTI_KEY.format(jti="j"), "1", ex=60)
+    redis12.set(revoked_jti_key("j", "s"), "1", ex=60)
     clock.t += 0.49
     assert denylist.is_revoked("j", "s") is False and len(client.calls) == 1  # stale by design, < 0.5 s
     clock.t += 0.02
@@ -219,3 +225,100 @@ def test_two_slow_replies_or_a_refused_connection_fail_closed_and_open_the_break
     with pytest.raises(DenylistUnavailable):
         refused.is_revoked("jti-1")
     assert refused.reads == 1  # a refused connection is not retried
+
+
+# --- revocations pushed by Redis: the check off the request path (issue 21) ----------------------------------------
+
+
+def test_a_pushed_revocation_is_enforced_and_steady_state_needs_no_redis_read(redis12):
+    """Redis pushes every write under sv:revoked: (client-side caching); a PONG on the same connection proves that
+    every push before its PING was applied, which is what bounds the delay by denylist_cache_ms."""
+    import time
+
+    from storyverse_auth import keys
+    from storyverse_plugins.jwt_auth.denylist import RevocationWatch
+
+    settings = RedisSettings(db=REDIS_DB)
+    watch = RevocationWatch(settings).start()
+    try:
+        denylist = RedisDenylist(get_client(settings), cache_seconds=0.5, watch=watch)
+        assert wait(lambda: watch.trusted(0.5)), "the watch never confirmed"
+        sessions = [f"sess-{n}" for n in range(1024)]
+        assert not any(denylist.is_revoked(f"jti-{s}", s) for s in sessions)
+        reads = denylist.reads
+        assert not any(denylist.is_revoked(f"jti-{s}", s) for s in sessions)
+        assert denylist.reads == reads  # 1,024 tokens again: no Redis read at all
+        t = time.monotonic()
+        redis12.set(keys.revoked_sid("sess-7"), "1", ex=60)  # the auth service's writer: "log out this device"
+        redis12.set(keys.revoked_jti("jti-sess-9", "sess-9"), "1", ex=60)  # logout of one token
+        assert wait(lambda: watch.confirmed_after(t)), "no PONG after the revocations"
+        assert denylist.is_revoked("jti-sess-7", "sess-7") and denylist.is_revoked("jti-sess-9", "sess-9")
+        assert denylist.is_revoked("another-token-of-7", "sess-7")
+        assert not denylist.is_revoked("jti-sess-8", "sess-8") and denylist.reads == reads + 3
+    finally:
+        watch.stop()
+
+
+class FakeWatch:
+    def __init__(self, trusted: bool = True) -> None:
+        self.is_trusted, self.listeners = trusted, []
+
+    def subscribe(self, listener) -> None:
+        self.listeners.append(listener)
+
+    def trusted(self, window_s: float) -> bool:
+        return self.is_trusted
+
+    def push(self, keys) -> None:
+        for listener in self.listeners:
+            listener(keys)
+
+
+def test_an_answer_read_across_an_invalidation_is_not_kept():
+    watch = FakeWatch()
+
+    class RevokedWhileReading(Recording):
+        def exists(self, *keys):
+            answer = super().exists(*keys)  # "not revoked"... and the revocation is pushed before we keep it
+            watch.push([revoked_sid_key("s")])
+            return answer
+
+    denylist = RedisDenylist(RevokedWhileReading(answer=0), cache_seconds=0.5, watch=watch)
+    assert denylist.is_revoked("j", "s") is False
+    assert denylist.is_revoked("j", "s") is False and denylist.reads == 2  # asked again, not served stale
+
+
+def test_a_pushed_key_drops_every_token_of_the_session_and_a_flush_drops_all():
+    watch = FakeWatch()
+    client = Recording(answer=0)
+    denylist = RedisDenylist(client, cache_seconds=0.5, watch=watch)
+    for jti in ("a", "b"):
+        denylist.is_revoked(jti, "s")
+    denylist.is_revoked("c", "t")
+    watch.push([revoked_sid_key("s")])
+    for jti, sid in (("a", "s"), ("b", "s"), ("c", "t")):
+        denylist.is_revoked(jti, sid)
+    assert len(client.calls) == 5  # a and b read again, c still held
+    watch.push(None)  # FLUSHDB, or the watch reconnected
+    denylist.is_revoked("c", "t")
+    assert len(client.calls) == 6
+
+
+def test_without_a_confirmed_watch_answers_live_at_most_cache_seconds():
+    watch, clock = FakeWatch(trusted=False), Clock()
+    client = Recording(answer=0)
+    denylist = RedisDenylist(client, cache_seconds=0.5, watch=watch, clock=clock)
+    denylist.is_revoked("j", "s")
+    clock.t += 0.6
+    denylist.is_revoked("j", "s")
+    assert len(client.calls) == 2
+
+
+def wait(predicate, seconds: float = 5.0) -> bool:
+    """Poll until predicate() holds (a bounded wait, not a timing assertion)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return predicate()

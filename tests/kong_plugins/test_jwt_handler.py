@@ -11,10 +11,10 @@ import uuid
 
 import pytest
 from storyverse_plugins import PRIORITIES
-from storyverse_plugins.common.identity import REVOKED_JTI_KEY, SHARED_IDENTITY
+from storyverse_plugins.common.identity import SHARED_IDENTITY
+from storyverse_plugins.common.keys import revoked_jti_key, revoked_sid_key
 from storyverse_plugins.common.problem import PROBLEM_JSON
 from storyverse_plugins.jwt_auth import gate as gate_module
-from storyverse_plugins.jwt_auth.denylist import REVOKED_SID_KEY
 from storyverse_plugins.jwt_auth.handler import Plugin, priority
 from test_jwt_kit import JwksServer, dead_url, jwk_of, mint, plugin_config, redis_db12, serving
 
@@ -259,7 +259,7 @@ def test_revoked_jti_is_401_also_after_a_cache_hit(uncached_plugin, fake_kong, r
     jti = str(uuid.uuid4())
     headers = {"authorization": [f"Bearer {now_token(jti=jti)}"]}
     assert run(plugin, fake_kong, headers).exited is None  # now cached
-    redis12.set(REVOKED_JTI_KEY.format(jti=jti), "1", ex=600)
+    redis12.set(revoked_jti_key(jti, "sess-1"), "1", ex=600)  # the kit's tokens carry sid "sess-1"
     fk = run(plugin, fake_kong, headers)
     status, body, _ = problem(fk)
     assert status == 401 and body["detail"] == "The access token is invalid."
@@ -270,7 +270,7 @@ def test_revoked_session_is_401_also_after_a_cache_hit(uncached_plugin, fake_kon
     sid = str(uuid.uuid4())
     headers = {"authorization": [f"Bearer {now_token(sid=sid)}"]}
     assert run(uncached_plugin, fake_kong, headers).exited is None
-    redis12.set(REVOKED_SID_KEY.format(sid=sid), "1", ex=600)
+    redis12.set(revoked_sid_key(sid), "1", ex=600)
     status, _, headers_out = problem(run(uncached_plugin, fake_kong, headers))
     assert status == 401 and 'error="invalid_token"' in headers_out["WWW-Authenticate"]
     other = {"authorization": [f"Bearer {now_token(sid=str(uuid.uuid4()))}"]}
@@ -282,7 +282,7 @@ def test_revocation_takes_effect_within_the_denylist_cache_time(jwks_server, fak
     jti = str(uuid.uuid4())
     headers = {"authorization": [f"Bearer {now_token(jti=jti)}"]}
     assert run(plugin, fake_kong, headers).exited is None
-    redis12.set(REVOKED_JTI_KEY.format(jti=jti), "1", ex=600)
+    redis12.set(revoked_jti_key(jti, "sess-1"), "1", ex=600)  # the kit's tokens carry sid "sess-1"
     time.sleep(0.25)
     assert problem(run(plugin, fake_kong, headers))[0] == 401
 

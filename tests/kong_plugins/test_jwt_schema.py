@@ -38,7 +38,7 @@ def test_kong_nulls_take_the_defaults():
     cfg = parse_config(raw)
     assert cfg.verify.leeway == 30 and cfg.verify.algorithms == {"RS256", "ES256", "EdDSA"}
     assert cfg.strip_header_prefixes == ("x-sv-",) and cfg.anonymous is False and cfg.denylist is True
-    assert cfg.redis.host == "127.0.0.1" and cfg.redis.timeout_ms == 50
+    assert cfg.redis.host == "127.0.0.1" and cfg.redis.timeout_ms == 100
     assert cfg.denylist_cache_ms == 500
 
 

@@ -152,8 +152,11 @@ def test_admin_list_and_unblock(redis_db):
 
 
 # -- handler ---------------------------------------------------------------------------------------------------------
-def serialized(status, ip="10.0.0.7"):
-    return json.dumps({"response": {"status": status}, "client_ip": ip})
+def serialized(status, ip="10.0.0.7", upstream=True):
+    """A kong.log.serialize() record; `upstream`: the backend answered (Kong: upstream_status "" when not proxied)."""
+    return json.dumps(
+        {"response": {"status": status}, "client_ip": ip, "upstream_status": str(status) if upstream else ""}
+    )
 
 
 def pair(config, limiter):
@@ -190,6 +193,47 @@ def test_handler_log_strikes_the_ip_when_no_identity_and_ignores_2xx(fake_kong):
     for _ in range(3):
         p.log(fake_kong({"kong.log.serialize": serialized(401)}).kong)  # e.g. sv-jwt's 401: no identity
     assert storage._abuse[keys.abuse_key("{ip:10.0.0.7}")].until > NOW * 1000
+
+
+@pytest.mark.parametrize(("upstream", "gateway_403", "struck"), [(False, False, 0), (True, False, 3), (False, True, 3)])
+def test_only_a_backend_403_is_a_strike_unless_gateway_403(fake_kong, upstream, gateway_403, struck):
+    """Issue 15.7: sv-rbac's 403 (answered by the gateway, nothing proxied) is a policy answer: a child's app that
+    keeps asking for a parent's page is refused each time, never blocked. A backend's 403 still counts."""
+    storage = MemoryStorage()
+    abuse = {**ABUSE, "gateway_403": gateway_403}
+    p, log = pair({"policies": [{"name": "m", "limit": 100, "period": "minute"}], "abuse": abuse}, limiter_on(storage))
+    for _ in range(3):
+        fk = fake_kong({"kong.log.serialize": serialized(403, upstream=upstream)})
+        fk.shared[SHARED_IDENTITY] = ID
+        log.log(fk.kong)
+    assert log.limiter.metrics.value("abuse_strikes", "403") == struck
+    assert bool(storage._abuse) is bool(struck)
+    fk = fake_kong()
+    fk.shared[SHARED_IDENTITY] = ID
+    p.access(fk.kong)
+    assert (fk.exited is not None) is bool(struck)  # blocked only after strikes
+
+
+def test_a_route_with_abuse_off_lets_a_blocked_ip_through_and_strikes_nothing(fake_kong):
+    """Issue 15.7: a family behind one NAT whose IP is blocked still gets the JWKS, discovery and its refresh."""
+    storage = MemoryStorage()
+    limiter = limiter_on(storage)
+    policies = [{"name": "ip", "limit": 100, "period": "minute", "by": "ip"}]
+    _, log = pair({"policies": policies, "abuse": ABUSE}, limiter)
+    for _ in range(3):
+        log.log(fake_kong({"kong.log.serialize": serialized(401, ip="10.0.0.7", upstream=False)}).kong)
+    login, _ = pair({"policies": policies, "abuse": ABUSE}, limiter)
+    jwks, jwks_log = pair({"policies": policies, "abuse": {"enabled": False}}, limiter)
+
+    def call(p):
+        fk = fake_kong({"kong.client.get_forwarded_ip": "10.0.0.7"})
+        p.access(fk.kong)
+        return fk.exited[0] if fk.exited else 200
+
+    assert call(login) == 429 and call(jwks) == 200
+    before = dict(storage._abuse)
+    jwks_log.log(fake_kong({"kong.log.serialize": serialized(401, ip="10.0.0.8")}).kong)
+    assert storage._abuse.keys() == before.keys()  # no strike from a route with abuse off
 
 
 def test_log_phase_leaves_429s_to_sv_quota_access(fake_kong):
@@ -369,3 +413,22 @@ def test_decide_is_retried_once_after_a_timeout_without_double_reserving(redis_d
     assert verdict.allowed and storage.calls == 2  # the child's limit of 1 is not used up by its own first attempt
     assert [c.reserved for c in verdict.counters] == [1, 1]
     assert real.decide(build_batch(cfg, {**ID, "daily_story_limit": 1}, None, "POST", NOW)).allowed is False
+
+
+def test_kong_yml_scopes_abuse_blocks_away_from_keys_discovery_and_refresh():
+    """Issue 15.7, as deployed: exactly the routes a family behind one NAT needs to stay signed in are exempt."""
+    from pathlib import Path
+
+    import yaml
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[2] / "kong.yml").read_text())
+    exempt, enforced = set(), 0
+    for service in config["services"]:
+        for route in service.get("routes", []):
+            for plugin in route.get("plugins", []):
+                if plugin["name"] == "sv-quota":
+                    if parse_config(plugin["config"]).abuse.enabled:
+                        enforced += 1
+                    else:
+                        exempt.add(route["name"].removeprefix("v1-"))
+    assert exempt == {"auth-refresh", "jwks", "discovery"} and enforced > 40

@@ -71,7 +71,7 @@ def decide(limiter, cfg, identity=None, ip="10.0.0.1", now=T0, method="POST"):
 def test_defaults_and_kong_nulls():
     cfg = parse_config({"policies": [{"name": "m", "limit": 10, "period": "minute", "by": None}], "__seq__": 3})
     assert cfg.policies[0].by == "auto" and cfg.policies[0].fault_tolerant and not cfg.quota.enabled
-    assert [p.daily for p in cfg.plans] == [5, 20] and cfg.redis.timeout_ms == 50
+    assert [p.daily for p in cfg.plans] == [5, 20] and cfg.redis.timeout_ms == 100
 
 
 @pytest.mark.parametrize(
@@ -173,6 +173,18 @@ def test_premium_burst_and_ip_policies(limiter):
     anon = rate_cfg({"name": "login", "limit": 3, "period": "hour", "by": "ip"})
     assert sum(isinstance(decide(limiter, anon, None, ip="1.2.3.4").decision, Allow) for _ in range(5)) == 3
     assert isinstance(decide(limiter, anon, None, ip="1.2.3.5").decision, Allow)
+
+
+def test_remaining_never_exceeds_the_advertised_quota_with_a_burst(limiter):
+    """Issue 21: `"stories-list-minute";q=120` came back with `r=124` (premium's burst of 5 on top of 120)."""
+    cfg = rate_cfg({"name": "list", "limit": 120, "period": "minute"})
+    premium = ident(sub="p2", family="fp2", tier="premium")
+    for _ in range(8):
+        headers = decide(limiter, cfg, premium).decision.response_headers
+        q = int(headers["RateLimit-Policy"].split(";q=")[1].split(";")[0])
+        r = int(headers["RateLimit"].split(";r=")[1].split(";")[0])
+        assert q == 120 and 0 <= r <= q
+    assert r == 120 - 3  # 8 of 125 taken: 117 are left, and every one of them is within q
 
 
 def test_rejected_requests_consume_nothing(limiter):
@@ -285,3 +297,16 @@ def test_lua_scripts_run_by_sha_and_survive_script_flush(redis_db):
     assert (
         abs(redis_db.pttl(hkey) - (batch.quota.expire_at_ms - batch.now_ms)) < 5_000
     )  # relative to the injected clock
+
+
+def test_local_rates_keep_their_memory_bounded():
+    from storyverse_plugins.quota.limiter import LocalRates
+
+    local = LocalRates(max_keys=2)
+    cfg = parse_config({"policies": [{"name": "m", "limit": 1, "period": "minute"}]})
+    for n in range(5):
+        ident = {"sub": f"u{n}", "family_id": f"f{n}"}
+        assert local.decide(build_batch(cfg, ident, None, None, T0))[0].allowed
+    assert len(local._tat) <= 2
+    newest = build_batch(cfg, {"sub": "u4", "family_id": "f4"}, None, None, T0 + 1)
+    assert not local.decide(newest)[0].allowed  # the newest subject is still remembered

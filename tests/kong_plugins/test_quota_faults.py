@@ -109,3 +109,23 @@ def test_breaker_skips_redis_while_open(own_redis):
     calls = storage.calls
     out = check(limiter, "quota_closed")
     assert isinstance(out.decision, Deny) and "circuit open" in out.error and storage.calls == calls  # no round trip
+
+
+def test_rate_limits_hold_in_process_while_redis_is_down_and_the_outage_is_counted(own_redis):
+    """Issue 15.4: a fault-tolerant rate limit is never waved through: with Redis gone it is decided in process."""
+    limiter = limiter_for(own_redis.port)
+    cfg = parse_config({"policies": [{"name": "m", "limit": 3, "period": "minute"}]})
+    own_redis.stop()
+    outs = [limiter.check(build_batch(cfg, ID, None, "GET", time.time())) for _ in range(5)]
+    # Redis may have admitted the whole burst just before it went: in process only the sustained rate is added
+    assert [isinstance(o.decision, Allow) for o in outs] == [True, False, False, False, False]
+    assert all(o.error for o in outs)  # every one of them was decided without Redis, and says so
+    refused = outs[1].decision
+    assert (
+        refused.status == 429 and refused.code == "rate_limited" and refused.headers["RateLimit"].startswith('"m";r=0')
+    )
+    assert [o.breaker_opened for o in outs] == [True, False, False, False, False]  # counted and logged once
+    assert limiter.metrics.value("breaker_open", "decide") == 1
+    assert limiter.metrics.value("degraded", "decide") == 5
+    assert limiter.metrics.value("throttled", "m", "local") == 4
+    assert limiter.metrics.value("fail_open", "quota") == 0

@@ -33,6 +33,8 @@ def serialize(ctx: RequestContext, status: int, response_headers: Headers, respo
             "id": ctx.request_id,
         },
         "upstream_uri": ctx.upstream_uri or "",
+        # kong/pdk/log.lua:906: var.upstream_status ("" when nothing was proxied: a plugin answered)
+        "upstream_status": str(ctx.upstream_status) if ctx.upstream_status else "",
         "response": {
             "status": status,
             "headers": _headers(response_headers, redact=False),

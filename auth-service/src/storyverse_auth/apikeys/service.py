@@ -3,7 +3,7 @@
 A key is ``svk_<id hex>_<secret>``: the id finds the row, the secret is checked against
 ``HMAC-SHA256(server secret, "apikey:<id hex>:<secret>")`` with a constant-time compare. Neither the key nor the
 secret is stored or logged. The exchange returns an RFC 9068 access token whose ``sid`` is the key's id, so revoking
-the key denylists ``sv:revoked:sid:<id>`` and the gateway refuses the key's outstanding tokens at once.
+the key denylists ``sv:revoked:{s:<id>}:sid`` and the gateway refuses the key's outstanding tokens at once.
 """
 
 from __future__ import annotations

@@ -103,7 +103,7 @@ def logout(body: dict):
     scope = body["scope"]
     if scope in ("local", "global"):
         sessions.revoke_session(sid, "logout", account_id=account_id)
-        sessions.denylist_jti(claims["jti"], claims["exp"])
+        sessions.denylist_jti(claims["jti"], claims["exp"], claims.get("sid"))
     if scope in ("others", "global"):
         sessions.revoke_all(account_id, "logout_" + scope, keep=None if scope == "global" else sid)
     db.session.commit()

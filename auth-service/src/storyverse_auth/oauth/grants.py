@@ -4,7 +4,7 @@ A client refresh token is ``svort_<grant id hex>.<generation>.<mac>`` with ``mac
 the same shape as a session's ``svrt_`` token under another prefix and MAC label, so neither endpoint accepts the
 other's tokens. Rotation happens on every use as one conditional UPDATE on (id, client, generation, hash); the loser of
 a race inside the grace window (the immediately previous token, ≤ 30 s) gets the *same* successor; any other reuse
-revokes the whole grant, and with it (``sv:revoked:sid:<grant id>``) every access token issued under it.
+revokes the whole grant, and with it (``sv:revoked:{s:<grant id>}:sid``) every access token issued under it.
 """
 
 from __future__ import annotations

@@ -128,7 +128,7 @@ class OAuthAuthorizationCode(db.Model, AuthorizationCodeMixin):
 
 class OAuthGrant(db.Model):
     """One authorization of a client by a parent: the refresh-token family. Its id is the access tokens' ``sid``,
-    so revoking it (``sv:revoked:sid:<id>``) also revokes every access token issued under it at the gateway."""
+    so revoking it (``sv:revoked:{s:<id>}:sid``) also revokes every access token issued under it at the gateway."""
 
     __tablename__ = "oauth_grants"
 

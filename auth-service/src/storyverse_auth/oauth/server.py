@@ -294,7 +294,7 @@ class TokenHandle(TokenMixin):
         if self.kind == "refresh_token":
             return not self.current or self.grant_id is None or not grant_store.is_live(self.grant_id)
         pipe = redis_store.client.pipeline(transaction=False)
-        pipe.exists(revoked_jti(str(self.claims["jti"])))
+        pipe.exists(revoked_jti(str(self.claims["jti"]), self.claims.get("sid")))
         pipe.exists(revoked_sid(str(self.claims.get("sid", ""))))
         if any(pipe.execute()):
             return True
@@ -335,7 +335,7 @@ class Revocation(RevocationEndpoint):
         if token.kind == "refresh_token" and token.grant_id is not None:
             grant_store.revoke(token.grant_id, "revoked_by_client")
         elif token.kind == "access_token":
-            sessions.denylist_jti(str(token.claims["jti"]), float(token.claims["exp"]))
+            sessions.denylist_jti(str(token.claims["jti"]), float(token.claims["exp"]), token.claims.get("sid"))
 
 
 class Introspection(IntrospectionEndpoint):

@@ -77,7 +77,7 @@ def change(body: dict):
         raise APIError.invalid_credentials()
     accounts.set_password(account, body["new_password"])
     revoked = sessions.revoke_all(account.id, "password_change")
-    sessions.denylist_jti(claims["jti"], claims["exp"])
+    sessions.denylist_jti(claims["jti"], claims["exp"], claims.get("sid"))
     db.session.commit()
     log.info("password change", extra={"event": "password_change", "account_id": str(account.id), "count": revoked})
     return ""

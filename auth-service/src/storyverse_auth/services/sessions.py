@@ -196,11 +196,11 @@ def _ended(sid: uuid.UUID, account_id: uuid.UUID | None, reason: str) -> None:
     audit.record("revoke", sid, account_id, reason)
 
 
-def denylist_jti(jti: str, exp: float) -> None:
-    """Deny one access token until it expires (the gateway reads ``sv:revoked:jti:<jti>``)."""
+def denylist_jti(jti: str, exp: float, sid: str | None = None) -> None:
+    """Deny one access token until it expires (the gateway reads ``keys.revoked_jti``, tagged by the token's sid)."""
     remaining = int(exp - now_ts()) + 1
     if remaining > 0:
-        redis_store.client.set(keys.revoked_jti(jti), "1", ex=remaining)
+        redis_store.client.set(keys.revoked_jti(jti, sid), "1", ex=remaining)
 
 
 def revoke_session(sid: uuid.UUID, reason: str, account_id: uuid.UUID | None = None) -> bool:
@@ -242,6 +242,6 @@ def live_sessions(account_id: uuid.UUID) -> list[StoredSession]:
 
 def is_revoked(claims: dict) -> bool:
     pipe = redis_store.client.pipeline(transaction=False)
-    pipe.exists(keys.revoked_jti(str(claims["jti"])))
+    pipe.exists(keys.revoked_jti(str(claims["jti"]), claims.get("sid")))
     pipe.exists(keys.revoked_sid(str(claims.get("sid", ""))))
     return any(pipe.execute())

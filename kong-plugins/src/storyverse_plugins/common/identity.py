@@ -28,5 +28,4 @@ IDENTITY_HEADERS = {
 }
 IDENTITY_HEADER_PREFIX = "X-Sv-"  # every client header with this prefix is stripped too
 
-# Redis key of a revoked access-token jti (written by the auth service on logout, read by sv-jwt)
-REVOKED_JTI_KEY = "sv:revoked:jti:{jti}"
+# Redis keys of revoked tokens and sessions: common/keys.py (revoked_jti_key, revoked_sid_key)

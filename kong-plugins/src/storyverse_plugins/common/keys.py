@@ -73,3 +73,19 @@ def login_failures_key(tag: str) -> str:
 
 
 BLOCKS_INDEX = PREFIX + "{abuse}:blocks"  # one slot of its own: written after a block is set, read by admins
+
+# -- revocation (written by the auth service, storyverse_auth/keys.py, which must build them identically) -----------
+# Both keys of a session share the hash tag {s:<sid>}, so sv-jwt reads them in ONE round trip on Redis Cluster too;
+# a token without a session is tagged by its own jti:
+#   sv:revoked:{s:<sid>}:sid          every access token of the session is revoked
+#   sv:revoked:{s:<sid>}:jti:<jti>    this access token is revoked      ({j:<jti>} instead of {s:<sid>} without sid)
+REVOKED_PREFIX = "sv:revoked:"
+
+
+def revoked_jti_key(jti: str, sid: str | None) -> str:
+    tag = f"s:{sid}" if sid else f"j:{jti}"
+    return f"{REVOKED_PREFIX}{{{tag}}}:jti:{jti}"
+
+
+def revoked_sid_key(sid: str) -> str:
+    return f"{REVOKED_PREFIX}{{s:{sid}}}:sid"

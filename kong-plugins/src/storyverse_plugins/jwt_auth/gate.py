@@ -2,8 +2,9 @@
 
 The gate owns the order of things: refuse requests whose headers may have been truncated, find client-sent
 identity headers to strip, extract the bearer token, verify it (verified-token cache first, then ``tokens.verify``
-with one rate-limited JWKS refetch on an unknown kid), check the denylist (jti and sid in one Redis read, also on
-cache hits), and build what goes upstream and into ``kong.ctx.shared``.
+with one rate-limited JWKS refetch on an unknown kid), check the denylist (jti and sid: an in-process answer while
+Redis pushes revocations, else one Redis read; also on cache hits), and build what goes upstream and into
+``kong.ctx.shared``.
 
 ``Allow.upstream_headers`` follows ``kong.service.request.set_headers`` semantics: a string sets the header
 (replacing every client copy), an empty list ``[]`` removes it.
@@ -22,7 +23,13 @@ from storyverse_plugins.common.decision import Allow, Decision, Deny
 from storyverse_plugins.common.identity import IDENTITY_HEADERS, SHARED_IDENTITY
 from storyverse_plugins.common.redis_pool import RedisSettings, get_client
 from storyverse_plugins.jwt_auth.cache import CachedToken, TokenCache, token_digest
-from storyverse_plugins.jwt_auth.denylist import Denylist, DenylistUnavailable, NoDenylist, RedisDenylist
+from storyverse_plugins.jwt_auth.denylist import (
+    Denylist,
+    DenylistUnavailable,
+    NoDenylist,
+    RedisDenylist,
+    RevocationWatch,
+)
 from storyverse_plugins.jwt_auth.jwks import JwksCache, JwksUnavailable, http_fetcher
 from storyverse_plugins.jwt_auth.schema import Config
 from storyverse_plugins.jwt_auth.tokens import Failure, Reason, Verified, verify
@@ -270,8 +277,10 @@ def build_gate(cfg: Config) -> Gate:
             _caches[cache_key] = TokenCache(cfg.cache_size)
         denylist_key = (cfg.redis, cfg.denylist_cache_ms)
         if cfg.denylist and denylist_key not in _denylists:
+            # revocations pushed by Redis (client-side caching); Cluster reads per request (one slot per session)
+            watch = None if cfg.redis.cluster_nodes else RevocationWatch(cfg.redis).start()
             _denylists[denylist_key] = RedisDenylist(
-                get_client(cfg.redis), cache_seconds=cfg.denylist_cache_ms / 1000.0
+                get_client(cfg.redis), cache_seconds=cfg.denylist_cache_ms / 1000.0, watch=watch
             )
         denylist = _denylists[denylist_key] if cfg.denylist else NoDenylist()
         return Gate(cfg, _jwks[jwks_key], _caches[cache_key], denylist)

@@ -107,16 +107,18 @@ Schema = (
     ),
     _field(
         "denylist",
-        "Reject tokens the auth service revoked: the token (Redis key sv:revoked:jti:{jti}) or its session "
-        "(sv:revoked:sid:{sid}), both read in one EXISTS.",
+        "Reject tokens the auth service revoked: the token (Redis key sv:revoked:{s:<sid>}:jti:<jti>) or its "
+        "session (sv:revoked:{s:<sid>}:sid): one slot, one EXISTS; answers are kept in process while Redis "
+        "pushes invalidations (standalone Redis), within the bound denylist_cache_ms.",
         "boolean",
         default=True,
         required=True,
     ),
     _field(
         "denylist_cache_ms",
-        "How long a denylist answer for one token is reused, in milliseconds (0: ask Redis on every request; "
-        "at most 1000). A revocation takes effect within this time.",
+        "The revocation bound, in milliseconds (0: ask Redis on every request; at most 1000): a revocation takes "
+        "effect within this time. While Redis pushes invalidations an answer is reused until its key changes; "
+        "otherwise for at most this time.",
         "integer",
         default=DEFAULT_DENYLIST_CACHE_MS,
         between=[0, int(MAX_CACHE_SECONDS * 1000)],

@@ -14,8 +14,10 @@ sv-quota-log (kong-plugins/plugins/sv-quota-log.py, priority just below sv-quota
         routes saves two round trips (HandleEvent + log.serialize) per request; their 401/403 answers are then not
         abuse strikes (their 429s still are, see above).
 log     [ctx.shared.get(reservation) on quota routes] + log.serialize() (status, client_ip)
-        -> settle script (commit or release) when a unit is held
-        and, on a 401/403 (abuse.statuses; 429s are sv-quota's own, struck in access):
+        -> settle script when a unit is held: commit on success or an unknown outcome (504, 502, 499), release
+           only on a definite failure (policy.charges)
+        and, on a 401/403 (abuse.statuses; 429s are sv-quota's own, struck in access; a 403 only when the backend
+        answered it, unless abuse.gateway_403: sv-rbac's refusals are not abuse):
         [ctx.shared.get(identity) on user routes] [+ ctx.shared.get(login fingerprint) on a failed login]
         -> one abuse.lua strike. In the log phase Kong runs in a timer: only log.serialize() and ctx.shared are
         reliable there.
@@ -35,7 +37,7 @@ from storyverse_plugins.common.identity import SHARED_IDENTITY, SHARED_REQUEST_I
 from storyverse_plugins.common.redis_pool import get_client
 from storyverse_plugins.quota.limiter import Limiter, Options, Outcome
 from storyverse_plugins.quota.metrics import METRICS
-from storyverse_plugins.quota.policy import build_batch, build_strike, verified
+from storyverse_plugins.quota.policy import build_batch, build_strike, charges, verified
 from storyverse_plugins.quota.schema import Config, Schema, parse_config
 from storyverse_plugins.quota.storage import RedisStorage, StorageError
 from storyverse_plugins.quota.strategies import Reservation
@@ -77,7 +79,9 @@ class _Base:
             result = self.limiter.strike(strike)
         except StorageError as exc:
             self.limiter.metrics.inc("redis_errors", "abuse")
-            self._report(kong, str(exc))
+            if exc.opened:
+                self.limiter.metrics.inc("breaker_open", "abuse")
+            self._report(kong, str(exc), exc.opened)
             return
         self.limiter.metrics.inc("abuse_strikes", str(status))  # counted once Redis has it
         if result.new_block:
@@ -93,9 +97,10 @@ class _Base:
             return False
         return isinstance(policy, str) and policy.startswith(f'"{self.cfg.quota.name}";')
 
-    def _report(self, kong, error: str) -> None:
+    def _report(self, kong, error: str, always: bool = False) -> None:
+        """Log a Redis failure: at most one line per LOG_EVERY_S, but every opening of the breaker."""
         now = self.clock()
-        if now - self._last_log >= LOG_EVERY_S:
+        if always or now - self._last_log >= LOG_EVERY_S:
             self._last_log = now
             kong.log.err("sv-quota redis: " + error)
 
@@ -119,7 +124,7 @@ class Plugin(_Base):
         method = kong.request.get_method() if identity and cfg.quota.enabled and cfg.quota.methods else None
         outcome = self.limiter.check(build_batch(cfg, identity, ip, method, self.clock()))
         if outcome.error:
-            self._report(kong, outcome.error)
+            self._report(kong, outcome.error, outcome.breaker_opened)
         if isinstance(outcome.decision, Deny):
             return self._reject(kong, outcome.decision, guard, identity, ip)
         self._allow(kong, outcome)
@@ -169,23 +174,32 @@ class LogPlugin(_Base):
         record = parse_record(kong.log.serialize())
         status = response_status(record)
         if raw:
-            self._settle(kong, Reservation.from_shared(raw), 200 <= status < 300)
+            self._settle(kong, Reservation.from_shared(raw), charges(status))
         # 429s are sv-quota's own answers, struck (or not: daily quota) in its access phase
-        if cfg.abuse.enabled and status in cfg.abuse.statuses and status != 429:
+        if cfg.abuse.enabled and status in cfg.abuse.statuses and status != 429 and self._signals(status, record):
             identity = None if cfg.ip_only else verified(kong.ctx.shared.get(SHARED_IDENTITY))
             fingerprint = ""
             if cfg.abuse.login and status == 401:
                 fingerprint = str(kong.ctx.shared.get(SHARED_LOGIN) or "")
             self._strike(kong, identity, str(record.get("client_ip") or ""), fingerprint, status)
 
+    def _signals(self, status: int, record: dict) -> bool:
+        """A 403 the gateway answered itself (no upstream status: sv-rbac's rules) is a policy answer, not abuse,
+        unless abuse.gateway_403. Kong 3.9.1 serializes `upstream_status` as "" when nothing was proxied
+        (kong/pdk/log.lua:906)."""
+        return status != 403 or self.cfg.abuse.gateway_403 or bool(record.get("upstream_status"))
+
     def _settle(self, kong, reservation: Reservation, commit: bool) -> None:
+        """Commit or release; a lost release lapses after reservation_ttl, a lost commit is not charged."""
         try:
             self.limiter.settle(reservation, commit, int(self.clock() * 1000))
             METRICS.inc("settled", "commit" if commit else "release")
         except StorageError as exc:  # a lost release lapses after reservation_ttl; a lost commit is not charged
             METRICS.inc("settled", "error")
             METRICS.inc("redis_errors", "settle")
-            self._report(kong, str(exc))
+            if exc.opened:
+                METRICS.inc("breaker_open", "settle")
+            self._report(kong, str(exc), exc.opened)
 
 
 class _NoLog:
@@ -217,11 +231,6 @@ def response_status(record: dict) -> int:
         return int((record.get("response") or {}).get("status") or 0)
     except (TypeError, ValueError, AttributeError):
         return 0
-
-
-def upstream_succeeded(serialized) -> bool:
-    """Whether the response was a 2xx, from kong.log.serialize()."""
-    return 200 <= response_status(parse_record(serialized)) < 300
 
 
 def login_fingerprint(body, field: str) -> str:

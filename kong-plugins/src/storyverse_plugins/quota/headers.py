@@ -1,5 +1,9 @@
 """Response headers: IETF RateLimit fields (draft-ietf-httpapi-ratelimit-headers) for the binding policy,
-quota state, and Retry-After. Pure: values in, a header dict out. Resets are delay-seconds, never epochs."""
+quota state, and Retry-After. Pure: values in, a header dict out. Resets are delay-seconds, never epochs.
+
+`q` is the policy's sustained quota per window `w`; `r` never exceeds `q`. A tier's burst (premium's rate_burst) is
+extra capacity the server grants without advertising it: the draft lets a server be more permissive than its
+announced policy, never less, so a client pacing itself by `r` stays within the limit with or without the burst."""
 
 from __future__ import annotations
 

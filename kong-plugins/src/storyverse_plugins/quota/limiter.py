@@ -1,9 +1,15 @@
 """The quota core: a Batch in, an Allow/Deny decision out (STYLE principle 3), with the over-limit cache, shadow
-mode and fault tolerance. No PDK: the handler feeds it plain values and applies the result."""
+mode and fault tolerance. No PDK: the handler feeds it plain values and applies the result.
+
+When Redis cannot answer (error, timeout after the retry, open breaker), rate limits do not fail open: the
+fault-tolerant ones are decided by `LocalRates`, the same GCRA in this process (so the cluster-wide limit becomes a
+per-process one, at most `limit` x processes, for the outage only); the others and a fail-closed quota answer 503.
+Every such decision is counted (`degraded`, `fail_open`), and the breaker's openings are counted and logged."""
 
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -12,7 +18,7 @@ from storyverse_plugins.quota.cache import Blocked, OverLimitCache
 from storyverse_plugins.quota.headers import DAY_S, LimitView, render, seconds
 from storyverse_plugins.quota.metrics import Metrics
 from storyverse_plugins.quota.storage import Storage, StorageError
-from storyverse_plugins.quota.strategies import Batch, Reservation, Strike, StrikeResult, Verdict
+from storyverse_plugins.quota.strategies import Batch, RateState, Reservation, Strike, StrikeResult, Verdict, gcra_step
 
 BLOCK_POLICY = "abuse-block"  # the policy name of abuse blocks in metrics and headers
 
@@ -24,6 +30,45 @@ class Outcome:
     decision: Allow | Deny
     reservation: Reservation | None = None
     error: str | None = None
+    breaker_opened: bool = False  # this request's failure opened the Redis breaker: always logged
+
+
+class LocalRates:
+    """GCRA state in process, for the fault-tolerant rate limits while Redis cannot answer (bounded memory).
+
+    A subject first seen here starts with a drained bucket: Redis may have admitted its whole burst just before
+    failing, so only the sustained rate (one request per window/limit) is added on top of what Redis counted."""
+
+    def __init__(self, max_keys: int = 100_000) -> None:
+        self._tat: dict[str, tuple[float, float]] = {}  # key -> (tat, expires at ms)
+        self._max_keys = max_keys
+        self._lock = threading.Lock()
+
+    def decide(self, batch: Batch) -> tuple[RateState, ...]:
+        now = batch.now_ms
+        with self._lock:
+            states, tats = [], []
+            for r in batch.rates:
+                tat, exp = self._tat.get(r.key, (None, 0))
+                if tat is None or exp <= now:  # unknown here: assume Redis saw the bucket drained (never a burst)
+                    tat = now + (r.capacity - 1) * r.emission_ms
+                state, new_tat = gcra_step(tat, now, r.emission_ms, r.capacity)
+                states.append(state)
+                tats.append(new_tat)
+            if all(s.allowed or r.shadow for r, s in zip(batch.rates, states, strict=True)):
+                for r, new_tat in zip(batch.rates, tats, strict=True):
+                    if new_tat is not None:
+                        self._tat[r.key] = (new_tat, new_tat + 1)
+                self._prune(now)
+            return tuple(states)
+
+    def _prune(self, now: int) -> None:
+        if len(self._tat) <= self._max_keys:
+            return
+        for key in [k for k, (_, exp) in self._tat.items() if exp <= now]:
+            del self._tat[key]
+        while len(self._tat) > self._max_keys:  # still full of live keys: forget the oldest inserted
+            del self._tat[next(iter(self._tat))]
 
 
 @dataclass(frozen=True)
@@ -46,6 +91,7 @@ class Limiter:
         self.storage, self.options, self.rng = storage, options, rng
         self.cache = cache if cache is not None else OverLimitCache()
         self.metrics = metrics if metrics is not None else Metrics()
+        self.local = LocalRates()
 
     def check(self, batch: Batch) -> Outcome:
         if not batch.rates and not batch.counters:
@@ -57,7 +103,9 @@ class Limiter:
         try:
             verdict = self.storage.decide(batch)
         except StorageError as exc:
-            return self._unavailable(batch, str(exc))
+            if exc.opened:
+                self.metrics.inc("breaker_open", "decide")
+            return self._unavailable(batch, str(exc), exc.opened)
         return self._apply(batch, verdict)
 
     def settle(self, reservation: Reservation, commit: bool, now_ms: int) -> tuple[int, ...]:
@@ -83,22 +131,34 @@ class Limiter:
         return self._deny(view, max(b.until_ms, b.retry_at_ms) - now_ms, render([view], view))
 
     # -- storage failure ----------------------------------------------------------------------------------------
-    def _unavailable(self, batch: Batch, error: str) -> Outcome:
+    def _unavailable(self, batch: Batch, error: str, opened: bool) -> Outcome:
+        """Redis could not answer: fail-closed limits answer 503; fault-tolerant rate limits are decided in process
+        (never waved through); a fault-tolerant quota lets the request through uncharged (counted as fail_open)."""
         self.metrics.inc("redis_errors", "decide")
         q = batch.quota
         closed = [r.name for r in batch.rates if not (r.fault_tolerant or r.shadow)]
         if q and not (q.fault_tolerant or q.shadow):
             closed.append(q.name)
-        if not closed:
-            self.metrics.inc("fail_open", "decide")
-            return Outcome(Allow(), error=error)
-        deny = Deny(503, "rate_limit_unavailable", "Limits cannot be checked right now; please retry shortly.")
-        return Outcome(Deny(deny.status, deny.code, deny.detail, {"Retry-After": str(1 + self._jitter())}), None, error)
+        if closed:
+            deny = Deny(503, "rate_limit_unavailable", "Limits cannot be checked right now; please retry shortly.")
+            headers = {"Retry-After": str(1 + self._jitter())}
+            return Outcome(Deny(deny.status, deny.code, deny.detail, headers), None, error, opened)
+        if q and not q.shadow:
+            self.metrics.inc("fail_open", "quota")
+        if not batch.rates:
+            return Outcome(Allow(), None, error, opened)
+        self.metrics.inc("degraded", "decide")
+        local = Batch(batch.tag, batch.now_ms, batch.rates)
+        states = self.local.decide(local)
+        allowed = all(s.allowed or r.shadow for r, s in zip(batch.rates, states, strict=True))
+        outcome = self._apply(local, Verdict(allowed, False, states), "local")
+        return Outcome(outcome.decision, None, error, opened)
 
     # -- verdict ------------------------------------------------------------------------------------------------
     def _views(self, batch: Batch, verdict: Verdict) -> list[LimitView]:
+        # r <= q (IETF RateLimit fields): a tier's burst lets a bucket hold more than q, which is not advertised
         views = [
-            LimitView("rate", r.name, r.limit, r.window_s, s.remaining, seconds(s.reset_ms))
+            LimitView("rate", r.name, r.limit, r.window_s, min(s.remaining, r.limit), seconds(s.reset_ms))
             for r, s in zip(batch.rates, verdict.rates, strict=True)
         ]
         if batch.quota:
@@ -108,13 +168,13 @@ class Limiter:
             ]
         return views
 
-    def _apply(self, batch: Batch, verdict: Verdict) -> Outcome:
+    def _apply(self, batch: Batch, verdict: Verdict, source: str = "redis") -> Outcome:
         if verdict.block_until_ms > batch.now_ms and batch.block_key:
             self.metrics.inc("throttled", BLOCK_POLICY, "redis")
             self._cache_block(batch.block_key, verdict.block_until_ms, batch.now_ms)
             return Outcome(self._deny_block(verdict.block_until_ms - batch.now_ms))
         views = self._views(batch, verdict)
-        self._count(batch, verdict)
+        self._count(batch, verdict, source)
         if verdict.allowed:
             headers = render(views) if self.options.with_headers else {}
             res = None
@@ -127,10 +187,10 @@ class Limiter:
             return Outcome(Allow(response_headers=headers), res)
         return Outcome(self._reject(batch, verdict, views))
 
-    def _count(self, batch: Batch, verdict: Verdict) -> None:
+    def _count(self, batch: Batch, verdict: Verdict, source: str) -> None:
         for r, s in zip(batch.rates, verdict.rates, strict=True):
             if not s.allowed:
-                self.metrics.inc("shadow_rejects" if r.shadow else "throttled", r.name, "redis")
+                self.metrics.inc("shadow_rejects" if r.shadow else "throttled", r.name, source)
         for c in verdict.counters:
             if batch.quota and not c.allowed:
                 self.metrics.inc("shadow_rejects" if batch.quota.shadow else "throttled", batch.quota.name, "redis")

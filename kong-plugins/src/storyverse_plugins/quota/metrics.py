@@ -1,7 +1,8 @@
 """Prometheus counters kept in the plugin-server process, with a text-exposition renderer (no dependency).
 
 Counters: sv_quota_throttled_total{policy,source}, sv_quota_shadow_rejects_total{policy,source},
-sv_quota_redis_errors_total{op}, sv_quota_fail_open_total{op}, sv_quota_settled_total{result},
+sv_quota_redis_errors_total{op}, sv_quota_breaker_open_total{op}, sv_quota_degraded_total{op},
+sv_quota_fail_open_total{op}, sv_quota_settled_total{result},
 sv_quota_abuse_strikes_total{status}, sv_quota_abuse_blocks_total{subject,reason} (every block started);
 histogram-like gauge: sv_quota_utilisation_bucket{quota,le} (how full quotas are when checked).
 """
@@ -13,10 +14,12 @@ from collections import Counter
 
 UTILISATION_BUCKETS = (0.5, 0.8, 1.0)
 _HELP = {
-    "throttled": "Requests rejected with 429, by policy and whether the over-limit cache answered.",
+    "throttled": "Requests rejected with 429, by policy and source (redis, cache, local: decided in process).",
     "shadow_rejects": "Requests a shadow-mode limit would have rejected.",
     "redis_errors": "Redis calls that failed or were skipped by the circuit breaker.",
-    "fail_open": "Requests let through because Redis failed and the limits were fault tolerant.",
+    "breaker_open": "Times the Redis circuit breaker opened (each opening is also logged).",
+    "degraded": "Requests whose fault-tolerant rate limits were decided in process because Redis failed.",
+    "fail_open": "Requests let through uncharged because Redis failed and the quota was fault tolerant.",
     "settled": "Reservations settled in the log phase: commit, release or error.",
     "abuse_strikes": "Abusive answers (401/403/429) counted towards a block, by status.",
     "abuse_blocks": "Temporary abuse blocks started, by subject kind (ip, account) and reason.",
@@ -25,6 +28,8 @@ _LABELS = {
     "throttled": ("policy", "source"),
     "shadow_rejects": ("policy", "source"),
     "redis_errors": ("op",),
+    "breaker_open": ("op",),
+    "degraded": ("op",),
     "fail_open": ("op",),
     "settled": ("result",),
     "abuse_strikes": ("status",),

@@ -40,6 +40,24 @@ def build_batch(
     return Batch(tag=tag, now_ms=int(now_s * 1000), rates=rates, quota=quota, block_key=block)
 
 
+# Statuses after which the backend may have done the work although the client did not see it succeed: the gateway
+# timed out waiting (504), the upstream connection broke mid-answer or answered garbage (502), the client went away
+# (499), or there is no status at all. Kong 3.9.1 renders nginx's upstream 502/504 through its error handler
+# (kong/templates/nginx_kong.lua:102, kong/error_handlers.lua:25-27); 499 is nginx's "client closed request".
+UNKNOWN_OUTCOME = frozenset((0, 499, 502, 504))
+
+
+def charges(status: int) -> bool:
+    """Whether a held quota unit is charged in the log phase (the rule docs/api.md states for clients).
+
+    Charge when the request succeeded (1xx-3xx) or its outcome is unknown (UNKNOWN_OUTCOME): a generation that
+    outlives the gateway's read timeout is still a story the family gets, so a timeout must not make it free.
+    Refund only on a definite failure: any other 4xx (refused by the gateway or the backend: nothing was made) or
+    5xx (the backend, or the gateway before proxying, answered that it failed).
+    """
+    return status < 400 or status in UNKNOWN_OUTCOME
+
+
 def abuse_subject(tag: str, ident: dict | None) -> tuple[str, str, str]:
     """(abuse key, kind, subject) of a request: its account when verified, else its IP (the tag's)."""
     if ident:

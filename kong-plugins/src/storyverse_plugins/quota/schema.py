@@ -45,7 +45,8 @@ _POLICY = {
         },
         {
             "fault_tolerant": {
-                "description": "Let requests through when Redis fails (rate limits fail open by default).",
+                "description": "When Redis fails, decide this limit in process (per plugin-server process, so at "
+                "most limit x processes; never waved through); false answers 503.",
                 "type": "boolean",
                 "default": True,
             }
@@ -177,7 +178,9 @@ _ABUSE = {
         {
             "enabled": {
                 "description": "Count 401/403/429 answers per IP and account (log phase) and block abusers "
-                "temporarily; the block is enforced on routes whose subject is that IP or account.",
+                "temporarily; the block is enforced on routes whose subject is that IP or account. Switch it off "
+                "on routes a blocked address must still reach (a NAT or school shares one IP): JWKS, discovery, "
+                "token refresh.",
                 "type": "boolean",
                 "default": True,
             }
@@ -188,6 +191,15 @@ _ABUSE = {
                 "type": "array",
                 "elements": {"type": "integer", "between": [400, 599]},
                 "default": [401, 403, 429],
+            }
+        },
+        {
+            "gateway_403": {
+                "description": "Count a 403 the gateway answered itself (sv-rbac's role, age and feature rules: no "
+                "upstream status) as a strike. Off by default: a child's misbehaving app is refused, not blocked; "
+                "a backend's 403 (another family's data) still counts.",
+                "type": "boolean",
+                "default": False,
             }
         },
         {"window": _int("Seconds in which `threshold` strikes lead to a block.", 60, 1, 86400)},
@@ -254,9 +266,10 @@ Schema = (
     },
     {
         "breaker_ms": {
-            "description": "After a Redis error, skip Redis for this many ms (fault_tolerant decides meanwhile).",
+            "description": "Skip Redis for this many ms once it is unreachable, or has timed out with no success "
+            "for this long (fault_tolerant decides meanwhile; each opening is counted and logged).",
             "type": "integer",
-            "default": 500,
+            "default": 1000,
             "between": [0, 60000],
         }
     },
@@ -297,6 +310,7 @@ class QuotaConfig:
 class AbuseConfig:
     enabled: bool = True
     statuses: frozenset[int] = frozenset((401, 403, 429))
+    gateway_403: bool = False
     window: int = 60
     threshold: int = 20
     block_base: int = 60
@@ -318,7 +332,7 @@ class Config:
     response_headers: str = "always"
     overlimit_cache: bool = True
     quota_cache_max: int = 30
-    breaker_ms: int = 500
+    breaker_ms: int = 1000
     redis: RedisSettings = field(default_factory=RedisSettings)
 
     def plan(self, tier: str | None) -> Plan:
@@ -394,6 +408,7 @@ def _abuse(raw: dict[str, Any] | None) -> AbuseConfig:
     a = AbuseConfig(
         enabled=bool(values["enabled"]),
         statuses=frozenset(int(x) for x in values["statuses"]),
+        gateway_403=bool(values["gateway_403"]),
         login=bool(values["login"]),
         login_field=str(values["login_field"]),
         **{k: int(values[k]) for k in ("window", "threshold", "block_base", "block_max", "memory")},

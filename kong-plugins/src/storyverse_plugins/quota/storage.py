@@ -35,7 +35,12 @@ from storyverse_plugins.quota.strategies import (
 
 
 class StorageError(Exception):
-    """The limit store could not answer; fault_tolerant decides what happens."""
+    """The limit store could not answer; fault_tolerant decides what happens. `opened`: this failure opened the
+    circuit breaker (counted and logged once per opening, so an open breaker is never silent)."""
+
+    def __init__(self, message: str, opened: bool = False) -> None:
+        super().__init__(message)
+        self.opened = opened
 
 
 class Storage(Protocol):
@@ -119,7 +124,7 @@ class RedisStorage:
     def __init__(
         self,
         client: Callable[[], redis.Redis | redis.RedisCluster],
-        breaker_ms: int = 500,
+        breaker_ms: int = 1000,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._factory = client
@@ -130,6 +135,7 @@ class RedisStorage:
         self._open_until = 0.0
         self._lock = threading.Lock()
         self.calls = 0  # script calls made (round trips, bar a NOSCRIPT reload)
+        self.openings = 0  # times the breaker opened
         self._last_ok = monotonic()  # last successful call (timeouts open the breaker only after breaker_ms without)
 
     def _script(self, name: str):
@@ -151,22 +157,31 @@ class RedisStorage:
                 self.calls += 1
                 result = self._script(name)(keys=keys, args=args)
             except (redis.RedisError, RedisClusterException, OSError) as exc:
-                self._trip(exc)
-                if attempt + 1 < attempts and _is_timeout(exc) and self._monotonic() >= self._open_until:
+                opened = self._trip(exc)
+                if attempt + 1 < attempts and _is_timeout(exc) and not opened:
                     continue
-                raise StorageError(f"redis {name} failed: {exc.__class__.__name__}: {exc}") from exc
+                detail = f" (circuit open for {self._breaker_s * 1000:.0f} ms)" if opened else ""
+                message = f"redis {name} failed: {exc.__class__.__name__}: {exc}{detail}"
+                raise StorageError(message, opened) from exc
             self._last_ok = self._monotonic()
             return result
         raise AssertionError("unreachable")
 
-    def _trip(self, exc: Exception) -> None:
+    def _trip(self, exc: Exception) -> bool:
         """Open the breaker at once when Redis is unreachable; on timeouts (or an exhausted local pool) only once
-        nothing has succeeded for breaker_ms: a stall of a few tens of ms on a busy host must not fail every
-        request for breaker_ms, a hung Redis must not cost a timeout per request for long."""
+        nothing has succeeded for breaker_ms: a stall on a busy host must not fail every request for breaker_ms,
+        a hung Redis must not cost a timeout per request for long. True when this call opened it."""
+        if not self._breaker_s:
+            return False
         now = self._monotonic()
         transient = _is_timeout(exc) or "No connection available" in str(exc)
-        if not transient or now - self._last_ok >= self._breaker_s:
+        if transient and now - self._last_ok < self._breaker_s:
+            return False
+        with self._lock:
+            opened = now >= self._open_until  # not already open (concurrent failures open it once)
             self._open_until = now + self._breaker_s
+            self.openings += opened
+        return opened
 
     def decide(self, batch: Batch) -> Verdict:
         keys, args = decide_args(batch)
