@@ -44,3 +44,7 @@ def sync() -> None:
     with app.app_context():
         result = sync_usage()
     click.echo(f"counters={result.counters} rows={result.rows} occasions={result.occasions_applied}")
+
+
+if __name__ == "__main__":
+    main()
