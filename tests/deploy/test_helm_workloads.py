@@ -310,3 +310,36 @@ def test_helm_test_hook_calls_healthz(default):
     pod = find(default, "Pod", "helm-test")
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     assert containers(pod)["healthz"]["command"][-1] == "http://storyverse-auth:80/healthz"
+
+
+def _fluent_bit_sections(conf: str) -> list[tuple[str, dict[str, str]]]:
+    sections: list[tuple[str, dict[str, str]]] = []
+    for line in conf.splitlines():
+        line = line.strip()
+        if line.startswith("[") and line.endswith("]"):
+            sections.append((line[1:-1], {}))
+        elif line and sections:
+            key, _, value = line.partition(" ")
+            sections[-1][1][key] = value.strip()
+    return sections
+
+
+def test_cloudwatch_logging_renders_a_fluent_bit_configuration_when_enabled(all_docs, default):
+    """The seed's "CloudWatch for logging": Fluent Bit tails this namespace's containers, keeps this release's pods
+    and writes to CloudWatch Logs, one stream per service, pod and container."""
+    assert not [d for d in default if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("fluent-bit")]
+    cm = find(all_docs["external-redis-values"], "ConfigMap", "fluent-bit")
+    sections = _fluent_bit_sections(cm["data"]["fluent-bit.conf"])
+    (tail,) = [s for name, s in sections if name == "INPUT"]
+    assert tail["Name"] == "tail" and tail["Path"] == "/var/log/containers/*_storyverse_*.log"
+    filters = {s["Name"]: s for name, s in sections if name == "FILTER"}
+    assert filters["kubernetes"]["Merge_Log"] == "On"  # the services' JSON lines become fields
+    assert filters["grep"]["Regex"] == "$kubernetes['labels']['app.kubernetes.io/instance'] ^storyverse$"
+    (out,) = [s for name, s in sections if name == "OUTPUT"]
+    assert (out["Name"], out["region"], out["log_group_name"]) == (
+        "cloudwatch_logs",
+        "eu-central-1",
+        "/storyverse/prod",
+    )
+    assert out["log_stream_template"].startswith("$kubernetes['labels']['app'].")
+    assert "[PARSER]" in cm["data"]["parsers.conf"]
