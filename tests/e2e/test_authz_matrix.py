@@ -600,6 +600,7 @@ def test_the_table_covers_every_routed_endpoint_and_method():
     assert set(EXPECT) == {(name, m) for name, m in routed if not name.startswith(OUT_OF_SCOPE)}
 
 
+@pytest.mark.timeout(300)  # ~600 cells and the whole stack's start on a loaded 2-core machine
 def test_the_authorization_matrix(world):
     reqs = Requests(world)
     cells = all_cells()
