@@ -42,6 +42,7 @@ format: install ## Apply ruff fixes and formatting
 .PHONY: bench
 bench: install services ## Run every benchmark; each writes docs/benchmarks*.md with the command that produced it
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.emulator_bench
 	$(BIN)/python -m bench.jwt_bench
 	$(BIN)/python -m bench.quota_bench
 	$(BIN)/python -m bench.rbac_bench

@@ -22,8 +22,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "kong-emulator" / "src"))
 
-from kong_emulator.localenv import local_environ  # noqa: E402
+from kong_emulator.localenv import read_conf_values, relocate  # noqa: E402
 from kong_emulator.tls import local_ca  # noqa: E402
+
+# The paths kong.conf names in the gateway image (Dockerfile), relocated to this checkout for local runs and tests.
+IMAGE_PYTHON = "/opt/storyverse/venv/bin/python3"
+IMAGE_PLUGINS = "/opt/storyverse/plugins/"
+IMAGE_PREFIX = "/kong_prefix/"
+IMAGE_ERROR_TEMPLATES = "/opt/storyverse/error-templates/"
 
 PROXY_PORT = int(os.environ.get("SV_PROXY_PORT", "8000"))
 TLS_PORT = int(os.environ.get("SV_TLS_PORT", "8443"))
@@ -31,6 +37,35 @@ AUTH_PORT = int(os.environ.get("SV_AUTH_PORT", "9000"))
 RATE_LIMITING_PORT = int(os.environ.get("SV_RATE_LIMITING_PORT", "9200"))  # kong.yml's rate-limiting service
 USAGE_SYNC_INTERVAL = os.environ.get("SV_USAGE_SYNC_INTERVAL", "10")
 BACKEND_PORTS = {"stories": 9101, "characters": 9102, "universes": 9103, "generation": 9104}
+
+
+def local_overrides(
+    conf_values: dict[str, str],
+    prefix: str | Path,
+    plugins_dir: str | Path,
+    python: str = sys.executable,
+    templates_dir: str | Path | None = None,
+) -> dict[str, str]:
+    """KONG_* variables that move kong.conf's image paths here: interpreter, plugin scripts and prefix of every
+    plugin server, and (when `templates_dir` is given) the error templates."""
+    moves = {
+        IMAGE_PYTHON: python,
+        IMAGE_PLUGINS: str(Path(plugins_dir).resolve()) + "/",
+        IMAGE_PREFIX: str(Path(prefix).resolve()) + "/",
+    }
+    if templates_dir is not None:
+        moves[IMAGE_ERROR_TEMPLATES] = str(Path(templates_dir).resolve()) + "/"
+    return {"KONG_PREFIX": moves[IMAGE_PREFIX], **relocate(conf_values, moves)}
+
+
+def local_environ(repo: str | Path, prefix: str | Path, **extra: str) -> dict[str, str]:
+    """os.environ plus the overrides for running `repo`'s kong.conf from the checkout."""
+    plugins = Path(repo) / "kong-plugins"
+    env = dict(os.environ)
+    conf_values = read_conf_values(Path(repo) / "kong.conf")
+    env.update(local_overrides(conf_values, prefix, plugins / "plugins", templates_dir=plugins / "error-templates"))
+    env.update(extra)
+    return env
 
 
 def start(name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
