@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PACKAGES := -e plans -e kong-emulator -e kong-plugins -e auth-service -e rate-limiting-service -e sample-backend
+PACKAGES := -e plans -e kong-emulator -e kong-pluginserver -e kong-plugins -e auth-service -e rate-limiting-service -e sample-backend
 
 .DEFAULT_GOAL := help
 
@@ -47,6 +47,7 @@ bench: install services ## Run every benchmark; each writes docs/benchmarks*.md 
 	$(BIN)/python -m bench.quota_bench
 	$(BIN)/python -m bench.rbac_bench
 	$(BIN)/python -m bench.auth_bench
+	$(BIN)/python -m bench.pluginserver_bench
 
 .PHONY: kong-validate
 kong-validate: install ## Check kong.yml: generated file up to date, emulator schema validation, decK, routing matrix

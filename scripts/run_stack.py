@@ -4,7 +4,8 @@
 - the auth service under gunicorn, after applying its migrations (when auth-service/wsgi.py exists)
 - the rate limiting service under gunicorn (its tables via `sv-ratelimit init-db`), syncing usage from Redis to
   PostgreSQL every SV_USAGE_SYNC_INTERVAL seconds (default 10) with no command to run
-- the Kong emulator on :8000 (HTTP) and :8443 (HTTPS), which starts one plugin server per plugin from kong.conf;
+- the Kong emulator on :8000 (HTTP) and :8443 (HTTPS), which starts one plugin server per plugin from kong.conf
+  (kong_pluginserver; ``SV_PLUGIN_SERVER=kong-pdk make run`` selects kong-pdk's own server, the fallback);
   the HTTPS listener uses a certificate from a throw-away local CA under run/tls/ (trust run/tls/ca.crt)
 """
 
@@ -143,6 +144,7 @@ def main() -> int:
             KONG_SSL_CERT=str(tls.cert),
             KONG_SSL_CERT_KEY=str(tls.key),
         )
+        print(f"[run] plugin servers: {env.get('SV_PLUGIN_SERVER') or 'kong-pluginserver'}", flush=True)
         procs.append(("kong emulator", start("kong emulator", [py, "-m", "kong_emulator", "-c", "kong.conf"], env)))
         if not wait_http(f"http://127.0.0.1:{PROXY_PORT}/"):
             print("[run] the emulator did not come up; see its output above", flush=True)
