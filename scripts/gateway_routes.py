@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from storyverse_plans import DEFAULT_PLANS
+
 NUMERIC_ID = "[0-9]+"
 UUID = "[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
 GENERATION_KINDS = ("text", "image", "audio")
@@ -22,8 +24,9 @@ FAMILY = (PARENT, CHILD)
 ANYONE_SIGNED_IN = (PARENT, CHILD, ADMIN)
 
 # The daily tier quota (DESIGN §5): one shared counter per family and local day, charged by story creation and
-# generation only. Basic 5/day, premium 20/day plus a burst of 5 on its per-user rate limits.
-PLANS = ({"tier": "basic", "daily": 5}, {"tier": "premium", "daily": 20, "rate_burst": 5})
+# generation only. Basic 5/day, premium 20/day plus a burst of 5 on its per-user rate limits. The plans come from
+# the one source the sv-quota plugin and the rate limiting service share (plans/: storyverse_plans).
+PLANS = tuple(plan.as_config() for plan in DEFAULT_PLANS)
 
 
 @dataclass(frozen=True)
@@ -101,14 +104,14 @@ SEED: tuple[Endpoint, ...] = (
     Endpoint("characters-list", ("GET",), "/characters", "characters", "List characters",
              FAMILY, ((120, "minute"),), seed=True, cache=True),
     Endpoint("characters-create", ("POST",), "/characters", "characters", "Create a character (parents only)",
-             (PARENT,), ((30, "minute"),), seed=True),
+             (PARENT,), ((30, "minute"),)),
     Endpoint("characters-get", ("GET",), f"/characters/(?<character_id>{NUMERIC_ID})", "characters",
              "Read one character", FAMILY, ((240, "minute"),), seed=True, cache=True),
     # -- universes ---------------------------------------------------------------------------------------------------
     Endpoint("universes-list", ("GET",), "/universes", "universes", "List story universes",
              FAMILY, ((120, "minute"),), seed=True, cache=True),
     Endpoint("universes-create", ("POST",), "/universes", "universes", "Create a universe (parents only)",
-             (PARENT,), ((30, "minute"),), seed=True),
+             (PARENT,), ((30, "minute"),)),
     Endpoint("universes-get", ("GET",), f"/universes/(?<universe_id>{NUMERIC_ID})", "universes",
              "Read one universe", FAMILY, ((240, "minute"),), seed=True, cache=True),
     # -- generation: one endpoint for the three kinds; sv-rbac reads the kind from the `kind` capture ----------------
@@ -129,7 +132,8 @@ AUTH_SERVICE: tuple[Endpoint, ...] = (
     Endpoint("auth-password-change", ("POST",), "/auth/password/change", "auth", "Change the caller's password",
              (PARENT, ADMIN), ((5, "minute"),)),
     Endpoint("auth-family-get", ("GET",), "/auth/family", "auth", "The caller's family (parents only)", (PARENT,)),
-    Endpoint("auth-usage", ("GET",), "/auth/usage", "auth", "The family's story usage and what is left today",
+    # served by the rate limiting service since usage moved there; the public path is unchanged
+    Endpoint("auth-usage", ("GET",), "/auth/usage", "rate-limiting", "The family's story usage and what is left today",
              (PARENT,), ((60, "minute"),)),
     Endpoint("auth-family-invite", ("POST",), "/auth/family/invitations", "auth", "Invite a co-parent",
              (PARENT,), ((10, "hour"),)),
@@ -188,7 +192,28 @@ DOCS: tuple[Endpoint, ...] = (
              limits=((60, "minute"),), served="docs"),
 )  # fmt: skip
 
-ENDPOINTS: tuple[Endpoint, ...] = SEED + AUTH_SERVICE + OAUTH + DOCS
+# The rate limiting service's admin API (rate-limiting-service/): usage export for billing, grants, abuse blocks,
+# special occasions, plans. Administrators only (sv-rbac; the service re-verifies the token and the account's role).
+BLOCK_ID = "[A-Za-z0-9_-]{8,400}"  # base64url of an sv-quota abuse key
+OCCASION = "[0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]{2}-[0-9]{2}"
+RATE_LIMITING: tuple[Endpoint, ...] = (
+    Endpoint("rate-limits-usage", ("GET",), "/rate-limits/usage", "rate-limiting",
+             "Export synced daily usage for billing (JSON or CSV)", (ADMIN,), ((30, "minute"),)),
+    Endpoint("rate-limits-grants", ("POST",), "/rate-limits/grants", "rate-limiting",
+             "Grant extra stories for today to a family or an account", (ADMIN,), ((30, "minute"),)),
+    Endpoint("rate-limits-blocks", ("GET",), "/rate-limits/blocks", "rate-limiting",
+             "Abuse blocks in force", (ADMIN,), ((60, "minute"),)),
+    Endpoint("rate-limits-unblock", ("DELETE",), f"/rate-limits/blocks/(?<block_id>{BLOCK_ID})", "rate-limiting",
+             "Lift an abuse block", (ADMIN,), ((30, "minute"),)),
+    Endpoint("rate-limits-occasions", ("GET",), "/rate-limits/occasions", "rate-limiting",
+             "Special occasions that add stories", (ADMIN,), ((60, "minute"),)),
+    Endpoint("rate-limits-occasion", ("PUT", "DELETE"), f"/rate-limits/occasions/(?<date>{OCCASION})",
+             "rate-limiting", "Set or remove a special occasion", (ADMIN,), ((30, "minute"),)),
+    Endpoint("rate-limits-plans", ("GET",), "/rate-limits/plans", "rate-limiting",
+             "The plans the gateway enforces", (ADMIN,), ((60, "minute"),)),
+)  # fmt: skip
+
+ENDPOINTS: tuple[Endpoint, ...] = SEED + AUTH_SERVICE + OAUTH + DOCS + RATE_LIMITING
 
 # proxy-cache (Kong's bundled plugin, memory strategy; the emulator runs it natively) on the `cache=True` routes.
 # Kong keys entries by route, method, path and query, plus the Kong consumer. Our callers are not Kong consumers
@@ -217,6 +242,7 @@ LOCAL: dict[str, Any] = {
         "characters": "http://127.0.0.1:9102",
         "universes": "http://127.0.0.1:9103",
         "generation": "http://127.0.0.1:9104",
+        "rate-limiting": "http://127.0.0.1:9200",
     },
     "jwt": {
         "jwks_url": "http://127.0.0.1:9000/.well-known/jwks.json",
@@ -241,4 +267,5 @@ SERVICE_TIMEOUTS_MS = {  # (connect, read/write): generation waits for a model, 
     "characters": (2000, 15000),
     "universes": (2000, 15000),
     "generation": (2000, 120000),
+    "rate-limiting": (2000, 10000),
 }

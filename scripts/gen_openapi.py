@@ -333,7 +333,14 @@ def auth_service_document() -> dict[str, Any]:
     resp = app.test_client().get("/openapi.json")
     if resp.status_code != 200:
         raise SystemExit(f"the auth service's /openapi.json answered {resp.status_code}")
-    return resp.get_json()
+    doc = resp.get_json()
+    # The rate limiting service's routed endpoints (the parents' usage view, the admin API) come from its document.
+    from storyverse_ratelimit import create_app as create_rate_limiting_app
+
+    rls = create_rate_limiting_app({"TESTING": True}).test_client().get("/openapi.json").get_json()
+    doc["paths"].update(rls["paths"])
+    doc["components"]["schemas"] = {**rls["components"]["schemas"], **doc["components"]["schemas"]}
+    return doc
 
 
 # -- building ----------------------------------------------------------------------------------------------------
@@ -581,7 +588,7 @@ def build(auth_doc: dict[str, Any] | None = None) -> dict[str, Any]:
                 op = docs_operation(ep, method)
             elif ep.name.startswith("oauth-"):
                 op = oauth_operation(ep, method)
-            elif ep.service == "auth":
+            elif ep.service in ("auth", "rate-limiting"):
                 op = auth_operation(auth_doc, ep, method)
             else:
                 op = backend_operation(ep, method)

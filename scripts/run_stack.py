@@ -2,6 +2,8 @@
 
 - the sample backend (stand-in for the stories, characters, universes and generation services)
 - the auth service under gunicorn, after applying its migrations (when auth-service/wsgi.py exists)
+- the rate limiting service under gunicorn (its tables via `sv-ratelimit init-db`), syncing usage from Redis to
+  PostgreSQL every SV_USAGE_SYNC_INTERVAL seconds (default 10) with no command to run
 - the Kong emulator on :8000 (HTTP) and :8443 (HTTPS), which starts one plugin server per plugin from kong.conf
   (kong_pluginserver; ``SV_PLUGIN_SERVER=kong-pdk make run`` selects kong-pdk's own server, the fallback);
   the HTTPS listener uses a certificate from a throw-away local CA under run/tls/ (trust run/tls/ca.crt)
@@ -33,6 +35,8 @@ IMAGE_ERROR_TEMPLATES = "/opt/storyverse/error-templates/"
 PROXY_PORT = int(os.environ.get("SV_PROXY_PORT", "8000"))
 TLS_PORT = int(os.environ.get("SV_TLS_PORT", "8443"))
 AUTH_PORT = int(os.environ.get("SV_AUTH_PORT", "9000"))
+RATE_LIMITING_PORT = int(os.environ.get("SV_RATE_LIMITING_PORT", "9200"))  # kong.yml's rate-limiting service
+USAGE_SYNC_INTERVAL = os.environ.get("SV_USAGE_SYNC_INTERVAL", "10")
 BACKEND_PORTS = {"stories": 9101, "characters": 9102, "universes": 9103, "generation": 9104}
 
 
@@ -118,7 +122,8 @@ def main() -> int:
     run_dir = REPO / "run"
     run_dir.mkdir(exist_ok=True)
     procs: list[tuple[str, subprocess.Popen]] = []
-    busy = [port for port in (PROXY_PORT, TLS_PORT, AUTH_PORT, *BACKEND_PORTS.values()) if _in_use(port)]
+    ports = (PROXY_PORT, TLS_PORT, AUTH_PORT, RATE_LIMITING_PORT, *BACKEND_PORTS.values())
+    busy = [port for port in ports if _in_use(port)]
     if busy:
         print(f"[run] ports already in use: {busy} (another `make run`?); stop it first", flush=True)
         return 1
@@ -129,6 +134,7 @@ def main() -> int:
         auth = _start_auth(py)
         if auth:
             procs.append(("auth service", auth))
+            procs.append(("rate limiting service", _start_rate_limiting(py)))
         tls = local_ca(run_dir / "tls")  # reused while valid; delete run/tls/ for a new CA
         env = local_environ(
             REPO,
@@ -169,6 +175,18 @@ def _start_auth(py: str) -> subprocess.Popen | None:
     return start("auth service", argv, env)
 
 
+def _start_rate_limiting(py: str) -> subprocess.Popen:
+    """The same database and Redis as the auth service: `DATABASE_URL`/`REDIS_URL` when set, else the same defaults
+    (storyverse on 127.0.0.1, Redis db 0, where kong.yml's sv-quota counts)."""
+    env = dict(os.environ)
+    env.setdefault("ISSUER", f"http://localhost:{PROXY_PORT}")
+    env.setdefault("JWKS_URL", f"http://127.0.0.1:{AUTH_PORT}/.well-known/jwks.json")
+    env.setdefault("USAGE_SYNC_INTERVAL", USAGE_SYNC_INTERVAL)
+    subprocess.run([py, "-m", "storyverse_ratelimit.cli", "init-db"], cwd=REPO, env=env, check=True)
+    argv = [py, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{RATE_LIMITING_PORT}", "storyverse_ratelimit.wsgi:app"]
+    return start("rate limiting service", argv, env)
+
+
 def _print_urls(auth: bool, ca_cert: Path) -> None:
     print("\n[run] StoryVerse gateway stack is up:", flush=True)
     print(
@@ -179,6 +197,10 @@ def _print_urls(auth: bool, ca_cert: Path) -> None:
     print(f"                         e.g. curl -i --cacert {ca} https://localhost:{TLS_PORT}/api/v1/stories")
     if auth:
         print(f"  auth service           http://127.0.0.1:{AUTH_PORT}/")
+        print(
+            f"  rate limiting service  http://127.0.0.1:{RATE_LIMITING_PORT}/  (usage synced every "
+            f"{USAGE_SYNC_INTERVAL} s; /metrics)"
+        )
     for name, port in BACKEND_PORTS.items():
         print(f"  {name:<22} http://127.0.0.1:{port}/  (sample backend, stand-in)")
     print("  Ctrl-C stops everything.\n", flush=True)

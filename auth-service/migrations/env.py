@@ -46,6 +46,15 @@ target_db = current_app.extensions["migrate"].db
 # ... etc.
 
 
+# Tables in the same database that another service owns: autogenerate neither drops nor alters them. usage_daily
+# was created by 0003 and belongs to the rate limiting service since it moved there (rate-limiting-service/).
+FOREIGN_TABLES = frozenset({"usage_daily"})
+
+
+def include_name(name, type_, parent_names):
+    return not (type_ == "table" and name in FOREIGN_TABLES)
+
+
 def get_metadata():
     if hasattr(target_db, "metadatas"):
         return target_db.metadatas[None]
@@ -90,6 +99,7 @@ def run_migrations_online():
                 logger.info("No changes in schema detected.")
 
     conf_args = current_app.extensions["migrate"].configure_args
+    conf_args.setdefault("include_name", include_name)
     if conf_args.get("process_revision_directives") is None:
         conf_args["process_revision_directives"] = process_revision_directives
 

@@ -1,6 +1,5 @@
 """Register, login, me; password rules; argon2id rehash; enumeration; brute-force back-off."""
 
-import statistics
 import time
 
 import pytest
@@ -118,34 +117,43 @@ def test_forgot_known_and_unknown_are_identical(client, auth, outbox):
     assert [m.to for m in outbox if m.subject.startswith("Reset")] == ["parent@example.com"]
 
 
-def _interleaved_medians_ms(first, second, n: int) -> tuple[float, float]:
-    """Alternate the two calls so load drift on a shared machine hits both alike."""
-    samples: tuple[list[float], list[float]] = ([], [])
-    for _ in range(n):
-        for fn, out in ((first, samples[0]), (second, samples[1])):
-            start = time.perf_counter()
-            fn()
-            out.append((time.perf_counter() - start) * 1000)
-    return statistics.median(samples[0]), statistics.median(samples[1])
-
-
-def test_login_timing_is_equal_for_known_and_unknown_accounts(app, client, auth):
-    """With production argon2 parameters the two paths cost the same (medians within ~30 % on a shared box)."""
+def test_login_does_the_same_argon2_work_for_known_and_unknown_accounts(app, client, auth):
+    """Equal timing by equal work: exactly one argon2id verification with the production parameters on both paths
+    (a ratio of wall-clock medians is noise on a loaded 2-core machine; the cost itself is in bench.auth_bench)."""
     app.config.update(THROTTLE_ACCOUNT_IP_THRESHOLD=1000, THROTTLE_IP_THRESHOLD=1000)
-    app.extensions["sv_password_hasher"] = Passwords(2, 19456, 1)  # before registering: same params as the dummy
+    passwords = Passwords(2, 19456, 1)
+    app.extensions["sv_password_hasher"] = passwords  # before registering: same params as the dummy
     auth.register()
+    passwords.hasher = _CountingHasher(passwords.hasher)
     bad = "a wrong password that is long"
-    known, unknown = _interleaved_medians_ms(
-        lambda: auth.login(password=bad), lambda: auth.login("nobody@example.com", password=bad), 15
-    )
-    print(f"login median known={known:.1f} ms unknown={unknown:.1f} ms")
-    assert 0.7 < known / unknown < 1.43
+    assert auth.login(password=bad).status_code == 401
+    known, passwords.hasher.verified = passwords.hasher.verified, []
+    assert auth.login("nobody@example.com", password=bad).status_code == 401
+    unknown = passwords.hasher.verified
+    assert len(known) == len(unknown) == 1
+    assert known == unknown == [(2, 19456, 1)]
+
+
+class _CountingHasher:
+    """An argon2 PasswordHasher that records the cost parameters of every hash it verifies."""
+
+    def __init__(self, hasher) -> None:
+        self.hasher, self.verified = hasher, []
+
+    def __getattr__(self, name):
+        return getattr(self.hasher, name)
+
+    def verify(self, stored_hash: str, password: str) -> bool:
+        params = extract_parameters(stored_hash)
+        self.verified.append((params.time_cost, params.memory_cost, params.parallelism))
+        return self.hasher.verify(stored_hash, password)
 
 
 @pytest.mark.parametrize("endpoint", ["register", "forgot"])
-def test_register_and_forgot_timing_is_equal(app, client, auth, endpoint):
-    """A response floor hides the extra write and mail of one branch (medians within 10 %)."""
-    app.config.update(ENUMERATION_FLOOR_SECONDS=0.03, THROTTLE_ACCOUNT_IP_THRESHOLD=10**6)
+def test_register_and_forgot_never_answer_faster_than_the_floor(app, client, auth, endpoint):
+    """The response floor hides the extra write and mail of one branch: every answer, known or unknown address,
+    takes at least ENUMERATION_FLOOR_SECONDS (a lower bound holds on a loaded machine; a ratio would not)."""
+    app.config.update(ENUMERATION_FLOOR_SECONDS=0.05, THROTTLE_ACCOUNT_IP_THRESHOLD=10**6)
     auth.register("known@example.com")
     if endpoint == "register":
         new = iter(range(10**6))
@@ -154,9 +162,10 @@ def test_register_and_forgot_timing_is_equal(app, client, auth, endpoint):
     else:
         known_call = lambda: client.post("/api/auth/password/forgot", json={"email": "known@example.com"})  # noqa: E731
         unknown_call = lambda: client.post("/api/auth/password/forgot", json={"email": "nobody@example.com"})  # noqa: E731
-    known, unknown = _interleaved_medians_ms(known_call, unknown_call, 9)
-    print(f"{endpoint} median known={known:.1f} ms unknown={unknown:.1f} ms")
-    assert 0.9 < known / unknown < 1.1
+    for call in (known_call, unknown_call) * 3:
+        start = time.perf_counter()
+        assert call().status_code == 202
+        assert time.perf_counter() - start >= 0.05
 
 
 def test_rehash_when_parameters_change(app, auth):

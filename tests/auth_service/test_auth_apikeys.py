@@ -148,15 +148,7 @@ def test_key_tokens_cannot_manage_accounts(client, family, issued):
     assert_problem(client.post("/api/auth/api-keys", json=BODY, headers=bearer), 403, "api_key_token_not_allowed")
     assert_problem(client.get("/api/auth/me", headers=bearer), 403, "api_key_token_not_allowed")
     assert_problem(client.get("/api/auth/children", headers=bearer), 403, "api_key_token_not_allowed")
-    # /usage needs the usage:read scope.
-    assert_problem(client.get("/api/auth/usage", headers=bearer), 403, "insufficient_scope")
-
-
-def test_usage_with_the_usage_scope(client, family, parent):
-    key = issue(client, family, parent, scopes=["usage:read"]).get_json()["key"]
-    token = exchange(client, key).get_json()["access_token"]
-    response = client.get("/api/auth/usage", headers={"Authorization": f"Bearer {token}"})
-    assert response.status_code == 200, response.get_json()
+    # /api/auth/usage (and its usage:read scope) is the rate limiting service's: tests/rate_limiting_service/
 
 
 def test_failed_exchanges_are_counted(client, caplog):

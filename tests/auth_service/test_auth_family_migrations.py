@@ -63,6 +63,10 @@ def test_0002_upgrade_downgrade_on_an_empty_database():
         db.engine.dispose()
 
 
+def _own_tables(name, type_, parent_names) -> bool:
+    return not (type_ == "table" and name == "usage_daily")
+
+
 def test_models_match_the_migrations(migrated_db):
     """Autogenerate finds nothing to add: models.py and 0001 + 0002 describe the same schema."""
     from alembic.autogenerate import compare_metadata
@@ -71,7 +75,9 @@ def test_models_match_the_migrations(migrated_db):
     engine = create_engine(migrated_db)
     try:
         with engine.connect() as conn:
-            context = MigrationContext.configure(conn, opts={"version_table": "auth_alembic_version"})
+            # usage_daily (0003) belongs to the rate limiting service now: the auth models no longer describe it
+            opts = {"version_table": "auth_alembic_version", "include_name": _own_tables}
+            context = MigrationContext.configure(conn, opts=opts)
             diff = compare_metadata(context, db.metadata)
     finally:
         engine.dispose()

@@ -17,6 +17,7 @@ GUARD = REPO / "kong-plugins" / "guard" / "fail_closed_guard.lua"
 PUBLIC = REPO / "kong-plugins" / "guard" / "public_identity.lua"
 UID = "0b6f3c1e-6a4e-4f6b-9d7a-2f1e5c3b9a10"
 P, C, A = "parent", "child", "admin"
+GENERATION_KINDS = ("text", "image", "audio")
 ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
 
 # (route name without version, methods, example path after /api/v1, service, roles (None = public), daily quota)
@@ -31,12 +32,17 @@ SEED = [
     ("stories-update", {"PUT", "PATCH"}, "/stories/42", "stories", {P}, False),
     ("stories-delete", {"DELETE"}, "/stories/42", "stories", {P}, False),
     ("characters-list", {"GET"}, "/characters", "characters", {P, C}, False),
-    ("characters-create", {"POST"}, "/characters", "characters", {P}, False),
     ("characters-get", {"GET"}, "/characters/7", "characters", {P, C}, False),
     ("universes-list", {"GET"}, "/universes", "universes", {P, C}, False),
-    ("universes-create", {"POST"}, "/universes", "universes", {P}, False),
     ("universes-get", {"GET"}, "/universes/3", "universes", {P, C}, False),
     ("generate", {"POST"}, "/generate/text", "generation", {P, C}, True),
+]
+# The seed's table has sixteen (method, path) rows: one route per row, except generation (one route for
+# /generate/text, /image and /audio) and update (PUT, plus PATCH). Creating characters and universes is ours.
+SEED_ROWS = 16
+BACKENDS = [
+    ("characters-create", {"POST"}, "/characters", "characters", {P}, False),
+    ("universes-create", {"POST"}, "/universes", "universes", {P}, False),
 ]
 AUTH = [
     ("auth-me", {"GET"}, "/auth/me", "auth", {P, C, A}, False),
@@ -46,7 +52,7 @@ AUTH = [
     ("auth-password-reset", {"POST"}, "/auth/password/reset", "auth", None, False),
     ("auth-password-change", {"POST"}, "/auth/password/change", "auth", {P, A}, False),
     ("auth-family-get", {"GET"}, "/auth/family", "auth", {P}, False),
-    ("auth-usage", {"GET"}, "/auth/usage", "auth", {P}, False),
+    ("auth-usage", {"GET"}, "/auth/usage", "rate-limiting", {P}, False),  # the rate limiting service serves it
     ("auth-family-invite", {"POST"}, "/auth/family/invitations", "auth", {P}, False),
     ("auth-family-join", {"POST"}, "/auth/family/join", "auth", None, False),
     ("auth-children-list", {"GET"}, "/auth/children", "auth", {P}, False),
@@ -76,7 +82,17 @@ UNVERSIONED = [  # (route name, methods, absolute path, service) — all public
     ("oauth-introspect", {"POST"}, "/oauth/introspect", "auth"),
     ("oauth-userinfo", {"GET", "POST"}, "/oauth/userinfo", "auth"),
 ]
-VERSIONED = SEED + AUTH + DOCS
+BLOCK = "c3Y6cXVvdGE6djE6e2lwOjEwLjAuMC4xfTphYg"  # base64url of sv:quota:v1:{ip:10.0.0.1}:ab
+RATE_LIMITING = [  # the rate limiting service's admin API
+    ("rate-limits-usage", {"GET"}, "/rate-limits/usage", "rate-limiting", {A}, False),
+    ("rate-limits-grants", {"POST"}, "/rate-limits/grants", "rate-limiting", {A}, False),
+    ("rate-limits-blocks", {"GET"}, "/rate-limits/blocks", "rate-limiting", {A}, False),
+    ("rate-limits-unblock", {"DELETE"}, f"/rate-limits/blocks/{BLOCK}", "rate-limiting", {A}, False),
+    ("rate-limits-occasions", {"GET"}, "/rate-limits/occasions", "rate-limiting", {A}, False),
+    ("rate-limits-occasion", {"PUT", "DELETE"}, "/rate-limits/occasions/12-24", "rate-limiting", {A}, False),
+    ("rate-limits-plans", {"GET"}, "/rate-limits/plans", "rate-limiting", {A}, False),
+]
+VERSIONED = SEED + BACKENDS + AUTH + DOCS + RATE_LIMITING
 # proxy-cache: the non-personal catalogue reads only
 CACHED = {"v1-characters-list", "v1-characters-get", "v1-universes-list", "v1-universes-get"}
 UNLISTED = [
@@ -89,7 +105,8 @@ UNLISTED = [
     "/openapi.json", "/docs", "/api/v1/docs/", "/api/v2/docs", "/v1/stories", "/stories", "/auth/login", "/api/auth",
     "/api/stories/42/x", "/oauth", "/oauth/", "/oauth/tokenx", "/oauth/token/x", "/api/v1/oauth/token",
     "/api/oauth/token", "/api/v1/auth/oauth/clients", "/api/auth/oauth/clients", "/api/v1/auth/api-keys",
-    "/api/v1/auth/admin/usage", "/api/v1/auth/usage/x",
+    "/api/v1/auth/admin/usage", "/api/v1/auth/usage/x", "/api/v1/rate-limits", "/api/v1/rate-limits/blocks/a{b}",
+    "/api/v1/rate-limits/blocks/short", "/api/v1/rate-limits/occasions/12-24-1", "/api/v1/rate-limits/occasions/xmas",
 ]  # fmt: skip
 
 
@@ -223,7 +240,8 @@ def test_the_matrix_covers_every_route(config):
 def test_seed_endpoints_are_the_sixteen(config):
     seed = [r for r in config.routes if "seed" in (r.tags or [])]
     assert sorted(r.name for r in seed) == sorted(f"v1-{name}" for name, *_ in SEED)
-    assert len(SEED) == 16
+    rows = sum(len(GENERATION_KINDS) if name == "generate" else 1 for name, *_ in SEED)
+    assert rows == SEED_ROWS
 
 
 def test_generation_kind_and_child_ownership_reach_sv_rbac(config, router):
@@ -253,6 +271,7 @@ def test_rate_limit_policy_names_are_unique_per_endpoint(config):
 def test_upstreams_and_timeouts(config):
     services = {s.name: s for s in config.services.values()}
     ports = {"auth": 9000, "stories": 9101, "characters": 9102, "universes": 9103, "generation": 9104}
+    ports["rate-limiting"] = 9200  # the rate limiting service (scripts/run_stack.py)
     assert {n: (s.host, s.port) for n, s in services.items()} == {n: ("127.0.0.1", p) for n, p in ports.items()}
     assert all(s.retries == 0 for s in services.values())  # a replayed POST would create or charge twice
     assert services["generation"].read_timeout >= 60000

@@ -44,3 +44,16 @@ def pod_spec(doc: dict) -> dict:
 def containers(doc: dict) -> dict[str, dict]:
     spec = pod_spec(doc)
     return {c["name"]: c for c in [*spec.get("initContainers", []), *spec["containers"]]}
+
+
+# The chart's Deployments carry the seed's names (not "<release>-<component>").
+DEPLOYMENTS = {
+    "gateway": "api-gateway-service",
+    "auth": "authentication-service",
+    "rate-limiting": "rate-limiting-service",
+}
+
+
+def deployment(docs: list[dict], component: str) -> dict:
+    (doc,) = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == DEPLOYMENTS[component]]
+    return doc

@@ -99,3 +99,16 @@ def test_compose_runs_real_kong_with_our_config_and_the_whole_stack():
         assert not svc.get("privileged"), name
     for name in ("kong", "auth", "auth-migrate", "sample-backend"):
         assert services[name]["read_only"] is True and services[name]["cap_drop"] == ["ALL"], name
+
+
+def test_rate_limiting_image_runs_what_the_chart_runs():
+    dockerfile = (REPO / "rate-limiting-service" / "Dockerfile").read_text()
+    stage = final_stage(dockerfile)
+    assert [arg for op, arg in stage if op == "USER"][-1] == "10001:10001"  # the chart's runAsUser
+    assert ("CMD", '["gunicorn", "--bind", "0.0.0.0:8080", "storyverse_ratelimit.wsgi:app"]') in stage
+    build = " ".join(arg for op, arg in instructions(dockerfile) if op in ("COPY", "RUN"))
+    assert "/src/plans /src/rate-limiting-service" in build  # the shared plans package ships in the image
+    chart = (CHART / "templates" / "rate-limiting-deployment.yaml").read_text()
+    assert "command: [sv-ratelimit, init-db]" in chart and '"storyverse_ratelimit.wsgi:app"' in chart
+    kong = " ".join(arg for op, arg in instructions(KONG_DOCKERFILE) if op in ("COPY", "RUN"))
+    assert "/src/plans /src/kong-plugins" in kong  # sv-quota imports storyverse_plans

@@ -4,7 +4,7 @@ public https URLs (the auth service refuses the rest at start)."""
 from __future__ import annotations
 
 import pytest
-from helm_support import containers, documents, find
+from helm_support import containers, deployment, documents, find
 
 
 @pytest.fixture
@@ -18,7 +18,7 @@ def _env(doc: dict, container: str) -> dict[str, dict]:
 
 @pytest.mark.parametrize("values", ["default-values", "external-redis-values", "existing-secrets-values"])
 def test_every_render_sends_mail_over_tls_smtp_never_the_outbox(renders, values):
-    env = _env(find(documents(renders[values]), "Deployment", "auth"), "auth")
+    env = _env(deployment(documents(renders[values]), "auth"), "authentication")
     assert env["MAIL_BACKEND"]["value"] == "smtp"
     assert env["SMTP_SECURITY"]["value"] in ("starttls", "tls")
     for name in ("RESET_URL", "FAMILY_INVITE_URL", "DEVICE_VERIFICATION_URI"):
@@ -26,7 +26,7 @@ def test_every_render_sends_mail_over_tls_smtp_never_the_outbox(renders, values)
 
 
 def test_smtp_login_comes_from_the_existing_secret(default):
-    env = _env(find(default, "Deployment", "auth"), "auth")
+    env = _env(deployment(default, "auth"), "authentication")
     assert env["SMTP_HOST"]["value"] == "email-smtp.eu-west-1.amazonaws.com"
     assert env["SMTP_PORT"]["value"] == "587"
     assert env["SMTP_USERNAME"]["valueFrom"]["secretKeyRef"] == {"name": "storyverse-ses-smtp", "key": "smtp-username"}
@@ -37,7 +37,7 @@ def test_smtp_login_comes_from_the_existing_secret(default):
 def test_the_migration_job_runs_with_the_same_mail_settings(default):
     job = _env(find(default, "Job", "migrations"), "migrate")
     assert job["MAIL_BACKEND"]["value"] == "smtp"
-    assert job["RESET_URL"] == _env(find(default, "Deployment", "auth"), "auth")["RESET_URL"]
+    assert job["RESET_URL"] == _env(deployment(default, "auth"), "authentication")["RESET_URL"]
 
 
 CRON = {
@@ -57,9 +57,7 @@ def test_maintenance_cronjobs_run_the_auth_cli(default, name):
     pod = job["template"]["spec"]
     [container] = pod["containers"]
     assert container["command"] == ["sh", "-c", command]
-    assert (
-        container["image"] == find(default, "Deployment", "auth")["spec"]["template"]["spec"]["containers"][0]["image"]
-    )
+    assert container["image"] == deployment(default, "auth")["spec"]["template"]["spec"]["containers"][0]["image"]
     env = {e["name"]: e for e in container["env"]}
     assert env["AUTH_ENV"]["value"] == "production" and env["MAIL_BACKEND"]["value"] == "smtp"
     assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]["key"] == "database-url"
@@ -99,14 +97,14 @@ def test_helm_test_calls_the_jwks_through_the_gateway_over_https(default):
 def test_the_proxy_serves_https_only_with_hsts_by_default(default):
     service = find(default, "Service", "gateway")
     assert [p["name"] for p in service["spec"]["ports"]] == ["https"]  # no plain HTTP on the internet by default
-    env = _env(find(default, "Deployment", "gateway"), "kong")
+    env = _env(deployment(default, "gateway"), "api-gateway")
     assert env["KONG_NGINX_PROXY_ADD_HEADER"]["value"] == (
         'Strict-Transport-Security "max-age=31536000; includeSubDomains" always'
     )
 
 
 def test_gunicorn_writes_no_second_access_log(default):
-    env = _env(find(default, "Deployment", "auth"), "auth")
+    env = _env(deployment(default, "auth"), "authentication")
     assert "--access-logfile" not in env["GUNICORN_CMD_ARGS"]["value"]
     assert env["PROMETHEUS_MULTIPROC_DIR"]["value"].startswith("/tmp/")  # the pod's writable emptyDir
 
@@ -117,13 +115,13 @@ def test_production_render_acceptance(renders):
     HTTP inside the cluster: not asserted here, see docs/operations.md §3.)"""
     docs = documents(renders["external-redis-values"])
     kinds = [(d["kind"], d["metadata"]["name"]) for d in docs]
-    auth_env = _env(find(docs, "Deployment", "auth"), "auth")
+    auth_env = _env(deployment(docs, "auth"), "authentication")
     assert auth_env["MAIL_BACKEND"]["value"] == "smtp" and auth_env["AUTH_ENV"]["value"] == "production"
     assert "outbox" not in str([d for d in docs if d["kind"] in ("Deployment", "Job", "CronJob")])
     assert [p["name"] for p in find(docs, "Service", "gateway")["spec"]["ports"]] == ["https"]
     assert (
         "Strict-Transport-Security"
-        in _env(find(docs, "Deployment", "gateway"), "kong")["KONG_NGINX_PROXY_ADD_HEADER"]["value"]
+        in _env(deployment(docs, "gateway"), "api-gateway")["KONG_NGINX_PROXY_ADD_HEADER"]["value"]
     )
     assert {n for k, n in kinds if k == "CronJob"} == {f"storyverse-{c}" for c in CRON}
     assert ("PrometheusRule", "storyverse-alerts") in kinds

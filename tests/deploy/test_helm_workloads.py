@@ -3,19 +3,34 @@ disruption budgets, locked-down containers, network isolation, one plugin server
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from helm_support import containers, documents, find, pod_spec
 
-# The seed names three services (API Gateway, Authentication, Rate Limiting) without figures; these are the chart's
-# numbers (values.yaml), asserted here so a change to them is deliberate.
+# The seed's three services as it gives them (its EKS Auto Mode Deployments): name, `app` label, container, requests,
+# limits, all in the seed's own notation. Quantities are compared by value ("0.5" CPU is "500m").
 SEED = {
-    ("gateway", "kong"): {"requests": {"cpu": "1000m", "memory": "1Gi"}, "limits": {"cpu": "2000m", "memory": "2Gi"}},
-    ("gateway", "rate-limiting"): {
-        "requests": {"cpu": "250m", "memory": "128Mi"},
-        "limits": {"cpu": "1000m", "memory": "256Mi"},
-    },
-    ("auth", "auth"): {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"cpu": "1000m", "memory": "1Gi"}},
+    "gateway": ("api-gateway-service", "api-gateway", ("0.5", "1Gi"), ("1", "2Gi")),
+    "auth": ("authentication-service", "authentication", ("0.5", "1Gi"), ("1", "2Gi")),
+    "rate-limiting": ("rate-limiting-service", "rate-limiting", ("0.3", "512Mi"), ("0.5", "1Gi")),
 }
+DEPLOYMENT = {component: seed[0] for component, seed in SEED.items()}
+_SUFFIX = {"m": Decimal("0.001"), "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+
+
+def quantity(text) -> Decimal:
+    """A Kubernetes quantity as a number (only the suffixes these figures use)."""
+    text = str(text)
+    for suffix, factor in _SUFFIX.items():
+        if text.endswith(suffix):
+            return Decimal(text.removesuffix(suffix)) * factor
+    return Decimal(text)
+
+
+def deployment(docs: list[dict], component: str) -> dict:
+    (doc,) = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == DEPLOYMENT[component]]
+    return doc
 
 
 @pytest.fixture
@@ -28,41 +43,86 @@ def all_docs(renders):
     return {name: documents(text) for name, text in renders.items()}
 
 
-@pytest.mark.parametrize(("deployment", "container"), SEED)
-def test_seed_resources(default, deployment, container):
-    assert containers(find(default, "Deployment", deployment))[container]["resources"] == SEED[deployment, container]
+def test_default_values_render_exactly_the_seed_deployments(default):
+    names = sorted(d["metadata"]["name"] for d in default if d["kind"] == "Deployment")
+    assert names == sorted(DEPLOYMENT.values())
 
 
-@pytest.mark.parametrize("deployment", ["gateway", "auth"])
-def test_zone_and_host_spread(default, deployment):
-    doc = find(default, "Deployment", deployment)
+@pytest.mark.parametrize("component", SEED)
+def test_seed_names_labels_and_resources(default, component):
+    _, app, (req_cpu, req_mem), (lim_cpu, lim_mem) = SEED[component]
+    doc = deployment(default, component)
+    assert doc["spec"]["selector"]["matchLabels"]["app"] == app
+    labels = doc["spec"]["template"]["metadata"]["labels"]
+    assert labels["app"] == app
+    assert labels["app.kubernetes.io/component"] == component and labels["app.kubernetes.io/part-of"] == "storyverse"
+    resources = pod_spec(doc)["containers"][0]
+    assert resources["name"] == app  # the seed's container name
+    figures = {k: {r: quantity(v) for r, v in resources["resources"][k].items()} for k in ("requests", "limits")}
+    assert figures == {
+        "requests": {"cpu": quantity(req_cpu), "memory": quantity(req_mem)},
+        "limits": {"cpu": quantity(lim_cpu), "memory": quantity(lim_mem)},
+    }
+
+
+@pytest.mark.parametrize("component", SEED)
+def test_seed_zone_spread_then_node_spread(default, component):
+    doc = deployment(default, component)
     pod_labels = doc["spec"]["template"]["metadata"]["labels"]
     zone, host = pod_spec(doc)["topologySpreadConstraints"]
-    assert zone["topologyKey"] == "topology.kubernetes.io/zone"
-    assert (zone["maxSkew"], zone["whenUnsatisfiable"], zone["minDomains"]) == (1, "DoNotSchedule", 3)
+    assert zone == {
+        "maxSkew": 1,
+        "topologyKey": "topology.kubernetes.io/zone",
+        "whenUnsatisfiable": "ScheduleAnyway",
+        "labelSelector": {"matchLabels": {"app": SEED[component][1]}},
+    }
     assert host["topologyKey"] == "kubernetes.io/hostname"
     assert (host["maxSkew"], host["whenUnsatisfiable"]) == (1, "ScheduleAnyway")
-    for constraint in (zone, host):
-        assert constraint["labelSelector"]["matchLabels"].items() <= pod_labels.items()
-        assert constraint["matchLabelKeys"] == ["pod-template-hash"]
+    assert host["labelSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert host["matchLabelKeys"] == ["pod-template-hash"]
 
 
-def test_rate_limiting_is_its_own_container_in_every_gateway_pod(default):
-    sidecar = containers(find(default, "Deployment", "gateway"))["rate-limiting"]
-    assert sidecar["restartPolicy"] == "Always"  # native sidecar: up before Kong, down after it
-    assert "/opt/storyverse/plugins/sv-quota.py" in sidecar["command"][2]
-    assert sidecar["args"][-2:] == ["-p", "/kong_prefix/"]
-    assert sidecar["startupProbe"]["exec"]["command"] == ["test", "-S", "/kong_prefix/sv-quota.sock"]
+@pytest.mark.parametrize("component", SEED)
+def test_zone_spread_switches_to_do_not_schedule(all_docs, component):
+    """ci/external-redis-values.yaml sets <component>.spread.zoneWhenUnsatisfiable: DoNotSchedule."""
+    zone = pod_spec(deployment(all_docs["external-redis-values"], component))["topologySpreadConstraints"][0]
+    assert (zone["whenUnsatisfiable"], zone["minDomains"], zone["maxSkew"]) == ("DoNotSchedule", 3, 1)
+
+
+PLUGIN_SERVERS = ["sv-request-id", "sv-jwt", "sv-rbac", "sv-quota", "sv-quota-log", "sv-expand"]
+
+
+def test_every_plugin_server_is_its_own_container_in_every_gateway_pod(default):
+    spec = pod_spec(deployment(default, "gateway"))
+    assert [c["name"] for c in spec["initContainers"]] == [f"{p}-plugin-server" for p in PLUGIN_SERVERS]
+    for plugin in PLUGIN_SERVERS:
+        sidecar = containers(deployment(default, "gateway"))[f"{plugin}-plugin-server"]
+        assert sidecar["restartPolicy"] == "Always"  # native sidecar: up before Kong, down after it
+        assert f"/opt/storyverse/plugins/{plugin}.py" in sidecar["command"][2]
+        assert sidecar["args"][-2:] == ["-p", "/kong_prefix/"]
+        assert sidecar["startupProbe"]["exec"]["command"] == ["test", "-S", f"/kong_prefix/{plugin}.sock"]
+        assert {m["mountPath"] for m in sidecar["volumeMounts"]} >= {"/kong_prefix/"}
+    busy = {"requests": {"cpu": "250m", "memory": "128Mi"}, "limits": {"cpu": "1000m", "memory": "256Mi"}}
+    light = {"requests": {"cpu": "100m", "memory": "96Mi"}, "limits": {"cpu": "500m", "memory": "192Mi"}}
+    figures = {c["name"].removesuffix("-plugin-server"): c["resources"] for c in spec["initContainers"]}
+    assert figures == {p: busy if p in ("sv-jwt", "sv-quota") else light for p in PLUGIN_SERVERS}
+    ports = {c["name"]: [p["containerPort"] for p in c.get("ports", [])] for c in spec["initContainers"]}
+    assert ports["sv-quota-plugin-server"] == [9542] and ports["sv-quota-log-plugin-server"] == [9543]
+    env = {e["name"]: e["value"] for e in containers(deployment(default, "gateway"))["sv-quota-plugin-server"]["env"]}
+    assert env == {"SV_QUOTA_METRICS_PORT": "9542", "SV_QUOTA_METRICS_HOST": "0.0.0.0"}
 
 
 def test_hpas_cover_the_seed_scaling_scenarios(default):
     gateway = find(default, "HorizontalPodAutoscaler", "gateway")
     auth = find(default, "HorizontalPodAutoscaler", "auth")
+    rate = find(default, "HorizontalPodAutoscaler", "rate-limiting")
+    for component, hpa in (("gateway", gateway), ("auth", auth), ("rate-limiting", rate)):
+        assert hpa["spec"]["scaleTargetRef"]["name"] == DEPLOYMENT[component]
     metrics = [m["containerResource"] for m in gateway["spec"]["metrics"]]
     watched = {m["container"]: m["target"] for m in metrics}
     assert watched == {
-        "kong": {"type": "Utilization", "averageUtilization": 65},
-        "rate-limiting": {"type": "Utilization", "averageUtilization": 70},
+        "api-gateway": {"type": "Utilization", "averageUtilization": 65},
+        **{f"{p}-plugin-server": {"type": "Utilization", "averageUtilization": 70} for p in PLUGIN_SERVERS},
     }
     # viral sharing and registration spikes: scale up at once; evening peak: scale down slowly
     for hpa in (gateway, auth):
@@ -71,21 +131,41 @@ def test_hpas_cover_the_seed_scaling_scenarios(default):
         assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] >= 300
     assert gateway["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 600
     assert (auth["spec"]["minReplicas"], auth["spec"]["maxReplicas"]) == (3, 12)
-    assert auth["spec"]["metrics"][0]["containerResource"]["container"] == "auth"
+    assert (rate["spec"]["minReplicas"], rate["spec"]["maxReplicas"]) == (3, 6)
+    assert rate["spec"]["metrics"][0]["containerResource"]["container"] == "rate-limiting"
+
+
+def test_registration_spikes_scale_auth_on_cpu_and_request_rate(default):
+    """The seed: "EKS AutoMode scales this service based on CPU utilization and request rate"."""
+    cpu, rate = find(default, "HorizontalPodAutoscaler", "auth")["spec"]["metrics"]
+    assert cpu["containerResource"] == {
+        "name": "cpu",
+        "container": "authentication",
+        "target": {"type": "Utilization", "averageUtilization": 60},
+    }
+    assert rate == {
+        "type": "External",
+        "external": {
+            "metric": {"name": "storyverse_auth_requests_per_second", "selector": {"matchLabels": {"service": "auth"}}},
+            "target": {"type": "AverageValue", "averageValue": "10"},
+        },
+    }
 
 
 def test_fixed_replicas_without_autoscaling(all_docs):
     docs = all_docs["existing-secrets-values"]
     assert not [d for d in docs if d["kind"] == "HorizontalPodAutoscaler"]
-    assert find(docs, "Deployment", "gateway")["spec"]["replicas"] == 4
-    assert "rate-limiting" not in containers(find(docs, "Deployment", "gateway"))
+    assert deployment(docs, "gateway")["spec"]["replicas"] == 4
+    assert deployment(docs, "rate-limiting")["spec"]["replicas"] == 2
+    # gateway.plugins.sidecars false: Kong starts every plugin server inside the api-gateway container
+    assert list(containers(deployment(docs, "gateway"))) == ["api-gateway"]
 
 
-@pytest.mark.parametrize("component", ["gateway", "auth"])
+@pytest.mark.parametrize("component", SEED)
 def test_pod_disruption_budgets(default, component):
     pdb = find(default, "PodDisruptionBudget", component)
     assert pdb["spec"]["maxUnavailable"] == 1
-    pod_labels = find(default, "Deployment", component)["spec"]["template"]["metadata"]["labels"]
+    pod_labels = deployment(default, component)["spec"]["template"]["metadata"]["labels"]
     assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
 
 
@@ -105,12 +185,18 @@ def test_every_container_is_non_root_read_only_without_capabilities(all_docs):
 
 
 def test_long_running_containers_have_probes(default):
-    for component in ("gateway", "auth"):
-        for name, c in containers(find(default, "Deployment", component)).items():
+    for component in SEED:
+        for name, c in containers(deployment(default, component)).items():
+            if name == "init-db":  # a one-shot init container
+                continue
             assert "livenessProbe" in c and ("readinessProbe" in c or "startupProbe" in c), name
-    kong = containers(find(default, "Deployment", "gateway"))["kong"]
+    kong = containers(deployment(default, "gateway"))["api-gateway"]
     assert kong["readinessProbe"]["httpGet"]["path"] == "/status/ready"
-    assert containers(find(default, "Deployment", "auth"))["auth"]["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    auth = containers(deployment(default, "auth"))["authentication"]
+    assert auth["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    rate = containers(deployment(default, "rate-limiting"))["rate-limiting"]
+    assert rate["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert rate["livenessProbe"]["httpGet"]["path"] == "/healthz"
 
 
 def _env(container: dict) -> dict[str, str]:
@@ -118,7 +204,7 @@ def _env(container: dict) -> dict[str, str]:
 
 
 def test_one_dedicated_plugin_server_per_plugin(default):
-    env = _env(containers(find(default, "Deployment", "gateway"))["kong"])
+    env = _env(containers(deployment(default, "gateway"))["api-gateway"])
     names = env["KONG_PLUGINSERVER_NAMES"].split(",")
     assert env["KONG_PLUGINS"] == "bundled," + ",".join(names)
     for name in names:
@@ -126,17 +212,23 @@ def test_one_dedicated_plugin_server_per_plugin(default):
         entry = f"/opt/storyverse/venv/bin/python3 /opt/storyverse/plugins/{name}.py"
         assert env[f"KONG_PLUGINSERVER_{key}_SOCKET"] == f"/kong_prefix/{name}.sock"
         assert env[f"KONG_PLUGINSERVER_{key}_QUERY_CMD"] == f"{entry} --dump"
-        if name == "sv-quota":  # the sidecar runs it: start_cmd omitted = managed externally
-            assert f"KONG_PLUGINSERVER_{key}_START_CMD" not in env
-        else:
-            assert env[f"KONG_PLUGINSERVER_{key}_START_CMD"] == f"{entry} --no-lua-style -p /kong_prefix/"
+        # each runs in its own sidecar: start_cmd omitted = managed externally
+        assert f"KONG_PLUGINSERVER_{key}_START_CMD" not in env
     assert env["KONG_DATABASE"] == "off" and env["KONG_DECLARATIVE_CONFIG"] == "/kong_dbless/kong.yml"
     assert env["KONG_ADMIN_LISTEN"].startswith("127.0.0.1:")
 
 
+def test_kong_starts_the_plugin_servers_without_sidecars(all_docs):
+    env = _env(containers(deployment(all_docs["existing-secrets-values"], "gateway"))["api-gateway"])
+    for name in env["KONG_PLUGINSERVER_NAMES"].split(","):
+        entry = f"/opt/storyverse/venv/bin/python3 /opt/storyverse/plugins/{name}.py"
+        key = name.replace("-", "_").upper()
+        assert env[f"KONG_PLUGINSERVER_{key}_START_CMD"] == f"{entry} --no-lua-style -p /kong_prefix/"
+
+
 def test_proxy_tls_is_1_2_or_later_from_a_secret(default):
-    gateway = find(default, "Deployment", "gateway")
-    env = _env(containers(gateway)["kong"])
+    gateway = deployment(default, "gateway")
+    env = _env(containers(gateway)["api-gateway"])
     assert env["KONG_SSL_PROTOCOLS"] == "TLSv1.2 TLSv1.3"
     assert "8443 http2 ssl" in env["KONG_PROXY_LISTEN"]
     volumes = {v["name"]: v for v in pod_spec(gateway)["volumes"]}
@@ -148,10 +240,10 @@ def test_proxy_tls_is_1_2_or_later_from_a_secret(default):
 def test_cert_manager_certificate_fills_the_tls_secret(all_docs):
     docs = all_docs["external-redis-values"]
     (cert,) = [d for d in docs if d["kind"] == "Certificate"]
-    gateway = find(docs, "Deployment", "gateway")
+    gateway = deployment(docs, "gateway")
     secret = {v["name"]: v for v in pod_spec(gateway)["volumes"]}["proxy-tls"]["secret"]["secretName"]
     assert cert["spec"]["secretName"] == secret
-    assert _env(containers(gateway)["kong"])["KONG_SSL_PROTOCOLS"] == "TLSv1.3"
+    assert _env(containers(gateway)["api-gateway"])["KONG_SSL_PROTOCOLS"] == "TLSv1.3"
     assert [p["name"] for p in find(docs, "Service", "gateway")["spec"]["ports"]] == ["https"]
 
 
@@ -160,11 +252,26 @@ def test_only_the_gateway_reaches_the_auth_service(default):
     (rule,) = policy["spec"]["ingress"]
     selectors = [p["podSelector"]["matchLabels"] for p in rule["from"] if "podSelector" in p]
     components = [labels["app.kubernetes.io/component"] for labels in selectors]
-    assert components == ["gateway", "helm-test"]  # plus Prometheus' namespace for /metrics
+    assert components == ["gateway", "rate-limiting", "helm-test"]  # plus Prometheus' namespace for /metrics
     assert [p for p in rule["from"] if "namespaceSelector" in p] == [
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
     ]
     assert rule["ports"] == [{"protocol": "TCP", "port": 8080}]
+
+
+def test_only_the_gateway_reaches_the_rate_limiting_service(default):
+    policy = find(default, "NetworkPolicy", "rate-limiting")
+    (rule,) = policy["spec"]["ingress"]
+    selectors = [p["podSelector"]["matchLabels"] for p in rule["from"] if "podSelector" in p]
+    assert [labels["app"] for labels in selectors] == ["api-gateway"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 8080}]
+    egress = policy["spec"]["egress"]
+    ports = sorted(r["ports"][0]["port"] for r in egress)
+    assert ports == [53, 5432, 6379, 8080]  # DNS, PostgreSQL, Redis, the auth service's JWKS
+    gateway_egress = find(default, "NetworkPolicy", "gateway")["spec"]["egress"]
+    apps = [r["to"][0].get("podSelector", {}).get("matchLabels", {}).get("app") for r in gateway_egress]
+    to_rate = [r for r, app in zip(gateway_egress, apps, strict=True) if app == "rate-limiting"]
+    assert to_rate and to_rate[0]["ports"] == [{"protocol": "TCP", "port": 8080}]
 
 
 def test_postgres_and_redis_are_reached_only_at_their_cidrs(default):
@@ -184,7 +291,7 @@ def test_postgres_and_redis_are_reached_only_at_their_cidrs(default):
 def test_existing_secrets_are_referenced_and_no_chart_secret_is_made(all_docs):
     docs = all_docs["existing-secrets-values"]
     assert not [d for d in docs if d["kind"] == "Secret"]
-    env = {e["name"]: e for e in containers(find(docs, "Deployment", "auth"))["auth"]["env"]}
+    env = {e["name"]: e for e in containers(deployment(docs, "auth"))["authentication"]["env"]}
     refs = {k: env[k]["valueFrom"]["secretKeyRef"] for k in ("DATABASE_URL", "REDIS_URL", "KEY_ENCRYPTION_KEY")}
     assert refs == {
         "DATABASE_URL": {"name": "storyverse-db", "key": "database-url"},
@@ -207,3 +314,36 @@ def test_helm_test_hook_calls_healthz(default):
     pod = find(default, "Pod", "helm-test")
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     assert containers(pod)["healthz"]["command"][-1] == "http://storyverse-auth:80/healthz"
+
+
+def _fluent_bit_sections(conf: str) -> list[tuple[str, dict[str, str]]]:
+    sections: list[tuple[str, dict[str, str]]] = []
+    for line in conf.splitlines():
+        line = line.strip()
+        if line.startswith("[") and line.endswith("]"):
+            sections.append((line[1:-1], {}))
+        elif line and sections:
+            key, _, value = line.partition(" ")
+            sections[-1][1][key] = value.strip()
+    return sections
+
+
+def test_cloudwatch_logging_renders_a_fluent_bit_configuration_when_enabled(all_docs, default):
+    """The seed's "CloudWatch for logging": Fluent Bit tails this namespace's containers, keeps this release's pods
+    and writes to CloudWatch Logs, one stream per service, pod and container."""
+    assert not [d for d in default if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("fluent-bit")]
+    cm = find(all_docs["external-redis-values"], "ConfigMap", "fluent-bit")
+    sections = _fluent_bit_sections(cm["data"]["fluent-bit.conf"])
+    (tail,) = [s for name, s in sections if name == "INPUT"]
+    assert tail["Name"] == "tail" and tail["Path"] == "/var/log/containers/*_storyverse_*.log"
+    filters = {s["Name"]: s for name, s in sections if name == "FILTER"}
+    assert filters["kubernetes"]["Merge_Log"] == "On"  # the services' JSON lines become fields
+    assert filters["grep"]["Regex"] == "$kubernetes['labels']['app.kubernetes.io/instance'] ^storyverse$"
+    (out,) = [s for name, s in sections if name == "OUTPUT"]
+    assert (out["Name"], out["region"], out["log_group_name"]) == (
+        "cloudwatch_logs",
+        "eu-central-1",
+        "/storyverse/prod",
+    )
+    assert out["log_stream_template"].startswith("$kubernetes['labels']['app'].")
+    assert "[PARSER]" in cm["data"]["parsers.conf"]

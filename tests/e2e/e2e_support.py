@@ -66,3 +66,23 @@ def repo_plugins() -> list[PluginEntry]:
 
     names = read_conf_values(REPO / "kong.conf")["pluginserver_names"].split(",")
     return [repo_plugin(name.strip()) for name in names]
+
+
+def rate_limiting_env(auth: dict[str, str], auth_url: str, sync_interval: int = 1) -> dict[str, str]:
+    """The rate limiting service's environment next to an auth service started with `auth` (same database and Redis
+    db, its JWKS and issuer), syncing usage every `sync_interval` seconds."""
+    env = dict(auth)
+    env.update(JWKS_URL=auth_url + "/.well-known/jwks.json", USAGE_SYNC_INTERVAL=str(sync_interval))
+    return env
+
+
+def start_rate_limiting_service(port: int, env: dict[str, str]):
+    """`sv-ratelimit init-db`, then gunicorn (a real WSGI server) on `port`."""
+    import subprocess
+    import sys
+
+    cli = [sys.executable, "-m", "storyverse_ratelimit.cli", "init-db"]
+    subprocess.run(cli, env=env, check=True, capture_output=True, timeout=60)
+    argv = [sys.executable, "-m", "gunicorn", "-w", "2", "-k", "gthread", "--threads", "4"]
+    argv += ["-b", f"127.0.0.1:{port}", "storyverse_ratelimit.wsgi:app"]
+    return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

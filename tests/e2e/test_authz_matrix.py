@@ -39,7 +39,15 @@ import pytest
 import redis
 import yaml
 from authz_support import Principal, SmtpSink, call, link_token, problem_code, session_of
-from e2e_support import AUTH_DIR, REPO, auth_env, repo_plugins, start_auth_service
+from e2e_support import (
+    AUTH_DIR,
+    REPO,
+    auth_env,
+    rate_limiting_env,
+    repo_plugins,
+    start_auth_service,
+    start_rate_limiting_service,
+)
 from kong_emulator.testing import EmulatorProcess, free_port, wait_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -117,7 +125,16 @@ EXPECT: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {
     ("auth-password-reset", "POST"): {"-": everyone(400)},  # an unknown (well-formed) reset token
     ("auth-password-change", "POST"): {"-": row(204, 204, R, 204, R, 204, U)},
     ("auth-family-get", "GET"): {"-": row(200, 200, R, 200, R, R, U)},
-    ("auth-usage", "GET"): {"-": row(200, 200, R, 200, R, R, U)},
+    ("auth-usage", "GET"): {"-": row(200, 200, R, 200, R, R, U)},  # the rate limiting service answers it
+    # -- the rate limiting service's admin API: administrators only
+    ("rate-limits-usage", "GET"): {"-": row(R, R, R, R, R, 200, U)},
+    ("rate-limits-grants", "POST"): {"-": row(R, R, R, R, R, 200, U)},
+    ("rate-limits-blocks", "GET"): {"-": row(R, R, R, R, R, 200, U)},
+    ("rate-limits-unblock", "DELETE"): {"-": row(R, R, R, R, R, 200, U)},  # a block that is not set: lifted 0
+    ("rate-limits-occasions", "GET"): {"-": row(R, R, R, R, R, 200, U)},
+    ("rate-limits-occasion", "PUT"): {"-": row(R, R, R, R, R, 200, U)},
+    ("rate-limits-occasion", "DELETE"): {"-": row(R, R, R, R, R, 404, U)},  # an occasion nobody set
+    ("rate-limits-plans", "GET"): {"-": row(R, R, R, R, R, 200, U)},
     ("auth-family-invite", "POST"): {"-": row(409, 409, R, 202, R, R, U)},  # family A already has its 2 parents
     ("auth-family-join", "POST"): {"-": everyone(400)},  # an unknown invitation token; the real join is in setup
     ("auth-children-list", "GET"): {"-": row(200, 200, R, 200, R, R, U)},
@@ -142,6 +159,7 @@ EXPECT: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {
 }
 
 # The /api/... alias is the same Kong route: a sample of rows, sent on the alias, must answer exactly the same.
+UNSET_BLOCK = "c3Y6cXVvdGE6djE6e2lwOjE5Mi4wLjIuMX06YWI"  # base64url of sv:quota:v1:{ip:192.0.2.1}:ab
 ALIAS_SAMPLE = (("stories-list", "GET"), ("auth-me", "GET"), ("auth-family-get", "GET"), ("auth-child-get", "GET"),
                 ("generate", "POST"))  # fmt: skip
 
@@ -183,13 +201,13 @@ ABUSE_THRESHOLD = 100000
 # -- the stack --------------------------------------------------------------------------------------------------------
 
 
-def _render_kong_yml(auth_url: str, backends: dict[str, str]) -> str:
+def _render_kong_yml(auth_url: str, backends: dict[str, str], rate_limiting_url: str) -> str:
     sys.path.insert(0, str(REPO / "scripts"))
     import gen_kong_yml
 
     settings = gen_kong_yml.load_settings(
         overrides={
-            "services": {"auth": auth_url, **backends},
+            "services": {"auth": auth_url, "rate-limiting": rate_limiting_url, **backends},
             "jwt": {"jwks_url": auth_url + "/.well-known/jwks.json", "issuer": ISSUER, "audience": "storyverse-api"},
             "redis": {"redis_host": "127.0.0.1", "redis_port": 6379, "redis_database": REDIS_DB},
         }
@@ -222,22 +240,28 @@ def _routes():
 def stack(backend):
     redis.Redis(db=REDIS_DB).flushdb()
     with SmtpSink() as sink:
-        port = free_port()
+        port, rls_port = free_port(), free_port()
         env = auth_env(DATABASE, REDIS_DB, ISSUER, DEVICE_POLL_INTERVAL="1", MAIL_BACKEND="smtp",
                        SMTP_HOST="127.0.0.1", SMTP_PORT=str(sink.port), SMTP_SECURITY="none")  # fmt: skip
-        gw = EmulatorProcess(_render_kong_yml(f"http://127.0.0.1:{port}", backend), repo_plugins())
+        auth_url, rls_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{rls_port}"
+        gw = EmulatorProcess(_render_kong_yml(auth_url, backend, rls_url), repo_plugins())
         gw.conf_extra = {"trusted_ips": "127.0.0.1"}  # X-Real-IP from the test = the client's address (realip)
         auth = start_auth_service(port, env)
+        rls = None
         try:
             wait_port(port, seconds=60, proc=auth)
+            rls = start_rate_limiting_service(rls_port, rate_limiting_env(env, auth_url))
+            wait_port(rls_port, seconds=60, proc=rls)
             gw.start()
             gw.sink, gw.auth_env = sink, env
             yield gw
         finally:
             failures = gw.strict_failures()
             gw.stop()
-            auth.terminate()
-            auth.wait(10)
+            for proc in (rls, auth):
+                if proc is not None:
+                    proc.terminate()
+                    proc.wait(10)
     assert not failures, "\n".join(failures)
 
 
@@ -485,6 +509,14 @@ class Requests:
             "auth-child-login": ("/auth/child/login", {"family_code": self.ids["family_code"]["A"],
                                                        "username": "ada", "pin": PIN}),
             "auth-device-code": ("/auth/device/code", {"client_name": "tablet"}),
+            "rate-limits-usage": ("/rate-limits/usage", None),
+            "rate-limits-grants": ("/rate-limits/grants", {"account_id": self.ids["child_a1"], "stories": 1}),
+            "rate-limits-blocks": ("/rate-limits/blocks", None),
+            "rate-limits-unblock": ("/rate-limits/blocks/" + UNSET_BLOCK, None),
+            "rate-limits-occasions": ("/rate-limits/occasions", None),
+            "rate-limits-occasion": ("/rate-limits/occasions/" + ("2001-01-01" if m == "PUT" else "1999-01-01"),
+                                     {"extra": 1} if m == "PUT" else None),
+            "rate-limits-plans": ("/rate-limits/plans", None),
         }  # fmt: skip
         if e in table:
             path, body = table[e]
@@ -568,6 +600,7 @@ def test_the_table_covers_every_routed_endpoint_and_method():
     assert set(EXPECT) == {(name, m) for name, m in routed if not name.startswith(OUT_OF_SCOPE)}
 
 
+@pytest.mark.timeout(300)  # ~600 cells and the whole stack's start on a loaded 2-core machine
 def test_the_authorization_matrix(world):
     reqs = Requests(world)
     cells = all_cells()

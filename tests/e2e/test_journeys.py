@@ -21,7 +21,14 @@ import psycopg2
 import pytest
 import redis
 import requests
-from e2e_support import REPO, auth_env, repo_plugins, start_auth_service
+from e2e_support import (
+    REPO,
+    auth_env,
+    rate_limiting_env,
+    repo_plugins,
+    start_auth_service,
+    start_rate_limiting_service,
+)
 from kong_emulator.testing import EmulatorProcess, free_port, wait_port
 
 REDIS_DB = 3  # shared by the auth service (revocations) and the plugins (denylist, quotas) in this module
@@ -29,13 +36,13 @@ DATABASE = "storyverse_journeys"
 PASSWORD = "a long and quiet bedtime password"
 
 
-def _render_kong_yml(auth_url: str, backends: dict[str, str], issuer: str) -> str:
+def _render_kong_yml(auth_url: str, backends: dict[str, str], issuer: str, rate_limiting_url: str) -> str:
     sys.path.insert(0, str(REPO / "scripts"))
     import gen_kong_yml
 
     settings = gen_kong_yml.load_settings(
         overrides={
-            "services": {"auth": auth_url, **backends},
+            "services": {"auth": auth_url, "rate-limiting": rate_limiting_url, **backends},
             "jwt": {"jwks_url": auth_url + "/.well-known/jwks.json", "issuer": issuer, "audience": "storyverse-api"},
             "redis": {"redis_host": "127.0.0.1", "redis_port": 6379, "redis_database": REDIS_DB},
         }
@@ -47,22 +54,27 @@ def _render_kong_yml(auth_url: str, backends: dict[str, str], issuer: str) -> st
 def stack(backend):
     """The whole layer; yields an object with `.url` (the proxy) and `.auth_env` (for the auth CLI)."""
     redis.Redis(db=REDIS_DB).flushdb()
-    port = free_port()
+    port, rls_port = free_port(), free_port()
     issuer = "http://journeys.storyverse.test"
     env = auth_env(DATABASE, REDIS_DB, issuer, DEVICE_POLL_INTERVAL="1")
     auth = start_auth_service(port, env)
-    auth_url = f"http://127.0.0.1:{port}"
-    gw = EmulatorProcess(_render_kong_yml(auth_url, backend, issuer), repo_plugins())
+    auth_url, rls_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{rls_port}"
+    gw = EmulatorProcess(_render_kong_yml(auth_url, backend, issuer, rls_url), repo_plugins())
+    rls = None
     try:
         wait_port(port, seconds=60, proc=auth)
+        rls = start_rate_limiting_service(rls_port, rate_limiting_env(env, auth_url))
+        wait_port(rls_port, seconds=60, proc=rls)
         gw.start()
         gw.auth_env = env
         yield gw
     finally:
         failures = gw.strict_failures()
         gw.stop()
-        auth.terminate()
-        auth.wait(10)
+        for proc in (rls, auth):
+            if proc is not None:
+                proc.terminate()
+                proc.wait(10)
     assert not failures, "\n".join(failures)
 
 

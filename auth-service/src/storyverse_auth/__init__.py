@@ -71,9 +71,9 @@ def register_blueprints(app: APIFlask) -> None:
 
     from .admin import bp as admin_bp
     from .apikeys import bp as apikeys_bp
-    from .usage import bp as usage_bp
 
-    for bp in (usage_bp, apikeys_bp, admin_bp):
+    # Usage analytics and the admin API moved to the rate limiting service (rate-limiting-service/).
+    for bp in (apikeys_bp, admin_bp):
         app.register_blueprint(bp)
 
     from .oauth import init_app as init_oauth

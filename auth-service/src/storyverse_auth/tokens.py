@@ -202,7 +202,13 @@ def decode_access_token(token: str) -> dict[str, Any]:
             issuer=cfg["ISSUER"],
             leeway=LEEWAY_SECONDS,
             # Times are checked below against the service clock (clock.py), which tests can move.
-            options={"require": REQUIRED_CLAIMS, "strict_aud": True, "verify_exp": False, "verify_nbf": False},
+            options={
+                "require": REQUIRED_CLAIMS,
+                "strict_aud": True,
+                "verify_exp": False,
+                "verify_nbf": False,
+                "verify_iat": False,
+            },
         )
     except jwt.InvalidTokenError as exc:
         raise APIError.unauthenticated("The access token is invalid.") from exc
@@ -211,11 +217,11 @@ def decode_access_token(token: str) -> dict[str, Any]:
 
 
 def _check_times(claims: dict[str, Any]) -> None:
-    exp, nbf = claims["exp"], claims["nbf"]
-    if not isinstance(exp, int | float) or not isinstance(nbf, int | float):
+    exp, nbf, iat = claims["exp"], claims["nbf"], claims.get("iat", claims["nbf"])
+    if not all(isinstance(value, int | float) for value in (exp, nbf, iat)):
         raise APIError.unauthenticated("The access token is invalid.")
     current = now_ts()
     if exp <= current - LEEWAY_SECONDS:
         raise APIError.token_expired()
-    if nbf > current + LEEWAY_SECONDS:
+    if max(nbf, iat) > current + LEEWAY_SECONDS:
         raise APIError.unauthenticated("The access token is not yet valid.")

@@ -33,9 +33,27 @@ app.kubernetes.io/part-of: storyverse
 {{- end }}
 
 {{- define "storyverse.selectorLabels" -}}
+{{- with include "storyverse.seedApp" . -}}
+app: {{ . }}{{ "\n" }}
+{{- end -}}
 app.kubernetes.io/name: {{ include "storyverse.name" .ctx }}
 app.kubernetes.io/instance: {{ .ctx.Release.Name }}
 app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/* The seed's `app` label of the three services (empty for the chart's other components). */}}
+{{- define "storyverse.seedApp" -}}
+{{- get (dict "gateway" "api-gateway" "auth" "authentication" "rate-limiting" "rate-limiting") .component }}
+{{- end }}
+
+{{/* Values of a component: the rate-limiting component's live under `rateLimiting`. */}}
+{{- define "storyverse.valuesKey" -}}
+{{- ternary "rateLimiting" .component (eq .component "rate-limiting") }}
+{{- end }}
+
+{{/* The seed's Deployment name of a component (values <component>.deploymentName). */}}
+{{- define "storyverse.deploymentName" -}}
+{{- (index .ctx.Values (include "storyverse.valuesKey" .)).deploymentName | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
 {{/* <fullname>-<component>, e.g. storyverse-gateway. */}}
@@ -44,7 +62,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
 {{- define "storyverse.serviceAccountName" -}}
-{{- $sa := index .ctx.Values .component "serviceAccount" }}
+{{- $sa := index .ctx.Values (include "storyverse.valuesKey" .) "serviceAccount" }}
 {{- if $sa.create }}
 {{- default (include "storyverse.componentName" .) $sa.name }}
 {{- else }}
@@ -99,16 +117,19 @@ secretKeyRef:
 {{- end }}
 {{- end }}
 
-{{/* Zone + hostname spread. Call with (dict "ctx" $ "component" "gateway" "spread" .Values.gateway.spread). */}}
+{{/* Zone spread exactly as the seed (maxSkew, zone key, `app` selector; minDomains only with DoNotSchedule, the
+     only policy Kubernetes allows it with), then a node spread of the chart's own.
+     Call with (dict "ctx" $ "component" "gateway" "spread" .Values.gateway.spread). */}}
 {{- define "storyverse.topologySpread" -}}
-- topologyKey: topology.kubernetes.io/zone
-  maxSkew: {{ .spread.zoneSkew }}
-  minDomains: {{ .spread.minZones }}
+- maxSkew: {{ .spread.zoneSkew }}
+  topologyKey: topology.kubernetes.io/zone
   whenUnsatisfiable: {{ .spread.zoneWhenUnsatisfiable }}
+  {{- if eq .spread.zoneWhenUnsatisfiable "DoNotSchedule" }}
+  minDomains: {{ .spread.minZones }}
+  {{- end }}
   labelSelector:
     matchLabels:
-      {{- include "storyverse.selectorLabels" . | nindent 6 }}
-  matchLabelKeys: [pod-template-hash]
+      app: {{ include "storyverse.seedApp" . }}
 - topologyKey: kubernetes.io/hostname
   maxSkew: {{ .spread.hostnameSkew }}
   whenUnsatisfiable: {{ .spread.hostnameWhenUnsatisfiable }}
@@ -143,7 +164,7 @@ capabilities:
 {{- $entry := printf "%s %s/%s.py" $p.python $p.directory .name }}
 - name: KONG_PLUGINSERVER_{{ $key }}_SOCKET
   value: {{ printf "/kong_prefix/%s.sock" .name | quote }}
-{{- if not (and .ctx.Values.gateway.rateLimiting.enabled (eq .name .ctx.Values.gateway.rateLimiting.plugin)) }}
+{{- if not $p.sidecars }}
 - name: KONG_PLUGINSERVER_{{ $key }}_START_CMD
   value: {{ printf "%s %s -p /kong_prefix/" $entry (join " " $p.serverArgs) | quote }}
 {{- end }}
@@ -186,8 +207,21 @@ capabilities:
 {{- if and $g.declarativeConfig $g.existingConfigMap -}}
 {{- $m = append $m "gateway: gateway.declarativeConfig and gateway.existingConfigMap are both set; choose one" -}}
 {{- end -}}
-{{- if and $g.rateLimiting.enabled (not (has $g.rateLimiting.plugin $g.plugins.servers)) -}}
-{{- $m = append $m (printf "gateway: gateway.rateLimiting.plugin %q is not in gateway.plugins.servers" $g.rateLimiting.plugin) -}}
+{{- range $name, $_ := $g.plugins.resourcesByPlugin -}}
+{{- if not (has $name $g.plugins.servers) -}}
+{{- $m = append $m (printf "gateway: gateway.plugins.resourcesByPlugin names %q, which is not in gateway.plugins.servers" $name) -}}
+{{- end -}}
+{{- end -}}
+{{- range $name, $_ := $g.plugins.metricsPorts -}}
+{{- if not (has $name $g.plugins.servers) -}}
+{{- $m = append $m (printf "gateway: gateway.plugins.metricsPorts names %q, which is not in gateway.plugins.servers" $name) -}}
+{{- end -}}
+{{- end -}}
+{{- range $c := list "gateway" "auth" "rateLimiting" -}}
+{{- $s := (index $.Values $c).spread -}}
+{{- if and (eq $s.zoneWhenUnsatisfiable "DoNotSchedule") (lt (int $s.minZones) 1) -}}
+{{- $m = append $m (printf "%s: %s.spread.minZones must be at least 1 with DoNotSchedule" $c $c) -}}
+{{- end -}}
 {{- end -}}
 {{- if not (hasPrefix "/" $g.plugins.python) -}}
 {{- $m = append $m "gateway: gateway.plugins.python must be an absolute path (plugin servers run with a minimal PATH)" -}}
@@ -211,7 +245,7 @@ capabilities:
 {{- if and (eq (int $g.service.httpPort) 0) (not $g.tls.enabled) -}}
 {{- $m = append $m "gateway: gateway.service.httpPort is 0 and TLS is disabled: the proxy would expose no port" -}}
 {{- end -}}
-{{- range $c := list "gateway" "auth" -}}
+{{- range $c := list "gateway" "auth" "rateLimiting" -}}
 {{- $w := index $.Values $c -}}
 {{- if $w.autoscaling.enabled -}}
 {{- if gt (int $w.autoscaling.minReplicas) (int $w.autoscaling.maxReplicas) -}}
@@ -222,8 +256,18 @@ capabilities:
 {{- end -}}
 {{- end -}}
 {{- end -}}
-{{- if and $g.autoscaling.enabled $g.rateLimiting.enabled (not (and $g.rateLimiting.resources.requests $g.rateLimiting.resources.requests.cpu)) -}}
-{{- $m = append $m "gateway: gateway.autoscaling.enabled needs gateway.rateLimiting.resources.requests.cpu" -}}
+{{- if and $g.autoscaling.enabled $g.plugins.sidecars -}}
+{{- range $name := $g.plugins.servers -}}
+{{- $r := include "storyverse.pluginResources" (dict "ctx" $ "name" $name) | fromYaml -}}
+{{- if not (and $r.requests $r.requests.cpu) -}}
+{{- $m = append $m (printf "gateway: gateway.autoscaling.enabled needs a CPU request for the %s plugin server (gateway.plugins.resources or resourcesByPlugin)" $name) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- with .Values.auth.autoscaling.requestRate -}}
+{{- if and .enabled (not .metricName) -}}
+{{- $m = append $m "auth: auth.autoscaling.requestRate.enabled needs auth.autoscaling.requestRate.metricName" -}}
+{{- end -}}
 {{- end -}}
 {{- if .Values.networkPolicy.enabled -}}
 {{- if not .Values.database.cidrs -}}
@@ -268,4 +312,33 @@ capabilities:
 - namespaceSelector:
     matchLabels:
       kubernetes.io/metadata.name: {{ .Values.networkPolicy.metricsNamespace }}
+{{- end }}
+
+{{/* Requests/limits of one plugin-server container. Call with (dict "ctx" $ "name" "sv-jwt"). */}}
+{{- define "storyverse.pluginResources" -}}
+{{- $p := .ctx.Values.gateway.plugins }}
+{{- toYaml (get $p.resourcesByPlugin .name | default $p.resources) }}
+{{- end }}
+
+{{/* Environment of the rate limiting service. */}}
+{{- define "storyverse.rateLimiting.env" -}}
+- name: DATABASE_URL
+  valueFrom:
+    {{- include "storyverse.secretKeyRef" (dict "ctx" . "cred" .Values.database "key" "database-url") | nindent 4 }}
+- name: REDIS_URL
+  valueFrom:
+    {{- include "storyverse.secretKeyRef" (dict "ctx" . "cred" .Values.redis "key" "redis-url") | nindent 4 }}
+- name: JWKS_URL
+  value: {{ printf "http://%s:%v/.well-known/jwks.json" (include "storyverse.componentName" (dict "ctx" . "component" "auth")) .Values.auth.servicePort | quote }}
+- name: ISSUER
+  value: {{ .Values.auth.issuer | quote }}
+- name: AUDIENCE
+  value: {{ .Values.auth.audience | quote }}
+- name: USAGE_SYNC_INTERVAL
+  value: {{ .Values.rateLimiting.usageSyncInterval | quote }}
+- name: GUNICORN_CMD_ARGS
+  value: {{ .Values.rateLimiting.gunicornArgs | quote }}
+{{- with .Values.rateLimiting.extraEnv }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}

@@ -1,4 +1,8 @@
-"""Durable daily usage for billing: one row per sv-quota daily counter, upserted by ``usage.sync``."""
+"""The service's table: durable daily usage for billing, one row per sv-quota daily counter (``sync``).
+
+The table's DDL is the one the auth service's migration 0003 created before the service existed, so existing
+databases keep their history; ``sv-ratelimit init-db`` creates it where it is missing.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from typing import Any
 from sqlalchemy import JSON, CheckConstraint, Date, DateTime, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..extensions import db
+from .extensions import db
 
 SCOPES = ("family", "user", "child")
 
@@ -16,9 +20,9 @@ SCOPES = ("family", "user", "child")
 class UsageDaily(db.Model):
     """Stories consumed on one family-local day by one quota subject.
 
-    ``scope`` says which sv-quota counter the row mirrors: ``family`` (the family's shared pool, ``subject`` empty),
-    ``child`` (a child's own limit, ``subject`` = the child's account id) or ``user`` (per-user quotas, ``subject`` =
-    the account id). ``family_id`` is the counter's hash-tag id (a family UUID; empty for a user without family).
+    ``scope`` says which counter the row mirrors: ``family`` (the family's shared pool, ``subject`` empty), ``child``
+    (a child's own limit, ``subject`` = its account id) or ``user`` (per-user quotas). ``family_id`` is the
+    counter's hash-tag id (a family UUID; empty for a user without family). ``grants`` includes occasion stories.
     """
 
     __tablename__ = "usage_daily"

@@ -1,13 +1,16 @@
-"""Copy sv-quota's daily counters from Redis into ``usage_daily`` (PostgreSQL): billing outlives Redis.
+"""The usage pipeline: sv-quota's daily counters (Redis) into ``usage_daily`` (PostgreSQL), on the service's own
+schedule, so billing outlives Redis and nobody has to run a command.
 
-Idempotent: each row is upserted with GREATEST() of the stored and the Redis value (a counter only grows during
-its day), so running the sync twice, from two workers at once, or after Redis lost a counter never double counts
-and never lowers a figure. ``flask usage sync`` runs it once; with ``USAGE_SYNC_INTERVAL`` > 0 every worker runs a
-daemon thread that syncs at most once per interval across the deployment (a Redis lock elects one worker).
+Idempotent: each row is upserted with GREATEST() of the stored and the Redis value (a counter only grows during its
+day), so running the sync twice, from two pods at once, or after Redis lost a counter never double counts and never
+lowers a figure. Every pod runs a daemon thread; a Redis lock (SET NX EX) elects one run per interval across the
+deployment. The same pass applies the special occasions (occasions.sweep) to the counters it reads and stores the
+quota gauges' summary (gauges.QuotaSummary).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 from dataclasses import dataclass
@@ -18,21 +21,21 @@ from flask import Flask
 from sqlalchemy import func
 from sqlalchemy.dialects.postgresql import insert
 
-from ..clock import now
-from ..extensions import db, redis_store
-from . import counters
+from . import counters, directory, gauges, occasions
+from .extensions import db, redis_store
 from .models import UsageDaily
 
 log = logging.getLogger(__name__)
 
 BATCH = 500
-LOCK_KEY = "sv:auth:v1:usage-sync:lock"
+LOCK_KEY = "sv:ratelimit:v1:usage-sync:lock"
 
 
 @dataclass(frozen=True)
 class SyncResult:
     counters: int
     rows: int
+    occasions_applied: int = 0
 
 
 def _batches(items, size: int):
@@ -42,12 +45,20 @@ def _batches(items, size: int):
 
 
 def sync_usage(client: redis.Redis | None = None, batch: int = BATCH) -> SyncResult:
-    """Upsert every daily counter found in Redis; commits per batch. Returns what was read and written."""
+    """Apply occasions to, then upsert, every daily counter found in Redis; commits per batch."""
     client = client or redis_store.client
-    seen = rows = 0
+    special = occasions.all_occasions(client)
+    summary = gauges.QuotaSummary()
+    seen = rows = applied = 0
     for chunk in _batches(counters.scan_counters(client), batch):
         values = counters.read(client, [c.key for c in chunk])
-        ts = now()
+        if special or any(v.occasion for v in values):
+            applied += occasions.sweep(client, chunk, values, special)
+            values = counters.read(client, [c.key for c in chunk])
+        tiers = directory.tiers(sorted({c.family_id for c in chunk if c.family_id}))
+        for c, v in zip(chunk, values, strict=True):
+            summary.add(c, v, tiers.get(c.family_id))
+        ts = dt.datetime.now(dt.UTC)
         payload = [
             {
                 "family_id": c.family_id,
@@ -63,8 +74,9 @@ def sync_usage(client: redis.Redis | None = None, batch: int = BATCH) -> SyncRes
         seen += len(chunk)
         rows += _upsert(payload)
         db.session.commit()
-    log.info("usage sync", extra={"event": "usage_sync", "counters": seen, "rows": rows})
-    return SyncResult(seen, rows)
+    gauges.store(client, summary)
+    log.info("usage sync", extra={"event": "usage_sync", "counters": seen, "rows": rows, "occasions": applied})
+    return SyncResult(seen, rows, applied)
 
 
 def _upsert(payload: list[dict]) -> int:
@@ -84,7 +96,7 @@ def _upsert(payload: list[dict]) -> int:
 
 
 def sync_if_due(app: Flask, interval: int) -> SyncResult | None:
-    """Run one sync unless another worker ran one within ``interval`` seconds (SET NX EX as the election)."""
+    """Run one sync unless another pod or worker ran one within ``interval`` seconds (SET NX EX elects one)."""
     with app.app_context():
         if not redis_store.client.set(LOCK_KEY, "1", nx=True, ex=max(interval, 1)):
             return None
@@ -102,7 +114,7 @@ def start_periodic_sync(app: Flask, interval: int) -> threading.Thread:
         while not stop.wait(interval):
             try:
                 sync_if_due(app, interval)
-            except Exception:  # a background loop must survive Redis/DB outages
+            except Exception:  # a background loop must survive Redis/DB outages; the next pass retries
                 log.exception("usage sync failed")
 
     thread = threading.Thread(target=loop, name="usage-sync", daemon=True)

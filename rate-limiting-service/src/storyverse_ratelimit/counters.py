@@ -1,0 +1,79 @@
+"""sv-quota's daily counters in Redis, as the service reads (usage, gauges) and writes (grants, occasions) them.
+The layout is storyverse_plans.keys; every key of one family shares its hash tag, so a family's reads are one
+pipeline round trip on Redis Cluster too."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import redis
+from storyverse_plans.keys import COUNTER_PATTERN, CounterKey, parse_counter, reservations_key
+
+# Raise the counter's `grant` by the change of the occasion's stories since the last sweep (`occ` remembers what
+# this counter already got), so a sweep is idempotent, an edited occasion corrects itself and admin grants stay.
+_OCCASION_LUA = """
+local applied = tonumber(redis.call('hget', KEYS[1], 'occ') or '0')
+local delta = tonumber(ARGV[1]) - applied
+if delta ~= 0 then
+  redis.call('hincrby', KEYS[1], 'grant', delta)
+  redis.call('hset', KEYS[1], 'occ', ARGV[1])
+end
+return delta
+"""
+
+
+@dataclass(frozen=True)
+class Counter:
+    used: int = 0
+    grant: int = 0
+    in_flight: int = 0
+    occasion: int = 0  # the occasion stories included in `grant` (field `occ`)
+
+
+def _int(value) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def scan_counters(client: redis.Redis, count: int = 1000) -> Iterator[CounterKey]:
+    """Every daily counter in Redis. On a RedisCluster client, scan_iter walks every primary."""
+    for raw in client.scan_iter(match=COUNTER_PATTERN, count=count):
+        parsed = parse_counter(raw.decode() if isinstance(raw, bytes) else raw)
+        if parsed is not None:
+            yield parsed
+
+
+def read(client: redis.Redis, keys: list[str], now_ms: int | None = None) -> list[Counter]:
+    """used, grant (and in-flight reservations when ``now_ms`` is given) of each counter, in one pipeline."""
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.hmget(key, "used", "grant", "occ")
+        if now_ms is not None:
+            pipe.zcount(reservations_key(key), now_ms, "+inf")
+    replies = pipe.execute()
+    step = 2 if now_ms is not None else 1
+    out = []
+    for i in range(len(keys)):
+        used, grant, occasion = replies[i * step]
+        held = _int(replies[i * step + 1]) if now_ms is not None else 0
+        out.append(Counter(_int(used), _int(grant), held, _int(occasion)))
+    return out
+
+
+def add_grant(client: redis.Redis, keys: list[str], units: int, expire_at_s: int) -> list[int]:
+    """HINCRBY <counter> grant <units> on each key (what sv-quota reads as extra units for the day); a counter
+    created here expires after the day like the plugin's own (EXPIREAT only when it has no expiry yet)."""
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.hincrby(key, "grant", units)
+        pipe.expireat(key, expire_at_s, nx=True)
+    replies = pipe.execute()
+    return [int(replies[i * 2]) for i in range(len(keys))]
+
+
+def apply_occasion(client: redis.Redis, key: str, extra: int) -> int:
+    """Bring one counter's occasion stories to ``extra``; returns the change made to its grant."""
+    return int(client.eval(_OCCASION_LUA, 1, key, extra))
