@@ -16,6 +16,7 @@ IMAGE_PYTHON = "/opt/storyverse/venv/bin/python3"
 IMAGE_PLUGINS = "/opt/storyverse/plugins/"
 IMAGE_PREFIX = "/kong_prefix/"
 IMAGE_ERROR_TEMPLATES = "/opt/storyverse/error-templates/"
+IMAGE_LUA = "/opt/storyverse/lua/"  # custom Lua plugins (kong/plugins/<name>/); locally kong-plugins/
 
 
 def env_key(key: str) -> str:
@@ -34,6 +35,9 @@ def local_overrides(
     prefix = str(Path(prefix).resolve()) + "/"
     plugins_dir = str(Path(plugins_dir).resolve()) + "/"
     env = {"KONG_PREFIX": prefix}
+    if "lua_package_path" in conf_values:
+        local_lua = str(Path(plugins_dir).resolve().parent) + "/"  # kong-plugins/plugins/ -> kong-plugins/
+        env["KONG_LUA_PACKAGE_PATH"] = conf_values["lua_package_path"].replace(IMAGE_LUA, local_lua)
     for key, value in conf_values.items():
         if key.startswith("pluginserver_") and key != "pluginserver_names":
             local = value.replace(IMAGE_PYTHON, python).replace(IMAGE_PLUGINS, plugins_dir)

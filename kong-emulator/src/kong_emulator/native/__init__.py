@@ -101,6 +101,11 @@ class NativeRunner:
                 native = _python_handler(name, self.state)
                 native.info = ours[name]
                 self.natives[name] = native
+        from kong_emulator.native.lua_plugins import LuaPlugin, LuaPluginInfo
+
+        for name, info in (infos or {}).items():  # custom Lua plugins (kong/plugins/<name>/handler.lua)
+            if isinstance(info, LuaPluginInfo):
+                self.natives[name] = LuaPlugin(info, self.state)
 
     def state(self, worker: int):
         """The worker's Lua VM, created on first use."""
