@@ -86,15 +86,23 @@ def naive_chain(jwks_url: str, redis_port: int) -> list[tuple[str, Path, dict]]:
     ]  # fmt: skip
 
 
-GUARD = REPO / "kong-plugins" / "guard" / "fail_closed_guard.lua"
+def edge_conf(chain) -> dict[str, str]:
+    """kong.conf lines for sv-edge (our Lua plugin, found on lua_package_path as Kong finds it)."""
+    names = ",".join(n for n, _, _ in chain)
+    return {
+        "log_level": "warn",
+        "plugins": f"bundled,sv-edge,{names}",
+        "lua_package_path": f"{REPO}/kong-plugins/?.lua;;",
+    }
 
 
 def kong_yml(backend_url: str, chain: list[tuple[str, Path, dict]]) -> str:
     """One GET route like v1-stories-list: the three plugins on it, the sample backend's echo upstream; the StoryVerse
-    chain also gets kong.yml's fail-closed guard (Kong-native Lua: no round trip), which sets sv-jwt's headers."""
+    chain also gets kong.yml's sv-edge (Kong-native Lua: no round trip), which requires every plugin's decision mark
+    and sets sv-jwt's identity headers."""
     plugins = [{"name": n, "config": c} for n, _, c in chain]
     if any(n == "sv-jwt" for n, _, _ in chain):
-        plugins.append({"name": "post-function", "config": {"access": [GUARD.read_text()]}})
+        plugins.append({"name": "sv-edge", "config": {"require": ["sv-jwt", "sv-rbac", "sv-quota"]}})
     plugins = json.dumps(plugins)
     return (
         '_format_version: "3.0"\nservices:\n  - name: stories\n'
@@ -238,7 +246,7 @@ class Case:
 
 def gateway(backend_url: str, chain, flags: str = "--no-lua-style") -> EmulatorProcess:
     entries = [PluginEntry(n, p, flags) for n, p, _ in chain]
-    return EmulatorProcess(kong_yml(backend_url, chain), entries, strict=False, conf_extra={"log_level": "warn"})
+    return EmulatorProcess(kong_yml(backend_url, chain), entries, strict=False, conf_extra=edge_conf(chain))
 
 
 def measure(case: Case, backend_url: str, tokens, total: int, concurrency: int) -> None:
@@ -261,7 +269,7 @@ def count_trips(case: Case, backend_url: str, tokens, total: int, concurrency: i
     """RPCs per request per plugin, warm (StartInstance excluded): through counting proxies, in their own run."""
     flags = "--no-lua-style --socket-name {name}-real.sock"
     entries = [PluginEntry(n, p, flags.format(name=n)) for n, p, _ in case.chain]
-    gw = EmulatorProcess(kong_yml(backend_url, case.chain), entries, strict=False, conf_extra={"log_level": "warn"})
+    gw = EmulatorProcess(kong_yml(backend_url, case.chain), entries, strict=False, conf_extra=edge_conf(case.chain))
     gw.start(wait=False)
     proxies = {n: CountingProxy(str(gw.workdir / f"{n}.sock"), str(gw.workdir / f"{n}-real.sock")) for n in
                [e.name for e in entries]}  # fmt: skip

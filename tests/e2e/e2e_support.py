@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
-from kong_emulator.testing import PluginEntry
+from kong_emulator.testing import EmulatorProcess, PluginEntry, wait_port
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGINS = REPO / "kong-plugins" / "plugins"
@@ -66,3 +67,37 @@ def repo_plugins() -> list[PluginEntry]:
 
     names = read_conf_values(REPO / "kong.conf")["pluginserver_names"].split(",")
     return [repo_plugin(name.strip()) for name in names]
+
+
+# -- the emulator in Kong's real mode ----------------------------------------------------------------------------------
+
+LUA_PACKAGE_PATH = f"{REPO / 'kong-plugins'}/?.lua;;"  # sv-edge: kong-plugins/kong/plugins/sv-edge/
+# What real Kong would have let through (fail open) and sv-edge's guard stopped, or Kong's own 500 for a Lua error:
+# a test that did not provoke a plugin failure must not see either.
+KONG_MODE_FAILURES = ("sv-edge guard: no decision mark", "An unexpected error occurred")
+
+
+@dataclass
+class KongGateway(EmulatorProcess):
+    """The emulator as Kong 3.9.1 runs: NOT strict (a plugin-server failure is logged and the request goes on, as
+    mp_rpc.lua does), sv-edge loaded from lua_package_path like kong.conf's `plugins = bundled,sv-edge,...`.
+
+    `strict_failures()` keeps its role for the fixtures: the log lines of a plugin failure the test did not expect
+    (the guard's 503 line, Kong's 500 for a Lua error)."""
+
+    strict: bool = False
+
+    def start(self, wait: bool = True) -> KongGateway:
+        names = ",".join(p.name for p in self.plugins)
+        self.conf_extra = {
+            "plugins": "bundled,sv-edge" + (f",{names}" if names else ""),
+            "lua_package_path": LUA_PACKAGE_PATH,
+            **self.conf_extra,
+        }
+        super().start(wait=False)
+        if wait:  # six plugin servers start first: allow for a loaded shared machine
+            wait_port(self.port, seconds=90, proc=self.proc)
+        return self
+
+    def strict_failures(self) -> list[str]:
+        return [line for line in self.output().splitlines() if any(m in line for m in KONG_MODE_FAILURES)]

@@ -39,8 +39,8 @@ import pytest
 import redis
 import yaml
 from authz_support import Principal, SmtpSink, call, link_token, problem_code, session_of
-from e2e_support import AUTH_DIR, REPO, auth_env, repo_plugins, start_auth_service
-from kong_emulator.testing import EmulatorProcess, free_port, wait_port
+from e2e_support import AUTH_DIR, REPO, KongGateway, auth_env, repo_plugins, start_auth_service
+from kong_emulator.testing import free_port, wait_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -225,7 +225,7 @@ def stack(backend):
         port = free_port()
         env = auth_env(DATABASE, REDIS_DB, ISSUER, DEVICE_POLL_INTERVAL="1", MAIL_BACKEND="smtp",
                        SMTP_HOST="127.0.0.1", SMTP_PORT=str(sink.port))  # fmt: skip
-        gw = EmulatorProcess(_render_kong_yml(f"http://127.0.0.1:{port}", backend), repo_plugins())
+        gw = KongGateway(_render_kong_yml(f"http://127.0.0.1:{port}", backend), repo_plugins())
         gw.conf_extra = {"trusted_ips": "127.0.0.1"}  # X-Real-IP from the test = the client's address (realip)
         auth = start_auth_service(port, env)
         try:

@@ -21,8 +21,8 @@ import psycopg2
 import pytest
 import redis
 import requests
-from e2e_support import REPO, auth_env, repo_plugins, start_auth_service
-from kong_emulator.testing import EmulatorProcess, free_port, wait_port
+from e2e_support import REPO, KongGateway, auth_env, repo_plugins, start_auth_service
+from kong_emulator.testing import free_port, wait_port
 
 REDIS_DB = 3  # shared by the auth service (revocations) and the plugins (denylist, quotas) in this module
 DATABASE = "storyverse_journeys"
@@ -52,7 +52,7 @@ def stack(backend):
     env = auth_env(DATABASE, REDIS_DB, issuer, DEVICE_POLL_INTERVAL="1")
     auth = start_auth_service(port, env)
     auth_url = f"http://127.0.0.1:{port}"
-    gw = EmulatorProcess(_render_kong_yml(auth_url, backend, issuer), repo_plugins())
+    gw = KongGateway(_render_kong_yml(auth_url, backend, issuer), repo_plugins())
     try:
         wait_port(port, seconds=60, proc=auth)
         gw.start()

@@ -194,6 +194,7 @@ class LuaPlugin:
     def __init__(self, info: LuaPluginInfo, states) -> None:
         self.name = info.name
         self.info = info
+        self.package_path = info.package_path
         self.states = states
         self._handlers: dict[int, Any] = {}
         self._bound: dict[tuple[int, str, str], tuple[dict, Any]] = {}
