@@ -179,4 +179,4 @@ def test_repo_kong_conf_enables_sv_edge_from_the_lua_path():
     assert "sv-edge" in conf.plugins
     info = load_infos(conf.plugins, package_path(conf.raw, conf.prefix))["sv-edge"]
     assert info.priority == 800
-    assert set(info.phases) == {"rewrite", "access", "header_filter", "body_filter"}
+    assert set(info.phases) == {"rewrite", "access", "header_filter", "body_filter", "log"}
