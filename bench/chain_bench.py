@@ -372,10 +372,13 @@ def report(args, cases: list[Case], rss_cases: list[Case], elapsed: float, jwks_
             "`X-User-Id` / `X-Sv-Debug` headers. One route like `v1-stories-list`: sv-jwt, sv-rbac (GET: parent, "
             "child) and sv-quota (one by-user policy per minute, abuse detection on: the default) on a redis-server of "
             "its own, as the generated kong.yml configures them: sv-jwt with `headers_in_guard` (the identity headers "
-            "are set by kong.yml's fail-closed guard, a Kong-native post-function: no round trip), sv-quota in access "
-            "only (its log phase, sv-quota-log, runs on daily-quota and login routes only).",
+            "are set by sv-edge, a Kong Lua plugin: no round trip), sv-rbac and sv-quota each leaving the decision "
+            "mark sv-edge's guard requires (sv-rbac: one ctx.shared.set more; sv-quota: folded into the call that "
+            "carried its response headers), sv-quota in access only (its log phase, sv-quota-log, runs on "
+            "daily-quota and login routes only).",
             "",
-            "Targets (DESIGN §9): ≤ 8 PDK round trips per request; plugin-server CPU per request ≥ 5× below the naïve "
+            "Targets (DESIGN §9, issue 13): ≤ 9 PDK round trips per request with the decision marks; plugin-server "
+            "CPU per request ≥ 5× below the naïve "
             "chain; moonshot ≤ 300 µs; RSS grows ≤ 5 % over 100k requests.",
             "",
             "## Per request",

@@ -101,3 +101,20 @@ class KongGateway(EmulatorProcess):
 
     def strict_failures(self) -> list[str]:
         return [line for line in self.output().splitlines() if any(m in line for m in KONG_MODE_FAILURES)]
+
+
+def render_kong_yml(auth_url: str, backends: dict[str, str], issuer: str, redis_db: int) -> str:
+    """The repository's kong.yml (scripts/gen_kong_yml.py) for a test stack: its auth service, backends and Redis db."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    import gen_kong_yml
+
+    settings = gen_kong_yml.load_settings(
+        overrides={
+            "services": {"auth": auth_url, **backends},
+            "jwt": {"jwks_url": auth_url + "/.well-known/jwks.json", "issuer": issuer, "audience": "storyverse-api"},
+            "redis": {"redis_host": "127.0.0.1", "redis_port": 6379, "redis_database": redis_db},
+        }
+    )
+    return gen_kong_yml.render(settings)

@@ -39,7 +39,7 @@ import pytest
 import redis
 import yaml
 from authz_support import Principal, SmtpSink, call, link_token, problem_code, session_of
-from e2e_support import AUTH_DIR, REPO, KongGateway, auth_env, repo_plugins, start_auth_service
+from e2e_support import AUTH_DIR, REPO, KongGateway, auth_env, render_kong_yml, repo_plugins, start_auth_service
 from kong_emulator.testing import free_port, wait_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -184,17 +184,7 @@ ABUSE_THRESHOLD = 100000
 
 
 def _render_kong_yml(auth_url: str, backends: dict[str, str]) -> str:
-    sys.path.insert(0, str(REPO / "scripts"))
-    import gen_kong_yml
-
-    settings = gen_kong_yml.load_settings(
-        overrides={
-            "services": {"auth": auth_url, **backends},
-            "jwt": {"jwks_url": auth_url + "/.well-known/jwks.json", "issuer": ISSUER, "audience": "storyverse-api"},
-            "redis": {"redis_host": "127.0.0.1", "redis_port": 6379, "redis_database": REDIS_DB},
-        }
-    )
-    config = yaml.safe_load(gen_kong_yml.render(settings))
+    config = yaml.safe_load(render_kong_yml(auth_url, backends, ISSUER, REDIS_DB))
     plugins = list(config.get("plugins", []))
     for service in config["services"]:
         for route in service.get("routes", []):

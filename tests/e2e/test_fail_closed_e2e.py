@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 import redis
 import requests
-from e2e_support import REPO, KongGateway, auth_env, repo_plugin, start_auth_service
+from e2e_support import REPO, KongGateway, auth_env, render_kong_yml, repo_plugin, start_auth_service
 from kong_emulator.testing import PluginEntry, free_port, wait_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -72,20 +72,6 @@ if __name__ == "__main__":
 '''
 
 
-def _render_kong_yml(auth_url: str, backends: dict[str, str], issuer: str) -> str:
-    sys.path.insert(0, str(REPO / "scripts"))
-    import gen_kong_yml
-
-    settings = gen_kong_yml.load_settings(
-        overrides={
-            "services": {"auth": auth_url, **backends},
-            "jwt": {"jwks_url": auth_url + "/.well-known/jwks.json", "issuer": issuer, "audience": "storyverse-api"},
-            "redis": {"redis_host": "127.0.0.1", "redis_port": 6379, "redis_database": REDIS_DB},
-        }
-    )
-    return gen_kong_yml.render(settings)
-
-
 def _plugins(workdir: Path) -> list[PluginEntry]:
     from kong_emulator.localenv import read_conf_values
 
@@ -112,7 +98,7 @@ def stack(backend):
     env = auth_env(DATABASE, REDIS_DB, issuer, DEVICE_POLL_INTERVAL="1")
     auth = start_auth_service(port, env)
     auth_url = f"http://127.0.0.1:{port}"
-    gw = KongGateway(_render_kong_yml(auth_url, backend, issuer), _plugins(workdir))
+    gw = KongGateway(render_kong_yml(auth_url, backend, issuer, REDIS_DB), _plugins(workdir))
     gw.conf_extra = {
         "emulator_reply_timeout": str(TIMEOUT_S),
         "nginx_worker_processes": "1",

@@ -12,7 +12,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from emu_support import make_ctx
+from emu_support import External, make_ctx
 from kong_emulator import kong_errors
 from kong_emulator.conf import load_kong_conf
 from kong_emulator.context import ExitResponse, Headers
@@ -161,28 +161,12 @@ def test_local_environ_points_the_repos_template_keys_at_the_checkout(tmp_path):
 # -- sv-edge's error format -------------------------------------------------------------------------------------
 
 
-class _External:
-    def __init__(self) -> None:
-        from kong_emulator.pdk import PDK
-
-        self.pdk = PDK()
-        self.workers = [self]
-        self.worker_id = 0
-
-    def worker_for(self, ctx):
-        ctx.worker_id = 0
-        return self
-
-    async def run_phase(self, plugin, phase, ctx):
-        raise AssertionError("no external plugin here")
-
-
 EDGE = load_infos(["sv-edge"], f"{REPO / 'kong-plugins'}/?.lua")["sv-edge"]
 
 
 @pytest.fixture
 def runner():
-    return NativeRunner(_External(), infos={**native_infos(), "sv-edge": EDGE})
+    return NativeRunner(External(), infos={**native_infos(), "sv-edge": EDGE})
 
 
 def _plugin(**phases) -> Plugin:

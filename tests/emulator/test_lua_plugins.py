@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from emu_support import make_ctx
+from emu_support import External, make_ctx
 from kong_emulator.context import Headers, UpstreamRequest
 from kong_emulator.entities import Plugin
 from kong_emulator.errors import ConfigError
@@ -115,25 +115,9 @@ def test_configs_are_validated_with_kongs_messages(tmp_path, config, message):
         normalize_config(info, config, "plugin hello")
 
 
-class _External:
-    def __init__(self) -> None:
-        from kong_emulator.pdk import PDK
-
-        self.pdk = PDK()
-        self.workers = [self]
-        self.worker_id = 0
-
-    def worker_for(self, ctx):
-        ctx.worker_id = 0
-        return self
-
-    async def run_phase(self, plugin, phase, ctx):  # pragma: no cover - no external plugin in these tests
-        raise AssertionError(plugin.name)
-
-
 def _setup(tmp_path):
     info = load_infos(["hello"], path_for(write_plugin(tmp_path)))["hello"]
-    runner = NativeRunner(_External(), infos={"hello": info})
+    runner = NativeRunner(External(), infos={"hello": info})
     plugin = Plugin(id=str(uuid.uuid4()), name="hello", config=normalize_config(info, {"greeting": "hello"}, "t"))
     return runner, plugin
 

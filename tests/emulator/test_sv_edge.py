@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from emu_support import make_ctx
+from emu_support import External, make_ctx
 from kong_emulator.context import Headers, UpstreamRequest
 from kong_emulator.entities import Plugin
 from kong_emulator.errors import ConfigError
@@ -40,25 +40,9 @@ MARKS = {
 }
 
 
-class _External:
-    def __init__(self) -> None:
-        from kong_emulator.pdk import PDK
-
-        self.pdk = PDK()
-        self.workers = [self]
-        self.worker_id = 0
-
-    def worker_for(self, ctx):
-        ctx.worker_id = 0
-        return self
-
-    async def run_phase(self, plugin, phase, ctx):  # pragma: no cover - sv-edge only
-        raise AssertionError(plugin.name)
-
-
 @pytest.fixture
 def runner():
-    return NativeRunner(_External(), infos={**native_infos(), "sv-edge": EDGE})
+    return NativeRunner(External(), infos={**native_infos(), "sv-edge": EDGE})
 
 
 def edge(**config) -> Plugin:
