@@ -155,10 +155,14 @@ def test_exit_ends_the_phase_and_a_lua_error_is_kongs_500(tmp_path):
 
 
 def test_repo_kong_conf_enables_sv_edge_from_the_lua_path():
+    import sys
+
     from kong_emulator import conf as conf_mod
-    from kong_emulator.localenv import local_environ
 
     repo = Path(__file__).resolve().parents[2]
+    sys.path.insert(0, str(repo / "scripts"))
+    from run_stack import local_environ  # the image paths kong.conf names, relocated to this checkout
+
     conf = conf_mod.load_kong_conf(str(repo / "kong.conf"), local_environ(repo, "/tmp/sv-prefix"))
     assert "sv-edge" in conf.plugins
     info = load_infos(conf.plugins, package_path(conf.raw, conf.prefix))["sv-edge"]
