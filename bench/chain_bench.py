@@ -78,15 +78,23 @@ def naive_chain(jwks_url: str, redis_port: int) -> list[tuple[str, Path, dict]]:
     ]  # fmt: skip
 
 
-GUARD = REPO / "kong-plugins" / "guard" / "fail_closed_guard.lua"
+def edge_conf(chain) -> dict[str, str]:
+    """kong.conf lines for sv-edge (our Lua plugin, found on lua_package_path as Kong finds it)."""
+    names = ",".join(n for n, _, _ in chain)
+    return {
+        "log_level": "warn",
+        "plugins": f"bundled,sv-edge,{names}",
+        "lua_package_path": f"{REPO}/kong-plugins/?.lua;;",
+    }
 
 
 def kong_yml(backend_url: str, chain: list[tuple[str, Path, dict]]) -> str:
     """One GET route like v1-stories-list: the three plugins on it, the sample backend's echo upstream; the StoryVerse
-    chain also gets kong.yml's fail-closed guard (Kong-native Lua: no round trip), which sets sv-jwt's headers."""
+    chain also gets kong.yml's sv-edge (Kong-native Lua: no round trip), which requires every plugin's decision mark
+    and sets sv-jwt's identity headers."""
     plugins = [{"name": n, "config": c} for n, _, c in chain]
     if any(n == "sv-jwt" for n, _, _ in chain):
-        plugins.append({"name": "post-function", "config": {"access": [GUARD.read_text()]}})
+        plugins.append({"name": "sv-edge", "config": {"require": ["sv-jwt", "sv-rbac", "sv-quota"]}})
     plugins = json.dumps(plugins)
     return (
         '_format_version: "3.0"\nservices:\n  - name: stories\n'
@@ -222,7 +230,7 @@ class Case:
 def gateway(backend_url: str, case: Case, flags: str = "--no-lua-style") -> EmulatorProcess:
     entries = [PluginEntry(n, p, flags) for n, p, _ in case.chain]
     return EmulatorProcess(
-        kong_yml(backend_url, case.chain), entries, strict=False, conf_extra={"log_level": "warn"}, env=case.env
+        kong_yml(backend_url, case.chain), entries, strict=False, conf_extra=edge_conf(case.chain), env=case.env
     )
 
 
@@ -247,7 +255,7 @@ def count_trips(case: Case, backend_url: str, tokens, total: int, concurrency: i
     flags = "--no-lua-style --socket-name {name}-real.sock"
     entries = [PluginEntry(n, p, flags.format(name=n)) for n, p, _ in case.chain]
     gw = EmulatorProcess(
-        kong_yml(backend_url, case.chain), entries, strict=False, conf_extra={"log_level": "warn"}, env=case.env
+        kong_yml(backend_url, case.chain), entries, strict=False, conf_extra=edge_conf(case.chain), env=case.env
     )
     gw.start(wait=False)
     proxies = {n: CountingProxy(str(gw.workdir / f"{n}.sock"), str(gw.workdir / f"{n}-real.sock")) for n in
@@ -351,10 +359,13 @@ def report(args, cases: list[Case], rss_cases: list[Case], elapsed: float, jwks_
             "`X-User-Id` / `X-Sv-Debug` headers. One route like `v1-stories-list`: sv-jwt, sv-rbac (GET: parent, "
             "child) and sv-quota (one by-user policy per minute, abuse detection on: the default) on a redis-server of "
             "its own, as the generated kong.yml configures them: sv-jwt with `headers_in_guard` (the identity headers "
-            "are set by kong.yml's fail-closed guard, a Kong-native post-function: no round trip), sv-quota in access "
-            "only (its log phase, sv-quota-log, runs on daily-quota and login routes only).",
+            "are set by sv-edge, a Kong Lua plugin: no round trip), sv-rbac and sv-quota each leaving the decision "
+            "mark sv-edge's guard requires (sv-rbac: one ctx.shared.set more; sv-quota: folded into the call that "
+            "carried its response headers), sv-quota in access only (its log phase, sv-quota-log, runs on "
+            "daily-quota and login routes only).",
             "",
-            "Targets (DESIGN §9): ≤ 8 PDK round trips per request; plugin-server CPU per request ≥ 5× below the naïve "
+            "Targets (DESIGN §9, issue 13): ≤ 9 PDK round trips per request with the decision marks; plugin-server "
+            "CPU per request ≥ 5× below the naïve "
             "chain; moonshot ≤ 300 µs; RSS grows ≤ 5 % over 100k requests.",
             "",
             "## Per request",

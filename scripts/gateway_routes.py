@@ -46,7 +46,7 @@ class Endpoint:
     versioned: bool = True  # False: an absolute path outside /api/<version> (discovery, JWKS, docs)
     extra_plugins: tuple[dict[str, Any], ...] = ()  # more route plugins, e.g. {"name": "sv-expand", "config": {...}}
     cache: bool = False  # proxy-cache (CACHE below): only for answers that are the same for every caller
-    served: str | None = None  # answered by the gateway itself (a post-function), never proxied: "openapi" | "docs"
+    served: str | None = None  # answered by the gateway itself (sv-edge `serve`), never proxied: "openapi" | "docs"
     protocol_errors: bool = False  # the upstream's own error format passes through (OAuth 2.1: RFC 6749 §5.2)
     abuse: bool = True  # sv-quota abuse strikes and blocks; off where a blocked shared IP (NAT, school) must get in
 

@@ -2,7 +2,8 @@
 
     .venv/bin/python scripts/gen_openapi.py            # rewrite docs/openapi/storyverse.json and index.html
     .venv/bin/python scripts/gen_openapi.py --check    # exit 1 when either is out of date (a test runs it)
-    .venv/bin/python scripts/gen_kong_yml.py           # then: kong.yml embeds both (the docs routes answer them)
+    .venv/bin/python scripts/gen_kong_yml.py           # then: kong.yml (its docs routes name both files, which
+                                                       #   the Kong image bakes in and sv-edge serves)
 
 One document for everything the gateway routes (scripts/gateway_routes.py: the 16 seed endpoints, the auth
 service's, OAuth, the docs themselves), with the gateway's paths (/api/v1/...), its security (bearer JWT; public
@@ -767,7 +768,7 @@ def main(argv: list[str] | None = None) -> int:
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     for path, text in wanted.items():
         path.write_text(text)
-    print(f"wrote {OPENAPI_JSON} and {DOCS_HTML}: run scripts/gen_kong_yml.py next (kong.yml embeds them)")
+    print(f"wrote {OPENAPI_JSON} and {DOCS_HTML}: run scripts/gen_kong_yml.py next (the docs CSP hash)")
     return 0
 
 

@@ -31,6 +31,7 @@ IMAGE_PYTHON = "/opt/storyverse/venv/bin/python3"
 IMAGE_PLUGINS = "/opt/storyverse/plugins/"
 IMAGE_PREFIX = "/kong_prefix/"
 IMAGE_ERROR_TEMPLATES = "/opt/storyverse/error-templates/"
+IMAGE_LUA = "/opt/storyverse/lua/"  # custom Lua plugins (sv-edge: kong/plugins/sv-edge/); here kong-plugins/
 
 PROXY_PORT = int(os.environ.get("SV_PROXY_PORT", "8000"))
 TLS_PORT = int(os.environ.get("SV_TLS_PORT", "8443"))
@@ -53,6 +54,7 @@ def local_overrides(
         IMAGE_PYTHON: python,
         IMAGE_PLUGINS: str(Path(plugins_dir).resolve()) + "/",
         IMAGE_PREFIX: str(Path(prefix).resolve()) + "/",
+        IMAGE_LUA: str(Path(plugins_dir).resolve().parent) + "/",  # kong-plugins/plugins/ → kong-plugins/
     }
     if templates_dir is not None:
         moves[IMAGE_ERROR_TEMPLATES] = str(Path(templates_dir).resolve()) + "/"

@@ -11,10 +11,9 @@ from __future__ import annotations
 import pytest
 from kong_emulator.plugins_iterator import plugins_for
 from kong_emulator.router import Router
-from kong_yml_support import KONG_YML, REPO, load, plugin_infos
+from kong_yml_support import KONG_YML, load, plugin_infos
+from storyverse_plugins.common.identity import IDENTITY_HEADER_PREFIX, IDENTITY_HEADERS
 
-GUARD = REPO / "kong-plugins" / "guard" / "fail_closed_guard.lua"
-PUBLIC = REPO / "kong-plugins" / "guard" / "public_identity.lua"
 UID = "0b6f3c1e-6a4e-4f6b-9d7a-2f1e5c3b9a10"
 P, C, A = "parent", "child", "admin"
 GENERATION_KINDS = ("text", "image", "audio")
@@ -69,7 +68,8 @@ AUTH = [
     ("auth-device-approve", {"POST"}, "/auth/device/approve", "auth", {P}, False),
     ("auth-device-deny", {"POST"}, "/auth/device/deny", "auth", {P}, False),
 ]
-DOCS = [  # answered by the gateway itself (a post-function), never proxied; the route hangs off the auth service
+# answered by the gateway itself (sv-edge serves a file of the image), never proxied; routed via the auth service
+DOCS = [
     ("openapi", {"GET"}, "/openapi.json", "auth", None, False),
     ("api-docs", {"GET"}, "/docs", "auth", None, False),
 ]
@@ -165,12 +165,19 @@ def test_other_methods_on_a_listed_path_get_no_route(router, path):
             assert match is None, f"{method} {path} routed to {match.route.name}"
 
 
+LOGIN = {"v1-auth-login", "v1-auth-child-login"}
+PROTECTED = ["sv-jwt", "sv-rbac", "sv-quota"]
+
+
 def assert_plugins(plugins, route, roles, quota):
-    expected = ["pre-function", "sv-request-id", "cors", "sv-jwt", "sv-rbac", "sv-quota", "post-function"]
+    settles = quota or route.name in LOGIN  # sv-quota-log's access phase leaves the mark that it is up to settle
+    expected = ["sv-request-id", "cors", "sv-jwt", "sv-rbac", "sv-quota", "sv-edge"]
+    if settles:
+        expected.insert(5, "sv-quota-log")
     if route.name.endswith("stories-get"):  # the story item is also composed with its characters and universe
-        expected.insert(6, "sv-expand")
-    if route.name in CACHED:  # after every check (priority 100 < sv-quota's 910), before the guard
-        expected.insert(6, "proxy-cache")
+        expected.insert(5, "sv-expand")
+    if route.name in CACHED:  # after every check and the guard (priority 100 < sv-edge's 800)
+        expected.append("proxy-cache")
     assert list(plugins) == expected
     if route.name in CACHED:
         cache = plugins["proxy-cache"]
@@ -179,39 +186,44 @@ def assert_plugins(plugins, route, roles, quota):
         assert cache.config["request_method"] == ["GET"]
         assert set(cache.config["content_type"]) == {"application/json", "application/json; charset=utf-8"}
         assert cache.config["vary_headers"] == ["X-User-Id"]  # never one caller's answer to another
-    jwt, rbac, limits, post = (plugins[n] for n in ("sv-jwt", "sv-rbac", "sv-quota", "post-function"))
+    jwt, rbac, limits, edge = (plugins[n] for n in ("sv-jwt", "sv-rbac", "sv-quota", "sv-edge"))
     assert rbac.route_id == limits.route_id == route.id  # this endpoint's own policy, never the global fallback
-    assert plugins["sv-request-id"].route_id is None and plugins["pre-function"].route_id is None
-    if roles is None:  # public: anonymous sv-jwt, public sv-rbac, IP limits, guard switched off
+    assert plugins["sv-request-id"].route_id is None
+    assert jwt.config["headers_in_guard"] is True  # sv-edge sets the identity headers, before proxy-cache keys
+    if roles is None:  # public: anonymous sv-jwt, public sv-rbac, IP limits, only sv-quota('s mark) required
         assert jwt.route_id == route.id and jwt.config["anonymous"] is True
         assert rbac.config["public"] is True
         assert {p["by"] for p in limits.config["policies"]} == {"ip"}
-        assert post.route_id == route.id
-        assert jwt.config["headers_in_guard"] is True  # the post-function sets (or clears) identity headers
-        if route.name in ("v1-openapi", "v1-api-docs"):  # the gateway answers: kong.response.exit(200, ...)
-            assert len(post.config["access"]) == 1 and "kong.response.exit(200, BODY" in post.config["access"][0]
-        else:  # no guard, but client identity headers are still removed (kong-plugins/guard/public_identity.lua)
-            assert post.config["access"] == [PUBLIC.read_text()]
-        oauth = route.name.startswith("oauth-")  # the provider's OAuth errors pass through unformatted
-        assert ('if kong.response.get_source() == "service" then' in post.config["header_filter"][-1]) is oauth
-    elif route.name in CACHED:  # sv-jwt sets X-User-Id itself: proxy-cache (priority 100) keys on it before the guard
-        assert jwt.route_id == route.id and jwt.config["anonymous"] is False
-        assert jwt.config["headers_in_guard"] is False
-    else:  # authenticated: the global strict sv-jwt and the global fail-closed guard
+        assert edge.route_id == route.id
+        assert edge.config["require"] == ["sv-quota"] + (["sv-quota-log"] if settles else [])
+        served = {"v1-openapi": "storyverse.json", "v1-api-docs": "index.html"}.get(route.name)
+        assert (edge.config["serve"] or {}).get("file") == served  # the gateway answers from a file of the image
+        # the provider's OAuth errors pass through unformatted
+        assert edge.config["pass_upstream_errors"] is route.name.startswith("oauth-")
+    else:  # authenticated: the global strict sv-jwt; every protected mark required
         assert jwt.route_id is None and jwt.config["anonymous"] is False
-        assert jwt.config["headers_in_guard"] is True
-    if roles is not None:
+        assert edge.config["require"] == PROTECTED + (["sv-quota-log"] if settles else [])
+        assert (edge.route_id == route.id) is settles  # the global sv-edge unless the route needs more
         assert rbac.config["public"] is False
         assert {r for rule in rbac.config["rules"] for r in rule["roles"]} == roles
         assert {m for rule in rbac.config["rules"] for m in rule["methods"]} == set(route.methods)
         assert {p["by"] for p in limits.config["policies"]} == {"user"}
-        if route.name in CACHED:  # its own post-function: the guard again, and a header_filter for cache hits
-            assert post.route_id == route.id and post.config["access"] == [GUARD.read_text()]
-            assert "X-Cache-Status" in post.config["header_filter"][0]
-        else:
-            assert post.route_id is None and post.instance_name == "sv-fail-closed-guard"
     assert (limits.config["quota"] or {}).get("enabled", False) is quota
-    assert "sv-quota-log" not in plugins  # a log phase only: never an access-phase round trip
+
+
+def test_every_route_requires_the_mark_of_every_security_plugin_it_runs(config):
+    """The guard's contract: a plugin configured on a route that leaves no mark is a plugin that can fail open."""
+    marked = {"sv-jwt", "sv-rbac", "sv-quota", "sv-quota-log"}
+    for route in config.routes:
+        access = plugins_for(config, route, None, None, "access", plugin_infos())
+        log = plugins_for(config, route, None, None, "log", plugin_infos())
+        running = {p.name for p in access + log} & marked
+        edge = next(p for p in access if p.name == "sv-edge")
+        public = next(p for p in access if p.name == "sv-rbac").config["public"]
+        required = set(edge.config["require"])
+        if public:  # no identity needed: sv-jwt (anonymous) and sv-rbac (public) decide nothing
+            running -= {"sv-jwt", "sv-rbac"}
+        assert running <= required, f"{route.name}: {sorted(running - required)} can fail open"
 
 
 def test_sv_quota_log_only_where_the_log_phase_is_needed(config):
@@ -280,15 +292,19 @@ def test_upstreams_and_timeouts(config):
 def test_global_plugins(config):
     globals_ = {p.name: p for p in config.plugins if not (p.route_id or p.service_id or p.consumer_id)}
     assert set(globals_) == {
-        *("sv-request-id", "pre-function", "cors", "prometheus", "file-log"),
-        *("sv-jwt", "sv-rbac", "sv-quota", "post-function"),
+        *("sv-request-id", "cors", "prometheus", "file-log"),
+        *("sv-jwt", "sv-rbac", "sv-quota", "sv-edge"),
     }
     log = globals_["file-log"].config
     assert log["path"] == "/dev/stdout"  # the container's log stream (settings `access_log`)
-    fields = log["custom_fields_by_lua"]
-    assert "kong.ctx.shared.sv_identity" in fields["user_id"]
-    assert fields["request.headers.cookie"] == fields["response.headers.set-cookie"] == "return nil"
+    assert log["custom_fields_by_lua"] is None  # sv-edge's log phase edits the record: no Lua in kong.yml
     assert globals_["sv-request-id"].config["header_name"] == "X-Request-Id"
     assert globals_["sv-jwt"].config["anonymous"] is False
     # the default-deny for a route that forgot its own sv-rbac: admins only
     assert [rule["roles"] for rule in globals_["sv-rbac"].config["rules"]] == [["admin"]]
+    edge = globals_["sv-edge"].config
+    assert edge["require"] == PROTECTED  # every route is guarded unless it says otherwise
+    # the identity header names come from their one definition (storyverse_plugins.common.identity)
+    assert edge["strip_headers"] == list(IDENTITY_HEADERS.values())
+    assert edge["strip_header_prefixes"] == [IDENTITY_HEADER_PREFIX]
+    assert "access_token" in edge["redact_query_args"] and edge["strip_version"] is True

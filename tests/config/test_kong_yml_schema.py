@@ -2,7 +2,7 @@
 
 Beyond Kong: every config of our plugins also passes the plugin's own `parse_config` (the cross-field rules Kong never
 sees, which would otherwise fail at the first request). Every bundled plugin kong.yml names runs in the emulator too
-(cors, prometheus, proxy-cache and file-log natively; pre-/post-function and file-log's custom fields in LuaJIT);
+(cors, prometheus, proxy-cache and file-log natively; sv-edge, our Lua plugin, in LuaJIT with its schema.lua);
 the cors config is also checked against Kong's cors field names.
 """
 
@@ -52,7 +52,7 @@ def test_kong_yml_loads_with_only_the_listed_unsupported_plugins(config):
 
 def test_every_configured_plugin_is_ours_or_bundled_and_known(config):
     names = {p.name for p in config.plugins}
-    assert names == {*OUR_PLUGINS, "pre-function", "post-function", "cors", "prometheus", "proxy-cache", "file-log"}
+    assert names == {*OUR_PLUGINS, "sv-edge", "cors", "prometheus", "proxy-cache", "file-log"}
 
 
 @pytest.mark.parametrize("name", sorted(PARSERS))

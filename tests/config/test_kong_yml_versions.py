@@ -1,4 +1,4 @@
-"""Versioning through the real emulator process (it runs post-/pre-function Lua natively, and our plugin servers):
+"""Versioning through the real emulator process (it runs sv-edge's Lua natively, and our plugin servers):
 the version is stripped from the upstream path, the alias follows the current version, a deprecated version answers
 with Deprecation/Sunset/Link headers, and a retired one with 410 Gone. The configs are rendered by the generator with
 v1 deprecated or retired next to a current v2, and every service pointed at a local echo upstream.
@@ -14,7 +14,7 @@ import pytest
 import redis
 import requests
 from kong_emulator.testing import EmulatorProcess, PluginEntry
-from kong_yml_support import OUR_PLUGINS, REPO, generator
+from kong_yml_support import OUR_PLUGINS, REPO, edge_conf, generator
 
 REDIS_DB = 12  # this module's own Redis db (sv-quota's per-IP counters), flushed first
 V1_DEPRECATED = {"name": "v1", "status": "deprecated", "deprecation": "2026-01-01", "sunset": "2026-07-01",
@@ -55,7 +55,7 @@ def start(echo: str, versions: list[dict]) -> EmulatorProcess:
         overrides={"services": dict.fromkeys(names, echo), "redis": {"redis_database": REDIS_DB}, "versions": versions}
     )
     plugins = [PluginEntry(n, REPO / "kong-plugins" / "plugins" / f"{n}.py") for n in OUR_PLUGINS]
-    return EmulatorProcess(gen.render(settings), plugins).start()
+    return EmulatorProcess(gen.render(settings), plugins, strict=False, conf_extra=edge_conf(OUR_PLUGINS)).start()
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
-from kong_emulator.testing import PluginEntry
+from kong_emulator.testing import EmulatorProcess, PluginEntry, wait_port
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGINS = REPO / "kong-plugins" / "plugins"
@@ -86,3 +87,59 @@ def start_rate_limiting_service(port: int, env: dict[str, str]):
     argv = [sys.executable, "-m", "gunicorn", "-w", "2", "-k", "gthread", "--threads", "4"]
     argv += ["-b", f"127.0.0.1:{port}", "storyverse_ratelimit.wsgi:app"]
     return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+# -- the emulator in Kong's real mode ----------------------------------------------------------------------------------
+
+LUA_PACKAGE_PATH = f"{REPO / 'kong-plugins'}/?.lua;;"  # sv-edge: kong-plugins/kong/plugins/sv-edge/
+# What real Kong would have let through (fail open) and sv-edge's guard stopped, or Kong's own 500 for a Lua error:
+# a test that did not provoke a plugin failure must not see either.
+KONG_MODE_FAILURES = ("sv-edge guard: no decision mark", "An unexpected error occurred")
+
+
+@dataclass
+class KongGateway(EmulatorProcess):
+    """The emulator as Kong 3.9.1 runs: NOT strict (a plugin-server failure is logged and the request goes on, as
+    mp_rpc.lua does), sv-edge loaded from lua_package_path like kong.conf's `plugins = bundled,sv-edge,...`.
+
+    `strict_failures()` keeps its role for the fixtures: the log lines of a plugin failure the test did not expect
+    (the guard's 503 line, Kong's 500 for a Lua error)."""
+
+    strict: bool = False
+
+    def start(self, wait: bool = True) -> KongGateway:
+        names = ",".join(p.name for p in self.plugins)
+        self.conf_extra = {
+            "plugins": "bundled,sv-edge" + (f",{names}" if names else ""),
+            "lua_package_path": LUA_PACKAGE_PATH,
+            **self.conf_extra,
+        }
+        super().start(wait=False)
+        if wait:  # six plugin servers start first: allow for a loaded shared machine
+            wait_port(self.port, seconds=90, proc=self.proc)
+        return self
+
+    def strict_failures(self) -> list[str]:
+        return [line for line in self.output().splitlines() if any(m in line for m in KONG_MODE_FAILURES)]
+
+
+def render_kong_yml(
+    auth_url: str, backends: dict[str, str], issuer: str, redis_db: int, rate_limiting_url: str | None = None
+) -> str:
+    """The repository's kong.yml (scripts/gen_kong_yml.py) for a test stack: its auth service, backends and Redis db."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    import gen_kong_yml
+
+    services = {"auth": auth_url, **backends}
+    if rate_limiting_url:
+        services["rate-limiting"] = rate_limiting_url
+    settings = gen_kong_yml.load_settings(
+        overrides={
+            "services": services,
+            "jwt": {"jwks_url": auth_url + "/.well-known/jwks.json", "issuer": issuer, "audience": "storyverse-api"},
+            "redis": {"redis_host": "127.0.0.1", "redis_port": 6379, "redis_database": redis_db},
+        }
+    )
+    return gen_kong_yml.render(settings)

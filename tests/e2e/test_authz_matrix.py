@@ -42,13 +42,15 @@ from authz_support import Principal, SmtpSink, call, link_token, problem_code, s
 from e2e_support import (
     AUTH_DIR,
     REPO,
+    KongGateway,
     auth_env,
     rate_limiting_env,
+    render_kong_yml,
     repo_plugins,
     start_auth_service,
     start_rate_limiting_service,
 )
-from kong_emulator.testing import EmulatorProcess, free_port, wait_port
+from kong_emulator.testing import free_port, wait_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -202,17 +204,7 @@ ABUSE_THRESHOLD = 100000
 
 
 def _render_kong_yml(auth_url: str, backends: dict[str, str], rate_limiting_url: str) -> str:
-    sys.path.insert(0, str(REPO / "scripts"))
-    import gen_kong_yml
-
-    settings = gen_kong_yml.load_settings(
-        overrides={
-            "services": {"auth": auth_url, "rate-limiting": rate_limiting_url, **backends},
-            "jwt": {"jwks_url": auth_url + "/.well-known/jwks.json", "issuer": ISSUER, "audience": "storyverse-api"},
-            "redis": {"redis_host": "127.0.0.1", "redis_port": 6379, "redis_database": REDIS_DB},
-        }
-    )
-    config = yaml.safe_load(gen_kong_yml.render(settings))
+    config = yaml.safe_load(render_kong_yml(auth_url, backends, ISSUER, REDIS_DB, rate_limiting_url))
     plugins = list(config.get("plugins", []))
     for service in config["services"]:
         for route in service.get("routes", []):
@@ -244,7 +236,7 @@ def stack(backend):
         env = auth_env(DATABASE, REDIS_DB, ISSUER, DEVICE_POLL_INTERVAL="1", MAIL_BACKEND="smtp",
                        SMTP_HOST="127.0.0.1", SMTP_PORT=str(sink.port), SMTP_SECURITY="none")  # fmt: skip
         auth_url, rls_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{rls_port}"
-        gw = EmulatorProcess(_render_kong_yml(auth_url, backend, rls_url), repo_plugins())
+        gw = KongGateway(_render_kong_yml(auth_url, backend, rls_url), repo_plugins())
         gw.conf_extra = {"trusted_ips": "127.0.0.1"}  # X-Real-IP from the test = the client's address (realip)
         auth = start_auth_service(port, env)
         rls = None

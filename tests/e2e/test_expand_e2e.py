@@ -11,8 +11,7 @@ import time
 
 import pytest
 import requests
-from e2e_support import repo_plugin
-from kong_emulator.testing import EmulatorProcess
+from e2e_support import KongGateway, repo_plugin
 
 USER = {"X-User-Id": "e2e-expand-parent"}
 SLOW_MS = 2000
@@ -61,7 +60,7 @@ plugins:
 @pytest.fixture(scope="module")
 def gw(backend):
     """One emulator for the module (strict mode: a plugin-side protocol error fails the module)."""
-    proc = EmulatorProcess(kong_yml(backend), [repo_plugin("sv-request-id"), repo_plugin("sv-expand")]).start()
+    proc = KongGateway(kong_yml(backend), [repo_plugin("sv-request-id"), repo_plugin("sv-expand")]).start()
     try:
         yield proc
         failures = proc.strict_failures()

@@ -14,8 +14,8 @@ import uuid
 import pytest
 import redis
 import requests
-from e2e_support import REPO, auth_env, repo_plugins, start_auth_service
-from kong_emulator.testing import EmulatorProcess, free_port, wait_port
+from e2e_support import REPO, KongGateway, auth_env, repo_plugins, start_auth_service
+from kong_emulator.testing import free_port, wait_port
 
 REDIS_DB = 8  # shared by the auth service (revocations) and the plugins (denylist, limits) in this module
 DATABASE = "storyverse_e2e_extras"
@@ -41,7 +41,7 @@ def stack(backend, tmp_path_factory):
             "access_log": str(access_log),
         }
     )
-    gw = EmulatorProcess(gen_kong_yml.render(settings), repo_plugins())
+    gw = KongGateway(gen_kong_yml.render(settings), repo_plugins())
     try:
         wait_port(port, seconds=60, proc=auth)
         gw.start()
@@ -149,7 +149,11 @@ def test_universes_are_cached_per_caller_and_stories_never(stack):
     assert second.json() == first.json() and second.headers["Content-Type"].startswith("application/json")
     assert int(second.headers["Age"]) <= 30
     assert second.headers["X-Request-Id"] != first.headers["X-Request-Id"]  # a hit is still its own request
-    assert "RateLimit" in first.headers and "RateLimit" not in second.headers  # the stored one counted another
+    # sv-edge gives a hit this request's own RateLimit fields (sv-quota counted it), never the stored ones
+    assert first.headers["RateLimit"] != second.headers["RateLimit"]
+    assert (
+        ";r=" in second.headers["RateLimit"] and second.headers["RateLimit-Policy"] == first.headers["RateLimit-Policy"]
+    )
     item = made.json()["item"]["id"]
     one = [requests.get(f"{stack.url}/api/universes/{item}", headers=parent["auth"], timeout=15) for _ in range(2)]
     assert [r.headers["X-Cache-Status"] for r in one] == ["Miss", "Hit"]  # the alias and the item route too

@@ -23,31 +23,19 @@ import redis
 import requests
 from e2e_support import (
     REPO,
+    KongGateway,
     auth_env,
     rate_limiting_env,
+    render_kong_yml,
     repo_plugins,
     start_auth_service,
     start_rate_limiting_service,
 )
-from kong_emulator.testing import EmulatorProcess, free_port, wait_port
+from kong_emulator.testing import free_port, wait_port
 
 REDIS_DB = 3  # shared by the auth service (revocations) and the plugins (denylist, quotas) in this module
 DATABASE = "storyverse_journeys"
 PASSWORD = "a long and quiet bedtime password"
-
-
-def _render_kong_yml(auth_url: str, backends: dict[str, str], issuer: str, rate_limiting_url: str) -> str:
-    sys.path.insert(0, str(REPO / "scripts"))
-    import gen_kong_yml
-
-    settings = gen_kong_yml.load_settings(
-        overrides={
-            "services": {"auth": auth_url, "rate-limiting": rate_limiting_url, **backends},
-            "jwt": {"jwks_url": auth_url + "/.well-known/jwks.json", "issuer": issuer, "audience": "storyverse-api"},
-            "redis": {"redis_host": "127.0.0.1", "redis_port": 6379, "redis_database": REDIS_DB},
-        }
-    )
-    return gen_kong_yml.render(settings)
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +47,7 @@ def stack(backend):
     env = auth_env(DATABASE, REDIS_DB, issuer, DEVICE_POLL_INTERVAL="1")
     auth = start_auth_service(port, env)
     auth_url, rls_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{rls_port}"
-    gw = EmulatorProcess(_render_kong_yml(auth_url, backend, issuer, rls_url), repo_plugins())
+    gw = KongGateway(render_kong_yml(auth_url, backend, issuer, REDIS_DB, rls_url), repo_plugins())
     rls = None
     try:
         wait_port(port, seconds=60, proc=auth)

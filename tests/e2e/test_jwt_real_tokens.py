@@ -27,9 +27,9 @@ import redis
 import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from e2e_support import AUTH_DIR, auth_env, repo_plugin
+from e2e_support import AUTH_DIR, KongGateway, auth_env, repo_plugin
 from jwt.algorithms import RSAAlgorithm
-from kong_emulator.testing import EmulatorProcess, free_port, wait_port
+from kong_emulator.testing import free_port, wait_port
 from storyverse_plugins.common.keys import revoked_jti_key, revoked_sid_key
 from test_jwt_real_kit import (
     Account,
@@ -86,7 +86,7 @@ def env(auth_service, backend):
         "redis-bogus": sv_jwt(main.url, issuer, 0, redis_port=fake_redis.port, denylist_cache_ms=0),
         "redis-broken": sv_jwt(main.url, issuer, 0, redis_port=broken_redis.port, denylist_cache_ms=0),
     }
-    gw = EmulatorProcess(kong_yml(backend["stories"], configs), [repo_plugin("sv-jwt")]).start()
+    gw = KongGateway(kong_yml(backend["stories"], configs), [repo_plugin("sv-jwt")]).start()
     try:
         yield {
             "gw": gw,

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from e2e_support import REPO, auth_env, repo_plugins, start_auth_service
-from kong_emulator.testing import EmulatorProcess, free_port, wait_port
+from e2e_support import REPO, KongGateway, auth_env, repo_plugins, start_auth_service
+from kong_emulator.testing import free_port, wait_port
 
 PASSWORD = "kong-yml smoke correct horse battery"
 AUTH_DB, AUTH_REDIS_DB, ISSUER = "storyverse_e2e_kong_yml", 13, "http://storyverse.test"
@@ -125,7 +125,7 @@ def gateway_for_fixtures(auth, backend):
             "redis": {"redis_database": auth_service["redis_db"]},  # sv-jwt reads the auth service's denylist
         }
     )
-    gw = EmulatorProcess(gen.render(settings), repo_plugins()).start()
+    gw = KongGateway(gen.render(settings), repo_plugins()).start()
     wait_port(gw.port)
     try:
         yield gw
@@ -207,7 +207,7 @@ def echo_gateway(auth, echo_server):
             "redis": {"redis_database": auth["redis_db"]},
         }
     )
-    gw = EmulatorProcess(gen.render(settings), repo_plugins()).start()
+    gw = KongGateway(gen.render(settings), repo_plugins()).start()
     wait_port(gw.port)
     try:
         yield gw

@@ -27,7 +27,7 @@ import pytest
 import redis
 import requests
 from authlib.integrations.requests_client import OAuth2Session
-from e2e_support import AUTH_DIR, REPO, auth_env, repo_plugin, start_auth_service
+from e2e_support import AUTH_DIR, REPO, KongGateway, auth_env, repo_plugin, start_auth_service
 from kong_emulator.testing import free_port, wait_port
 
 ISSUER = "http://storyverse.test"
@@ -148,7 +148,6 @@ def registered(provider, callback):
 
 @pytest.fixture(scope="module")
 def gw(provider, backend):
-    from kong_emulator.testing import EmulatorProcess
 
     config = {
         "jwks_url": provider["url"] + "/.well-known/jwks.json",
@@ -163,7 +162,7 @@ def gw(provider, backend):
         f"    url: {backend['stories']}/__echo\n    routes:\n"
         f'      - name: protected\n        paths: ["/protected"]\n        plugins: [{plugin}]\n'
     )
-    gateway = EmulatorProcess(yml, [repo_plugin("sv-jwt")]).start()
+    gateway = KongGateway(yml, [repo_plugin("sv-jwt")]).start()
     try:
         yield gateway
     finally:

@@ -171,6 +171,9 @@ services:
               retry_after_jitter_max: 0
               policies:
                 - {{name: login, limit: 3, period: minute, by: ip}}
+plugins:
+  - name: sv-edge  # sets sv-quota's RateLimit/X-Quota headers from its decision mark; 503 without the mark
+    config: {{require: [sv-quota], strip_version: false}}  # keep the services' own paths
 """
 
 

@@ -130,6 +130,24 @@ def results(ctx: RequestContext, phase: str = "access") -> list:
     return [ast.literal_eval(r) for r in ctx.shared[f"results:{phase}"]]
 
 
+class External:
+    """The bits of bridge.PluginRunner a NativeRunner uses, without plugin servers (no external plugin may run)."""
+
+    def __init__(self) -> None:
+        from kong_emulator.pdk import PDK
+
+        self.pdk = PDK()
+        self.workers = [self]
+        self.worker_id = 0
+
+    def worker_for(self, ctx):
+        ctx.worker_id = 0
+        return self
+
+    async def run_phase(self, plugin, phase, ctx):
+        raise AssertionError(f"no external plugin here: {plugin.name}")
+
+
 class FakeServer:
     """A Unix-socket peer that records every request and answers from a callback (or not at all)."""
 

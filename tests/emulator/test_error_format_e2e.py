@@ -1,6 +1,6 @@
 """One error format (DESIGN §6) through the real emulator process: kong.conf's error_template_* (the image paths,
-relocated by scripts/run_stack.py like `make run`) + the post-function chunk of kong-plugins/error-format, in front
-of the sample backend. Every error a client can see is application/problem+json with `code` and `request_id`; a 2xx
+relocated by scripts/run_stack.py like `make run`) + the sv-edge Lua plugin (its RFC 9457 formatting), in front of
+the sample backend. Every error a client can see is application/problem+json with `code` and `request_id`; a 2xx
 is untouched.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,6 @@ from run_stack import IMAGE_ERROR_TEMPLATES, local_overrides
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-SNIPPET = (REPO / "kong-plugins" / "error-format" / "problem_format.lua").read_text()
 SCRIPT = PluginEntry("t-script", HERE / "plugins" / "t_script.py")
 PROBLEM = "application/problem+json"
 TYPE_BASE = "https://docs.storyverse.example/problems/"
@@ -30,11 +28,9 @@ CONF = {
     **TEMPLATE_KEYS,
     "error_default_type": "application/json",
     "nginx_http_client_max_body_size": "1k",
+    "plugins": "bundled,sv-edge,t-script",
+    "lua_package_path": f"{REPO / 'kong-plugins'}/?.lua;;",
 }
-
-
-def _block(code: str, indent: int) -> str:
-    return textwrap.indent(code, " " * indent)
 
 
 def _steps(*steps) -> str:
@@ -112,15 +108,8 @@ plugins:
     config:
       access:
         - "kong.ctx.shared.sv_request_id = kong.request.get_header('X-Request-Id')"
-  - name: post-function
-    instance_name: sv-error-format
-    config:
-      header_filter:
-        - |
-{_block(SNIPPET, 10)}
-      body_filter:
-        - |
-{_block(SNIPPET, 10)}
+  - name: sv-edge
+    config: {{}}
 """
 
 

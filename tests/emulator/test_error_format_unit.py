@@ -1,5 +1,6 @@
 """One error format, in-process: kong.conf's error_template_* as kong/tools/http.lua uses them, their relocation for
-local runs, and the post-function chunk of kong-plugins/error-format over header_filter/body_filter chunks."""
+local runs, and sv-edge's RFC 9457 formatting (kong-plugins/kong/plugins/sv-edge/problem.lua, run as Kong runs the
+Lua plugin) over header_filter/body_filter chunks."""
 
 from __future__ import annotations
 
@@ -11,19 +12,19 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from emu_support import make_ctx
+from emu_support import External, make_ctx
 from kong_emulator import kong_errors
 from kong_emulator.conf import load_kong_conf
 from kong_emulator.context import ExitResponse, Headers
 from kong_emulator.entities import Plugin
 from kong_emulator.errors import ConfigError
 from kong_emulator.native import NativeRunner, native_infos
+from kong_emulator.native.lua_plugins import load_infos
 from kong_emulator.plugin_schema import normalize_config
 from run_stack import IMAGE_ERROR_TEMPLATES, local_environ, local_overrides
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATES = REPO / "kong-plugins" / "error-templates"
-SNIPPET = (REPO / "kong-plugins" / "error-format" / "problem_format.lua").read_text()
 JSON_TYPE = "application/json; charset=utf-8"
 
 
@@ -157,28 +158,15 @@ def test_local_environ_points_the_repos_template_keys_at_the_checkout(tmp_path):
     )
 
 
-# -- the post-function chunk -------------------------------------------------------------------------------------
+# -- sv-edge's error format -------------------------------------------------------------------------------------
 
 
-class _External:
-    def __init__(self) -> None:
-        from kong_emulator.pdk import PDK
-
-        self.pdk = PDK()
-        self.workers = [self]
-        self.worker_id = 0
-
-    def worker_for(self, ctx):
-        ctx.worker_id = 0
-        return self
-
-    async def run_phase(self, plugin, phase, ctx):
-        raise AssertionError("no external plugin here")
+EDGE = load_infos(["sv-edge"], f"{REPO / 'kong-plugins'}/?.lua")["sv-edge"]
 
 
 @pytest.fixture
 def runner():
-    return NativeRunner(_External())
+    return NativeRunner(External(), infos={**native_infos(), "sv-edge": EDGE})
 
 
 def _plugin(**phases) -> Plugin:
@@ -186,7 +174,8 @@ def _plugin(**phases) -> Plugin:
     return Plugin(id=str(uuid.uuid4()), name="post-function", config=config)
 
 
-SNIPPET_PLUGIN = {"header_filter": [SNIPPET], "body_filter": [SNIPPET]}
+def _edge() -> Plugin:
+    return Plugin(id=str(uuid.uuid4()), name="sv-edge", config=normalize_config(EDGE, {}, "test"))
 
 
 def _filter(runner, plugin, ctx, status, headers, chunks, *, source="service", exit_=None):
@@ -209,14 +198,14 @@ def _filter(runner, plugin, ctx, status, headers, chunks, *, source="service", e
 
 
 def test_a_2xx_is_not_touched(runner):
-    plugin = _plugin(**SNIPPET_PLUGIN)
+    plugin = _edge()
     headers, body = _filter(runner, plugin, make_ctx(), 200, [("Content-Type", "text/plain"), ("Content-Length", "4")],
                             [b"ok", b"ok", b""])  # fmt: skip
     assert body == b"okok" and headers.get("Content-Length") == "4" and headers.get("Content-Type") == "text/plain"
 
 
 def test_an_upstream_error_in_chunks_becomes_a_problem(runner):
-    plugin = _plugin(**SNIPPET_PLUGIN)
+    plugin = _edge()
     ctx = make_ctx()
     ctx.shared["sv_request_id"] = "rid-sv"
     headers, body = _filter(runner, plugin, ctx, 422,
@@ -236,7 +225,7 @@ def test_an_upstream_error_in_chunks_becomes_a_problem(runner):
 
 
 def test_an_upstream_5xx_body_never_leaks(runner):
-    plugin = _plugin(**SNIPPET_PLUGIN)
+    plugin = _edge()
     _, body = _filter(runner, plugin, make_ctx(), 500, [("Content-Type", "text/html")],
                             [b"<pre>Traceback: secret</pre>", b""])  # fmt: skip
     doc = json.loads(body)
@@ -245,7 +234,7 @@ def test_an_upstream_5xx_body_never_leaks(runner):
 
 
 def test_a_kong_error_keeps_the_templates_detail(runner):
-    plugin = _plugin(**SNIPPET_PLUGIN)
+    plugin = _edge()
     template = (TEMPLATES / "problem.json").read_text()
     rendered = kong_errors.lua_format(template, "The upstream server is timing out", "rid-1").encode()
     exit_ = ExitResponse(504, rendered, Headers([("Content-Type", JSON_TYPE)]), source="error")
@@ -258,7 +247,7 @@ def test_a_kong_error_keeps_the_templates_detail(runner):
 
 
 def test_a_problem_document_from_a_backend_gets_only_whats_missing(runner):
-    plugin = _plugin(**SNIPPET_PLUGIN)
+    plugin = _edge()
     ctype = [("Content-Type", "Application/Problem+JSON; charset=utf-8")]
     _, body = _filter(runner, plugin, make_ctx(), 404, ctype, [b' {"title":"Not Found","status":404} ', b""])
     assert json.loads(body) == {"title": "Not Found", "status": 404, "code": "not_found", "request_id": "rid-1"}
@@ -270,7 +259,7 @@ def test_a_problem_document_from_a_backend_gets_only_whats_missing(runner):
 
 
 def test_a_problem_document_from_kong_or_a_plugin_is_left_alone(runner):
-    plugin = _plugin(**SNIPPET_PLUGIN)
+    plugin = _edge()
     doc = b'{"code":"quota_exceeded"}'
     exit_ = ExitResponse(429, doc, Headers([("Content-Type", "application/problem+json")]), source="exit")
     headers, body = _filter(runner, plugin, make_ctx(), 429,
@@ -279,7 +268,7 @@ def test_a_problem_document_from_kong_or_a_plugin_is_left_alone(runner):
     assert body == doc and headers.get("Content-Length") == "25"
 
 
-# -- the runtime pieces the chunk relies on ---------------------------------------------------------------------
+# -- the runtime pieces sv-edge relies on -----------------------------------------------------------------------
 
 
 def test_ngx_header_reads_and_writes_until_header_filter_ends(runner):

@@ -1,9 +1,9 @@
 """pre-function / post-function through the real emulator process, around a real Python plugin server (t-marker),
-in front of the sample backend; the fail-closed guard from kong-plugins/guard as the lead pastes it into kong.yml."""
+in front of the sample backend, with sv-edge (our Lua plugin, kong-plugins/kong/plugins/sv-edge) as the guard that
+requires t-marker's sv-jwt-shaped decision mark."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import textwrap
@@ -16,8 +16,8 @@ from kong_emulator.testing import EmulatorProcess, PluginEntry
 from sample_backend.testing import running
 
 HERE = Path(__file__).resolve().parent
-GUARD = (HERE.parents[1] / "kong-plugins" / "guard" / "fail_closed_guard.lua").read_text()
 MARKER = PluginEntry("t-marker", HERE / "plugins" / "t_marker.py")
+EDGE_CONF = {"plugins": "bundled,sv-edge,t-marker", "lua_package_path": f"{HERE.parents[1] / 'kong-plugins'}/?.lua;;"}
 
 
 def _block(code: str, indent: int) -> str:
@@ -39,6 +39,8 @@ services:
           - name: post-function
             config:
               access: ["kong.service.request.set_header('X-Public', 'yes')"]
+          - name: sv-edge
+            config: {{require: []}}
       - name: boom
         paths: ["/boom"]
         plugins:
@@ -47,6 +49,8 @@ services:
               access: ["local t = nil; return t.boom"]
 plugins:
   - name: t-marker
+  - name: sv-edge
+    config: {{require: [sv-jwt]}}
   - name: pre-function
     config:
       access:
@@ -62,8 +66,6 @@ plugins:
           local order = kong.ctx.shared.order
           order[#order + 1] = "post-function"
           kong.service.request.set_header("X-Order", table.concat(order, ","))
-        - |
-{_block(GUARD, 10)}
       header_filter:
         - "kong.response.set_header('X-Post-Status', kong.response.get_status())"
       log:
@@ -82,7 +84,7 @@ def backend():
 
 @pytest.fixture(scope="module")
 def gw(backend):
-    gw = EmulatorProcess(kong_yml(backend), [MARKER], strict=True).start()
+    gw = EmulatorProcess(kong_yml(backend), [MARKER], strict=True, conf_extra=EDGE_CONF).start()
     try:
         yield gw
         assert not gw.strict_failures(), gw.strict_failures()
@@ -120,8 +122,9 @@ def test_guard_answers_503_problem_without_sv_jwts_mark(gw, mark):
     assert resp.status_code == 503
     assert resp.headers["Content-Type"] == "application/problem+json"
     body = resp.json()
-    assert body["code"] == "gateway_auth_unavailable" and body["status"] == 503
-    assert body["type"].endswith("/gateway-auth-unavailable") and body["title"] == "Service Unavailable"
+    assert body["code"] == "plugin_unavailable" and body["status"] == 503
+    assert body["type"].endswith("/plugin-unavailable") and body["title"] == "Service Unavailable"
+    assert resp.headers["Retry-After"] == "5"
     assert body["request_id"] == resp.headers["X-Kong-Request-Id"]
     assert resp.headers["X-Post-Status"] == "503"  # header_filter runs on exits too, as in Kong
 
@@ -134,8 +137,9 @@ def test_public_route_overrides_the_global_guard(gw):
 
 def test_a_chunk_that_raises_is_kongs_500(gw):
     resp = requests.get(gw.url + "/boom", headers={"X-Test-Auth": "yes"}, timeout=10)
-    assert resp.status_code == 500
-    assert resp.json() == {"message": "An unexpected error occurred"}
+    assert resp.status_code == 500  # Kong's {"message": ...}, made a problem document by sv-edge's header/body_filter
+    doc = resp.json()
+    assert (doc["code"], doc["detail"]) == ("gateway_error", "An unexpected error occurred")
     assert "attempt to index local 't' (a nil value)" in gw.output()
 
 
@@ -145,7 +149,7 @@ def test_guard_fails_closed_when_the_plugin_server_hangs(backend):
     Not strict mode on purpose: strict mode turns that fail-open into a loud emulator 500; here the emulator must
     behave like Kong (log and go on) so that the guard is what stops the request.
     """
-    extra = {"emulator_reply_timeout": "1", "nginx_worker_processes": "1"}  # one worker: the instance is started
+    extra = {"emulator_reply_timeout": "1", "nginx_worker_processes": "1", **EDGE_CONF}  # one worker: started
     gw = EmulatorProcess(kong_yml(backend), [MARKER], strict=False, conf_extra=extra)
     gw.start()
     pid = None
@@ -155,10 +159,10 @@ def test_guard_fails_closed_when_the_plugin_server_hangs(backend):
         os.kill(pid, signal.SIGSTOP)
         resp = requests.get(gw.url + "/protected", headers={"X-Test-Auth": "yes"}, timeout=10)
         assert resp.status_code == 503
-        assert resp.json()["code"] == "gateway_auth_unavailable"
+        assert resp.json()["code"] == "plugin_unavailable"
         out = gw.output()
         assert "[kong] mp_rpc.lua [t-marker] timeout" in out  # Kong logs the event's failure and goes on ...
-        assert "fail-closed guard" in out  # ... into the guard
+        assert "sv-edge guard: no decision mark from sv-jwt" in out  # ... into the guard
     finally:
         if pid is not None:
             os.kill(pid, signal.SIGCONT)
@@ -195,12 +199,3 @@ def test_bad_lua_refuses_to_start():
         ) in out, out
     finally:
         gw.stop()
-
-
-def test_guard_body_is_json_with_every_field():
-    """The snippet's constant body (what a real Kong sends) parses as the contract's problem document."""
-    start = GUARD.index("local BODY_HEAD = ")
-    end = GUARD.index('local BODY_NO_ID = BODY_HEAD .. "}"')
-    parts = [p.split("'")[1] for p in GUARD[start:end].splitlines() if "'" in p]
-    body = json.loads("".join(parts) + "}")
-    assert set(body) == {"type", "title", "status", "detail", "code"}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from pathlib import Path
 
 import pytest
 from emu_support import make_ctx
@@ -16,8 +15,6 @@ from kong_emulator.errors import ConfigError
 from kong_emulator.native import NativeRunner, native_infos, sandbox_settings, with_native_infos
 from kong_emulator.plugin_schema import normalize_config
 from kong_emulator.plugins_iterator import plugins_for
-
-GUARD = (Path(__file__).resolve().parents[2] / "kong-plugins" / "guard" / "fail_closed_guard.lua").read_text()
 
 
 class _External:
@@ -298,87 +295,3 @@ def test_allowed_requires_and_untrusted_lua_off():
     ctx = run(off, _plugin(access=["kong.ctx.shared.x = 1"]), "access", _ctx())
     assert ctx.exit.status == 500 and "x" not in ctx.shared
     assert "'untrusted_lua' config option is set to 'off'" in ctx.log_lines[0][2]
-
-
-# -- the fail-closed guard ---------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("identity", "passes"),
-    [
-        ({"authenticated": True, "sub": "u"}, True),
-        ({"authenticated": "yes"}, False),
-        ({"authenticated": 1}, False),
-        ({"sub": "u"}, False),
-        ("authenticated", False),
-        (None, False),
-    ],
-)
-def test_guard_passes_only_an_authenticated_identity(runner, identity, passes):
-    guard = _plugin(access=[GUARD])
-    ctx = _ctx()
-    if identity is not None:
-        ctx.shared["sv_identity"] = identity
-    ctx.shared["sv_request_id"] = "req-1"
-    run(runner, guard, "access", ctx)
-    if passes:
-        assert ctx.exit is None and ctx.log_lines == []
-        return
-    assert ctx.exit.status == 503
-    assert ctx.exit.headers.get("Content-Type") == "application/problem+json"
-    assert json.loads(ctx.exit.body) == {
-        "type": "https://docs.storyverse.example/problems/gateway-auth-unavailable",
-        "title": "Service Unavailable",
-        "status": 503,
-        "detail": "The gateway cannot verify this request right now. Please try again shortly.",
-        "code": "gateway_auth_unavailable",
-        "request_id": "req-1",
-    }
-
-
-def test_guard_never_echoes_an_unsafe_request_id(runner):
-    guard = _plugin(access=[GUARD])
-    ctx = _ctx()
-    ctx.shared["sv_request_id"] = 'x","injected":"1'
-    run(runner, guard, "access", ctx)
-    assert json.loads(ctx.exit.body)["request_id"] == "rid-1"  # Kong's own request id instead
-
-
-PUBLIC = (Path(__file__).resolve().parents[2] / "kong-plugins" / "guard" / "public_identity.lua").read_text()
-SPOOFED = [("X-User-Id", "admin"), ("x_user_role", "admin"), ("X-Sv-Debug", "1"), ("X-Other", "kept")]
-
-
-def test_guard_applies_the_identity_headers_sv_jwt_left_in_the_identity(runner):
-    guard = _plugin(access=[GUARD])
-    ctx = _ctx(SPOOFED)
-    ctx.upstream.headers = Headers(list(SPOOFED))
-    ctx.shared["sv_identity"] = {
-        "authenticated": True,
-        "sub": "u-1",
-        "upstream": {"X-User-Id": "u-1", "X-User-Role": "parent"},
-        "clear": ["x_user_role", "X-Sv-Debug"],
-    }
-    run(runner, guard, "access", ctx)
-    assert ctx.exit is None
-    headers = ctx.upstream.headers
-    assert headers.get_all("X-User-Id") == ["u-1"] and headers.get_all("X-User-Role") == ["parent"]
-    assert "x_user_role" not in headers and "X-Sv-Debug" not in headers and headers.get("X-Other") == "kept"
-
-
-def test_public_chunk_clears_every_client_identity_header_without_identity(runner):
-    public = _plugin(access=[PUBLIC])
-    ctx = _ctx(SPOOFED)
-    ctx.upstream.headers = Headers(list(SPOOFED))
-    run(runner, public, "access", ctx)
-    assert ctx.exit is None
-    headers = ctx.upstream.headers
-    assert [name for name, _ in headers.items()] == ["X-Other"]
-
-
-def test_public_chunk_applies_a_verified_identity(runner):
-    public = _plugin(access=[PUBLIC])
-    ctx = _ctx(SPOOFED)
-    ctx.upstream.headers = Headers(list(SPOOFED))
-    ctx.shared["sv_identity"] = {"authenticated": True, "upstream": {"X-User-Id": "u-2"}, "clear": ["X-Sv-Debug"]}
-    run(runner, public, "access", ctx)
-    assert ctx.upstream.headers.get_all("X-User-Id") == ["u-2"] and "X-Sv-Debug" not in ctx.upstream.headers

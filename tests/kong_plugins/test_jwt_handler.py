@@ -377,5 +377,5 @@ def test_headers_in_guard_carries_the_spoofed_names_to_clear(guard_plugin, fake_
 
 def test_headers_in_guard_public_route_without_token_is_one_round_trip(jwks_server, redis12, fake_kong):
     p = Plugin({**plugin_config(jwks_server.url, anonymous=True), "headers_in_guard": True})
-    fk = run(p, fake_kong, SPOOFS)  # the route's post-function (public_identity.lua) clears them in Lua
+    fk = run(p, fake_kong, SPOOFS)  # sv-edge strips them in rewrite, in Lua
     assert methods(fk) == ["kong.request.get_headers"] and fk.exited is None and fk.shared == {}

@@ -11,7 +11,7 @@ import pytest
 import redis
 from storyverse_plugins.common import keys
 from storyverse_plugins.common.decision import Allow, Deny
-from storyverse_plugins.common.identity import SHARED_IDENTITY, SHARED_REQUEST_ID
+from storyverse_plugins.common.identity import SHARED_IDENTITY, SHARED_QUOTA_LOG, SHARED_REQUEST_ID
 from storyverse_plugins.common.redis_pool import RedisSettings, build_client
 from storyverse_plugins.quota import abuse
 from storyverse_plugins.quota.handler import SHARED_LOGIN, LogPlugin, Plugin, login_fingerprint
@@ -164,9 +164,14 @@ def pair(config, limiter):
     return Plugin(config, limiter=limiter, clock=lambda: NOW), LogPlugin(config, limiter=limiter, clock=lambda: NOW)
 
 
-def test_sv_quota_has_no_log_phase_and_sv_quota_log_only_log():
+def test_sv_quota_has_no_log_phase_and_sv_quota_log_only_its_mark_in_access(fake_kong):
     assert hasattr(Plugin, "access") and not hasattr(Plugin, "log")
-    assert hasattr(LogPlugin, "log") and not hasattr(LogPlugin, "access")
+    assert hasattr(LogPlugin, "log") and hasattr(LogPlugin, "access")
+    fk = fake_kong()
+    LogPlugin({"policies": [{"name": "m", "limit": 5, "period": "minute"}]}, limiter_on(MemoryStorage())).access(
+        fk.kong
+    )
+    assert fk.calls == [("kong.ctx.shared.set", (SHARED_QUOTA_LOG, True))]  # sv-edge's mark: the settler is up
 
 
 def test_handler_log_strikes_the_account_on_user_routes(fake_kong):
@@ -286,7 +291,7 @@ def test_handler_login_route_reads_the_body_once_and_counts_distinct_failures(fa
         p.access(fk.kong)
         assert [m for m, _ in fk.calls] == [
             "kong.client.get_forwarded_ip",
-            "kong.response.set_headers",
+            "kong.ctx.shared.set",  # sv-edge's mark, with the response headers
             "kong.request.get_raw_body",
             "kong.ctx.shared.set",
         ]

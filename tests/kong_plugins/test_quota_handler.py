@@ -6,7 +6,7 @@ import json
 
 import pytest
 from storyverse_plugins.common.identity import SHARED_IDENTITY, SHARED_REQUEST_ID
-from storyverse_plugins.quota.handler import SHARED_RESERVATION, LogPlugin, Plugin
+from storyverse_plugins.quota.handler import SHARED_QUOTA, LogPlugin, Plugin
 from storyverse_plugins.quota.limiter import Limiter, Options
 from storyverse_plugins.quota.storage import MemoryStorage, StorageError
 
@@ -39,28 +39,31 @@ def log_phase(fake_kong, p, fk_access, status):
     return fk
 
 
-def test_allowed_story_request_costs_three_pdk_calls(fake_kong):
+def test_allowed_story_request_costs_two_pdk_calls(fake_kong):
     fk = request(fake_kong, plugin(STORY_ROUTE))
-    assert [m for m, _ in fk.calls] == ["kong.ctx.shared.get", "kong.response.set_headers", "kong.ctx.shared.set"]
-    headers = fk.called("kong.response.set_headers")[0][0]
+    # one set: sv-edge's decision mark carries the response headers (sv-edge sets them) and the held unit
+    assert [m for m, _ in fk.calls] == ["kong.ctx.shared.get", "kong.ctx.shared.set"]
+    assert fk.shared[SHARED_QUOTA]["ok"] is True
+    headers = fk.shared[SHARED_QUOTA]["headers"]
     assert headers["X-Quota-Limit"] == "5" and headers["X-Quota-Remaining"] == "4"
     assert headers["RateLimit-Policy"] == '"stories";q=5;w=86400'  # binding: fewest remaining
     assert int(headers["X-Quota-Reset"]) == 21 * 3600  # 18:00 UTC is 03:00 in Tokyo: 21 h to its midnight
-    assert fk.shared[SHARED_RESERVATION]["r"]
+    assert fk.shared[SHARED_QUOTA]["reservation"]["r"]
 
 
 def test_rate_only_route_with_identity_costs_two_calls_and_on_deny_one(fake_kong):
     cfg = {"policies": [{"name": "per-s", "limit": 5, "period": "second"}]}
     assert len(request(fake_kong, plugin(cfg)).calls) == 2
     quiet = request(fake_kong, plugin({**cfg, "response_headers": "on_deny"}))
-    assert [m for m, _ in quiet.calls] == ["kong.ctx.shared.get"]
+    assert [m for m, _ in quiet.calls] == ["kong.ctx.shared.get", "kong.ctx.shared.set"]  # the mark alone
+    assert quiet.shared[SHARED_QUOTA] == {"ok": True}
 
 
 def test_anonymous_route_reads_only_the_ip(fake_kong):
     p = plugin({"policies": [{"name": "login", "limit": 2, "period": "minute", "by": "ip"}]})
     for _ in range(2):
         fk = request(fake_kong, p, identity=None)
-        assert [m for m, _ in fk.calls] == ["kong.client.get_forwarded_ip", "kong.response.set_headers"]
+        assert [m for m, _ in fk.calls] == ["kong.client.get_forwarded_ip", "kong.ctx.shared.set"]
     fk = request(fake_kong, p, identity=None)
     status, body, headers = fk.exited
     assert status == 429 and body["code"] == "rate_limited" and body["request_id"] == "req-1"
@@ -93,7 +96,7 @@ def test_log_charges_success_and_unknown_outcomes_and_refunds_definite_failures(
     p = plugin({**STORY_ROUTE, "abuse": {"enabled": False}})
     fk_log = log_phase(fake_kong, p, request(fake_kong, p), status)
     assert [m for m, _ in fk_log.calls] == ["kong.ctx.shared.get", "kong.log.serialize"]
-    headers = request(fake_kong, p).called("kong.response.set_headers")[0][0]
+    headers = request(fake_kong, p).shared[SHARED_QUOTA]["headers"]
     assert headers["X-Quota-Remaining"] == ("3" if charged else "4")
 
 
@@ -124,7 +127,7 @@ def test_storage_failure_follows_fault_tolerant(fake_kong):
     open_cfg = {**STORY_ROUTE, "quota": {"enabled": True, "fault_tolerant": True}}
     fk = request(fake_kong, plugin(open_cfg, Broken()))
     assert fk.exited is None and "kong.log.err" in [m for m, _ in fk.calls]
-    assert SHARED_RESERVATION not in fk.shared
+    assert "reservation" not in fk.shared[SHARED_QUOTA]  # let through uncharged, as configured
 
 
 def test_unexpected_exception_exits_500_unless_fail_open(fake_kong):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 from storyverse_plugins import PRIORITIES
-from storyverse_plugins.common.identity import SHARED_IDENTITY, SHARED_REQUEST_ID
+from storyverse_plugins.common.identity import SHARED_IDENTITY, SHARED_RBAC, SHARED_REQUEST_ID
 from storyverse_plugins.common.problem import PROBLEM_JSON
 from storyverse_plugins.rbac import handler
 from storyverse_plugins.rbac.handler import Plugin, named_captures, route_methods
@@ -48,6 +48,9 @@ def no_swallowed_errors(caplog):
     yield
     errors = [r for r in caplog.get_records("call") if r.name == "storyverse_plugins.rbac" and r.levelname == "ERROR"]
     assert not errors, errors[0].getMessage()
+
+
+MARK = "kong.ctx.shared.set"  # sv-rbac's decision mark (sv-edge's guard)
 
 
 def methods(kong) -> list[str]:
@@ -95,17 +98,18 @@ def test_round_trips_of_a_service_scoped_instance(fake_kong, raw, identity, requ
     kong = kong_for(fake_kong, identity, request_method, captures)
     plugin(raw).access(kong.kong)
     assert kong.exited is None
-    assert methods(kong) == expected
+    assert methods(kong) == [*expected, "kong.ctx.shared.set"]  # + sv-edge's decision mark, last
+    assert kong.shared[SHARED_RBAC] is True
 
 
 def test_a_route_scoped_instance_learns_its_routes_methods_once(fake_kong):
     p = plugin(STORIES, ROUTE_ID)
     first = kong_for(fake_kong, CHILD_A1, "GET", route_methods_=["GET", "POST", "DELETE"])
     p.access(first.kong)
-    assert methods(first) == ["kong.ctx.shared.get", "kong.router.get_route", "kong.request.get_method"]
+    assert methods(first) == ["kong.ctx.shared.get", "kong.router.get_route", "kong.request.get_method", MARK]
     parent = kong_for(fake_kong, PARENT_A, "DELETE")
     p.access(parent.kong)
-    assert methods(parent) == ["kong.ctx.shared.get"]  # every method of this route is allowed to parents
+    assert methods(parent) == ["kong.ctx.shared.get", MARK]  # every method of this route is allowed to parents
     child = kong_for(fake_kong, CHILD_A1, "DELETE")
     p.access(child.kong)
     assert methods(child)[:2] == ["kong.ctx.shared.get", "kong.request.get_method"]
@@ -117,7 +121,7 @@ def test_a_single_method_route_never_reads_the_method(fake_kong):
     p.access(kong_for(fake_kong, CHILD_A1, "POST", route_methods_=["POST"]).kong)
     kong = kong_for(fake_kong, CHILD_A1, "POST")
     p.access(kong.kong)
-    assert methods(kong) == ["kong.ctx.shared.get"] and kong.exited is None
+    assert methods(kong) == ["kong.ctx.shared.get", MARK] and kong.exited is None
 
 
 def test_a_route_without_methods_or_another_route_is_read_as_any_method(fake_kong):
@@ -142,28 +146,30 @@ def test_a_new_rating_is_set_upstream_in_one_call(fake_kong):
     child = {**CHILD_A1, "content_rating": "TV-PG", "max_content_rating": "TV-Y"}
     kong = kong_for(fake_kong, child)
     plugin({**GENERATE, "child_denied_methods": []}).access(kong.kong)
-    assert methods(kong) == ["kong.ctx.shared.get", "kong.service.request.set_headers"]
+    assert methods(kong) == ["kong.ctx.shared.get", "kong.service.request.set_headers", MARK]
     assert kong.called("kong.service.request.set_headers") == [({"X-Content-Rating": "TV-Y"},)]
 
 
 # --- refusals ---------------------------------------------------------------------------------------------------------
 
 
-def test_no_identity_is_a_401_problem_with_the_request_id(fake_kong):
+def test_no_identity_on_a_protected_route_is_no_decision_and_no_mark(fake_kong, caplog):
+    """sv-jwt answers 401 itself on a protected route: no identity here means its plugin server failed open. A 401
+    would sign a valid user out; without sv-rbac's mark sv-edge answers 503 plugin_unavailable instead."""
     kong = kong_for(fake_kong, None)
     plugin(STORIES).access(kong.kong)
+    assert kong.exited is None and SHARED_RBAC not in kong.shared
+    assert methods(kong) == ["kong.ctx.shared.get"]
+    assert "no identity from sv-jwt" in caplog.text
+    caplog.clear()
+
+
+def test_an_incomplete_identity_is_still_a_401_problem(fake_kong):
+    kong = kong_for(fake_kong, {"authenticated": True})
+    plugin(STORIES).access(kong.kong)
     status, raw, headers = kong.exited
-    assert status == 401
-    assert headers == {"Content-Type": PROBLEM_JSON, "WWW-Authenticate": 'Bearer realm="storyverse"'}
-    assert json.loads(raw) == {
-        "type": "https://docs.storyverse.example/problems/unauthenticated",
-        "title": "Unauthorized",
-        "status": 401,
-        "detail": "This route needs a signed-in user.",
-        "code": "unauthenticated",
-        "request_id": "rid-1",
-    }
-    assert methods(kong) == ["kong.ctx.shared.get", "kong.ctx.shared.get", "kong.response.exit"]
+    assert status == 401 and json.loads(raw)["code"] == "invalid_identity"
+    assert headers["Content-Type"] == PROBLEM_JSON and SHARED_RBAC not in kong.shared
 
 
 @pytest.mark.parametrize(
@@ -218,7 +224,7 @@ def test_a_clock_failure_fails_closed(fake_kong, caplog):
 
 
 def test_an_exception_from_exit_itself_does_not_exit_twice(fake_kong, caplog):
-    kong = kong_for(fake_kong, None)
+    kong = kong_for(fake_kong, CHILD_A1, "DELETE")  # a child may not delete: a 403 exit
     record = kong._call
 
     def exploding(method, args):

@@ -34,7 +34,7 @@ BACKEND_IMAGE = "storyverse/sample-backend:local"
 POSTGRES_IMAGE = "postgres:16-alpine"
 REDIS_IMAGE = "redis:7.2-alpine"
 BACKEND_PORTS = {"stories": 9101, "characters": 9102, "universes": 9103, "generation": 9104}
-CONTEXT_PATHS = ("constraints.txt", "kong.conf", "kong-plugins", "auth-service", "sample-backend")
+CONTEXT_PATHS = ("constraints.txt", "kong.conf", "kong-plugins", "docs/openapi", "auth-service", "sample-backend")
 SKIP_PARTS = {"__pycache__", ".pytest_cache", "build", ".ruff_cache"}
 
 

@@ -24,7 +24,7 @@ from kong_emulator.bridge import PluginRunner
 from kong_emulator.declarative import BUNDLED_PLUGINS, load_declarative
 from kong_emulator.errors import ConfigError
 from kong_emulator.listener import KongAppRunner
-from kong_emulator.native import NativeRunner, sandbox_settings, with_native_infos
+from kong_emulator.native import NativeRunner, lua_plugins, sandbox_settings, with_native_infos
 from kong_emulator.pdk.base import PDKEnv
 from kong_emulator.plugins_iterator import plugins_for
 from kong_emulator.pluginserver import PluginServerError, PluginServers
@@ -67,6 +67,10 @@ class Emulator:
         except (PluginServerError, ConfigError) as exc:
             raise StartupError(str(exc)) from exc
         infos = with_native_infos(infos)  # bundled plugins the emulator runs itself (kong_emulator.native)
+        try:  # custom Lua plugins on lua_package_path win over a plugin server of the same name (plugins.lua:163)
+            infos.update(lua_plugins.load_infos(conf.plugins, lua_plugins.package_path(conf.raw, conf.prefix)))
+        except ConfigError as exc:
+            raise StartupError(str(exc)) from exc
         enabled = _enabled_plugins(conf.plugins, infos)
         if not conf.declarative_config:
             raise StartupError("declarative_config is not set (database = off needs a kong.yml)")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-RELOCATED_PREFIXES = ("pluginserver_", "error_template_")
+RELOCATED_PREFIXES = ("pluginserver_", "error_template_", "lua_package_path")
 
 
 def env_key(key: str) -> str:
@@ -19,8 +19,9 @@ def env_key(key: str) -> str:
 
 
 def relocate(conf_values: Mapping[str, str], moves: Mapping[str, str]) -> dict[str, str]:
-    """KONG_* variables for every ``pluginserver_*`` (but ``pluginserver_names``) and ``error_template_*`` value of
-    ``conf_values`` (a parsed kong.conf) in which a path of ``moves`` (old → new, applied in order) occurs."""
+    """KONG_* variables for every ``pluginserver_*`` (but ``pluginserver_names``), ``error_template_*`` and
+    ``lua_package_path`` value of ``conf_values`` (a parsed kong.conf) in which a path of ``moves`` (old → new,
+    applied in order) occurs."""
     env: dict[str, str] = {}
     for key, value in conf_values.items():
         if key == "pluginserver_names" or not key.startswith(RELOCATED_PREFIXES):

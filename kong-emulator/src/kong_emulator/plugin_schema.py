@@ -63,9 +63,9 @@ def missing_value(fdef: Mapping[str, Any]) -> Any:
         return copy.deepcopy(fdef["default"])
     if fdef.get("required"):
         return _MISSING
-    if fdef.get("type") == "record":
+    if fdef.get("type") == "record" and fdef.get("required") is not False:
         return {}
-    return None
+    return None  # `required = false` records too (kong/db/schema/init.lua:1636-1656: no recursion, null)
 
 
 def normalize_value(fdef: Mapping[str, Any], value: Any, path: str) -> Any:

@@ -101,6 +101,11 @@ class NativeRunner:
                 native = _python_handler(name, self.state)
                 native.info = ours[name]
                 self.natives[name] = native
+        from kong_emulator.native.lua_plugins import LuaPlugin, LuaPluginInfo
+
+        for name, info in (infos or {}).items():  # custom Lua plugins (kong/plugins/<name>/handler.lua)
+            if isinstance(info, LuaPluginInfo):
+                self.natives[name] = LuaPlugin(info, self.state)
 
     def state(self, worker: int):
         """The worker's Lua VM, created on first use."""
@@ -136,10 +141,11 @@ class NativeRunner:
             if native is None:
                 continue
             how = getattr(native, "runs_as", None) or f"natively in LuaJIT, untrusted_lua = {self.untrusted_lua}"
-            log.info("[emulator] bundled plugin '%s' (%s) runs %s", plugin.name, plugin.instance_name or plugin.id, how)
+            kind = "custom Lua plugin" if hasattr(native, "package_path") else "bundled plugin"
+            log.info("[emulator] %s '%s' (%s) runs %s", kind, plugin.name, plugin.instance_name or plugin.id, how)
             for note in native.startup_notes(plugin):
                 label = plugin.instance_name or plugin.id
-                log.warning("[emulator] bundled plugin '%s' (%s): %s", plugin.name, label, note)
+                log.warning("[emulator] %s '%s' (%s): %s", kind, plugin.name, label, note)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.external, name)

@@ -414,6 +414,11 @@ function api.run(fn, shared, plugin_ctx, ngx_ctx, arg)
   return "ok"
 end
 
+-- the PDK tables, for custom Lua plugins (lua_plugins.py), which see them as globals
+function api.pdk()
+  return kong, ngx
+end
+
 function api.new_table()
   return {}
 end

@@ -135,6 +135,7 @@ class LuaState:
         cjson = self.to_lua({})
         cjson[b"encode"] = self._cjson_encode
         cjson[b"decode"] = self._cjson_decode
+        self.cjson = cjson  # also what custom Lua plugins get from require "cjson" (lua_plugins)
         self.api = self._boot(methods, untrusted_lua, sandbox_requires, cjson)
 
     def _boot(self, methods, untrusted_lua: str, requires: tuple[str, ...], cjson):

@@ -4,8 +4,8 @@ PDK round trips: happy path 3 (get_headers, set_headers, ctx.shared.set) whether
 headers (they are cleared in the same set_headers call); 401/400 2 (get_headers, exit); 503 3 (get_headers,
 log.err, exit); public route without a token 1, or 2 when it must clear spoofed headers.
 With ``headers_in_guard`` (the generated kong.yml): happy path 2 (get_headers, ctx.shared.set): the headers to set
-and clear ride in the identity and the Kong-native post-function applies them; public route without a token 1 (the
-route's post-function clears client identity headers itself).
+and clear ride in the identity and sv-edge (a Kong Lua plugin) applies them; public route without a token 1 (sv-edge
+strips client identity headers in rewrite, before this runs).
 Nothing is ever called after ``kong.response.exit``.
 """
 
@@ -74,8 +74,8 @@ def _allow(kong, allow: Allow) -> None:
 
 
 def _allow_deferred(kong, allow: Allow) -> None:
-    # The identity carries the headers; kong-plugins/guard's Lua sets/clears them on the upstream request (no round
-    # trip). Without an identity (public route, no token) the route's post-function clears client copies itself.
+    # The identity carries the headers; sv-edge's Lua sets/clears them on the upstream request (no round trip).
+    # Without an identity (public route, no token) there is nothing to set: sv-edge stripped client copies already.
     identity = allow.shared.get(SHARED_IDENTITY)
     if identity is None:
         return

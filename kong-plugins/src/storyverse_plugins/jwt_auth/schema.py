@@ -62,10 +62,9 @@ Schema = (
     ),
     _field(
         "headers_in_guard",
-        "Leave the upstream identity headers (and clearing the client's copies) to the Kong-native post-function "
-        "(the fail-closed guard, or a public route's opt-out chunk): they travel in kong.ctx.shared.sv_identity "
-        "(`upstream`, `clear`), saving one PDK round trip. Only where such a post-function runs and nothing between "
-        "sv-jwt and it reads the identity headers (proxy-cache keys on X-User-Id: keep it off on cached routes).",
+        "Leave the upstream identity headers (and clearing the client's copies) to sv-edge, a Kong Lua plugin: they "
+        "travel in kong.ctx.shared.sv_identity (`upstream`, `clear`), saving one PDK round trip. Only where sv-edge "
+        "runs (it applies them before proxy-cache, priority 100, keys on X-User-Id).",
         "boolean",
         default=False,
         required=True,

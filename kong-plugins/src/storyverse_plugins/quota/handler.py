@@ -3,8 +3,9 @@
 sv-quota, access only (every route):
         ctx.shared.get(identity) [+ client.get_forwarded_ip on anonymous routes] [+ request.get_method if quota.methods]
         [+ request.get_raw_body on an abuse.login route]
-        -> one Redis script (limits, quota and the subject's abuse block) -> response.set_headers (allowed)
-        [+ ctx.shared.set(reservation / login fingerprint)]
+        -> one Redis script (limits, quota and the subject's abuse block)
+        -> ctx.shared.set(SHARED_QUOTA, {ok, headers, reservation}) (allowed: the decision mark sv-edge's guard
+           requires; sv-edge sets the RateLimit/quota response headers from it) [+ ctx.shared.set(login fingerprint)]
         or ctx.shared.get(request id) + response.exit(429) (rejected; nothing after exit). A 429 it answers is an
         abuse strike (abuse.statuses) recorded right there, one Redis call and no PDK call (a daily-quota refusal
         is not abuse).
@@ -13,7 +14,8 @@ sv-quota-log (kong-plugins/plugins/sv-quota-log.py, priority just below sv-quota
         settle) and login routes (failed logins; credential stuffing with abuse.login). Keeping it off the other
         routes saves two round trips (HandleEvent + log.serialize) per request; their 401/403 answers are then not
         abuse strikes (their 429s still are, see above).
-log     [ctx.shared.get(reservation) on quota routes] + log.serialize() (status, client_ip)
+access  ctx.shared.set(SHARED_QUOTA_LOG, True): the mark that the settling plugin server is up (sv-edge's guard)
+log     [ctx.shared.get(SHARED_QUOTA) on quota routes] + log.serialize() (status, client_ip)
         -> settle script when a unit is held: commit on success or an unknown outcome (504, 502, 499), release
            only on a definite failure (policy.charges)
         and, on a 401/403 (abuse.statuses; 429s are sv-quota's own, struck in access; a 403 only when the backend
@@ -33,7 +35,7 @@ import traceback
 
 from storyverse_plugins import PRIORITIES, __version__
 from storyverse_plugins.common.decision import Allow, Deny
-from storyverse_plugins.common.identity import SHARED_IDENTITY, SHARED_REQUEST_ID
+from storyverse_plugins.common.identity import SHARED_IDENTITY, SHARED_QUOTA, SHARED_QUOTA_LOG, SHARED_REQUEST_ID
 from storyverse_plugins.common.redis_pool import get_client
 from storyverse_plugins.quota.limiter import Limiter, Options, Outcome
 from storyverse_plugins.quota.metrics import METRICS
@@ -46,12 +48,11 @@ version = __version__
 priority = PRIORITIES["sv-quota"]
 log_priority = PRIORITIES["sv-quota-log"]
 
-SHARED_RESERVATION = "sv_quota_reservation"  # set in access when a quota unit is held; read in log
 SHARED_LOGIN = "sv_quota_login"  # fingerprint of the account a login request names (abuse.login routes)
 _log = logging.getLogger("storyverse_plugins.quota")
 LOG_EVERY_S = 1.0  # at most one Redis error line per second per instance (a dead Redis must not flood the log)
 
-__all__ = ["SHARED_LOGIN", "SHARED_RESERVATION", "LogPlugin", "Plugin", "Schema", "log_priority", "priority", "version"]
+__all__ = ["SHARED_LOGIN", "SHARED_QUOTA", "LogPlugin", "Plugin", "Schema", "log_priority", "priority", "version"]
 
 
 def make_limiter(cfg: Config) -> Limiter:
@@ -133,10 +134,12 @@ class Plugin(_Base):
 
     def _allow(self, kong, outcome: Outcome) -> None:
         decision: Allow = outcome.decision
+        mark: dict = {"ok": True}  # one call: the decision mark, the response headers and the held unit
         if decision.response_headers and self.cfg.response_headers == "always":
-            kong.response.set_headers(decision.response_headers)
+            mark["headers"] = dict(decision.response_headers)
         if outcome.reservation is not None:
-            kong.ctx.shared.set(SHARED_RESERVATION, outcome.reservation.to_shared())
+            mark["reservation"] = outcome.reservation.to_shared()
+        kong.ctx.shared.set(SHARED_QUOTA, mark)
 
     def _reject(self, kong, deny: Deny, guard: _Guard, identity: dict | None, ip: str | None) -> None:
         request_id = kong.ctx.shared.get(SHARED_REQUEST_ID)
@@ -158,6 +161,9 @@ class Plugin(_Base):
 class LogPlugin(_Base):
     """sv-quota-log: the log phase only (reservation settle, 401/403 abuse strikes), where the route configures it."""
 
+    def access(self, kong) -> None:
+        kong.ctx.shared.set(SHARED_QUOTA_LOG, True)  # the mark: this plugin server is up to settle in log
+
     def log(self, kong) -> None:
         if not (self.cfg.quota.enabled or self.cfg.abuse.enabled):
             return
@@ -168,7 +174,8 @@ class LogPlugin(_Base):
 
     def _log(self, kong) -> None:
         cfg = self.cfg
-        raw = kong.ctx.shared.get(SHARED_RESERVATION) if cfg.quota.enabled else None
+        mark = kong.ctx.shared.get(SHARED_QUOTA) if cfg.quota.enabled else None
+        raw = mark.get("reservation") if isinstance(mark, dict) else None
         if not raw and not cfg.abuse.enabled:
             return
         record = parse_record(kong.log.serialize())

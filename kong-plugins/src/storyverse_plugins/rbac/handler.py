@@ -8,7 +8,10 @@ PDK round trips in access (each one is a plugin-server round trip):
   + captures        request.get_uri_captures(), only with owned_captures (or kind_capture, for children)
   + header          service.request.set_headers(), only when the effective content rating differs from the one
                     sv-jwt forwarded
+  + mark            ctx.shared.set(SHARED_RBAC, True) when the request passes (sv-edge's guard)             1
   deny              + ctx.shared.get(request id) + response.exit; nothing after exit.
+  no identity on a route that needs one: sv-jwt's plugin server failed (a protected route's sv-jwt answers 401
+  itself), so no decision and no mark: sv-edge answers 503, never a 401 that signs a valid user out.
 Any exception is caught and answered with a 500 problem (fail closed): authorization never fails open.
 """
 
@@ -22,7 +25,7 @@ from typing import Any
 
 from storyverse_plugins import PRIORITIES, __version__
 from storyverse_plugins.common.decision import Deny
-from storyverse_plugins.common.identity import SHARED_IDENTITY, SHARED_REQUEST_ID
+from storyverse_plugins.common.identity import SHARED_IDENTITY, SHARED_RBAC, SHARED_REQUEST_ID
 from storyverse_plugins.rbac.policy import Caller, Facts, Policy, read_caller
 from storyverse_plugins.rbac.schema import METHODS, Schema, parse_config
 
@@ -60,6 +63,9 @@ class Plugin:
 
     def _access(self, kong, guard: _Guard) -> None:
         identity = kong.ctx.shared.get(SHARED_IDENTITY)
+        if identity is None and not self.cfg.public:
+            log.error("sv-rbac: no identity from sv-jwt on a protected route (its plugin server failed?): no mark")
+            return None
         facts = self._facts(kong, read_caller(identity))
         decision = self.policy.decide(identity, facts, self.clock())
         if isinstance(decision, Deny):
@@ -67,6 +73,7 @@ class Plugin:
             return _exit(kong, guard, decision, request_id)
         if decision.upstream_headers:
             kong.service.request.set_headers(decision.upstream_headers)
+        kong.ctx.shared.set(SHARED_RBAC, True)  # the decision mark, last
         return None
 
     def _facts(self, kong, caller: Caller | None) -> Facts:

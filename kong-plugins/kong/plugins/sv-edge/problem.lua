@@ -1,23 +1,16 @@
--- StoryVerse one error format (DESIGN §6): the `header_filter` AND `body_filter` chunk (the same text in both) of
--- Kong's bundled `post-function`. Every response with status >= 400 leaves Kong as an RFC 9457 problem document
--- (`application/problem+json`) with `code` and `request_id`:
---   * Kong's own errors (kong.response.get_source() ~= "service": no route, 502/503/504, 413, 500, a plugin's
---     exit): kong.conf's error_template_* (kong-plugins/error-templates/problem.json) already made the body a
---     problem document without `status`; this keeps its `detail`, sets the status-specific type/title/status/code,
---     the request id and the Content-Type. Bodies that are already application/problem+json (our plugins, the
---     fail-closed guard) are left alone.
---   * a backend's error that is not a problem document: replaced by one (`upstream_error` for 5xx, `not_found`,
---     `conflict`, ... for 4xx; a 4xx keeps a plain `"message"`/`"detail"` string as `detail`, a 5xx never leaks
---     its body); a backend's problem document only gets `code`/`request_id` added when it has none.
--- request_id: kong.ctx.shared.sv_request_id (sv-request-id's id, the X-Request-Id header) else Kong's own
--- ($kong_request_id, the X-Kong-Request-Id header). Runs in Kong's default sandbox: no require, no cjson.
--- Cost on a 2xx/3xx: each phase reads the status (ngx.status) and returns; nothing is allocated.
+-- sv-edge: one error format (RFC 9457) for every response with status >= 400 that leaves Kong: Kong's own errors
+-- (no route, 502/503/504, 413, 500, a plugin's plain exit; kong.conf's error_template_* already made them problem
+-- documents without `status`), a backend's error that is not a problem document (replaced: a 4xx keeps a plain
+-- "message"/"detail" string, a 5xx never leaks its body), and a backend's problem document without `code` /
+-- `request_id` (patched). Our plugins' own problem documents pass unchanged. Bodies arrive in any number of chunks:
+-- the marked ones are buffered (at most 64 KiB) until eof.
+-- request_id: kong.ctx.shared.sv_request_id (sv-request-id's X-Request-Id) else Kong's $kong_request_id; only ids
+-- that need no JSON escaping are echoed. Cost on a 2xx/3xx: one status read per phase, nothing allocated.
 local kong, ngx, type, tostring = kong, ngx, type, tostring
 local find, match, sub, gsub, lower = string.find, string.match, string.sub, string.gsub, string.lower
 local concat = table.concat
 
 local PROBLEM = "application/problem+json"
-local TYPE_BASE = "https://docs.storyverse.example/problems/"
 local MAX_BUFFER = 65536 -- a larger error body is passed through (problem documents) or dropped (the rest)
 local NO_ROUTE = "no Route matched with those values"
 
@@ -54,12 +47,12 @@ local function code_for(status, gateway, detail)
   return CODES[status] or (status >= 500 and (gateway and "gateway_error" or "upstream_error")) or "client_error"
 end
 
-local function head(status, code)
-  return '{"type":"' .. TYPE_BASE .. gsub(code, "_", "-") .. '","title":"' .. (TITLES[status] or "Error")
+local function head(base, status, code)
+  return '{"type":"' .. base .. gsub(code, "_", "-") .. '","title":"' .. (TITLES[status] or "Error")
     .. '","status":' .. tostring(status) .. ',"code":"' .. code .. '"'
 end
 
--- only ids that need no JSON escaping (as the fail-closed guard)
+-- only ids that need no JSON escaping
 local function request_id()
   local id = kong.ctx.shared.sv_request_id
   if type(id) == "string" and #id <= 128 and not find(id, "[^%w%-%._:]") then
@@ -80,7 +73,7 @@ local function string_member(body, name)
   end
 end
 
-local function render(mode, status, body)
+local function render(base, mode, status, body)
   if mode == "patch" then -- a backend's problem document: add only what is missing
     local add = ""
     if not find(body, '"code"%s*:') then
@@ -107,20 +100,23 @@ local function render(mode, status, body)
     detail = gateway and "The gateway could not complete this request."
       or ("The upstream service responded with " .. tostring(status) .. ".")
   end
-  return head(status, code_for(status, gateway, detail)) .. ',"detail":"' .. detail .. '","request_id":"'
+  return head(base, status, code_for(status, gateway, detail)) .. ',"detail":"' .. detail .. '","request_id":"'
     .. request_id() .. '"}'
 end
 
-local function header_filter()
+local function header_filter(conf)
   local status = kong.response.get_status()
   if status < 400 or kong.request.get_method() == "HEAD" then
+    return
+  end
+  local source = kong.response.get_source()
+  if source == "service" and conf.pass_upstream_errors then -- OAuth's own error format
     return
   end
   local content_type = ngx.header["Content-Type"]
   if type(content_type) == "table" then
     content_type = content_type[1]
   end
-  local source = kong.response.get_source()
   if type(content_type) == "string" and find(lower(content_type), PROBLEM, 1, true) then
     if source == "service" and not ngx.header["Content-Encoding"] then
       kong.ctx.plugin.sv_problem = "patch"
@@ -134,7 +130,7 @@ local function header_filter()
   ngx.header["Content-Encoding"] = nil
 end
 
-local function body_filter()
+local function body_filter(conf)
   if kong.response.get_status() < 400 then -- before kong.ctx.plugin: Kong creates that table on first use
     return
   end
@@ -168,12 +164,19 @@ local function body_filter()
   end
   plugin_ctx.sv_problem, plugin_ctx.sv_problem_buffer = nil, nil
   local body = buffer and concat(buffer, "", 1, buffer.n) or ""
-  ngx.arg[1] = render(mode, kong.response.get_status(), body)
+  ngx.arg[1] = render(conf.problem_type_base, mode, kong.response.get_status(), body)
 end
 
-return function()
-  if ngx.get_phase() == "header_filter" then
-    return header_filter()
-  end
-  return body_filter()
+
+local _M = {}
+
+function _M.request_id()
+  local id = request_id()
+  return id ~= "" and id or nil
 end
+
+_M.header_filter = header_filter
+_M.body_filter = body_filter
+_M.titles = TITLES
+
+return _M

@@ -1,0 +1,266 @@
+-- sv-edge: StoryVerse's edge glue as one Kong Lua plugin. It needs no plugin server, so it cannot fail open the way
+-- a Python plugin does (Kong 3.9.1 kong/runloop/plugin_servers/rpc/mp_rpc.lua:301-319 logs a failed event and the
+-- request continues). README.md here has the whole contract.
+--   rewrite        (global instance) strip client identity headers before any plugin or cache key reads them
+--   access         410 for a retired API version; the GUARD: 503 plugin_unavailable unless every plugin the route
+--                  requires left its decision mark in kong.ctx.shared; then the gateway's identity on the upstream
+--                  request (sv-jwt's, never the client's), the version-less upstream path, docs files, `respond`
+--   header_filter  sv-quota's RateLimit/quota headers, a proxy-cache hit's own X-Request-Id, Deprecation/Sunset,
+--   body_filter    and RFC 9457 problem documents for every error (problem.lua)
+--   log            the access log's request_id and user_id; cookies and secret query arguments never logged
+-- PRIORITY 800: after sv-jwt 1450, sv-rbac 950, sv-quota 910, sv-quota-log 909 and sv-expand 810 (their marks are
+-- in by then), before proxy-cache 100 (a cache hit never skips the guard, and its key sees the gateway's identity).
+local problem = require "kong.plugins.sv-edge.problem"
+
+local type, pairs, ipairs = type, pairs, ipairs
+local find, sub, lower, gsub = string.find, string.sub, string.lower, string.gsub
+local open = io.open
+
+local SvEdge = {
+  PRIORITY = 800,
+  VERSION = "0.3.0",
+}
+
+-- The decision marks (storyverse_plugins.common.identity): what each plugin leaves in kong.ctx.shared, last, when
+-- it lets the request through. A client cannot write kong.ctx.shared; a plugin server that is dead, hung past its
+-- timeout or crashed leaves nothing.
+local MARKS = {
+  ["sv-jwt"] = function(shared)
+    local identity = shared.sv_identity
+    return type(identity) == "table" and identity.authenticated == true
+  end,
+  ["sv-rbac"] = function(shared)
+    return shared.sv_rbac == true
+  end,
+  ["sv-quota"] = function(shared)
+    local quota = shared.sv_quota
+    return type(quota) == "table" and quota.ok == true
+  end,
+  ["sv-quota-log"] = function(shared)
+    return shared.sv_quota_log == true
+  end,
+}
+
+local PROBLEM_JSON = "application/problem+json"
+local MAX_HEADERS = 100
+
+-- the directory that holds kong/plugins/ (this file is <root>/kong/plugins/sv-edge/handler.lua)
+local LUA_ROOT = (debug.getinfo(1, "S").source or ""):match("^@(.*)kong/plugins/sv%-edge/handler%.lua$") or "./"
+
+local function problem_exit(conf, status, code, detail, headers)
+  local id = problem.request_id()
+  local body = '{"type":"' .. conf.problem_type_base .. gsub(code, "_", "-") .. '","title":"'
+    .. (problem.titles[status] or "Error") .. '","status":' .. status .. ',"detail":"' .. detail
+    .. '","code":"' .. code .. '"' .. (id and (',"request_id":"' .. id .. '"') or "") .. "}"
+  headers["Content-Type"] = PROBLEM_JSON
+  return kong.response.exit(status, body, headers)
+end
+
+-- rewrite ---------------------------------------------------------------------------------------------------------
+
+local strip_cache = setmetatable({}, { __mode = "k" })
+
+local function strip_sets(conf)
+  local sets = strip_cache[conf]
+  if not sets then
+    local names = {}
+    for _, name in ipairs(conf.strip_headers or {}) do
+      names[lower(name)] = true
+    end
+    local prefixes = {}
+    for i, prefix in ipairs(conf.strip_header_prefixes or {}) do
+      prefixes[i] = lower(prefix)
+    end
+    sets = { names = names, prefixes = prefixes }
+    strip_cache[conf] = sets
+  end
+  return sets
+end
+
+function SvEdge:rewrite(conf)
+  local sets = strip_sets(conf)
+  if not next(sets.names) and #sets.prefixes == 0 then
+    return
+  end
+  local headers = kong.request.get_headers(MAX_HEADERS)
+  local clear = kong.service.request.clear_header
+  for name in pairs(headers) do
+    local norm = gsub(lower(name), "_", "-")
+    local strip = sets.names[norm]
+    if not strip then
+      for i = 1, #sets.prefixes do
+        if sub(norm, 1, #sets.prefixes[i]) == sets.prefixes[i] then
+          strip = true
+          break
+        end
+      end
+    end
+    if strip then
+      clear(name)
+    end
+  end
+end
+
+-- access ----------------------------------------------------------------------------------------------------------
+
+local function missing_mark(conf, shared)
+  for _, name in ipairs(conf.require or {}) do
+    local mark = MARKS[name]
+    if not mark or not mark(shared) then
+      return name
+    end
+  end
+end
+
+local function apply_identity(shared)
+  local identity = shared.sv_identity
+  if type(identity) ~= "table" or identity.authenticated ~= true then
+    return
+  end
+  local upstream = identity.upstream
+  if type(upstream) == "table" then
+    local set_header, get_header = kong.service.request.set_header, kong.request.get_header
+    for name, value in pairs(upstream) do
+      local kind = type(value)
+      -- a value a later plugin already set wins (sv-rbac's effective X-Content-Rating); client copies are gone
+      if (kind == "string" or kind == "number") and get_header(name) == nil then
+        set_header(name, value)
+      end
+    end
+  end
+end
+
+local function strip_version(conf)
+  if not conf.strip_version then
+    return
+  end
+  local path = kong.request.get_path()
+  local _, last = find(path, "^/api/v%d+/")
+  if last then
+    kong.service.request.set_path("/api/" .. sub(path, last + 1))
+  end
+end
+
+local files = {}
+
+local function serve(conf)
+  local file = conf.serve.file
+  local path = sub(file, 1, 1) == "/" and file or (LUA_ROOT .. "../docs/openapi/" .. file)
+  local body = files[path]
+  if not body then
+    local fh, err = open(path, "rb")
+    if not fh then
+      kong.log.err("sv-edge: cannot read ", path, ": ", err)
+      return problem_exit(conf, 503, "docs_unavailable", "The API documentation is not available.", {})
+    end
+    body = fh:read("*a")
+    fh:close()
+    files[path] = body
+  end
+  local headers = {}
+  for name, value in pairs(conf.serve.headers) do
+    headers[name] = value
+  end
+  return kong.response.exit(200, body, headers)
+end
+
+function SvEdge:access(conf)
+  if conf.gone then
+    return problem_exit(conf, 410, "api_version_retired", conf.gone, { Sunset = conf.sunset })
+  end
+  local shared = kong.ctx.shared
+  local missing = missing_mark(conf, shared)
+  if missing then
+    kong.log.err("sv-edge guard: no decision mark from ", missing, " (its plugin server is down, hung or failed): 503")
+    return problem_exit(conf, 503, "plugin_unavailable",
+      "The gateway cannot check this request right now. Please try again shortly.",
+      { ["Retry-After"] = conf.retry_after })
+  end
+  apply_identity(shared)
+  strip_version(conf)
+  if conf.serve then
+    return serve(conf)
+  end
+  if conf.respond then
+    return kong.response.exit(conf.respond)
+  end
+end
+
+-- header_filter / body_filter -------------------------------------------------------------------------------------
+
+function SvEdge:header_filter(conf)
+  local shared = kong.ctx.shared
+  if kong.response.get_header("X-Cache-Status") == "Hit" then
+    -- a proxy-cache hit replays the stored headers: this request's id, not the stored RateLimit fields
+    local id = shared.sv_request_id
+    if type(id) == "string" then
+      kong.response.set_header("X-Request-Id", id)
+    end
+    kong.response.clear_header("RateLimit")
+    kong.response.clear_header("RateLimit-Policy")
+  end
+  local quota = shared.sv_quota
+  if type(quota) == "table" and type(quota.headers) == "table" then
+    for name, value in pairs(quota.headers) do
+      kong.response.set_header(name, value)
+    end
+  end
+  local deprecation = conf.deprecation
+  if deprecation then
+    kong.response.set_header("Deprecation", "@" .. deprecation.at)
+    kong.response.set_header("Sunset", deprecation.sunset)
+    kong.response.set_header("Link", deprecation.link)
+  end
+  return problem.header_filter(conf)
+end
+
+function SvEdge:body_filter(conf)
+  return problem.body_filter(conf)
+end
+
+-- log -------------------------------------------------------------------------------------------------------------
+
+local function redact(uri, names)
+  if type(uri) ~= "string" or not find(uri, "?", 1, true) then
+    return uri
+  end
+  for i = 1, #names do
+    uri = gsub(uri, "([?&]" .. names[i] .. "=)[^&#]*", "%1REDACTED")
+  end
+  return uri
+end
+
+-- kong.log.set_serialize_value before the serializers (file-log 9, ...) read the record
+function SvEdge:log(conf)
+  local set = kong.log.set_serialize_value
+  local shared = kong.ctx.shared
+  local id = shared.sv_request_id
+  set("request_id", type(id) == "string" and id or ngx.var.kong_request_id)
+  local identity = shared.sv_identity
+  if type(identity) == "table" and type(identity.sub) == "string" then
+    set("user_id", identity.sub)
+  end
+  set("request.headers.cookie", nil)
+  set("response.headers.set-cookie", nil)
+  local names = conf.redact_query_args
+  if #names == 0 then
+    return
+  end
+  local var = ngx.var
+  local uri = var.request_uri
+  if type(uri) == "string" and find(uri, "?", 1, true) then
+    set("request.uri", redact(uri, names))
+    set("request.url", var.scheme .. "://" .. var.host .. ":" .. var.server_port .. redact(uri, names))
+    for i = 1, #names do
+      if kong.request.get_query_arg(names[i]) ~= nil then
+        set("request.querystring." .. names[i], "REDACTED")
+      end
+    end
+  end
+  local upstream_uri = var.upstream_uri
+  if type(upstream_uri) == "string" and find(upstream_uri, "?", 1, true) then
+    set("upstream_uri", redact(upstream_uri, names))
+  end
+end
+
+return SvEdge
