@@ -152,6 +152,11 @@ AUTH_SERVICE: tuple[Endpoint, ...] = (
              (PARENT,), ((20, "minute"),)),
     Endpoint("auth-device-deny", ("POST",), "/auth/device/deny", "auth", "A parent denies a device",
              (PARENT,), ((20, "minute"),)),
+    # -- issue 20: plans and the billing provider's webhook (signed; the service checks the signature) --------------
+    Endpoint("auth-family-plan", ("GET", "POST"), "/auth/family/plan", "auth",
+             "The family's plan; ask to change it (parents only)", (PARENT,), ((30, "minute"),)),
+    Endpoint("auth-billing-webhook", ("POST",), "/auth/billing/webhook", "auth",
+             "Billing provider events (HMAC-signed, replay-protected)", limits=((300, "minute"),)),
     # -- unversioned: standard locations (the issuer's discovery document, its JWKS) ----------------------------------
     Endpoint("discovery", ("GET",), "/.well-known/openid-configuration", "auth", "OpenID discovery document",
              limits=((120, "minute"),), versioned=False),

@@ -62,6 +62,8 @@ AUTH = [
     ("auth-device-token", {"POST"}, "/auth/device/token", "auth", None, False),
     ("auth-device-approve", {"POST"}, "/auth/device/approve", "auth", {P}, False),
     ("auth-device-deny", {"POST"}, "/auth/device/deny", "auth", {P}, False),
+    ("auth-family-plan", {"GET", "POST"}, "/auth/family/plan", "auth", {P}, False),
+    ("auth-billing-webhook", {"POST"}, "/auth/billing/webhook", "auth", None, False),
 ]
 DOCS = [  # answered by the gateway itself (a post-function), never proxied; the route hangs off the auth service
     ("openapi", {"GET"}, "/openapi.json", "auth", None, False),

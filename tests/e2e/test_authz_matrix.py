@@ -135,6 +135,11 @@ EXPECT: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {
     # the child is named in the body, not the path: another family's child is the service's 404
     ("auth-device-approve", "POST"): {"A": row(204, 204, R, 404, R, R, U), "B": row(404, 404, R, 204, R, R, U)},
     ("auth-device-deny", "POST"): {"-": row(204, 204, R, 204, R, R, U)},
+    # -- issue 20: plans (both families are premium: asking for basic is the provider's cancellation page) and the
+    # billing webhook (public at the edge; an unsigned event is the service's 400 for everyone)
+    ("auth-family-plan", "GET"): {"-": row(200, 200, R, 200, R, R, U)},
+    ("auth-family-plan", "POST"): {"-": row(202, 202, R, 202, R, R, U)},
+    ("auth-billing-webhook", "POST"): {"-": everyone(400)},
     ("discovery", "GET"): {"-": everyone(200)},
     ("jwks", "GET"): {"-": everyone(200)},
     ("openapi", "GET"): {"-": everyone(200)},
@@ -224,7 +229,8 @@ def stack(backend):
     with SmtpSink() as sink:
         port = free_port()
         env = auth_env(DATABASE, REDIS_DB, ISSUER, DEVICE_POLL_INTERVAL="1", MAIL_BACKEND="smtp",
-                       SMTP_HOST="127.0.0.1", SMTP_PORT=str(sink.port))  # fmt: skip
+                       SMTP_HOST="127.0.0.1", SMTP_PORT=str(sink.port),
+                       BILLING_WEBHOOK_SECRETS="whsec-authz")  # fmt: skip
         gw = EmulatorProcess(_render_kong_yml(f"http://127.0.0.1:{port}", backend), repo_plugins())
         gw.conf_extra = {"trusted_ips": "127.0.0.1"}  # X-Real-IP from the test = the client's address (realip)
         auth = start_auth_service(port, env)
@@ -485,6 +491,12 @@ class Requests:
             "auth-child-login": ("/auth/child/login", {"family_code": self.ids["family_code"]["A"],
                                                        "username": "ada", "pin": PIN}),
             "auth-device-code": ("/auth/device/code", {"client_name": "tablet"}),
+            "auth-family-plan": ("/auth/family/plan", {"plan": "basic"} if m == "POST" else None),
+            "auth-billing-webhook": ("/auth/billing/webhook", {"id": "evt_" + name, "type": "subscription.activated",
+                                                               "created": int(time.time()),
+                                                               "data": {"family_id": str(uuid.uuid4()),
+                                                                        "subscription_id": "sub_" + name,
+                                                                        "plan": "premium"}}),
         }  # fmt: skip
         if e in table:
             path, body = table[e]

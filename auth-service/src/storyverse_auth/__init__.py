@@ -73,6 +73,10 @@ def register_blueprints(app: APIFlask) -> None:
     for bp in (usage_bp, apikeys_bp, admin_bp):
         app.register_blueprint(bp)
 
+    from .billing import bp as billing_bp
+
+    app.register_blueprint(billing_bp)  # issue 20: family features round two (plans, ...)
+
     from .oauth import init_app as init_oauth
 
     init_oauth(app)  # OAuth 2.1 / OIDC provider: /oauth/* and the client registry (its CLI too)

@@ -1,0 +1,137 @@
+"""Issue 20 through the whole layer: the repository's kong.yml rendered for this module's ports, the Kong emulator
+with every plugin server (strict mode), the real auth service under gunicorn, PostgreSQL, Redis and the sample
+backend. Nothing of ours is mocked; the test plays the billing provider by signing its webhook with the shared secret.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import uuid
+
+import pytest
+import redis
+import requests
+from e2e_support import REPO, auth_env, repo_plugins, start_auth_service
+from kong_emulator.testing import EmulatorProcess, free_port, wait_port
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+REDIS_DB = 12  # this module's auth service and plugins
+DATABASE = "storyverse_e2e_families"
+ISSUER = "http://families.storyverse.test"
+PASSWORD = "a long and quiet bedtime password"
+WEBHOOK_SECRET = "whsec-e2e-families-0123456789"
+
+
+def _kong_yml(auth_url: str, backends: dict[str, str]) -> str:
+    sys.path.insert(0, str(REPO / "scripts"))
+    import gen_kong_yml
+
+    settings = gen_kong_yml.load_settings(
+        overrides={
+            "services": {"auth": auth_url, **backends},
+            "jwt": {"jwks_url": auth_url + "/.well-known/jwks.json", "issuer": ISSUER, "audience": "storyverse-api"},
+            "redis": {"redis_host": "127.0.0.1", "redis_port": 6379, "redis_database": REDIS_DB},
+        }
+    )
+    return gen_kong_yml.render(settings)
+
+
+@pytest.fixture(scope="module")
+def stack(backend):
+    redis.Redis(db=REDIS_DB).flushdb()
+    port = free_port()
+    env = auth_env(DATABASE, REDIS_DB, ISSUER, BILLING_WEBHOOK_SECRETS=WEBHOOK_SECRET)
+    auth = start_auth_service(port, env)
+    gw = EmulatorProcess(_kong_yml(f"http://127.0.0.1:{port}", backend), repo_plugins())
+    try:
+        wait_port(port, seconds=60, proc=auth)
+        gw.start()
+        yield gw
+    finally:
+        failures = gw.strict_failures()
+        gw.stop()
+        auth.terminate()
+        auth.wait(10)
+    assert not failures, "\n".join(failures)
+
+
+class Parent:
+    def __init__(self, stack) -> None:
+        self.base = stack.url + "/api/v1"
+        self.email = f"parent-{uuid.uuid4().hex[:10]}@example.com"
+        body = {"email": self.email, "password": PASSWORD, "display_name": "Robin", "time_zone": "Europe/London"}
+        assert self.call("POST", "/auth/register", body).status_code == 202
+        self.take(self.call("POST", "/auth/login", {"email": self.email, "password": PASSWORD}))
+
+    def call(self, method: str, path: str, body=None, **kw) -> requests.Response:
+        headers = kw.pop("headers", {})
+        if getattr(self, "access", None):
+            headers.setdefault("Authorization", f"Bearer {self.access}")
+        return requests.request(method, self.base + path, json=body, headers=headers, timeout=15, **kw)
+
+    def take(self, response: requests.Response) -> None:
+        assert response.status_code == 200, response.text
+        self.access, self.refresh = response.json()["access_token"], response.json()["refresh_token"]
+
+    def stories(self, n: int) -> list[int]:
+        answers = [self.call("POST", "/stories", {"title": "The Sleepy Dragon"}) for _ in range(n)]
+        self.last = next((a for a in answers if a.status_code == 429), answers[-1])
+        return [a.status_code for a in answers]
+
+
+def _webhook(stack, body: dict, timestamp: int | None = None) -> requests.Response:
+    from storyverse_auth.billing import signature
+
+    raw = json.dumps(body).encode()
+    header = signature.sign(WEBHOOK_SECRET, int(time.time()) if timestamp is None else timestamp, raw)
+    return requests.post(
+        stack.url + "/api/v1/auth/billing/webhook",
+        data=raw,
+        headers={"Billing-Signature": header, "Content-Type": "application/json"},
+        timeout=15,
+    )
+
+
+def test_basic_family_at_5_upgrades_to_20_the_same_day(stack):
+    parent = Parent(stack)
+    assert parent.stories(6) == [201] * 5 + [429]
+    asked = parent.call("POST", "/auth/family/plan", {"plan": "premium"})
+    assert asked.status_code == 202 and asked.json()["status"] == "checkout_required", asked.text
+    family_id = parent.call("GET", "/auth/me").json()["family"]["id"]
+    event = {
+        "id": f"evt_{uuid.uuid4().hex}",
+        "type": "subscription.activated",
+        "created": int(time.time()),
+        "data": {"family_id": family_id, "subscription_id": "sub_e2e", "plan": "premium"},
+    }
+    applied = _webhook(stack, event)
+    assert applied.status_code == 200 and applied.json() == {"status": "applied"}, applied.text
+    assert _webhook(stack, event).json() == {"status": "duplicate"}  # a replay through the gateway: no effect
+    # The old token still says basic: the family stays at its basic limit until the next refresh.
+    assert parent.stories(1) == [429]
+    parent.take(parent.call("POST", "/auth/refresh", {"refresh_token": parent.refresh}))
+    # Same day: the 5 stories already made count against premium's 20.
+    assert parent.stories(16) == [201] * 15 + [429], parent.last.text
+    plan = parent.call("GET", "/auth/family/plan").json()
+    assert plan["plan"] == "premium" and plan["subscription"]["status"] == "active"
+
+
+def test_the_webhook_refuses_bad_signatures_at_the_service_and_plan_routes_need_a_parent(stack):
+    parent = Parent(stack)
+    family_id = parent.call("GET", "/auth/me").json()["family"]["id"]
+    event = {
+        "id": f"evt_{uuid.uuid4().hex}",
+        "type": "subscription.activated",
+        "created": int(time.time()),
+        "data": {"family_id": family_id, "subscription_id": "sub_x", "plan": "premium"},
+    }
+    stale = _webhook(stack, event, timestamp=int(time.time()) - 3600)
+    assert stale.status_code == 400 and stale.json()["code"] == "invalid_signature"
+    unsigned = requests.post(stack.url + "/api/v1/auth/billing/webhook", json=event, timeout=15)
+    assert unsigned.status_code == 400 and unsigned.headers["Content-Type"].startswith("application/problem+json")
+    assert parent.call("GET", "/auth/family/plan").json()["plan"] == "basic"
+    anonymous = requests.get(stack.url + "/api/v1/auth/family/plan", timeout=15)
+    assert anonymous.status_code == 401
