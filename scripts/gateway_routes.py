@@ -157,6 +157,11 @@ AUTH_SERVICE: tuple[Endpoint, ...] = (
              "The family's plan; ask to change it (parents only)", (PARENT,), ((30, "minute"),)),
     Endpoint("auth-billing-webhook", ("POST",), "/auth/billing/webhook", "auth",
              "Billing provider events (HMAC-signed, replay-protected)", limits=((300, "minute"),)),
+    # -- issue 20: e-mail verification (the link's token authenticates; resend is throttled by the service too) -----
+    Endpoint("auth-email-verify", ("POST",), "/auth/email/verify", "auth",
+             "Confirm the e-mail address with the mailed token", limits=((10, "minute"),)),
+    Endpoint("auth-email-resend", ("POST",), "/auth/email/verification", "auth",
+             "Mail a new confirmation link", (PARENT, ADMIN), ((5, "minute"),)),
     # -- unversioned: standard locations (the issuer's discovery document, its JWKS) ----------------------------------
     Endpoint("discovery", ("GET",), "/.well-known/openid-configuration", "auth", "OpenID discovery document",
              limits=((120, "minute"),), versioned=False),

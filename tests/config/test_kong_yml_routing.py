@@ -64,6 +64,8 @@ AUTH = [
     ("auth-device-deny", {"POST"}, "/auth/device/deny", "auth", {P}, False),
     ("auth-family-plan", {"GET", "POST"}, "/auth/family/plan", "auth", {P}, False),
     ("auth-billing-webhook", {"POST"}, "/auth/billing/webhook", "auth", None, False),
+    ("auth-email-verify", {"POST"}, "/auth/email/verify", "auth", None, False),
+    ("auth-email-resend", {"POST"}, "/auth/email/verification", "auth", {P, A}, False),
 ]
 DOCS = [  # answered by the gateway itself (a post-function), never proxied; the route hangs off the auth service
     ("openapi", {"GET"}, "/openapi.json", "auth", None, False),

@@ -140,6 +140,10 @@ EXPECT: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {
     ("auth-family-plan", "GET"): {"-": row(200, 200, R, 200, R, R, U)},
     ("auth-family-plan", "POST"): {"-": row(202, 202, R, 202, R, R, U)},
     ("auth-billing-webhook", "POST"): {"-": everyone(400)},
+    # e-mail verification: an unknown (well-formed) token for everyone; a resend for the unverified parents and the
+    # admin (the co-parent joined by an invitation link: already verified)
+    ("auth-email-verify", "POST"): {"-": everyone(400)},
+    ("auth-email-resend", "POST"): {"-": row(202, 409, R, 202, R, 202, U)},
     ("discovery", "GET"): {"-": everyone(200)},
     ("jwks", "GET"): {"-": everyone(200)},
     ("openapi", "GET"): {"-": everyone(200)},
@@ -236,7 +240,8 @@ def stack(backend):
         auth = start_auth_service(port, env)
         try:
             wait_port(port, seconds=60, proc=auth)
-            gw.start()
+            gw.start(wait=False)  # ~17 s to start every plugin server on a loaded 2-core machine
+            wait_port(gw.port, seconds=60, proc=gw.proc)
             gw.sink, gw.auth_env = sink, env
             yield gw
         finally:
@@ -491,6 +496,8 @@ class Requests:
             "auth-child-login": ("/auth/child/login", {"family_code": self.ids["family_code"]["A"],
                                                        "username": "ada", "pin": PIN}),
             "auth-device-code": ("/auth/device/code", {"client_name": "tablet"}),
+            "auth-email-verify": ("/auth/email/verify", {"token": "unknown-verification-" + name}),
+            "auth-email-resend": ("/auth/email/verification", None),
             "auth-family-plan": ("/auth/family/plan", {"plan": "basic"} if m == "POST" else None),
             "auth-billing-webhook": ("/auth/billing/webhook", {"id": "evt_" + name, "type": "subscription.activated",
                                                                "created": int(time.time()),

@@ -13,6 +13,7 @@ import uuid
 import pytest
 import redis
 import requests
+from authz_support import SmtpSink, link_token
 from e2e_support import REPO, auth_env, repo_plugins, start_auth_service
 from kong_emulator.testing import EmulatorProcess, free_port, wait_port
 
@@ -42,29 +43,47 @@ def _kong_yml(auth_url: str, backends: dict[str, str]) -> str:
 @pytest.fixture(scope="module")
 def stack(backend):
     redis.Redis(db=REDIS_DB).flushdb()
-    port = free_port()
-    env = auth_env(DATABASE, REDIS_DB, ISSUER, BILLING_WEBHOOK_SECRETS=WEBHOOK_SECRET)
-    auth = start_auth_service(port, env)
-    gw = EmulatorProcess(_kong_yml(f"http://127.0.0.1:{port}", backend), repo_plugins())
-    try:
-        wait_port(port, seconds=60, proc=auth)
-        gw.start()
-        yield gw
-    finally:
-        failures = gw.strict_failures()
-        gw.stop()
-        auth.terminate()
-        auth.wait(10)
+    with SmtpSink() as sink:
+        port = free_port()
+        env = auth_env(DATABASE, REDIS_DB, ISSUER, BILLING_WEBHOOK_SECRETS=WEBHOOK_SECRET,
+                       EMAIL_VERIFICATION_REQUIRED="1", MAIL_BACKEND="smtp", SMTP_HOST="127.0.0.1",
+                       SMTP_PORT=str(sink.port))  # fmt: skip
+        auth = start_auth_service(port, env)
+        gw = EmulatorProcess(_kong_yml(f"http://127.0.0.1:{port}", backend), repo_plugins())
+        try:
+            wait_port(port, seconds=60, proc=auth)
+            gw.start(wait=False)  # ~17 s to start every plugin server on a loaded 2-core machine
+            wait_port(gw.port, seconds=60, proc=gw.proc)
+            gw.sink = sink
+            yield gw
+        finally:
+            failures = gw.strict_failures()
+            gw.stop()
+            auth.terminate()
+            auth.wait(10)
     assert not failures, "\n".join(failures)
 
 
 class Parent:
-    def __init__(self, stack) -> None:
-        self.base = stack.url + "/api/v1"
+    """A parent's app through the gateway; registers, opens the welcome mail's link (unless told not to), signs in."""
+
+    def __init__(self, stack, verify: bool = True) -> None:
+        self.base, self.sink = stack.url + "/api/v1", stack.sink
         self.email = f"parent-{uuid.uuid4().hex[:10]}@example.com"
         body = {"email": self.email, "password": PASSWORD, "display_name": "Robin", "time_zone": "Europe/London"}
         assert self.call("POST", "/auth/register", body).status_code == 202
+        if verify:
+            self.verify()
         self.take(self.call("POST", "/auth/login", {"email": self.email, "password": PASSWORD}))
+
+    def verify(self) -> None:
+        token = link_token(self.sink.wait_for(self.email))
+        assert self.call("POST", "/auth/email/verify", {"token": token}).status_code == 204
+
+    def create_child(self, username: str = "ada") -> requests.Response:
+        body = {"display_name": "Ada", "username": username, "birth_year": 2018,
+                "controls": {"allowed_hours": "00:00-24:00"}}  # fmt: skip
+        return self.call("POST", "/auth/children", body)
 
     def call(self, method: str, path: str, body=None, **kw) -> requests.Response:
         headers = kw.pop("headers", {})
@@ -135,3 +154,16 @@ def test_the_webhook_refuses_bad_signatures_at_the_service_and_plan_routes_need_
     assert parent.call("GET", "/auth/family/plan").json()["plan"] == "basic"
     anonymous = requests.get(stack.url + "/api/v1/auth/family/plan", timeout=15)
     assert anonymous.status_code == 401
+
+
+def test_an_unverified_parent_verifies_through_the_gateway_before_adding_a_child(stack):
+    parent = Parent(stack, verify=False)
+    refused = parent.create_child()
+    assert refused.status_code == 403 and refused.json()["code"] == "email_unverified", refused.text
+    token = link_token(stack.sink.wait_for(parent.email))
+    assert parent.call("POST", "/auth/email/verify", {"token": token}).status_code == 204
+    again = parent.call("POST", "/auth/email/verify", {"token": token})
+    assert again.status_code == 400 and again.json()["code"] == "invalid_verification_token"  # single use
+    assert parent.create_child().status_code == 201
+    resend = parent.call("POST", "/auth/email/verification")
+    assert resend.status_code == 409 and resend.json()["code"] == "email_already_verified"

@@ -74,8 +74,10 @@ def register_blueprints(app: APIFlask) -> None:
         app.register_blueprint(bp)
 
     from .billing import bp as billing_bp
+    from .verification import bp as verification_bp
 
-    app.register_blueprint(billing_bp)  # issue 20: family features round two (plans, ...)
+    for bp in (billing_bp, verification_bp):  # issue 20: family features, round two
+        app.register_blueprint(bp)
 
     from .oauth import init_app as init_oauth
 

@@ -15,6 +15,7 @@ from ..models import Account
 from ..schemas import SessionsOut
 from ..security import bearer, current_claims
 from ..services import children, families, sessions
+from ..verification import service as verification
 from . import bp
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ def list_children():
 def create_child(body: dict):
     claims = current_claims()
     parent = families.require_parent(claims)
+    verification.require_verified(parent)
     child = children.create_child(parent, body)
     out = _child_out(child)
     out["caller_token"] = token_responses.for_current_session(parent, claims)
@@ -155,6 +157,7 @@ def set_pin(child_id: uuid.UUID, body: dict):
 )
 def record_consent(child_id: uuid.UUID, body: dict):
     parent, child = _parent_and_child(child_id)
+    verification.require_verified(parent)
     families.reauthenticate(parent, body["password"], request.remote_addr or "unknown")
     children.record_consent(parent, child, body["policy_version"], body["agreed"])
     db.session.flush()
