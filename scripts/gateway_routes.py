@@ -162,6 +162,16 @@ AUTH_SERVICE: tuple[Endpoint, ...] = (
              "Confirm the e-mail address with the mailed token", limits=((10, "minute"),)),
     Endpoint("auth-email-resend", ("POST",), "/auth/email/verification", "auth",
              "Mail a new confirmation link", (PARENT, ADMIN), ((5, "minute"),)),
+    # -- issue 20: parent MFA (TOTP + recovery codes; the service throttles codes like passwords) --------------------
+    Endpoint("auth-mfa-status", ("GET",), "/auth/mfa", "auth", "The parent's second factors", (PARENT,)),
+    Endpoint("auth-mfa-totp", ("POST", "DELETE"), "/auth/mfa/totp", "auth",
+             "Set up or remove an authenticator app", (PARENT,), ((10, "minute"),)),
+    Endpoint("auth-mfa-totp-confirm", ("POST",), "/auth/mfa/totp/confirm", "auth",
+             "Confirm the authenticator app with a first code", (PARENT,), ((10, "minute"),)),
+    Endpoint("auth-mfa-verify", ("POST",), "/auth/mfa/verify", "auth",
+             "Step up: check a second-factor code for this session", (PARENT,), ((10, "minute"),)),
+    Endpoint("auth-mfa-recovery-codes", ("POST",), "/auth/mfa/recovery-codes", "auth",
+             "Replace the recovery codes", (PARENT,), ((5, "minute"),)),
     # -- unversioned: standard locations (the issuer's discovery document, its JWKS) ----------------------------------
     Endpoint("discovery", ("GET",), "/.well-known/openid-configuration", "auth", "OpenID discovery document",
              limits=((120, "minute"),), versioned=False),

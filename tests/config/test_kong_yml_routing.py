@@ -66,6 +66,11 @@ AUTH = [
     ("auth-billing-webhook", {"POST"}, "/auth/billing/webhook", "auth", None, False),
     ("auth-email-verify", {"POST"}, "/auth/email/verify", "auth", None, False),
     ("auth-email-resend", {"POST"}, "/auth/email/verification", "auth", {P, A}, False),
+    ("auth-mfa-status", {"GET"}, "/auth/mfa", "auth", {P}, False),
+    ("auth-mfa-totp", {"POST", "DELETE"}, "/auth/mfa/totp", "auth", {P}, False),
+    ("auth-mfa-totp-confirm", {"POST"}, "/auth/mfa/totp/confirm", "auth", {P}, False),
+    ("auth-mfa-verify", {"POST"}, "/auth/mfa/verify", "auth", {P}, False),
+    ("auth-mfa-recovery-codes", {"POST"}, "/auth/mfa/recovery-codes", "auth", {P}, False),
 ]
 DOCS = [  # answered by the gateway itself (a post-function), never proxied; the route hangs off the auth service
     ("openapi", {"GET"}, "/openapi.json", "auth", None, False),

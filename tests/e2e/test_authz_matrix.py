@@ -144,6 +144,14 @@ EXPECT: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {
     # admin (the co-parent joined by an invitation link: already verified)
     ("auth-email-verify", "POST"): {"-": everyone(400)},
     ("auth-email-resend", "POST"): {"-": row(202, 409, R, 202, R, 202, U)},
+    # parent MFA (nobody has a confirmed factor here: verify and new recovery codes are the service's 409; the
+    # confirm cell sends a malformed code, so its answer does not depend on the concurrent set-up cell)
+    ("auth-mfa-status", "GET"): {"-": row(200, 200, R, 200, R, R, U)},
+    ("auth-mfa-totp", "POST"): {"-": row(201, 201, R, 201, R, R, U)},
+    ("auth-mfa-totp", "DELETE"): {"-": row(204, 204, R, 204, R, R, U)},
+    ("auth-mfa-totp-confirm", "POST"): {"-": row(422, 422, R, 422, R, R, U)},
+    ("auth-mfa-verify", "POST"): {"-": row(409, 409, R, 409, R, R, U)},
+    ("auth-mfa-recovery-codes", "POST"): {"-": row(409, 409, R, 409, R, R, U)},
     ("discovery", "GET"): {"-": everyone(200)},
     ("jwks", "GET"): {"-": everyone(200)},
     ("openapi", "GET"): {"-": everyone(200)},
@@ -498,6 +506,11 @@ class Requests:
             "auth-device-code": ("/auth/device/code", {"client_name": "tablet"}),
             "auth-email-verify": ("/auth/email/verify", {"token": "unknown-verification-" + name}),
             "auth-email-resend": ("/auth/email/verification", None),
+            "auth-mfa-status": ("/auth/mfa", None),
+            "auth-mfa-totp": ("/auth/mfa/totp", {"password": PASSWORD} if m == "POST" else None),
+            "auth-mfa-totp-confirm": ("/auth/mfa/totp/confirm", {"code": "12345"}),
+            "auth-mfa-verify": ("/auth/mfa/verify", {"code": "123456"}),
+            "auth-mfa-recovery-codes": ("/auth/mfa/recovery-codes", None),
             "auth-family-plan": ("/auth/family/plan", {"plan": "basic"} if m == "POST" else None),
             "auth-billing-webhook": ("/auth/billing/webhook", {"id": "evt_" + name, "type": "subscription.activated",
                                                                "created": int(time.time()),

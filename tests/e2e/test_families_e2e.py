@@ -167,3 +167,28 @@ def test_an_unverified_parent_verifies_through_the_gateway_before_adding_a_child
     assert parent.create_child().status_code == 201
     resend = parent.call("POST", "/auth/email/verification")
     assert resend.status_code == 409 and resend.json()["code"] == "email_already_verified"
+
+
+def test_parent_mfa_step_up_through_the_gateway(stack):
+    import jwt
+    import pyotp
+
+    parent = Parent(stack)
+    begun = parent.call("POST", "/auth/mfa/totp", {"password": PASSWORD})
+    assert begun.status_code == 201, begun.text
+    totp = pyotp.TOTP(begun.json()["secret"])
+    confirmed = parent.call("POST", "/auth/mfa/totp/confirm", {"code": totp.now()})
+    assert confirmed.status_code == 200 and len(confirmed.json()["recovery_codes"]) == 10
+    # a new sign-in is password only: the plan change asks for the second factor (RFC 9470 challenge)
+    parent.take(parent.call("POST", "/auth/login", {"email": parent.email, "password": PASSWORD}))
+    assert jwt.decode(parent.access, options={"verify_signature": False})["amr"] == ["pwd"]
+    refused = parent.call("POST", "/auth/family/plan", {"plan": "premium"})
+    assert refused.status_code == 401 and refused.json()["code"] == "mfa_required", refused.text
+    assert "insufficient_user_authentication" in refused.headers["WWW-Authenticate"]
+    recovery = confirmed.json()["recovery_codes"][0]  # the TOTP step of the confirm is spent: use a recovery code
+    stepped = parent.call("POST", "/auth/mfa/verify", {"recovery_code": recovery})
+    assert stepped.status_code == 200, stepped.text
+    parent.access = stepped.json()["caller_token"]["access_token"]
+    assert jwt.decode(parent.access, options={"verify_signature": False})["amr"] == ["pwd", "otp", "mfa"]
+    assert parent.call("POST", "/auth/family/plan", {"plan": "premium"}).status_code == 202
+    assert parent.call("POST", "/auth/mfa/verify", {"recovery_code": recovery}).status_code == 401  # used up

@@ -74,9 +74,10 @@ def register_blueprints(app: APIFlask) -> None:
         app.register_blueprint(bp)
 
     from .billing import bp as billing_bp
+    from .mfa import bp as mfa_bp
     from .verification import bp as verification_bp
 
-    for bp in (billing_bp, verification_bp):  # issue 20: family features, round two
+    for bp in (billing_bp, verification_bp, mfa_bp):  # issue 20: family features, round two
         app.register_blueprint(bp)
 
     from .oauth import init_app as init_oauth

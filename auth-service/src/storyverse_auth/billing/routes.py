@@ -9,6 +9,7 @@ from flask import request
 
 from ..clock import now_ts
 from ..extensions import db
+from ..mfa import service as mfa
 from ..security import bearer, current_claims
 from ..services import families
 from . import bp, errors, service, signature
@@ -38,7 +39,9 @@ def get_plan():
     responses=[401, 403, 409, 422],
 )
 def change_plan(body: dict):
-    parent = families.require_parent(current_claims())
+    claims = current_claims()
+    parent = families.require_parent(claims)
+    mfa.require_step_up(parent, claims)
     out = service.request_change(parent, body["plan"])
     log.info("plan change requested", extra={"event": "plan_change_requested", "account_id": str(parent.id)})
     return out

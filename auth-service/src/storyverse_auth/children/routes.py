@@ -11,6 +11,7 @@ from flask import request
 from .. import token_responses
 from ..extensions import db
 from ..family_schemas import ChildCreatedOut, ChildCreateIn, ChildOut, ChildPatchIn, ChildrenOut, ConsentIn, PinIn
+from ..mfa import service as mfa
 from ..models import Account
 from ..schemas import SessionsOut
 from ..security import bearer, current_claims
@@ -127,6 +128,7 @@ def patch_child(child_id: uuid.UUID, body: dict):
 @bp.doc(summary="Delete a child profile and its data; revokes its sessions", responses=[401, 403, 404])
 def delete_child(child_id: uuid.UUID):
     parent, child = _parent_and_child(child_id)
+    mfa.require_step_up(parent, current_claims())
     revoked = children.delete_child(child)
     db.session.commit()
     _audit("child_deleted", parent, child_id, count=revoked)
@@ -158,6 +160,7 @@ def set_pin(child_id: uuid.UUID, body: dict):
 def record_consent(child_id: uuid.UUID, body: dict):
     parent, child = _parent_and_child(child_id)
     verification.require_verified(parent)
+    mfa.require_step_up(parent, current_claims())
     families.reauthenticate(parent, body["password"], request.remote_addr or "unknown")
     children.record_consent(parent, child, body["policy_version"], body["agreed"])
     db.session.flush()
