@@ -172,6 +172,12 @@ AUTH_SERVICE: tuple[Endpoint, ...] = (
              "Step up: check a second-factor code for this session", (PARENT,), ((10, "minute"),)),
     Endpoint("auth-mfa-recovery-codes", ("POST",), "/auth/mfa/recovery-codes", "auth",
              "Replace the recovery codes", (PARENT,), ((5, "minute"),)),
+    # -- issue 20: privacy (consent withdrawal, the family's export, account deletion with a grace period) ----------
+    _child("auth-consent-withdraw", ("DELETE",), f"{CHILD_PATH}/consent", "Withdraw parental consent", 10),
+    Endpoint("auth-account-export", ("GET",), "/auth/account/export", "auth", "The family's data as JSON",
+             (PARENT,), ((10, "minute"),)),
+    Endpoint("auth-account-deletion", ("POST", "DELETE"), "/auth/account/deletion", "auth",
+             "Delete the parent's account after a grace period, or cancel", (PARENT,), ((5, "minute"),)),
     # -- unversioned: standard locations (the issuer's discovery document, its JWKS) ----------------------------------
     Endpoint("discovery", ("GET",), "/.well-known/openid-configuration", "auth", "OpenID discovery document",
              limits=((120, "minute"),), versioned=False),

@@ -146,6 +146,12 @@ EXPECT: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {
     ("auth-email-resend", "POST"): {"-": row(202, 409, R, 202, R, 202, U)},
     # parent MFA (nobody has a confirmed factor here: verify and new recovery codes are the service's 409; the
     # confirm cell sends a malformed code, so its answer does not depend on the concurrent set-up cell)
+    # privacy: withdrawal acts on each parent's own consented throwaway child; nobody is deleted here (a deletion
+    # would revoke the cells' sessions): the cells send a wrong password, the service's 401 (cancel: nothing pending)
+    ("auth-consent-withdraw", "DELETE"): child_item(204),
+    ("auth-account-export", "GET"): {"-": row(200, 200, R, 200, R, R, U)},
+    ("auth-account-deletion", "POST"): {"-": row(401, 401, R, 401, R, R, U)},
+    ("auth-account-deletion", "DELETE"): {"-": row(404, 404, R, 404, R, R, U)},
     ("auth-mfa-status", "GET"): {"-": row(200, 200, R, 200, R, R, U)},
     ("auth-mfa-totp", "POST"): {"-": row(201, 201, R, 201, R, R, U)},
     ("auth-mfa-totp", "DELETE"): {"-": row(204, 204, R, 204, R, R, U)},
@@ -248,8 +254,7 @@ def stack(backend):
         auth = start_auth_service(port, env)
         try:
             wait_port(port, seconds=60, proc=auth)
-            gw.start(wait=False)  # ~17 s to start every plugin server on a loaded 2-core machine
-            wait_port(gw.port, seconds=60, proc=gw.proc)
+            gw.start()
             gw.sink, gw.auth_env = sink, env
             yield gw
         finally:
@@ -369,6 +374,10 @@ def world(stack) -> World:
     ids["spare_child_coparent_a"] = _new_child(url, pa, "tmpco", ["text"], consent=False)
     ids["child_b1"] = _new_child(url, pb, "bea", ["text"])
     ids["spare_child_parent_b"] = _new_child(url, pb, "tmpb", ["text"], consent=False)
+    # issue 20: a consented throwaway child per parent for the consent-withdrawal cells
+    ids["withdraw_child_parent_a"] = _new_child(url, pa, "wda", ["text"])
+    ids["withdraw_child_coparent_a"] = _new_child(url, pa, "wdco", ["text"])
+    ids["withdraw_child_parent_b"] = _new_child(url, pb, "wdb", ["text"])
     codes = {p: call(url, "GET", "/api/v1/auth/family", None, x.token, x.ip).json()["family_code"]
              for p, x in (("A", pa), ("B", pb))}  # fmt: skip
     ids["family_code"] = codes
@@ -457,6 +466,8 @@ class Requests:
         destructive = endpoint in ("auth-child-delete", "auth-child-pin", "auth-child-consent") or (
             endpoint == "auth-child-sessions" and method == "DELETE"
         )
+        if endpoint == "auth-consent-withdraw" and self.own_parent(principal, fam):
+            return self.ids[f"withdraw_child_{principal}"]
         if destructive and self.own_parent(principal, fam):
             return self.ids[f"spare_child_{principal}"]  # each parent acts on its own throwaway child
         return self.ids["child_a1" if fam == "A" else "child_b1"]
@@ -506,6 +517,9 @@ class Requests:
             "auth-device-code": ("/auth/device/code", {"client_name": "tablet"}),
             "auth-email-verify": ("/auth/email/verify", {"token": "unknown-verification-" + name}),
             "auth-email-resend": ("/auth/email/verification", None),
+            "auth-account-export": ("/auth/account/export", None),
+            "auth-account-deletion": ("/auth/account/deletion", {"password": "not the password at all"} if m == "POST"
+                                      else None),
             "auth-mfa-status": ("/auth/mfa", None),
             "auth-mfa-totp": ("/auth/mfa/totp", {"password": PASSWORD} if m == "POST" else None),
             "auth-mfa-totp-confirm": ("/auth/mfa/totp/confirm", {"code": "12345"}),
@@ -546,6 +560,7 @@ class Requests:
                 "auth-child-consent": ("/consent", {"policy_version": "2026-04-22", "agreed": ["profile"],
                                                     "password": PASSWORD}),
                 "auth-child-sessions": ("/sessions", None),
+                "auth-consent-withdraw": ("/consent", None),
                 "auth-child-update": ("", {"display_name": f"Renamed {name}"}),
             }.get(e, ("", None))  # fmt: skip
             return f"/auth/children/{child}{suffix}", token, body, None

@@ -52,8 +52,7 @@ def stack(backend):
         gw = EmulatorProcess(_kong_yml(f"http://127.0.0.1:{port}", backend), repo_plugins())
         try:
             wait_port(port, seconds=60, proc=auth)
-            gw.start(wait=False)  # ~17 s to start every plugin server on a loaded 2-core machine
-            wait_port(gw.port, seconds=60, proc=gw.proc)
+            gw.start()
             gw.sink = sink
             yield gw
         finally:
@@ -112,6 +111,17 @@ def _webhook(stack, body: dict, timestamp: int | None = None) -> requests.Respon
         headers={"Billing-Signature": header, "Content-Type": "application/json"},
         timeout=15,
     )
+
+
+def _refused_soon(send, seconds: float = 5.0) -> requests.Response:
+    """sv-jwt reuses a denylist answer for up to its cache ttl (~1 s): a revocation shows within that."""
+    deadline = time.monotonic() + seconds
+    while True:
+        response = send()
+        if response.status_code == 401 or time.monotonic() > deadline:
+            assert response.status_code == 401, response.text
+            return response
+        time.sleep(0.25)
 
 
 def test_basic_family_at_5_upgrades_to_20_the_same_day(stack):
@@ -192,3 +202,32 @@ def test_parent_mfa_step_up_through_the_gateway(stack):
     assert jwt.decode(parent.access, options={"verify_signature": False})["amr"] == ["pwd", "otp", "mfa"]
     assert parent.call("POST", "/auth/family/plan", {"plan": "premium"}).status_code == 202
     assert parent.call("POST", "/auth/mfa/verify", {"recovery_code": recovery}).status_code == 401  # used up
+
+
+def test_consent_withdrawal_and_account_deletion_revoke_at_the_gateway(stack):
+    parent = Parent(stack)
+    body = {"display_name": "Ada", "username": "ada", "birth_year": 2018, "pin": "7351",
+            "controls": {"allowed_hours": "00:00-24:00"}}  # fmt: skip
+    created = parent.call("POST", "/auth/children", body)
+    assert created.status_code == 201, created.text
+    child_id = created.json()["id"]
+    parent.access = created.json()["caller_token"]["access_token"]
+    consent = {"policy_version": "2026-04-22", "agreed": ["profile"], "password": PASSWORD}
+    assert parent.call("POST", f"/auth/children/{child_id}/consent", consent).status_code == 201
+    code = parent.call("GET", "/auth/family").json()["family_code"]
+    login = {"family_code": code, "username": "ada", "pin": "7351"}
+    child = requests.post(stack.url + "/api/v1/auth/child/login", json=login, timeout=15).json()
+    child_headers = {"Authorization": f"Bearer {child['access_token']}"}
+    assert requests.get(stack.url + "/api/v1/stories", headers=child_headers, timeout=15).status_code == 200
+
+    assert parent.call("DELETE", f"/auth/children/{child_id}/consent").status_code == 204
+    # sv-jwt: the child's session is denylisted (the gateway says invalid_token for any refused token)
+    _refused_soon(lambda: requests.get(stack.url + "/api/v1/stories", headers=child_headers, timeout=15))
+    again = requests.post(stack.url + "/api/v1/auth/child/login", json=login, timeout=15)
+    assert again.status_code == 403 and again.json()["code"] == "profile_inactive"
+
+    export = parent.call("GET", "/auth/account/export")
+    assert export.status_code == 200 and export.json()["family"]["children"][0]["consents"][-1]["method"] == "withdrawn"
+    deletion = parent.call("POST", "/auth/account/deletion", {"password": PASSWORD})
+    assert deletion.status_code == 202 and deletion.json()["family_deleted"] is True
+    assert _refused_soon(lambda: parent.call("GET", "/stories")).status_code == 401  # the parent's token dies
