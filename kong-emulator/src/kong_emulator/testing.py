@@ -27,7 +27,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_port(port: int, seconds: float = 20.0, proc: subprocess.Popen | None = None) -> None:
+def wait_port(port: int, seconds: float = 90.0, proc: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
