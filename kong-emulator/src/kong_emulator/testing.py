@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 STRICT_MARK = "STRICT MODE"
-START_SECONDS = 60.0
 
 
 def free_port() -> int:
@@ -106,8 +105,7 @@ class EmulatorProcess:
                 [sys.executable, "-m", "kong_emulator", "-c", str(conf)], env=env, stdout=out, stderr=out
             )
         if wait:
-            # every plugin server starts first (~17 s for the repository's kong.yml on a loaded 2-core machine)
-            wait_port(self.port, seconds=START_SECONDS, proc=self.proc)
+            wait_port(self.port, proc=self.proc)
         return self
 
     def wait_exit(self, seconds: float = 20.0) -> int:
