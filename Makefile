@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PACKAGES := -e kong-emulator -e kong-plugins -e auth-service -e sample-backend
+PACKAGES := -e kong-emulator -e kong-pluginserver -e kong-plugins -e auth-service -e sample-backend
 
 .DEFAULT_GOAL := help
 
@@ -42,10 +42,12 @@ format: install ## Apply ruff fixes and formatting
 .PHONY: bench
 bench: install services ## Run every benchmark; each writes docs/benchmarks*.md with the command that produced it
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.emulator_bench
 	$(BIN)/python -m bench.jwt_bench
 	$(BIN)/python -m bench.quota_bench
 	$(BIN)/python -m bench.rbac_bench
 	$(BIN)/python -m bench.auth_bench
+	$(BIN)/python -m bench.pluginserver_bench
 
 .PHONY: kong-validate
 kong-validate: install ## Check kong.yml: generated file up to date, emulator schema validation, decK, routing matrix
@@ -58,6 +60,8 @@ kong-validate: install ## Check kong.yml: generated file up to date, emulator sc
 helm-check: install ## Lint, render and validate the Helm chart for every ci/ values file
 	scripts/install-helm.sh
 	$(BIN)/python helm/tools/gen_schema.py --check
+	$(BIN)/python helm/tools/gen_dashboards.py --check
+	$(BIN)/python helm/tools/gen_readme.py --check
 	$(BIN)/python -m pytest tests/deploy -q
 
 .PHONY: test-kong

@@ -2,7 +2,8 @@
 
 - the sample backend (stand-in for the stories, characters, universes and generation services)
 - the auth service under gunicorn, after applying its migrations (when auth-service/wsgi.py exists)
-- the Kong emulator on :8000 (HTTP) and :8443 (HTTPS), which starts one plugin server per plugin from kong.conf;
+- the Kong emulator on :8000 (HTTP) and :8443 (HTTPS), which starts one plugin server per plugin from kong.conf
+  (kong_pluginserver; ``SV_PLUGIN_SERVER=kong-pdk make run`` selects kong-pdk's own server, the fallback);
   the HTTPS listener uses a certificate from a throw-away local CA under run/tls/ (trust run/tls/ca.crt)
 """
 
@@ -20,13 +21,48 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "kong-emulator" / "src"))
 
-from kong_emulator.localenv import local_environ  # noqa: E402
+from kong_emulator.localenv import read_conf_values, relocate  # noqa: E402
 from kong_emulator.tls import local_ca  # noqa: E402
+
+# The paths kong.conf names in the gateway image (Dockerfile), relocated to this checkout for local runs and tests.
+IMAGE_PYTHON = "/opt/storyverse/venv/bin/python3"
+IMAGE_PLUGINS = "/opt/storyverse/plugins/"
+IMAGE_PREFIX = "/kong_prefix/"
+IMAGE_ERROR_TEMPLATES = "/opt/storyverse/error-templates/"
 
 PROXY_PORT = int(os.environ.get("SV_PROXY_PORT", "8000"))
 TLS_PORT = int(os.environ.get("SV_TLS_PORT", "8443"))
 AUTH_PORT = int(os.environ.get("SV_AUTH_PORT", "9000"))
 BACKEND_PORTS = {"stories": 9101, "characters": 9102, "universes": 9103, "generation": 9104}
+
+
+def local_overrides(
+    conf_values: dict[str, str],
+    prefix: str | Path,
+    plugins_dir: str | Path,
+    python: str = sys.executable,
+    templates_dir: str | Path | None = None,
+) -> dict[str, str]:
+    """KONG_* variables that move kong.conf's image paths here: interpreter, plugin scripts and prefix of every
+    plugin server, and (when `templates_dir` is given) the error templates."""
+    moves = {
+        IMAGE_PYTHON: python,
+        IMAGE_PLUGINS: str(Path(plugins_dir).resolve()) + "/",
+        IMAGE_PREFIX: str(Path(prefix).resolve()) + "/",
+    }
+    if templates_dir is not None:
+        moves[IMAGE_ERROR_TEMPLATES] = str(Path(templates_dir).resolve()) + "/"
+    return {"KONG_PREFIX": moves[IMAGE_PREFIX], **relocate(conf_values, moves)}
+
+
+def local_environ(repo: str | Path, prefix: str | Path, **extra: str) -> dict[str, str]:
+    """os.environ plus the overrides for running `repo`'s kong.conf from the checkout."""
+    plugins = Path(repo) / "kong-plugins"
+    env = dict(os.environ)
+    conf_values = read_conf_values(Path(repo) / "kong.conf")
+    env.update(local_overrides(conf_values, prefix, plugins / "plugins", templates_dir=plugins / "error-templates"))
+    env.update(extra)
+    return env
 
 
 def start(name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
@@ -102,6 +138,7 @@ def main() -> int:
             KONG_SSL_CERT=str(tls.cert),
             KONG_SSL_CERT_KEY=str(tls.key),
         )
+        print(f"[run] plugin servers: {env.get('SV_PLUGIN_SERVER') or 'kong-pluginserver'}", flush=True)
         procs.append(("kong emulator", start("kong emulator", [py, "-m", "kong_emulator", "-c", "kong.conf"], env)))
         if not wait_http(f"http://127.0.0.1:{PROXY_PORT}/"):
             print("[run] the emulator did not come up; see its output above", flush=True)
@@ -127,7 +164,8 @@ def _start_auth(py: str) -> subprocess.Popen | None:
     env.setdefault("ISSUER", f"http://localhost:{PROXY_PORT}")
     for step in (["create-db"], ["db", "upgrade"], ["keys", "ensure"]):
         subprocess.run([py, "-m", "flask", *step], cwd=REPO / "auth-service", env=env, check=True)
-    argv = [py, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{AUTH_PORT}", "--chdir", "auth-service", "wsgi:app"]
+    argv = [py, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{AUTH_PORT}", "--chdir", "auth-service"]
+    argv += ["-c", str(REPO / "auth-service" / "gunicorn.conf.py"), "wsgi:app"]  # its log redaction
     return start("auth service", argv, env)
 
 

@@ -18,7 +18,6 @@ from kong_emulator import conf as conf_mod
 from kong_emulator.app import _enabled_plugins
 from kong_emulator.declarative import BUNDLED_PLUGINS, load_declarative
 from kong_emulator.entities import DeclarativeConfig, PluginInfo
-from kong_emulator.localenv import local_environ
 from kong_emulator.native import with_native_infos
 from kong_emulator.pluginserver import PluginServers
 
@@ -42,7 +41,15 @@ def generator():
 def kong_conf():
     """The repository's kong.conf as the emulator reads it locally (plugin servers relocated to this checkout)."""
     prefix = tempfile.mkdtemp(prefix="svconf", dir="/tmp")
-    return conf_mod.load_kong_conf(str(KONG_CONF), local_environ(REPO, prefix))
+    return conf_mod.load_kong_conf(str(KONG_CONF), stack_runner().local_environ(REPO, prefix))
+
+
+def stack_runner():
+    """scripts/run_stack.py as a module (it knows the image paths kong.conf names)."""
+    scripts = str(REPO / "scripts")
+    if scripts not in sys.path:
+        sys.path.insert(0, scripts)
+    return importlib.import_module("run_stack")
 
 
 @functools.cache

@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 import requests
 from e2e_support import REPO, auth_env, repo_plugins, start_auth_service
-from kong_emulator.localenv import local_environ
 from kong_emulator.testing import EmulatorProcess, free_port, wait_port
 
 PASSWORD = "kong-yml smoke correct horse battery"
@@ -37,6 +36,9 @@ def stack(tmp_path_factory):
     """`python -m kong_emulator -c kong.conf` with the repository's kong.yml, as scripts/run_stack.py runs it."""
     prefix = tmp_path_factory.mktemp("kong-prefix")
     port = free_port()
+    sys.path.insert(0, str(REPO / "scripts"))
+    from run_stack import local_environ  # the image paths kong.conf names, relocated to the checkout
+
     env = local_environ(
         REPO, prefix, KONG_DECLARATIVE_CONFIG=str(REPO / "kong.yml"), KONG_PROXY_LISTEN=f"127.0.0.1:{port}"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import asyncio
 import atexit
 import json
 import os
@@ -15,6 +16,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
+import msgpack
 from kong_emulator.context import ClientRequest, Headers, RequestContext
 from kong_emulator.entities import Plugin
 
@@ -126,3 +128,44 @@ def script_plugin(plugin_id: str | None = None, **phases) -> Plugin:
 def results(ctx: RequestContext, phase: str = "access") -> list:
     """The (data, err) tuples the plugin saw, decoded from its reprs."""
     return [ast.literal_eval(r) for r in ctx.shared[f"results:{phase}"]]
+
+
+class FakeServer:
+    """A Unix-socket peer that records every request and answers from a callback (or not at all)."""
+
+    def __init__(self, reply) -> None:
+        self.path = os.path.join(short_tmpdir(), "fake.sock")
+        self.reply = reply  # (request) -> bytes | None ; None = close the connection
+        self.requests: list[tuple[int, list]] = []  # (connection number, request)
+        self.raw: list[bytes] = []
+        self.connections = 0
+        self.close_after_reply = False
+        self.delay = lambda req: 0  # seconds to wait before answering `req` (a slow or hung server)
+
+    async def __aenter__(self):
+        self.server = await asyncio.start_unix_server(self._handle, self.path)
+        return self
+
+    async def __aexit__(self, *exc):
+        self.server.close()
+
+    async def _handle(self, reader, writer):
+        self.connections += 1
+        conn = self.connections
+        unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
+        while chunk := await reader.read(4096):
+            self.raw.append(chunk)
+            unpacker.feed(chunk)
+            for req in unpacker:
+                self.requests.append((conn, req))
+                await asyncio.sleep(self.delay(req))
+                out = self.reply(req)
+                if out is None:
+                    writer.close()
+                    return
+                writer.write(out)
+                await writer.drain()
+                if self.close_after_reply:
+                    writer.close()
+                    return
+        writer.close()

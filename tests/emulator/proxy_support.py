@@ -82,7 +82,7 @@ class Upstream:
 
         app = web.Application()
         app.router.add_route("*", "/echo", echo)
-        app.router.add_route("*", "/echo/{tail:.*}", echo)
+        app.router.add_route("*", r"/echo/{tail:[\s\S]*}", echo)
         app.router.add_get("/headers", headers)
         app.router.add_get("/slow", slow)
         app.router.add_get("/who", who)

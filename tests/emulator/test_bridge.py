@@ -241,6 +241,7 @@ def test_6_no_plugin_instance_restarts_and_retries_same_phase():
             runner, trace = runner_for(server)
             await runner.run_phase(plugin, "access", make_ctx())
             server.restart()  # the new server knows no instances
+            await asyncio.sleep(0.05)  # the event loop sees the old connections close, as nginx's keepalive handler
             trace.clear()
             ctx = make_ctx()
             await runner.run_phase(plugin, "access", ctx)

@@ -1,6 +1,7 @@
 """One error format (DESIGN §6) through the real emulator process: kong.conf's error_template_* (the image paths,
-relocated by localenv like `make run`) + the post-function chunk of kong-plugins/error-format, in front of the sample
-backend. Every error a client can see is application/problem+json with `code` and `request_id`; a 2xx is untouched.
+relocated by scripts/run_stack.py like `make run`) + the post-function chunk of kong-plugins/error-format, in front
+of the sample backend. Every error a client can see is application/problem+json with `code` and `request_id`; a 2xx
+is untouched.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from kong_emulator.localenv import IMAGE_ERROR_TEMPLATES, local_overrides
 from kong_emulator.testing import EmulatorProcess, PluginEntry, free_port, wait_port
+from run_stack import IMAGE_ERROR_TEMPLATES, local_overrides
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]

@@ -17,9 +17,9 @@ from kong_emulator.conf import load_kong_conf
 from kong_emulator.context import ExitResponse, Headers
 from kong_emulator.entities import Plugin
 from kong_emulator.errors import ConfigError
-from kong_emulator.localenv import IMAGE_ERROR_TEMPLATES, local_environ, local_overrides
 from kong_emulator.native import NativeRunner, native_infos
 from kong_emulator.plugin_schema import normalize_config
+from run_stack import IMAGE_ERROR_TEMPLATES, local_environ, local_overrides
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATES = REPO / "kong-plugins" / "error-templates"

@@ -161,9 +161,10 @@ def test_a_lua_error_is_kongs_500_and_logged(runner):
     ctx = run(runner, plugin, "access", _ctx())
     assert ctx.exit.status == 500
     assert json.loads(ctx.exit.body) == {"message": "An unexpected error occurred"}
-    assert ctx.log_lines == [
-        ("err", "post-function", "[string \"local t = nil...\"]:2: attempt to index local 't' (a nil value)")
-    ]
+    # kong-lua-sandbox.lua:162 `error(t[2])` puts its own position in front of the chunk's error
+    sandbox_pos = "/usr/local/share/lua/5.1/kong/tools/kong-lua-sandbox.lua:162: "
+    error = "[string \"local t = nil...\"]:2: attempt to index local 't' (a nil value)"
+    assert ctx.log_lines == [("err", "post-function", sandbox_pos + error)]
 
 
 def test_pdk_errors_are_lua_errors_catchable_with_pcall(runner):
@@ -275,7 +276,7 @@ def test_other_plugins_go_to_the_external_runner(runner):
 def test_the_sandbox_has_kongs_globals_only(runner):
     plugin = _plugin(
         access=[
-            "kong.ctx.shared.g = table.concat({ type(os.execute), type(io.open), type(setmetatable),"
+            "kong.ctx.shared.g = table.concat({ type(os.execute), type(io), type(setmetatable),"
             " type(load), type(debug), type(python), type(string.upper), type(math.floor), type(cjson),"
             " tostring(_G == _G) }, ',')\n"
             "kong.ctx.shared.req = select(2, pcall(require, 'cjson'))\n"
@@ -285,7 +286,7 @@ def test_the_sandbox_has_kongs_globals_only(runner):
     ctx = run(runner, plugin, "access", _ctx())
     assert ctx.shared["g"] == "nil,nil,nil,nil,nil,nil,function,function,nil,true"
     assert ctx.shared["req"] == "require 'cjson' not allowed within sandbox"
-    assert ctx.shared["mod"] == "Cannot modify string.shout. Protected by the sandbox."
+    assert ctx.shared["mod"].endswith("Can not modify string.shout. Protected by the sandbox.")  # Kong 3.9.1
 
 
 def test_allowed_requires_and_untrusted_lua_off():

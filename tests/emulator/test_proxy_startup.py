@@ -38,7 +38,7 @@ def run_all(cases: dict[str, EmulatorProcess]) -> dict[str, tuple[int, str]]:
     out = {}
     for name, gw in cases.items():
         try:
-            out[name] = (gw.wait_exit(30), gw.output())
+            out[name] = (gw.wait_exit(120), gw.output())  # 28 starts at once on a shared 2-core machine
         finally:
             gw.stop()
     return out

@@ -7,47 +7,8 @@ import os
 
 import msgpack
 import pytest
-from emu_support import new_server, remove_server, short_tmpdir
+from emu_support import FakeServer, new_server, remove_server, short_tmpdir
 from kong_emulator.rpc import Bin, RpcClient, RPCError, RPCLuaError, RPCTimeout, SocketPool, pack_request
-
-
-class FakeServer:
-    """A Unix-socket peer that records every request and answers from a callback (or not at all)."""
-
-    def __init__(self, reply) -> None:
-        self.path = os.path.join(short_tmpdir(), "fake.sock")
-        self.reply = reply  # (request) -> bytes | None ; None = close the connection
-        self.requests: list[tuple[int, list]] = []  # (connection number, request)
-        self.raw: list[bytes] = []
-        self.connections = 0
-        self.close_after_reply = False
-
-    async def __aenter__(self):
-        self.server = await asyncio.start_unix_server(self._handle, self.path)
-        return self
-
-    async def __aexit__(self, *exc):
-        self.server.close()
-
-    async def _handle(self, reader, writer):
-        self.connections += 1
-        conn = self.connections
-        unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
-        while chunk := await reader.read(4096):
-            self.raw.append(chunk)
-            unpacker.feed(chunk)
-            for req in unpacker:
-                self.requests.append((conn, req))
-                out = self.reply(req)
-                if out is None:
-                    writer.close()
-                    return
-                writer.write(out)
-                await writer.drain()
-                if self.close_after_reply:
-                    writer.close()
-                    return
-        writer.close()
 
 
 def ok(req, result="r"):

@@ -235,7 +235,7 @@ class RealKongStack:
                 "KONG_DECLARATIVE_CONFIG": "/kong/kong.yml",
                 # the proxy as the chart runs it: plain HTTP plus TLS with Kong's own generated default certificate
                 "KONG_PROXY_LISTEN": "0.0.0.0:8000 reuseport backlog=16384, 0.0.0.0:8443 ssl reuseport backlog=16384",
-                "KONG_PROXY_ACCESS_LOG": "/dev/stdout", "KONG_PROXY_ERROR_LOG": "/dev/stderr",
+                "KONG_PROXY_ACCESS_LOG": "/dev/stdout sv_access", "KONG_PROXY_ERROR_LOG": "/dev/stderr",
                 "KONG_ADMIN_ERROR_LOG": "/dev/stderr",
             },
             ports={"8000/tcp": None, "8443/tcp": None, "8100/tcp": None},

@@ -1,7 +1,7 @@
 """billing: the family's subscription as the provider reports it, and the webhook event-id ledger (issue 20)
 
 Revision ID: 0005_billing
-Revises: 0004_oauth
+Revises: 0005_session_events
 Create Date: 2026-12-07
 
 """
@@ -11,7 +11,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "0005_billing"
-down_revision = "0004_oauth"
+down_revision = "0005_session_events"
 branch_labels = None
 depends_on = None
 

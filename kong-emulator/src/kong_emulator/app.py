@@ -14,6 +14,7 @@ import sys
 from collections.abc import Mapping
 
 import aiohttp
+import uvloop
 from aiohttp import web
 
 from kong_emulator import KONG_VERSION, tls
@@ -22,6 +23,7 @@ from kong_emulator.balancer import Balancer
 from kong_emulator.bridge import PluginRunner
 from kong_emulator.declarative import BUNDLED_PLUGINS, load_declarative
 from kong_emulator.errors import ConfigError
+from kong_emulator.listener import KongAppRunner
 from kong_emulator.native import NativeRunner, sandbox_settings, with_native_infos
 from kong_emulator.pdk.base import PDKEnv
 from kong_emulator.plugins_iterator import plugins_for
@@ -137,8 +139,8 @@ class Emulator:
             secure = "ssl" in flags
             proxy = (tls.HTTPSProxy if secure else Proxy)(self.engine, port)
             app = web.Application(client_max_size=self.conf.client_max_body_size, middlewares=[self.stats.middleware])
-            app.router.add_route("*", "/{tail:.*}", proxy.handle)
-            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            app.router.add_route("*", r"/{tail:[\s\S]*}", proxy.handle)  # any path, a decoded %0A included
+            runner = KongAppRunner(app, access_log=None, handle_signals=False, server_tokens=proxy.enabled("server"))
             await runner.setup()
             self.stats.watch(runner.server)
             site_tls = tls_ctx if secure else None
@@ -244,4 +246,4 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Error: {exc}", file=sys.stderr)
         return 1
     configure_logging(kong_conf.log_level)
-    return asyncio.run(serve(kong_conf))
+    return uvloop.run(serve(kong_conf))  # libuv's loop, as nginx runs on its own: a third of the CPU per request

@@ -5,8 +5,9 @@
   ``id``, ``__seq__`` and ``__plugin_id`` match; a new seq starts a new instance and then closes the old one;
   concurrent requests wait for a claim in 0.1 s steps (10 s at most);
 * events (`rpc/mp_rpc.lua` ``handle_event``/``bridge_loop``): HandleEvent, then one PDK call per Step until
-  ``"ret"`` or a terminal exit/error (after which nothing more is sent); "no plugin instance" → warn, reset the
-  plugin's instances in every worker, start again and retry; any other error → ``kong.log.err`` and the request
+  ``"ret"`` or a terminal exit/error (after which nothing more is sent); "no plugin instance" → reset the plugin's
+  instances in this worker at once and in every worker (this one included) when the posted worker event arrives,
+  warn, start again and retry, without a cap (mp_rpc.lua:312-316); any other error → ``kong.log.err`` and the request
   goes on (fail-open, faithful) — or `PluginProtocolError` in strict mode; a Lua error → 500 in
   rewrite/access/response, only logged in log.
 """
@@ -31,7 +32,9 @@ log = logging.getLogger("kong_emulator.bridge")
 
 CLAIM_SLEEP = 0.1  # get_instance_id: SLEEP_STEP
 CLAIM_STEPS = 100  # WAIT_TIME / SLEEP_STEP
-MAX_RESTARTS = 3  # Kong recurses without bound; the emulator stops after a few "no plugin instance" in a row
+# kong.worker_events.post → resty.events broker → every worker: the emulator delivers a posted worker event this
+# long after the post (a broker round trip; tests widen it to see the window)
+WORKER_EVENT_DELAY = 0.005
 
 
 def config_json(conf: dict[str, Any]) -> str:
@@ -143,6 +146,7 @@ class Worker:
         self._rpcs: dict[str, RpcClient] = {}
         self._instances: dict[str, _Instance] = {}
         self.peers: list[Worker] = [self]
+        self.event_delay = WORKER_EVENT_DELAY
 
     def rpc(self, plugin_name: str) -> RpcClient:
         """The plugin's Rpc object (msgid from 1), created on first use."""
@@ -167,12 +171,13 @@ class Worker:
         ctx.current_plugin = plugin
         call = self.pdk.new_call(ctx, phase, plugin.name)
         try:
-            await self._handle_event(plugin, call, 0)
+            while await self._handle_event(plugin, call):
+                pass  # Kong's `return self:handle_event(conf, phase)`: a tail call, so no depth limit either
         except LuaError as exc:
             self._lua_error(call, exc)
 
-    async def _handle_event(self, plugin: Plugin, call: Call, restarts: int) -> None:
-        """``Rpc:handle_event``."""
+    async def _handle_event(self, plugin: Plugin, call: Call) -> bool:
+        """``Rpc:handle_event``; True when Kong would call it again ("no plugin instance")."""
         try:
             instance_id = await self._instance_id(plugin)
             await self._bridge_loop(plugin.name, instance_id, call)
@@ -180,14 +185,14 @@ class Worker:
             raise LuaError(str(exc)) from None
         except RPCError as exc:
             err = str(exc)
-            if "no plugin instance" in err.lower() and restarts < MAX_RESTARTS:
+            if "no plugin instance" in err.lower():
                 self.reset_instances(plugin.name)
                 call.log("warn", err)
-                await self._handle_event(plugin, call, restarts + 1)
-                return
+                return True
             call.log("err", err)
             if self.strict:
                 raise PluginProtocolError(f"{plugin.name} {call.phase}: {err}") from exc
+        return False
 
     async def _bridge_loop(self, plugin_name: str, instance_id: int, call: Call) -> None:
         """``bridge_loop``: HandleEvent, then Step* until "ret" or a terminal call."""
@@ -275,9 +280,14 @@ class Worker:
         return info.id
 
     def reset_instances(self, plugin_name: str) -> None:
-        """``reset_instance``: forget every instance of the plugin here and (worker event) in the other workers."""
-        for runner in self.peers:
-            runner._reset_local(plugin_name)
+        """``reset_instance`` (plugin.lua:210-224): forget the plugin's instances here now, and post the worker event
+        that makes every worker -- this one too -- forget them when it is delivered (init.lua:62-64): later, after
+        this request's next await. Until then another worker keeps ids that the restarted server may have given to
+        other instances (another route's config)."""
+        self._reset_local(plugin_name)
+        loop = asyncio.get_running_loop()
+        for worker in self.peers:
+            loop.call_later(self.event_delay, worker._reset_local, plugin_name)
 
     def _reset_local(self, plugin_name: str) -> None:
         for key in [k for k, i in self._instances.items() if i.plugin_name == plugin_name]:

@@ -7,6 +7,7 @@ Order of precedence, as in Kong: built-in defaults (`kong/templates/kong_default
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -117,7 +118,7 @@ class KongConf:
     emulator_strict: bool
     raw: dict[str, str] = field(default_factory=dict)
 
-    @property
+    @functools.cached_property
     def enabled_headers(self) -> frozenset[str]:
         """Response header names Kong adds, with `server_tokens`/`latency_tokens` expanded (lower-case)."""
         return expand_headers(self.headers)

@@ -6,18 +6,44 @@ request from `upstream` and the client response from `response`.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Any
 
 from kong_emulator.entities import Consumer, Plugin, Route, Service
 
 
-@dataclass
-class Headers:
-    """A case-insensitive multi-map that keeps the first-seen spelling of each name (as nginx does)."""
+def wire_text(value: str) -> str:
+    """A Lua string as aiohttp can write it: aiohttp's writer is UTF-8 only (it would drop a surrogate escape
+    silently), so bytes that are not UTF-8 go out as U+FFFD. Only plugin servers see Kong's exact bytes."""
+    if value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return value
 
-    _items: list[tuple[str, str]] = field(default_factory=list)
+
+class Headers:
+    """A case-insensitive multi-map that keeps the first-seen spelling of each name (as nginx does).
+
+    The lower-case names are kept next to the pairs: lookups compare them without lower-casing every name again.
+    """
+
+    __slots__ = ("_items", "_lower", "_vars")
+
+    def __init__(self, items: list[tuple[str, str]] | None = None) -> None:
+        self._items: list[tuple[str, str]] = items if items is not None else []
+        self._lower: list[str] = [k.lower() for k, _ in self._items]
+        self._vars: list[str] | None = None  # nginx variable spellings of the names, made on first use
+
+    def var_values(self, var: str) -> list[str]:
+        """The values of the headers whose name, lower-cased with '-' read as '_', is ``var`` (nginx's
+        ``$http_<var>`` lookup)."""
+        if self._vars is None:
+            self._vars = [k.replace("-", "_") for k in self._lower]
+        items = self._items
+        return [items[i][1] for i, k in enumerate(self._vars) if k == var]
 
     @classmethod
     def from_pairs(cls, pairs) -> Headers:
@@ -25,32 +51,46 @@ class Headers:
 
     def get(self, name: str) -> str | None:
         lname = name.lower()
-        for k, v in self._items:
-            if k.lower() == lname:
-                return v
+        for i, k in enumerate(self._lower):
+            if k == lname:
+                return self._items[i][1]
         return None
 
     def get_all(self, name: str) -> list[str]:
         lname = name.lower()
-        return [v for k, v in self._items if k.lower() == lname]
+        items = self._items
+        return [items[i][1] for i, k in enumerate(self._lower) if k == lname]
 
     def set(self, name: str, value: str | list[str]) -> None:
         self.clear(name)
+        lname = name.lower()
         for v in value if isinstance(value, list) else [value]:
             self._items.append((name, str(v)))
+            self._lower.append(lname)
+        self._vars = None
 
     def add(self, name: str, value: str) -> None:
         self._items.append((name, str(value)))
+        self._lower.append(name.lower())
+        self._vars = None
 
     def clear(self, name: str) -> None:
         lname = name.lower()
-        self._items = [(k, v) for k, v in self._items if k.lower() != lname]
+        if lname in self._lower:
+            keep = [i for i, k in enumerate(self._lower) if k != lname]
+            self._items = [self._items[i] for i in keep]
+            self._lower = [self._lower[i] for i in keep]
+            self._vars = None
+
+    def lower_items(self) -> list[tuple[str, str]]:
+        """(lower-case name, value) pairs, in order."""
+        return [(k, v) for k, (_, v) in zip(self._lower, self._items, strict=True)]
 
     def lower_multimap(self) -> dict[str, list[str]]:
         """Kong's `get_headers()` after fix_mmap: lower-case names, every value a list."""
         out: dict[str, list[str]] = {}
-        for k, v in self._items:
-            out.setdefault(k.lower(), []).append(v)
+        for k, (_, v) in zip(self._lower, self._items, strict=True):
+            out.setdefault(k, []).append(v)
         return out
 
     def items(self) -> list[tuple[str, str]]:
@@ -60,10 +100,16 @@ class Headers:
         return Headers(list(self._items))
 
     def __contains__(self, name: str) -> bool:
-        return self.get(name) is not None
+        return name.lower() in self._lower
 
     def __len__(self) -> int:
         return len(self._items)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Headers) and self._items == other._items
+
+    def __repr__(self) -> str:
+        return f"Headers({self._items!r})"
 
 
 @dataclass
@@ -170,7 +216,7 @@ class LogSnapshot:
             response_headers=response_headers.copy(),
             status=status,
             shared=ctx.shared,  # Kong keeps the kong.ctx.shared *reference*
-            nginx_ctx=copy.deepcopy(ctx.nginx_ctx),
+            nginx_ctx=dict(ctx.nginx_ctx),  # plugin.lua:164 `clone(ngx.ctx)`: a shallow copy
             start_time=ctx.request.start_time,
             response_source=ctx.response.source or "service",
         )

@@ -85,6 +85,78 @@ _FORMAT_OF = {
     "text/plain": "plain",
     "text/plain; charset=utf-8": "plain",
 }
+
+
+class TemplateMissing(ValueError):
+    """No template for a content type: a Lua error in Kong (`fmt(nil, ...)`)."""
+
+
+CONTENT_TYPE_JSON = "application/json; charset=utf-8"
+
+# kong/tools/http.lua (3.x) get_response_type / get_error_template
+_MIME = {
+    "application/grpc": "",
+    "text/html": "text/html; charset=utf-8",
+    "application/json": CONTENT_TYPE_JSON,
+    "text/plain": "text/plain; charset=utf-8",
+    "application/xml": "application/xml; charset=utf-8",
+    "application": CONTENT_TYPE_JSON,
+    "text": "text/plain; charset=utf-8",
+    "default": CONTENT_TYPE_JSON,
+}
+_TEMPLATES = {
+    "application/json": '{\n  "message":"%s",\n  "request_id":"%s"\n}',
+    "text/html": (
+        '<!doctype html>\n<html>\n  <head>\n    <meta charset="utf-8">\n    <title>Error</title>\n  </head>\n'
+        "  <body>\n    <h1>Error</h1>\n    <p>%s.</p>\n    <p>request_id: %s</p>\n  </body>\n</html>\n"
+    ),
+    "text/plain": "%s\nrequest_id: %s\n",
+    "application/xml": (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<error>\n  <message>%s</message>\n  <requestid>%s</requestid>\n'
+        "</error>\n"
+    ),
+}
+_ACCEPT = re.compile(
+    r"""((?:[a-z0-9][a-z0-9\-!\#$&^_+.]+|\*) / (?:[a-z0-9][a-z0-9\-!\#$&^_+.]+|\*))
+        (?: \s*;\s* q = ( 1(?:\.0{0,3}|) | 0(?:\.\d{0,3}|) ) | \s*;\s* [a-z0-9][a-z0-9\-!\#$&^_+.]+ (?:=[^;]*|) )*""",
+    re.X | re.I,
+)
+
+
+def mime_type(content: str) -> str:
+    """``get_mime_type(content, use_default=true)``."""
+    content = content.strip().split(";")[0]
+    major, _, minor = content.partition("/")
+    if not minor:
+        return _MIME["default"]
+    if minor == "*":
+        return _MIME["default"] if major == "*" else _MIME.get(major) or _MIME["default"]
+    return _MIME.get(content) or _MIME["default"]
+
+
+def response_type(accept: str | None) -> str:
+    """``get_response_type``: the highest-q media type of Accept that Kong has a template for; JSON by default."""
+    content_type = _MIME["default"]
+    if accept is None:
+        return content_type
+    best = 0.0
+    for value in accept.split(","):
+        m = _ACCEPT.match(value.strip())
+        if m:
+            q = float(m.group(2)) if m.group(2) else 1.0
+            if q > best:
+                best = q
+                content_type = mime_type(m.group(1))
+    return content_type
+
+
+def builtin_template(content_type: str) -> str:
+    for mime, template in _TEMPLATES.items():
+        if content_type in (mime, _MIME[mime]):
+            return template
+    raise TemplateMissing(f"bad argument #1 to 'fmt' (string expected, got nil): no template for {content_type}")
+
+
 _template_paths: dict[str, str | None] = {}
 _template_cache: dict[str, str | None] = {}
 _default_type = "text/plain"
@@ -130,11 +202,9 @@ def custom_template(fmt: str) -> str | None:
 
 def error_template(content_type: str) -> str:
     """`get_error_template(mime_type)`: the custom template of that format, else Kong's own."""
-    from kong_emulator.pdk import response as pdk_response  # late: pdk imports context, like this module
-
     fmt = _FORMAT_OF.get(content_type)
     custom = custom_template(fmt) if fmt else None
-    return custom if custom is not None else pdk_response._template(content_type)
+    return custom if custom is not None else builtin_template(content_type)
 
 
 _LUA_SPEC = re.compile(r"%(?:%|[-+ #0]*\d*(?:\.\d+)?([sdq])|(.?))", re.S)
@@ -173,14 +243,12 @@ def lua_format(template: str, *args: str) -> str:
 def render(content_type: str, message: str, request_id: str) -> bytes:
     """`fmt(get_error_template(mime_type), message, request_id)`; a custom template Lua could not format is logged
     and Kong's own used (real Kong would fail that error response itself)."""
-    from kong_emulator.pdk import response as pdk_response
-
     template = error_template(content_type)
     try:
         return lua_format(template, message, request_id).encode("utf-8", "surrogateescape")
     except ValueError as exc:
         log.error("[kong] custom error template for %s: %s", content_type, exc)
-        return (pdk_response._template(content_type) % (message, request_id)).encode()
+        return (builtin_template(content_type) % (message, request_id)).encode()
 
 
 def default_message(status: int) -> str:
@@ -207,13 +275,11 @@ def kong_error(
     The JSON template is `{\n  "message":"%s",\n  "request_id":"%s"\n}`, not a compact json.dumps, unless
     kong.conf names a custom template (`configure`). `default_type` None: kong.conf's `error_default_type`.
     """
-    from kong_emulator.pdk import response as pdk_response  # late: pdk imports context, like this module
-
     text = message or default_message(status)
     if handler:
-        content_type = pdk_response.mime_type(accept if accept is not None else default_type or _default_type)
+        content_type = mime_type(accept if accept is not None else default_type or _default_type)
     else:
-        content_type = pdk_response.response_type(accept)
+        content_type = response_type(accept)
     body = render(content_type, text, request_id)
     return ExitResponse(
         status=status,

@@ -8,14 +8,14 @@ header_filter/body_filter run for every response the client gets, as in Kong: pr
 `kong/error_handlers.lua` (502/504/413/500). The plugins are the ones collected for the request (route, service,
 consumer scope); with no route -- no match, or an error before routing -- the global ones (Kong's
 `get_collected_iterator` falls back to `get_global_iterator` when `ctx.plugins` is nil). Only natively-run plugins
-have these phases (plugin servers cannot). body_filter gets the body as nginx hands it over: the body chunk with
-`eof = false`, then an empty last chunk with `eof = true` (no call for HEAD, 204 and 304).
+have these phases (plugin servers cannot). body_filter gets the body as nginx hands it over (`body_chunks`): a
+proxied body in 4 KB proxy buffers with `eof = false`, then an empty last chunk with `eof = true` (no call for
+HEAD, 204 and 304).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import posixpath
 import time
@@ -27,6 +27,7 @@ import aiohttp
 from aiohttp import web
 
 from kong_emulator import KONG_VERSION, kong_errors
+from kong_emulator.access_log import AccessLog
 from kong_emulator.bridge import PluginProtocolError as StrictModeError
 from kong_emulator.context import (
     ClientRequest,
@@ -35,7 +36,9 @@ from kong_emulator.context import (
     LogSnapshot,
     RequestContext,
     UpstreamRequest,
+    wire_text,
 )
+from kong_emulator.listener import KongResponse
 from kong_emulator.serialize import serialize
 
 log = logging.getLogger("kong_emulator.proxy")
@@ -52,6 +55,7 @@ HOP_BY_HOP = {
     "upgrade",
     "proxy-authenticate",
 }
+PROXY_BUFFER = 4096  # nginx proxy_buffer_size / proxy_buffers: one memory page
 # aiohttp sets these itself from the body it sends
 _RECOMPUTED = {"content-length"}
 
@@ -81,7 +85,7 @@ class Engine:
 
 def normalize_request_path(raw_path: str) -> str:
     """nginx's `$uri`: percent-decoded, slashes merged, dot segments resolved."""
-    path = unquote(raw_path)
+    path = unquote(raw_path, errors="surrogateescape")  # nginx decodes to bytes, valid UTF-8 or not
     while "//" in path:
         path = path.replace("//", "/")
     norm = posixpath.normpath(path) if path else "/"
@@ -115,10 +119,22 @@ def build_client_request(request: web.Request, body: bytes, listen_port: int) ->
 
 
 def _raw_headers_decoded(self: web.Request) -> list[tuple[str, str]]:
-    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self.raw_headers]
+    """The header lines as Lua strings: their bytes as sent (non-UTF-8 bytes kept as surrogate escapes)."""
+    return [(k.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape")) for k, v in self.raw_headers]
 
 
 web.Request.raw_headers_decoded = _raw_headers_decoded  # type: ignore[attr-defined]
+
+
+def body_chunks(body: bytes, proxied: bool) -> list[tuple[bytes, bool]]:
+    """The ``(ngx.arg[1], ngx.arg[2])`` pairs body_filter gets: a proxied body in nginx's proxy buffers (one memory
+    page each: ``proxy_buffers 8 4k`` on x86-64, Kong's templates keep the default) then the empty last buffer; a
+    body Kong produced (exit, error) in one chunk then the last buffer. nginx's real chunking also follows the
+    network timing; these are the smallest chunks Kong's defaults give."""
+    if not body:
+        return [(b"", True)]
+    size = PROXY_BUFFER if proxied else len(body)
+    return [(body[i : i + size], False) for i in range(0, len(body), size)] + [(b"", True)]
 
 
 class Proxy:
@@ -129,6 +145,20 @@ class Proxy:
         self.listen_port = listen_port
         self._log_tasks: set[asyncio.Task] = set()
         kong_errors.configure(engine.conf)  # error_template_* / error_default_type, as kong.configuration
+        self.access_log = AccessLog(getattr(engine.conf, "raw", None) or {})
+        self._plugins_memo: dict[tuple, list] = {}
+
+    def _plugins(self, route, service, consumer, phase: str) -> list:
+        """``engine.plugins_for`` for this scope and phase, remembered (the configuration does not change)."""
+        key = (route and route.id, service and service.id, consumer and consumer.id, phase)
+        plugins = self._plugins_memo.get(key)
+        if plugins is None:
+            engine = self.engine
+            plugins = list(engine.plugins_for(engine.declarative, route, service, consumer, phase, engine.infos))
+            if len(self._plugins_memo) > 65536:
+                self._plugins_memo.clear()
+            self._plugins_memo[key] = plugins
+        return plugins
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         too_large = False
@@ -156,11 +186,16 @@ class Proxy:
             log.exception("unexpected error while proxying %s %s", creq.method, creq.raw_path)
             status, headers, out_body = await self._emulator_error(ctx, repr(exc))
         ctx.latencies["request"] = int((time.monotonic() - t0) * 1000)
-        response = web.Response(status=status, body=out_body)
+        response = KongResponse(status=status, body=out_body)
         keep_length = creq.method == "HEAD" and not out_body  # HEAD: the length the GET body would have
         for name, value in headers.items():
             if name.lower() not in HOP_BY_HOP and (name.lower() != "content-length" or keep_length):
-                response.headers.add(name, value)
+                response.headers.add(
+                    name if name.isascii() else wire_text(name), value if value.isascii() else wire_text(value)
+                )
+        line = self.access_log.line(ctx, status, len(out_body))
+        if line is not None:
+            access_log.info("%s", line)
         self._schedule_log(ctx, status, headers, len(out_body))
         return response
 
@@ -202,7 +237,7 @@ class Proxy:
         engine = self.engine
         route = None if global_only else ctx.route
         service = None if global_only else ctx.service
-        for plugin in engine.plugins_for(engine.declarative, route, service, ctx.consumer, phase, engine.infos):
+        for plugin in self._plugins(route, service, ctx.consumer, phase):
             if ctx.exit is not None:
                 return
             if phase == "response" and self._has_filters(plugin):
@@ -266,7 +301,7 @@ class Proxy:
         header_filter with `response` + `exit_filter` (e.g. native/cors.py)."""
         engine = self.engine
         scope = (engine.declarative, ctx.route, ctx.service, ctx.consumer)
-        plugins = list(engine.plugins_for(*scope, phase, engine.infos))
+        plugins = list(self._plugins(ctx.route, ctx.service, ctx.consumer, phase))
         if phase == "header_filter" and exit_ is not None:
             natives = getattr(engine.runner, "natives", None) or {}
             extra = [
@@ -310,7 +345,7 @@ class Proxy:
         if body_plugins and status not in (204, 304) and ctx.request.method != "HEAD":
             ctx.phase = "body_filter"
             out: list[bytes] = []
-            for chunk, eof in ((body, False), (b"", True)) if body else ((b"", True),):
+            for chunk, eof in body_chunks(body, ctx.response.source == "service"):
                 arg = [chunk, eof]
                 ctx.body_filter_arg = arg  # ngx.arg of this call, shared by every plugin's body_filter
                 for plugin in body_plugins:
@@ -328,7 +363,7 @@ class Proxy:
         ctx.response.body = body
         return status, headers, body
 
-    def _enabled(self, name: str) -> bool:
+    def enabled(self, name: str) -> bool:
         """kong.configuration.enabled_headers (kong.conf `headers`, token groups expanded)."""
         enabled = getattr(self.engine.conf, "enabled_headers", None)
         if enabled is None:  # an Engine built without a KongConf: the old per-group flags
@@ -343,27 +378,27 @@ class Proxy:
         if proxied:
             # an exit with KONG_PROXIED (proxy-cache Hit) has no KONG_WAITING_TIME/KONG_PROXY_LATENCY: nil = no header
             plugin_proxied = bool(getattr(ctx, "kong_proxied", False))
-            if self._enabled("x-kong-upstream-latency") and not plugin_proxied:
+            if self.enabled("x-kong-upstream-latency") and not plugin_proxied:
                 headers.set("X-Kong-Upstream-Latency", str(ctx.latencies.get("proxy", 0)))
-            if self._enabled("x-kong-proxy-latency") and not plugin_proxied:
+            if self.enabled("x-kong-proxy-latency") and not plugin_proxied:
                 headers.set("X-Kong-Proxy-Latency", str(ctx.latencies.get("kong", 0)))
-            if self._enabled("via"):
+            if self.enabled("via"):
                 # kong_outbound_via = proxy_http_version .. " " .. SERVER_HEADER, after the upstream's own Via
                 kong_via = f"1.1 {server}"
                 resp_via = ", ".join(ctx.upstream_headers.get_all("Via")) if ctx.upstream_headers is not None else ""
                 headers.set("Via", f"{resp_via}, {kong_via}" if resp_via else kong_via)
             # "If upstream does not provide the 'Server' header ... We override it with the Kong server header."
-            if "Server" not in headers and self._enabled("server"):
+            if "Server" not in headers and self.enabled("server"):
                 headers.set("Server", server)
         else:
-            if self._enabled("x-kong-response-latency"):
+            if self.enabled("x-kong-response-latency"):
                 headers.set("X-Kong-Response-Latency", str(ctx.latencies.get("kong", 0)))
-            if not (self._enabled("via") and headers.get("Via") == server):
-                if self._enabled("server"):
+            if not (self.enabled("via") and headers.get("Via") == server):
+                if self.enabled("server"):
                     headers.set("Server", server)
                 else:
                     headers.clear("Server")
-        if self._enabled("x-kong-request-id"):
+        if self.enabled("x-kong-request-id"):
             headers.set("X-Kong-Request-Id", ctx.request_id)
 
     async def _emulator_error(self, ctx: RequestContext, detail: str) -> tuple[int, Headers, bytes]:
@@ -421,18 +456,16 @@ class Proxy:
 
     def _schedule_log(self, ctx: RequestContext, status: int, headers: Headers, size: int) -> None:
         """Kong runs `log` in a timer after the response went out, against a snapshot."""
-        if ctx.route is None and not self._has_global_log_plugins():
-            return
+        if ctx.route is None:
+            if not self._plugins(None, None, None, "log"):
+                return
+        elif not self._plugins(ctx.route, ctx.service, ctx.consumer, "log"):
+            return  # no plugin has a log handler for this request: Kong runs nothing, serializes nothing
         record = serialize(ctx, status, headers, size)
         ctx.snapshot = LogSnapshot.take(ctx, record, headers, status)
-        access_log.info(json.dumps(_access_line(record)))
         task = asyncio.get_running_loop().create_task(self._log_phase(ctx))
         self._log_tasks.add(task)
         task.add_done_callback(self._log_tasks.discard)
-
-    def _has_global_log_plugins(self) -> bool:
-        engine = self.engine
-        return bool(engine.plugins_for(engine.declarative, None, None, None, "log", engine.infos))
 
     async def _log_phase(self, ctx: RequestContext) -> None:
         await asyncio.sleep(0)
@@ -448,15 +481,3 @@ class Proxy:
     async def drain(self) -> None:
         if self._log_tasks:
             await asyncio.gather(*self._log_tasks, return_exceptions=True)
-
-
-def _access_line(record: dict) -> dict:
-    return {
-        "request_id": record["request"]["id"],
-        "method": record["request"]["method"],
-        "uri": record["request"]["uri"],
-        "route": (record.get("route") or {}).get("name"),
-        "status": record["response"]["status"],
-        "latencies": record["latencies"],
-        "client_ip": record["client_ip"],
-    }

@@ -25,6 +25,7 @@ MAX_HEADER_COUNT = 255
 HTTPS_PROTOCOLS = ("https", "grpcs", "wss")
 HTTP_SUBSYSTEM = frozenset({"http", "https", "grpc", "grpcs", "ws", "wss"})
 _UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
+_RESERVED = frozenset(b"!*'();:@&=+$,/?%#[]")  # kong/tools/uri.lua:28 RESERVED_CHARS
 
 
 # ---- paths -------------------------------------------------------------------------------------------------------
@@ -34,8 +35,9 @@ def normalize_path(uri: str, merge_slashes: bool = True) -> str:
     """`kong.tools.uri.normalize`: decode %XX of unreserved chars (upper-case others), merge `//`, drop dot segments."""
     if uri in ("", "/"):
         return uri
-    if "%" in uri:
-        uri = re.sub(r"%([0-9a-fA-F]{2})", _decode_unreserved, uri)
+    if "%" in uri:  # on the bytes: %C3%A9 is two bytes of one character, %FF one byte of none
+        raw = re.sub(rb"%([0-9a-fA-F]{2})", _decode_unreserved, uri.encode("utf-8", "surrogateescape"))
+        uri = raw.decode("utf-8", "surrogateescape")
     if "." not in uri:
         return re.sub("//+", "/", uri) if merge_slashes else uri
     segments = uri.split("/")
@@ -54,9 +56,10 @@ def normalize_path(uri: str, merge_slashes: bool = True) -> str:
     return result
 
 
-def _decode_unreserved(m: re.Match[str]) -> str:
-    char = chr(int(m.group(1), 16))
-    return char if char in _UNRESERVED else "%" + m.group(1).upper()
+def _decode_unreserved(m: re.Match[bytes]) -> bytes:
+    """uri.lua:48-58 normalize_decode: a reserved character stays encoded (upper-cased), any other byte is decoded."""
+    num = int(m.group(1), 16)
+    return b"%" + m.group(1).upper() if num in _RESERVED else bytes((num,))
 
 
 def pcre_to_python(regex: str) -> str:

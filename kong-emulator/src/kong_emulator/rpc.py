@@ -15,7 +15,6 @@ connection, back to the pool after each reply, so successive calls of one event 
 from __future__ import annotations
 
 import asyncio
-import errno
 import socket
 from collections import deque
 from collections.abc import Callable
@@ -25,11 +24,14 @@ import msgpack
 
 KONG_READ_TIMEOUT = 60.0  # nginx's default lua_socket_read_timeout; Kong's templates never change it
 KONG_POOL_SIZE = 256  # lua_socket_pool_size
-_RECV_SIZE = 4096  # Kong reads with c:receiveany(4096)
+IDLE_PEEK_AFTER = 0.001  # seconds idle after which acquire also peeks at a pooled connection
 
 # lua-MessagePack 'string_compat': str → raw family without str8; use_bin_type=False gives exactly that.
-_packer = msgpack.Packer(use_bin_type=False)
-_bin_packer = msgpack.Packer(use_bin_type=True)
+# A Lua string is bytes: the emulator holds one as a str whose non-UTF-8 bytes are surrogate escapes, and packs it
+# back byte for byte (Kong never checks UTF-8, mp_rpc.lua:183); replies decode the same way.
+LUA_BYTES = "surrogateescape"
+_packer = msgpack.Packer(use_bin_type=False, unicode_errors=LUA_BYTES)
+_bin_packer = msgpack.Packer(use_bin_type=True, unicode_errors=LUA_BYTES)
 
 
 class RPCError(Exception):
@@ -76,8 +78,97 @@ def _connect_error(exc: OSError) -> str:
     return (exc.strerror or str(exc)).lower() if exc.errno else str(exc)
 
 
+class Connection(asyncio.Protocol):
+    """One Unix-socket connection (an OpenResty cosocket), read through asyncio's transport: it stays registered
+    with the event loop, so a call costs one send and the reads, not a registration per read.
+
+    Idle in the pool, any data or EOF closes it -- nginx's keepalive close handler does the same for a pooled
+    connection the peer wrote to or closed (a late reply to a call that timed out, a restarted server).
+    """
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.idle = False
+        self.closed = False
+        self.released_at = 0.0  # loop time it went back to the pool
+        self.sock: socket.socket | None = None
+        self._chunks: deque[bytes] = deque()
+        self._waiter: asyncio.Future | None = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self.idle:
+            self.close()
+            return
+        self._chunks.append(data)
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.closed = True
+        self._wake()
+        return False
+
+    def connection_lost(self, exc) -> None:
+        self.closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def send(self, payload: bytes) -> None:
+        if self.closed or self.transport is None or self.transport.is_closing():
+            raise RPCError("closed")
+        self.transport.write(payload)
+
+    async def recv(self, deadline: float) -> bytes:
+        """The next bytes received, b"" once the peer closed (Kong's reader then sees no data); `TimeoutError` at
+        `deadline` (loop time), like the cosocket's read timeout."""
+        while not self._chunks:
+            if self.closed:
+                return b""
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            timer = loop.call_at(deadline, _expire, waiter)
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+                timer.cancel()
+        return self._chunks.popleft()
+
+    def peer_gone(self) -> bool:
+        """True if the peer closed or wrote while idle, whether or not the loop has delivered that event yet."""
+        if self.sock is None:
+            return True
+        try:
+            self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            return True  # EOF (b"") or bytes nobody asked for
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+
+    def discard(self) -> None:
+        """Forget what was read and not used (Kong drops its unpacker with the bytes it had buffered)."""
+        self._chunks.clear()
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+        self._wake()
+
+
+def _expire(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
+
 class SocketPool:
-    """Idle keepalive connections to one Unix socket, for one simulated worker (OpenResty's cosocket pool).
+    """Idle keepalive connections to one Unix socket, for one simulated worker (OpenResty's cosocket pool, LIFO).
 
     ``fresh_every=N`` makes every N-th acquire open a new connection even when an idle one exists (Kong does
     this whenever the pool is empty, e.g. under concurrency); 0 disables it.
@@ -87,38 +178,49 @@ class SocketPool:
         self.path = path
         self.size = size
         self.fresh_every = fresh_every
-        self._idle: deque[socket.socket] = deque()
+        self._idle: deque[Connection] = deque()
         self._acquired = 0
         self.opened = 0  # connections opened so far (for tests and stats)
 
-    async def acquire(self) -> socket.socket:
+    async def acquire(self) -> Connection:
         """An idle live connection, or a new one (``ngx.socket.connect``); raises `RPCError` on failure."""
         self._acquired += 1
         fresh = self.fresh_every and self._acquired % self.fresh_every == 0
+        now = asyncio.get_running_loop().time()
         while self._idle and not fresh:
-            sock = self._idle.pop()
-            if _is_alive(sock):
-                return sock
-            sock.close()  # nginx drops idle pooled connections that the peer closed
+            conn = self._idle.pop()
+            # nginx closes an idle connection as soon as its event loop sees the peer's EOF or data; a connection
+            # reused within a millisecond is checked by that event alone, an older one also by a peek, in case
+            # the close happened while this coroutine kept the loop busy
+            if not conn.closed and (now - conn.released_at < IDLE_PEEK_AFTER or not conn.peer_gone()):
+                conn.idle = False
+                return conn
+            conn.close()
         return await self._open()
 
-    async def _open(self) -> socket.socket:
+    async def _open(self) -> Connection:
+        loop = asyncio.get_running_loop()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.setblocking(False)
         try:
-            await asyncio.get_running_loop().sock_connect(sock, self.path)
+            await loop.sock_connect(sock, self.path)
+            _, conn = await loop.create_unix_connection(Connection, sock=sock)
         except OSError as exc:
             sock.close()
             raise RPCError(_connect_error(exc)) from None
+        conn.sock = sock
         self.opened += 1
-        return sock
+        return conn
 
-    def release(self, sock: socket.socket) -> None:
-        """``c:setkeepalive()``: back to the pool, or closed when the pool is full."""
-        if len(self._idle) < self.size:
-            self._idle.append(sock)
+    def release(self, conn: Connection) -> None:
+        """``c:setkeepalive()``: back to the pool, or closed when the pool is full (or the connection is dead)."""
+        conn.discard()
+        if not conn.closed and len(self._idle) < self.size:
+            conn.idle = True
+            conn.released_at = asyncio.get_running_loop().time()
+            self._idle.append(conn)
         else:
-            sock.close()
+            conn.close()
 
     def close(self) -> None:
         """Close every idle connection."""
@@ -127,18 +229,7 @@ class SocketPool:
 
     @property
     def idle(self) -> int:
-        return len(self._idle)
-
-
-def _is_alive(sock: socket.socket) -> bool:
-    """True unless the peer closed the idle connection (or sent unexpected bytes)."""
-    try:
-        sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-    except BlockingIOError:
-        return True
-    except OSError as exc:
-        return exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK)
-    return False  # EOF or stray bytes: nginx's keepalive close handler drops the connection
+        return sum(1 for c in self._idle if not c.closed)
 
 
 class RpcClient:
@@ -167,26 +258,24 @@ class RpcClient:
         msg_id = self.msg_id
         if self.trace is not None:
             self.trace.append((method, params))
-        sock = await self.pool.acquire()
+        conn = await self.pool.acquire()
+        deadline = asyncio.get_running_loop().time() + self.timeout
         try:
-            async with asyncio.timeout(self.timeout):
-                result = await self._exchange(sock, msg_id, pack_request(msg_id, method, params))
+            result = await self._exchange(conn, msg_id, pack_request(msg_id, method, params), deadline)
         except TimeoutError:
-            sock.close()
+            # mp_rpc.lua:195-198: the reader fails and Kong calls c:setkeepalive() -- the connection goes back to
+            # the pool while the server still owes this reply; the next call on it may read that reply instead
+            self.pool.release(conn)
             raise RPCTimeout() from None
         except BaseException:
-            sock.close()
+            conn.close()
             raise
-        self.pool.release(sock)
+        self.pool.release(conn)
         return result
 
-    async def _exchange(self, sock: socket.socket, msg_id: int, payload: bytes) -> Any:
-        loop = asyncio.get_running_loop()
-        try:
-            await loop.sock_sendall(sock, payload)
-        except OSError as exc:
-            raise RPCError(_connect_error(exc)) from None
-        unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)  # Kong: a new unpacker per call
+    async def _exchange(self, conn: Connection, msg_id: int, payload: bytes, deadline: float) -> Any:
+        conn.send(payload)
+        unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, unicode_errors=LUA_BYTES)  # one per call
         fed = done = 0  # bytes received / bytes of complete objects
         while True:
             for data in unpacker:
@@ -196,20 +285,13 @@ class RpcClient:
                         self.on_notification(data[1], data[2])
                     continue
                 return _response(data, msg_id)
-            chunk = await _recv(loop, sock)
+            chunk = await conn.recv(deadline)
             if not chunk:
                 if fed != done:  # closed in the middle of an object
                     raise RPCLuaError("missing bytes")
                 raise RPCError("no data")
             unpacker.feed(chunk)
             fed += len(chunk)
-
-
-async def _recv(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> bytes:
-    try:
-        return await loop.sock_recv(sock, _RECV_SIZE)
-    except OSError:
-        return b""  # reset by peer: Kong's reader sees no data as well
 
 
 def _response(data: Any, msg_id: int) -> Any:

@@ -71,8 +71,8 @@ def _querystring(raw_query: str) -> dict[str, Any]:
         if not part:
             continue
         key, eq, value = part.partition("=")
-        key = unquote_plus(key)
-        val: Any = unquote_plus(value) if eq else True
+        key = unquote_plus(key, errors="surrogateescape")
+        val: Any = unquote_plus(value, errors="surrogateescape") if eq else True
         if key in out:
             prev = out[key]
             out[key] = [*prev, val] if isinstance(prev, list) else [prev, val]

@@ -7,23 +7,36 @@ no healthy target → 503, every one of them a Kong JSON error.
 
 from __future__ import annotations
 
+import re
 import time
 
 import aiohttp
 
 from kong_emulator import KONG_VERSION, kong_errors
-from kong_emulator.context import Headers, RequestContext
+from kong_emulator.context import Headers, RequestContext, wire_text
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
+# kong/tools/uri.lua:41 ESCAPE_PATTERN ("joi": case-insensitive)
+_ESCAPE = re.compile(rb"[^!#$&'()*+,/:;=?@\[\]A-Za-z\d\-_.~%]")
+
+
+def escape_uri(path: str) -> str:
+    """uri.lua:66-75 ``escape``, applied to the upstream URI (handler.lua:1324): other bytes become %XX."""
+    raw = path.encode("utf-8", "surrogateescape")
+    return _ESCAPE.sub(lambda m: b"%%%02X" % m.group(0)[0], raw).decode("ascii")
+
+
 def _join_query(path: str, raw_query: str) -> str:
+    path = path if path.isascii() and path.isprintable() else escape_uri(path)
     return f"{path}?{raw_query}" if raw_query else path
 
 
 def _joined(headers: Headers, name: str) -> str | None:
-    """nginx's `$http_<name>` (1.23+): repeated request headers joined with ", "."""
-    values = headers.get_all(name)
+    """nginx's `$http_<name>` (1.23+): every header whose name reads as <name> with '-' as '_' (`X_Forwarded_For`
+    too: Kong serves `underscores_in_headers on`), repeats joined with ", "."""
+    values = headers.var_values(name.lower().replace("-", "_"))
     return ", ".join(values) if values else None
 
 
@@ -145,7 +158,11 @@ async def send(engine, ctx: RequestContext, t0: float):
         async with engine.session.request(
             up.method,
             url,
-            headers=[(k, v) for k, v in headers.items() if k.lower() != "content-length"],
+            headers=[
+                (k if k.isascii() else wire_text(k), v if v.isascii() else wire_text(v))
+                for k, v in headers.items()
+                if k.lower() != "content-length"
+            ],
             data=body if body else None,
             timeout=timeout,
             allow_redirects=False,
@@ -154,7 +171,10 @@ async def send(engine, ctx: RequestContext, t0: float):
             payload = await resp.read()
             status, rheaders = (
                 resp.status,
-                Headers.from_pairs((k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.raw_headers),
+                Headers.from_pairs(
+                    (k.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape"))
+                    for k, v in resp.raw_headers
+                ),
             )
     except TimeoutError:
         ctx.latencies["proxy"] = int((time.monotonic() - sent) * 1000)

@@ -1,14 +1,15 @@
 """The Lua side of the native runtime: the ``kong``/``ngx`` tables, Kong's sandbox and the serverless compiler.
 
 Run once per Lua state (`runtime.LuaState`). The chunk returns one function that takes the Python callbacks and
-returns the API table the Python side drives. Kong sources mirrored here (Kong/kong, 3.9):
+returns the API table the Python side drives. Kong sources mirrored here (Kong 3.9.1, the release we deploy -- not
+master, whose sandbox is a different module with more globals):
 
-* `kong/tools/sandbox/environment/lua.lua`: the globals a sandboxed chunk sees (``LUA_ENV`` below, verbatim);
-* `kong/tools/sandbox/environment/init.lua` ``protect``: modules are read-only ("Cannot modify %s.%s. Protected
-  by the sandbox."), ``_G`` is the environment itself;
-* `kong/tools/sandbox/init.lua` ``sandbox_backward_compatible`` + `kong/tools/sandbox/kong.lua`
-  ``create_lua_env``/``wrap``: ``untrusted_lua = off`` refuses, ``on`` falls back to ``_G``, ``sandbox`` clones the
-  Lua environment, overlays the caller's ``env`` (``{kong = kong, ngx = ngx}``) and a ``require`` that only loads
+* `kong/tools/kong-lua-sandbox.lua` ``BASE_ENV`` (lines 59-80, verbatim): the only globals a sandboxed chunk sees
+  besides its env -- no ``print``, ``bit``, ``jit``, ``io``, ``table.new/clear/pack/unpack``; ``protect_module``:
+  modules are read-only ("Can not modify %s.%s. Protected by the sandbox."); ``sandbox.protect``: ``_G`` is the
+  environment itself, the chunk runs under ``pcall`` and its error is raised again;
+* `kong/tools/sandbox.lua`: ``untrusted_lua = off`` refuses, ``on`` falls back to ``_G``, ``sandbox`` puts the
+  caller's ``env`` (``{kong = kong, ngx = ngx}``) in front of a ``require`` that only loads
   ``untrusted_lua_sandbox_requires`` ("require '%s' not allowed within sandbox");
 * `kong/plugins/pre-function/_handler.lua` ``compile_phase_array``: the self-replacing first-run closures.
 """
@@ -252,71 +253,49 @@ setmetatable(ngx, {
   end,
 })
 
--- Kong's sandbox -------------------------------------------------------------------------------------------------
-local LUA_ENV_IDS = [[
-_VERSION assert   error ipairs next   pairs pcall print select
-tonumber tostring type  unpack xpcall
+-- Kong 3.9.1's sandbox: kong/tools/kong-lua-sandbox.lua (BASE_ENV, protect_module) -----------------------------
+-- kong-lua-sandbox.lua:59-80: the whole base environment (no print, bit, jit, io, table.new/clear/pack/unpack ...)
+local BASE_ENV_IDS = [[
+_VERSION assert error    ipairs   next pairs
+pcall    select tonumber tostring type unpack xpcall
 
-bit.arshift bit.band bit.bnot bit.bor    bit.bswap bit.bxor
-bit.lshift  bit.rol  bit.ror  bit.rshift bit.tobit bit.tohex
-
-coroutine.create coroutine.resume coroutine.running
-coroutine.status coroutine.wrap   coroutine.yield
-
-io.type
-
-jit.os jit.arch jit.version jit.version_num
+coroutine.create coroutine.resume coroutine.running coroutine.status
+coroutine.wrap   coroutine.yield
 
 math.abs   math.acos math.asin  math.atan math.atan2 math.ceil
-math.cos   math.cosh math.deg   math.exp  math.floor math.fmod
+math.cos   math.cosh math.deg   math.exp  math.fmod  math.floor
 math.frexp math.huge math.ldexp math.log  math.log10 math.max
 math.min   math.modf math.pi    math.pow  math.rad   math.random
 math.sin   math.sinh math.sqrt  math.tan  math.tanh
 
 os.clock os.date os.difftime os.time
 
-string.byte    string.char string.find  string.format string.gmatch
-string.gsub    string.len  string.lower string.match  string.rep
+string.byte string.char  string.find  string.format string.gmatch
+string.gsub string.len   string.lower string.match  string.rep
 string.reverse string.sub  string.upper
 
-table.clear table.clone  table.concat  table.foreach table.foreachi
-table.getn  table.insert table.isarray table.isempty table.maxn
-table.move  table.new    table.nkeys   table.pack    table.remove
-table.sort  table.unpack
+table.concat table.insert table.maxn table.remove table.sort
 ]]
 
-local extra = {
-  print = function(...) emit_log("notice", "[lua] " .. message(...)) end,
-}
-for _, lib in ipairs({ "new", "clear", "clone", "isarray", "isempty", "nkeys" }) do
-  local ok, fn = pcall(require, "table." .. lib)
-  if ok then extra["table." .. lib] = fn end
-end
-extra["table.pack"] = function(...) return { n = select("#", ...), ... } end
-extra["table.unpack"] = unpack
-
-local LUA_ENV = {}
-LUA_ENV_IDS:gsub("%S+", function(id)
+local BASE_ENV = {}
+BASE_ENV_IDS:gsub("%S+", function(id)
   local m, f = id:match("([^%.]+)%.([^%.]+)")
   if m then
-    LUA_ENV[m] = LUA_ENV[m] or {}
-    local v = extra[id]
-    if v == nil and type(G[m]) == "table" then v = G[m][f] end
-    LUA_ENV[m][f] = v
+    BASE_ENV[m] = BASE_ENV[m] or {}
+    BASE_ENV[m][f] = G[m][f]
   else
-    local v = extra[id]
-    if v == nil then v = G[id] end
-    LUA_ENV[id] = v
+    BASE_ENV[id] = G[id]
   end
 end)
-for name, mod in pairs(LUA_ENV) do
-  if type(mod) == "table" then
-    setmetatable(mod, { __newindex = function(_, k)
-      return error(("Cannot modify %s.%s. Protected by the sandbox."):format(name, tostring(k)), -1)
-    end })
-  end
+-- kong-lua-sandbox.lua:91-102 protect_module
+for _, name in ipairs({ "coroutine", "math", "os", "string", "table" }) do
+  BASE_ENV[name] = setmetatable({}, {
+    __index = BASE_ENV[name],
+    __newindex = function(_, attr)
+      error("Can not modify " .. name .. "." .. attr .. ". Protected by the sandbox.")
+    end,
+  })
 end
-LUA_ENV._G = LUA_ENV
 
 local function denied_require(modname)
   return error(("require '%s' not allowed within sandbox"):format(tostring(modname)), -1)
@@ -333,23 +312,33 @@ local environment = {
     end
     return mod
   end or denied_require,
-  kong = kong,
-  ngx = ngx,
 }
-environment._G = environment
+-- pre-function/_handler.lua:16-19 sandbox_opts.env = { kong, ngx } in front of sandbox.lua's environment
 local sandbox_env = setmetatable({ kong = kong, ngx = ngx }, { __index = environment })
 
-local function create_lua_env(env)
-  local new_env = {}
-  for k, v in pairs(LUA_ENV) do new_env[k] = v end
-  for k, v in pairs(new_env) do
-    local e = env[k]
-    rawset(new_env, k, e ~= nil and e or v)
+-- kong-lua-sandbox.lua:117-169 sandbox.protect: BASE_ENV entries (overridden by the passed env), the env behind
+-- them, env._G = env; the chunk runs under pcall and its error is re-raised
+local SANDBOX_POS = "/usr/local/share/lua/5.1/kong/tools/kong-lua-sandbox.lua:162: "
+local function protect(chunk, env)
+  local sandboxed = {}
+  for k, v in pairs(BASE_ENV) do
+    local pv = env[k]
+    if pv ~= nil then sandboxed[k] = pv else sandboxed[k] = v end
   end
-  if env.require ~= nil then rawset(new_env, "require", env.require) end
-  return setmetatable(new_env, { __index = env })
+  setmetatable(sandboxed, { __index = env })
+  sandboxed._G = sandboxed
+  local f = assert(load(chunk, nil, "t", sandboxed))
+  return function(...)
+    local t = { n = select("#", ...), pcall(f, ...) }
+    if not t[1] then  -- `error(t[2])` at kong-lua-sandbox.lua:162 prefixes its own position to a string
+      if type(t[2]) == "string" then error(SANDBOX_POS .. t[2], 0) end
+      error(t[2], 0)
+    end
+    return unpack(t, 2)
+  end
 end
 
+-- kong/tools/sandbox.lua:117-142
 local function sandbox(chunk)
   if mode == "off" then
     return error("loading of untrusted Lua code disabled because 'untrusted_lua' config option is set to 'off'", -1)
@@ -357,17 +346,7 @@ local function sandbox(chunk)
   if mode ~= "sandbox" then
     return assert(load(chunk, nil, "t", setmetatable({}, { __index = G })))
   end
-  local compiled, err = load(chunk, nil, "t", create_lua_env(sandbox_env))
-  if not compiled then
-    return error(err, -1)
-  end
-  return function(...)
-    local t = { n = select("#", ...), pcall(compiled, ...) }
-    if not t[1] then
-      return error(t[2], -1)
-    end
-    return unpack(t, 2)
-  end
+  return protect(chunk, sandbox_env)
 end
 
 -- kong/plugins/pre-function/_handler.lua ------------------------------------------------------------------------

@@ -33,7 +33,6 @@ so a request carrying ``Authorization`` is cached like any other — the emulato
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
 import re
 import threading
@@ -44,6 +43,7 @@ from typing import Any
 from kong_emulator import KONG_VERSION
 from kong_emulator.context import ExitResponse, Headers
 from kong_emulator.entities import Plugin, PluginInfo
+from kong_emulator.native.proxy_cache_key import build_cache_key
 from kong_emulator.serialize import _querystring
 
 NAME = "proxy-cache"
@@ -279,39 +279,6 @@ def content_type_matches(content_type: str, accepted: list[str]) -> bool:
             if all(params.get(k) == v for k, v in exp_params.items()) and len(params) == len(exp_params):
                 return True
     return False
-
-
-def _generate_key_from(args: dict[str, Any], fields: list[str]) -> str:
-    out = []
-    for field in fields:
-        arg = args.get(field)
-        if arg is None or arg is False:
-            continue
-        if isinstance(arg, list):
-            out.append(f"{field}=" + ",".join(sorted(str(a) for a in arg)))
-        elif arg is True:
-            out.append(field)
-        else:
-            out.append(f"{field}={arg}")
-    return ":".join(out)
-
-
-def build_cache_key(consumer_id, route_id, method: str, uri: str, query: dict, headers: Headers, conf: dict) -> str:
-    """``cache_key.build_cache_key`` (3.9, sha256)."""
-    if consumer_id and route_id:
-        prefix = f"{consumer_id}:{route_id}"
-    else:
-        prefix = route_id or "default"
-    vary_query = conf.get("vary_query_params") or []
-    params = _generate_key_from(query, vary_query if vary_query else sorted(query))
-    vary_headers = conf.get("vary_headers") or []
-    if vary_headers:
-        lowered = {k: (v[0] if len(v) == 1 else v) for k, v in headers.lower_multimap().items()}
-        header_args = {f: lowered.get(f.lower().replace("_", "-")) for f in vary_headers}
-        headers_part = _generate_key_from(header_args, vary_headers)
-    else:
-        headers_part = ""
-    return hashlib.sha256(f"{prefix}|{method}|{uri}|{params}|{headers_part}".encode()).hexdigest()
 
 
 def _overwritable(name: str) -> bool:

@@ -48,14 +48,22 @@ class PDKEnv:
 
     def __post_init__(self) -> None:
         self._networks = [ipaddress.ip_network(c, strict=False) for c in self.trusted_ips]
+        self._trusted: dict[str, bool] = {}  # address → answer (peers repeat; bounded below)
 
     def is_trusted(self, address: str) -> bool:
         """``kong.ip.is_trusted``: is ``address`` inside one of ``trusted_ips``?"""
+        known = self._trusted.get(address)
+        if known is not None:
+            return known
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
             return False
-        return any(ip in net for net in self._networks)
+        answer = any(ip in net for net in self._networks)
+        if len(self._trusted) > 4096:
+            self._trusted.clear()
+        self._trusted[address] = answer
+        return answer
 
     def all_consumers(self) -> Mapping[str, Consumer]:
         return self.consumers() if callable(self.consumers) else self.consumers

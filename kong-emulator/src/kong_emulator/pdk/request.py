@@ -14,6 +14,7 @@ from kong_emulator.pdk.base import (
     is_str,
     lua_str,
 )
+from kong_emulator.router import normalize_path
 from kong_emulator.rpc import Bin
 
 MAX_REQ_HEADERS = 100  # lua_max_req_headers
@@ -52,10 +53,10 @@ def parse_args(raw_query: str, max_args: int = MAX_URI_ARGS) -> dict[str, Any]:
         if count > max_args:
             break
         key, eq, value = part.partition("=")
-        key = unquote_plus(key)
+        key = unquote_plus(key, errors="surrogateescape")
         if not key:
             continue
-        val: Any = unquote_plus(value) if eq else True
+        val: Any = unquote_plus(value, errors="surrogateescape") if eq else True
         prev = out.get(key)
         if prev is None:
             out[key] = val
@@ -74,8 +75,25 @@ def get_header(c: Call, name=None, *_):
         values = c.saved.request_headers.get_all(lua_str(name).replace("_", "-"))
         return values[0] if values else None
     c.need_request()
-    values = c.ctx.request.headers.get_all(_name(name))
-    return values[0] if values else None
+    return nginx_http_var(c.ctx.request.headers, _name(name))
+
+
+def nginx_http_var(headers: Headers, name: str) -> str | None:
+    """kong/tools/http.lua:545-565 ``get_header(name)``: ``ngx.var["http_" .. replace_dashes(name)]`` -- nginx compares
+    each header name lower-cased with '-' read as '_', so ``X_User_Id`` answers for ``X-User-Id`` (Kong serves
+    ``underscores_in_headers on``) and repeats are joined with ", "; a value with ", " is looked up again in
+    ``ngx.req.get_headers()``, whose keys are lower-cased names as sent ('_' kept) and whose lookups read '_' as '-'."""
+    values = headers.var_values(name.lower().replace("-", "_"))
+    if not values:
+        return None
+    value = values[0] if len(values) == 1 else ", ".join(values)
+    if ", " not in value:
+        return value
+    key = name.lower().replace("_", "-")
+    for k, v in headers.lower_items()[:MAX_REQ_HEADERS]:
+        if k == key:
+            return v
+    return None
 
 
 def get_headers(c: Call, max_headers=None, *_):
@@ -117,7 +135,7 @@ def _forwarded(c: Call, header: str) -> str | None:
     req = _req(c)
     if not c.env.is_trusted(req.client_ip):
         return None
-    value = req.headers.get(header)
+    value = nginx_http_var(req.headers, header)  # _REQUEST.get_header, as Kong's get_forwarded_* use
     return value.split(",")[0].strip() if value else None
 
 
@@ -153,7 +171,8 @@ def get_method(c, *_):
 
 
 def get_path(c, *_):
-    return _req(c).path
+    """request.lua:415-417 ``normalize(get_raw_path(), true)`` (kong/tools/uri.lua), not nginx's ``$uri``."""
+    return normalize_path(_req(c).raw_path, True)
 
 
 def get_raw_path(c, *_):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
+from kong_emulator import kong_errors
 from kong_emulator.context import ExitResponse, Headers
+from kong_emulator.kong_errors import CONTENT_TYPE_JSON, TemplateMissing, response_type
 from kong_emulator.pdk.base import (
     HEADER_BODY_LOG,
     REWRITE_ACCESS_HEADER,
@@ -23,71 +24,7 @@ from kong_emulator.pdk.base import (
 )
 from kong_emulator.pdk.request import MAX_REQ_HEADERS, headers_map
 
-CONTENT_TYPE_JSON = "application/json; charset=utf-8"
 UNEXPECTED_BODY = b'{"message":"An unexpected error occurred"}'
-
-# kong/tools/http.lua (3.x) get_response_type / get_error_template
-_MIME = {
-    "application/grpc": "",
-    "text/html": "text/html; charset=utf-8",
-    "application/json": CONTENT_TYPE_JSON,
-    "text/plain": "text/plain; charset=utf-8",
-    "application/xml": "application/xml; charset=utf-8",
-    "application": CONTENT_TYPE_JSON,
-    "text": "text/plain; charset=utf-8",
-    "default": CONTENT_TYPE_JSON,
-}
-_TEMPLATES = {
-    "application/json": '{\n  "message":"%s",\n  "request_id":"%s"\n}',
-    "text/html": (
-        '<!doctype html>\n<html>\n  <head>\n    <meta charset="utf-8">\n    <title>Error</title>\n  </head>\n'
-        "  <body>\n    <h1>Error</h1>\n    <p>%s.</p>\n    <p>request_id: %s</p>\n  </body>\n</html>\n"
-    ),
-    "text/plain": "%s\nrequest_id: %s\n",
-    "application/xml": (
-        '<?xml version="1.0" encoding="UTF-8"?>\n<error>\n  <message>%s</message>\n  <requestid>%s</requestid>\n'
-        "</error>\n"
-    ),
-}
-_ACCEPT = re.compile(
-    r"""((?:[a-z0-9][a-z0-9\-!\#$&^_+.]+|\*) / (?:[a-z0-9][a-z0-9\-!\#$&^_+.]+|\*))
-        (?: \s*;\s* q = ( 1(?:\.0{0,3}|) | 0(?:\.\d{0,3}|) ) | \s*;\s* [a-z0-9][a-z0-9\-!\#$&^_+.]+ (?:=[^;]*|) )*""",
-    re.X | re.I,
-)
-
-
-def mime_type(content: str) -> str:
-    """``get_mime_type(content, use_default=true)``."""
-    content = content.strip().split(";")[0]
-    major, _, minor = content.partition("/")
-    if not minor:
-        return _MIME["default"]
-    if minor == "*":
-        return _MIME["default"] if major == "*" else _MIME.get(major) or _MIME["default"]
-    return _MIME.get(content) or _MIME["default"]
-
-
-def response_type(accept: str | None) -> str:
-    """``get_response_type``: the highest-q media type of Accept that Kong has a template for; JSON by default."""
-    content_type = _MIME["default"]
-    if accept is None:
-        return content_type
-    best = 0.0
-    for value in accept.split(","):
-        m = _ACCEPT.match(value.strip())
-        if m:
-            q = float(m.group(2)) if m.group(2) else 1.0
-            if q > best:
-                best = q
-                content_type = mime_type(m.group(1))
-    return content_type
-
-
-def _template(content_type: str) -> str:
-    for mime, template in _TEMPLATES.items():
-        if content_type in (mime, _MIME[mime]):
-            return template
-    raise LuaError(f"bad argument #1 to 'fmt' (string expected, got nil): no template for {content_type}")
 
 
 def _exit_headers(headers: dict | None) -> tuple[Headers, set[str]]:
@@ -149,10 +86,11 @@ def error(c: Call, status=None, message=None, headers=None, *_):
         accept = c.ctx.request.headers.get_all("Accept")
         content_type = response_type(", ".join(accept) if accept else None)
     headers["Content-Type"] = content_type
-    from kong_emulator import kong_errors  # kong_errors renders from this module's templates: import late
-
     text = lua_str(message) if message is not None else kong_errors.default_message(int(status))
-    data = kong_errors.render(lua_str(content_type), text, c.ctx.request_id)  # custom error_template_* included
+    try:
+        data = kong_errors.render(lua_str(content_type), text, c.ctx.request_id)  # custom error_template_* included
+    except TemplateMissing as exc:
+        raise LuaError(str(exc)) from None
     hdrs, seen = _exit_headers(headers)
     if "content-length" not in seen:
         hdrs.set("Content-Length", str(len(data)))
