@@ -33,7 +33,7 @@ from ..clock import now
 from ..errors import APIError
 from ..extensions import db
 from ..mfa import service as mfa
-from ..models import Account, Consent, DeviceAuthorization, Family, Session
+from ..models import Account, Consent, DeviceAuthorization, Family
 from ..oauth import grants
 from ..oauth.models import OAuthClient, OAuthGrant
 from ..services import children, sessions
@@ -120,18 +120,17 @@ def export(parent: Account) -> dict[str, Any]:
     }
 
 
-def _sessions(account_id: uuid.UUID) -> list[Session]:
-    return list(
-        db.session.scalars(select(Session).where(Session.account_id == account_id).order_by(Session.created_at))
-    )
+def _sessions(account_id: uuid.UUID) -> list[Any]:
+    """The live sessions, through the sessions service (wherever it keeps them)."""
+    return sorted(sessions.live_sessions(account_id), key=lambda s: s.created_at)
 
 
-def _session(s: Session) -> dict[str, Any]:
+def _session(s: Any) -> dict[str, Any]:
     return {
         "id": str(s.id),
         "created_at": s.created_at,
         "last_used_at": s.last_used_at,
-        "revoked_at": s.revoked_at,
+        "expires_at": s.expires_at,
         "user_agent": s.user_agent,
         "ip": s.ip,
     }
