@@ -553,7 +553,7 @@ class Requests:
                 other = "parent_a" if FAMILY_OF.get(cell.principal) == "B" else "parent_b"
                 sid = self.w.who[other].victim.session_id
             return f"/auth/sessions/{sid}", token, None, None
-        if e.startswith("auth-child-") and e != "auth-child-login":
+        if (e.startswith("auth-child-") and e != "auth-child-login") or e == "auth-consent-withdraw":
             child = self.child(e, m, cell.principal, fam)
             suffix, body = {
                 "auth-child-pin": ("/pin", {"pin": "8264"}),

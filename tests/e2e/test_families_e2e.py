@@ -47,7 +47,7 @@ def stack(backend):
         port = free_port()
         env = auth_env(DATABASE, REDIS_DB, ISSUER, BILLING_WEBHOOK_SECRETS=WEBHOOK_SECRET,
                        EMAIL_VERIFICATION_REQUIRED="1", MAIL_BACKEND="smtp", SMTP_HOST="127.0.0.1",
-                       SMTP_PORT=str(sink.port))  # fmt: skip
+                       SMTP_PORT=str(sink.port), SMTP_SECURITY="none")  # fmt: skip
         auth = start_auth_service(port, env)
         gw = EmulatorProcess(_kong_yml(f"http://127.0.0.1:{port}", backend), repo_plugins())
         try:
