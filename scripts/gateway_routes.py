@@ -157,6 +157,32 @@ AUTH_SERVICE: tuple[Endpoint, ...] = (
              (PARENT,), ((20, "minute"),)),
     Endpoint("auth-device-deny", ("POST",), "/auth/device/deny", "auth", "A parent denies a device",
              (PARENT,), ((20, "minute"),)),
+    # -- issue 20: plans and the billing provider's webhook (signed; the service checks the signature) --------------
+    Endpoint("auth-family-plan", ("GET", "POST"), "/auth/family/plan", "auth",
+             "The family's plan; ask to change it (parents only)", (PARENT,), ((30, "minute"),)),
+    Endpoint("auth-billing-webhook", ("POST",), "/auth/billing/webhook", "auth",
+             "Billing provider events (HMAC-signed, replay-protected)", limits=((300, "minute"),)),
+    # -- issue 20: e-mail verification (the link's token authenticates; resend is throttled by the service too) -----
+    Endpoint("auth-email-verify", ("POST",), "/auth/email/verify", "auth",
+             "Confirm the e-mail address with the mailed token", limits=((10, "minute"),)),
+    Endpoint("auth-email-resend", ("POST",), "/auth/email/verification", "auth",
+             "Mail a new confirmation link", (PARENT, ADMIN), ((5, "minute"),)),
+    # -- issue 20: parent MFA (TOTP + recovery codes; the service throttles codes like passwords) --------------------
+    Endpoint("auth-mfa-status", ("GET",), "/auth/mfa", "auth", "The parent's second factors", (PARENT,)),
+    Endpoint("auth-mfa-totp", ("POST", "DELETE"), "/auth/mfa/totp", "auth",
+             "Set up or remove an authenticator app", (PARENT,), ((10, "minute"),)),
+    Endpoint("auth-mfa-totp-confirm", ("POST",), "/auth/mfa/totp/confirm", "auth",
+             "Confirm the authenticator app with a first code", (PARENT,), ((10, "minute"),)),
+    Endpoint("auth-mfa-verify", ("POST",), "/auth/mfa/verify", "auth",
+             "Step up: check a second-factor code for this session", (PARENT,), ((10, "minute"),)),
+    Endpoint("auth-mfa-recovery-codes", ("POST",), "/auth/mfa/recovery-codes", "auth",
+             "Replace the recovery codes", (PARENT,), ((5, "minute"),)),
+    # -- issue 20: privacy (consent withdrawal, the family's export, account deletion with a grace period) ----------
+    _child("auth-consent-withdraw", ("DELETE",), f"{CHILD_PATH}/consent", "Withdraw parental consent", 10),
+    Endpoint("auth-account-export", ("GET",), "/auth/account/export", "auth", "The family's data as JSON",
+             (PARENT,), ((10, "minute"),)),
+    Endpoint("auth-account-deletion", ("POST", "DELETE"), "/auth/account/deletion", "auth",
+             "Delete the parent's account after a grace period, or cancel", (PARENT,), ((5, "minute"),)),
     # -- unversioned: standard locations (the issuer's discovery document, its JWKS) ----------------------------------
     Endpoint("discovery", ("GET",), "/.well-known/openid-configuration", "auth", "OpenID discovery document",
              limits=((120, "minute"),), versioned=False, abuse=False),

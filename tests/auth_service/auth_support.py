@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import psycopg2
@@ -64,9 +65,18 @@ class AuthActions:
     def login(self, email: str = "parent@example.com", password: str = PASSWORD, **kw):
         return self._client.post("/api/auth/login", json={"email": email, "password": password}, **kw)
 
+    def verify_email(self, email: str = "parent@example.com") -> None:
+        """Open the newest verification link mailed to ``email`` (issue 20: children and consent need it)."""
+        outbox = self._client.application.extensions["sv_mailer"].outbox
+        links = [m.body for m in outbox if m.to == email and "verify-email?token=" in m.body]
+        if links:
+            token = re.search(r"verify-email\?token=([A-Za-z0-9_\-]+)", links[-1]).group(1)
+            self._client.post("/api/auth/email/verify", json={"token": token})
+
     def tokens(self, email: str = "parent@example.com") -> dict:
-        """Register (if needed) and log in; return the token response."""
+        """Register (if needed), verify the address and log in; return the token response."""
         self.register(email)
+        self.verify_email(email)
         response = self.login(email)
         assert response.status_code == 200, response.get_json()
         return response.get_json()

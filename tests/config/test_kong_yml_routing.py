@@ -67,6 +67,18 @@ AUTH = [
     ("auth-device-token", {"POST"}, "/auth/device/token", "auth", None, False),
     ("auth-device-approve", {"POST"}, "/auth/device/approve", "auth", {P}, False),
     ("auth-device-deny", {"POST"}, "/auth/device/deny", "auth", {P}, False),
+    ("auth-family-plan", {"GET", "POST"}, "/auth/family/plan", "auth", {P}, False),
+    ("auth-billing-webhook", {"POST"}, "/auth/billing/webhook", "auth", None, False),
+    ("auth-email-verify", {"POST"}, "/auth/email/verify", "auth", None, False),
+    ("auth-email-resend", {"POST"}, "/auth/email/verification", "auth", {P, A}, False),
+    ("auth-consent-withdraw", {"DELETE"}, f"/auth/children/{UID}/consent", "auth", {P}, False),
+    ("auth-account-export", {"GET"}, "/auth/account/export", "auth", {P}, False),
+    ("auth-account-deletion", {"POST", "DELETE"}, "/auth/account/deletion", "auth", {P}, False),
+    ("auth-mfa-status", {"GET"}, "/auth/mfa", "auth", {P}, False),
+    ("auth-mfa-totp", {"POST", "DELETE"}, "/auth/mfa/totp", "auth", {P}, False),
+    ("auth-mfa-totp-confirm", {"POST"}, "/auth/mfa/totp/confirm", "auth", {P}, False),
+    ("auth-mfa-verify", {"POST"}, "/auth/mfa/verify", "auth", {P}, False),
+    ("auth-mfa-recovery-codes", {"POST"}, "/auth/mfa/recovery-codes", "auth", {P}, False),
 ]
 # answered by the gateway itself (sv-edge serves a file of the image), never proxied; routed via the auth service
 DOCS = [

@@ -25,6 +25,9 @@ def auth_env(database: str, redis_db: int, issuer: str, **extra: str) -> dict[st
     import os
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("KONG_")}
+    # The suites written before issue 20 create children without opening a verification e-mail; the gate is on by
+    # default everywhere else, and test_families_e2e.py (EMAIL_VERIFICATION_REQUIRED="1") tests it.
+    env["EMAIL_VERIFICATION_REQUIRED"] = "0"
     env.update(
         FLASK_APP="wsgi:app",
         AUTH_ENV="development",

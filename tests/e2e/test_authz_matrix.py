@@ -154,6 +154,29 @@ EXPECT: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {
     # the child is named in the body, not the path: another family's child is the service's 404
     ("auth-device-approve", "POST"): {"A": row(204, 204, R, 404, R, R, U), "B": row(404, 404, R, 204, R, R, U)},
     ("auth-device-deny", "POST"): {"-": row(204, 204, R, 204, R, R, U)},
+    # -- issue 20: plans (both families are premium: asking for basic is the provider's cancellation page) and the
+    # billing webhook (public at the edge; an unsigned event is the service's 400 for everyone)
+    ("auth-family-plan", "GET"): {"-": row(200, 200, R, 200, R, R, U)},
+    ("auth-family-plan", "POST"): {"-": row(202, 202, R, 202, R, R, U)},
+    ("auth-billing-webhook", "POST"): {"-": everyone(400)},
+    # e-mail verification: an unknown (well-formed) token for everyone; a resend for the unverified parents and the
+    # admin (the co-parent joined by an invitation link: already verified)
+    ("auth-email-verify", "POST"): {"-": everyone(400)},
+    ("auth-email-resend", "POST"): {"-": row(202, 409, R, 202, R, 202, U)},
+    # parent MFA (nobody has a confirmed factor here: verify and new recovery codes are the service's 409; the
+    # confirm cell sends a malformed code, so its answer does not depend on the concurrent set-up cell)
+    # privacy: withdrawal acts on each parent's own consented throwaway child; nobody is deleted here (a deletion
+    # would revoke the cells' sessions): the cells send a wrong password, the service's 401 (cancel: nothing pending)
+    ("auth-consent-withdraw", "DELETE"): child_item(204),
+    ("auth-account-export", "GET"): {"-": row(200, 200, R, 200, R, R, U)},
+    ("auth-account-deletion", "POST"): {"-": row(401, 401, R, 401, R, R, U)},
+    ("auth-account-deletion", "DELETE"): {"-": row(404, 404, R, 404, R, R, U)},
+    ("auth-mfa-status", "GET"): {"-": row(200, 200, R, 200, R, R, U)},
+    ("auth-mfa-totp", "POST"): {"-": row(201, 201, R, 201, R, R, U)},
+    ("auth-mfa-totp", "DELETE"): {"-": row(204, 204, R, 204, R, R, U)},
+    ("auth-mfa-totp-confirm", "POST"): {"-": row(422, 422, R, 422, R, R, U)},
+    ("auth-mfa-verify", "POST"): {"-": row(409, 409, R, 409, R, R, U)},
+    ("auth-mfa-recovery-codes", "POST"): {"-": row(409, 409, R, 409, R, R, U)},
     ("discovery", "GET"): {"-": everyone(200)},
     ("jwks", "GET"): {"-": everyone(200)},
     ("openapi", "GET"): {"-": everyone(200)},
@@ -234,7 +257,8 @@ def stack(backend):
     with SmtpSink() as sink:
         port, rls_port = free_port(), free_port()
         env = auth_env(DATABASE, REDIS_DB, ISSUER, DEVICE_POLL_INTERVAL="1", MAIL_BACKEND="smtp",
-                       SMTP_HOST="127.0.0.1", SMTP_PORT=str(sink.port), SMTP_SECURITY="none")  # fmt: skip
+                       SMTP_HOST="127.0.0.1", SMTP_PORT=str(sink.port), SMTP_SECURITY="none",
+                       BILLING_WEBHOOK_SECRETS="whsec-authz")  # fmt: skip
         auth_url, rls_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{rls_port}"
         gw = KongGateway(_render_kong_yml(auth_url, backend, rls_url), repo_plugins())
         gw.conf_extra = {"trusted_ips": "127.0.0.1"}  # X-Real-IP from the test = the client's address (realip)
@@ -366,6 +390,10 @@ def world(stack) -> World:
     ids["spare_child_coparent_a"] = _new_child(url, pa, "tmpco", ["text"], consent=False)
     ids["child_b1"] = _new_child(url, pb, "bea", ["text"])
     ids["spare_child_parent_b"] = _new_child(url, pb, "tmpb", ["text"], consent=False)
+    # issue 20: a consented throwaway child per parent for the consent-withdrawal cells
+    ids["withdraw_child_parent_a"] = _new_child(url, pa, "wda", ["text"])
+    ids["withdraw_child_coparent_a"] = _new_child(url, pa, "wdco", ["text"])
+    ids["withdraw_child_parent_b"] = _new_child(url, pb, "wdb", ["text"])
     codes = {p: call(url, "GET", "/api/v1/auth/family", None, x.token, x.ip).json()["family_code"]
              for p, x in (("A", pa), ("B", pb))}  # fmt: skip
     ids["family_code"] = codes
@@ -454,6 +482,8 @@ class Requests:
         destructive = endpoint in ("auth-child-delete", "auth-child-pin", "auth-child-consent") or (
             endpoint == "auth-child-sessions" and method == "DELETE"
         )
+        if endpoint == "auth-consent-withdraw" and self.own_parent(principal, fam):
+            return self.ids[f"withdraw_child_{principal}"]
         if destructive and self.own_parent(principal, fam):
             return self.ids[f"spare_child_{principal}"]  # each parent acts on its own throwaway child
         return self.ids["child_a1" if fam == "A" else "child_b1"]
@@ -509,6 +539,22 @@ class Requests:
             "rate-limits-occasion": ("/rate-limits/occasions/" + ("2001-01-01" if m == "PUT" else "1999-01-01"),
                                      {"extra": 1} if m == "PUT" else None),
             "rate-limits-plans": ("/rate-limits/plans", None),
+            "auth-email-verify": ("/auth/email/verify", {"token": "unknown-verification-" + name}),
+            "auth-email-resend": ("/auth/email/verification", None),
+            "auth-account-export": ("/auth/account/export", None),
+            "auth-account-deletion": ("/auth/account/deletion", {"password": "not the password at all"} if m == "POST"
+                                      else None),
+            "auth-mfa-status": ("/auth/mfa", None),
+            "auth-mfa-totp": ("/auth/mfa/totp", {"password": PASSWORD} if m == "POST" else None),
+            "auth-mfa-totp-confirm": ("/auth/mfa/totp/confirm", {"code": "12345"}),
+            "auth-mfa-verify": ("/auth/mfa/verify", {"code": "123456"}),
+            "auth-mfa-recovery-codes": ("/auth/mfa/recovery-codes", None),
+            "auth-family-plan": ("/auth/family/plan", {"plan": "basic"} if m == "POST" else None),
+            "auth-billing-webhook": ("/auth/billing/webhook", {"id": "evt_" + name, "type": "subscription.activated",
+                                                               "created": int(time.time()),
+                                                               "data": {"family_id": str(uuid.uuid4()),
+                                                                        "subscription_id": "sub_" + name,
+                                                                        "plan": "premium"}}),
         }  # fmt: skip
         if e in table:
             path, body = table[e]
@@ -531,13 +577,14 @@ class Requests:
                 other = "parent_a" if FAMILY_OF.get(cell.principal) == "B" else "parent_b"
                 sid = self.w.who[other].victim.session_id
             return f"/auth/sessions/{sid}", token, None, None
-        if e.startswith("auth-child-") and e != "auth-child-login":
+        if (e.startswith("auth-child-") and e != "auth-child-login") or e == "auth-consent-withdraw":
             child = self.child(e, m, cell.principal, fam)
             suffix, body = {
                 "auth-child-pin": ("/pin", {"pin": "8264"}),
                 "auth-child-consent": ("/consent", {"policy_version": "2026-04-22", "agreed": ["profile"],
                                                     "password": PASSWORD}),
                 "auth-child-sessions": ("/sessions", None),
+                "auth-consent-withdraw": ("/consent", None),
                 "auth-child-update": ("", {"display_name": f"Renamed {name}"}),
             }.get(e, ("", None))  # fmt: skip
             return f"/auth/children/{child}{suffix}", token, body, None

@@ -222,7 +222,7 @@ def test_a_forged_token_never_reaches_a_backend(stack, backend):
 def test_a_premium_family_gets_twenty_stories(stack):
     parent = new_parent(stack)
     family_id = claims(parent.access)["family_id"]
-    _set_tier(family_id, "premium")  # the billing system's job; there is no public endpoint to upgrade yourself
+    _set_tier(family_id, "premium")  # the billing webhook's job (test_families_e2e.py goes through it)
     parent.take(parent.call("POST", "/auth/refresh", {"refresh_token": parent.refresh}, token=""))
     assert claims(parent.access)["tier"] == "premium"
     codes = [parent.call("POST", "/stories", {"title": f"Tale {n}"}).status_code for n in range(21)]

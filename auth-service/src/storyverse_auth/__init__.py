@@ -76,6 +76,14 @@ def register_blueprints(app: APIFlask) -> None:
     for bp in (apikeys_bp, admin_bp):
         app.register_blueprint(bp)
 
+    from .billing import bp as billing_bp
+    from .mfa import bp as mfa_bp
+    from .privacy import bp as privacy_bp
+    from .verification import bp as verification_bp
+
+    for bp in (billing_bp, verification_bp, mfa_bp, privacy_bp):  # issue 20: family features, round two
+        app.register_blueprint(bp)
+
     from .oauth import init_app as init_oauth
 
     init_oauth(app)  # OAuth 2.1 / OIDC provider: /oauth/* and the client registry (its CLI too)

@@ -92,6 +92,8 @@ class Account(db.Model):
     features: Mapped[list[str] | None] = mapped_column(JSON)
     # A child profile is inactive (cannot sign in) until a parent records consent (ledger: Consent).
     consented_at: Mapped[datetime | None] = mapped_column(_tz())
+    # Set when the parent opens the mailed verification link (verification/); gates children and consent.
+    email_verified_at: Mapped[datetime | None] = mapped_column(_tz())
 
     family: Mapped[Family] = relationship(back_populates="members")
 

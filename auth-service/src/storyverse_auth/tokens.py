@@ -176,6 +176,10 @@ def issue_access_token(principal: Principal, session_id: str) -> IssuedAccessTok
         "client_id": "storyverse",
         **access_claims(principal, session_id),
     }
+    if principal.role in ("parent", "admin"):
+        from .mfa.service import amr  # (late: mfa imports services, which import this module)
+
+        payload["amr"] = amr(session_id)  # RFC 8176: "pwd", plus "otp"/"mfa" once the session passed a step-up
     token = jwt.encode(payload, key.private_key, algorithm=key.algorithm, headers={"kid": key.kid, "typ": TOKEN_TYPE})
     return IssuedAccessToken(token, jti, ttl)
 

@@ -9,6 +9,7 @@ from apiflask import APIKeyHeaderAuth
 
 from ..errors import APIError
 from ..extensions import db
+from ..mfa import service as mfa
 from ..models import Account
 from ..security import bearer, current_claims
 from . import bp, errors, service
@@ -47,6 +48,7 @@ def _owner() -> Account:
 @bp.doc(summary="Issue an API key (parents and admins); the key is in this response only", responses=[401, 403, 409])
 def create_key(body: dict):
     owner = _owner()
+    mfa.require_step_up(owner, current_claims())  # issue 20: a recent second factor when one is set up
     issued = service.issue(owner, body["name"], body["scopes"], body["plan"])
     db.session.commit()
     log.info(

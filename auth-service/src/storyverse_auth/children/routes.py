@@ -11,10 +11,12 @@ from flask import request
 from .. import token_responses
 from ..extensions import db
 from ..family_schemas import ChildCreatedOut, ChildCreateIn, ChildOut, ChildPatchIn, ChildrenOut, ConsentIn, PinIn
+from ..mfa import service as mfa
 from ..models import Account
 from ..schemas import SessionsOut
 from ..security import bearer, current_claims
 from ..services import children, families, sessions
+from ..verification import service as verification
 from . import bp
 
 log = logging.getLogger(__name__)
@@ -82,6 +84,7 @@ def list_children():
 def create_child(body: dict):
     claims = current_claims()
     parent = families.require_parent(claims)
+    verification.require_verified(parent)
     child = children.create_child(parent, body)
     out = _child_out(child)
     out["caller_token"] = token_responses.for_current_session(parent, claims)
@@ -125,6 +128,7 @@ def patch_child(child_id: uuid.UUID, body: dict):
 @bp.doc(summary="Delete a child profile and its data; revokes its sessions", responses=[401, 403, 404])
 def delete_child(child_id: uuid.UUID):
     parent, child = _parent_and_child(child_id)
+    mfa.require_step_up(parent, current_claims())
     revoked = children.delete_child(child)
     db.session.commit()
     _audit("child_deleted", parent, child_id, count=revoked)
@@ -155,6 +159,8 @@ def set_pin(child_id: uuid.UUID, body: dict):
 )
 def record_consent(child_id: uuid.UUID, body: dict):
     parent, child = _parent_and_child(child_id)
+    verification.require_verified(parent)
+    mfa.require_step_up(parent, current_claims())
     families.reauthenticate(parent, body["password"], request.remote_addr or "unknown")
     children.record_consent(parent, child, body["policy_version"], body["agreed"])
     db.session.flush()

@@ -71,14 +71,14 @@ def user_tokens(
 
 
 def user_info(account: Account, scope: str) -> dict[str, Any]:
-    """OIDC standard claims for ``scope`` (Core §5.4). E-mail addresses are not verified by this service."""
+    """OIDC standard claims for ``scope`` (Core §5.4); ``email_verified`` once the parent opened the mailed link."""
     scopes = set(scope.split())
     info: dict[str, Any] = {"sub": str(account.id)}
     if "profile" in scopes:
         info["name"] = account.display_name
     if "email" in scopes and account.email:
         info["email"] = account.email
-        info["email_verified"] = False
+        info["email_verified"] = account.email_verified_at is not None
     return info
 
 

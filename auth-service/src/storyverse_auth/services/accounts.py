@@ -13,6 +13,7 @@ from ..errors import APIError
 from ..extensions import db
 from ..models import Account, Family
 from ..passwords import passwords, policy_violation
+from ..verification import service as verification
 
 
 def normalise_email(email: str) -> str:
@@ -54,7 +55,9 @@ def register_parent(email: str, password: str, display_name: str, family_name: s
         password_changed_at=ts,
     )
     db.session.add_all([family, account])
-    mailer.send(email, "Welcome to StoryVerse", _WELCOME)
+    verification.issue(
+        account, "Welcome to StoryVerse", _WELCOME, new_account=True
+    )  # the welcome mail carries the verify link
     return True
 
 

@@ -131,6 +131,7 @@ def join(token: str, password: str, display_name: str) -> Account:
         display_name=display_name,
         created_at=ts,
         password_changed_at=ts,
+        email_verified_at=ts,  # the invitation link was mailed to this address
     )
     db.session.add(account)
     db.session.flush()

@@ -121,8 +121,11 @@ class Limiter:
             keys += [c.key for c in batch.counters]
         if batch.block_key:
             keys.append(batch.block_key)
-        hits = [b for b in (self.cache.get(k, batch.now_ms) for k in keys) if b is not None]
-        return max(hits, key=lambda b: b.until_ms, default=None)
+        # A cached full quota no longer holds when this request's limit is higher (a plan upgraded the same day).
+        limits = {c.key: c.limit for c in batch.counters} if batch.quota else {}
+        hits = [(k, self.cache.get(k, batch.now_ms)) for k in keys]
+        live = [b for k, b in hits if b is not None and not (b.kind == "quota" and limits.get(k, 0) > b.quota)]
+        return max(live, key=lambda b: b.until_ms, default=None)
 
     def _deny_cached(self, b: Blocked, now_ms: int) -> Deny:
         if b.kind == "block":
