@@ -14,7 +14,7 @@ from dataclasses import dataclass
 PLUGIN_CPU_US_READ = 740  # sv-jwt + sv-rbac + sv-quota on the default (fast) plugin server: docs/benchmarks-chain.md
 ROUND_TRIP_CPU_US = 92  # one PDK round trip on that server: docs/benchmarks-chain.md
 QUOTA_LOG_ROUND_TRIPS = 4  # sv-quota-log on a charged route: log event + 2 calls (+1 access ctx.shared.set)
-KONG_CPU_US = 160  # Kong's own Lua pipeline per request per vCPU (DESIGN §9: Kong's published figure)
+KONG_CPU_US = 160  # Kong's own Lua pipeline per request per vCPU (docs/architecture.md §9: Kong's published figure)
 LOGIN_CPU_MS = 21.7 + 4.0  # argon2id verify + the rest of /login: docs/benchmarks-auth.md
 REFRESH_CPU_MS = 2 * 1000 / 440  # 2 cores saturated at 440 /refresh per second: docs/benchmarks-auth.md
 DECIDE_PER_REDIS_CORE = 15_000  # decide.lua story decisions/s on one Redis core: docs/benchmarks-quota.md

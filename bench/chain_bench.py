@@ -364,7 +364,8 @@ def report(args, cases: list[Case], rss_cases: list[Case], elapsed: float, jwks_
             "carried its response headers), sv-quota in access only (its log phase, sv-quota-log, runs on "
             "daily-quota and login routes only).",
             "",
-            "Targets (DESIGN §9, issue 13): ≤ 9 PDK round trips per request with the decision marks; plugin-server "
+            "Targets (docs/architecture.md §9, issue 13): ≤ 9 PDK round trips per request with the decision marks; "
+            "plugin-server "
             "CPU per request ≥ 5× below the naïve "
             "chain; moonshot ≤ 300 µs; RSS grows ≤ 5 % over 100k requests.",
             "",

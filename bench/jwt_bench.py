@@ -390,7 +390,8 @@ def report(args, micro, cases, trips, rss, jwks_fetches, elapsed) -> str:
             "",
             "## Verification, in process",
             "",
-            "Best of 5 runs. Target (DESIGN §9, issue 21): sv-jwt's cached decision ≥ 20× cheaper than a PyJWT RS256 "
+            "Best of 5 runs. Target (docs/architecture.md §9, issue 21): sv-jwt's cached decision ≥ 20× cheaper than a "
+            "PyJWT RS256 "
             f"verification: **{pyjwt / micro[CACHED_DECISION][0]:.1f}×** for the decision as deployed (last row), "
             f"{'met' if pyjwt / micro[CACHED_DECISION][0] >= 20 else 'NOT met'}.",
             "",
@@ -430,7 +431,7 @@ def report(args, micro, cases, trips, rss, jwks_fetches, elapsed) -> str:
             "",
             "## Memory: sv-jwt plugin-server RSS",
             "",
-            "Target (DESIGN §9): RSS grows ≤ 5 % over 100k requests.",
+            "Target (docs/architecture.md §9): RSS grows ≤ 5 % over 100k requests.",
             "",
             *rrow,
             "",

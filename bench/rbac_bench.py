@@ -1,5 +1,5 @@
 """`python -m bench.rbac_bench`: sv-rbac's PDK round trips and plugin-server CPU per request, through the emulator,
-side by side with the chain budget of DESIGN §9 (sv-jwt + sv-rbac + sv-quota ≤ 8 round trips). Writes
+side by side with the chain budget of docs/architecture.md §9 (sv-jwt + sv-rbac + sv-quota ≤ 9 round trips). Writes
 docs/benchmarks-rbac.md with the command.
 
 sv-rbac reads the identity sv-jwt puts in kong.ctx.shared, so every case runs sv-jwt then sv-rbac on one route, each
@@ -227,7 +227,7 @@ def report(args, cases: list[Case], elapsed: float) -> str:
         "| sv-quota | 3 (user route: access only) – 7 (story creation: access + sv-quota-log) | "
         "docs/benchmarks-quota.md (PDK round trips per request) |",
         f"| **chain** | **{jwt_max + min(c.rbac_trips for c in happy) + 3:.0f}–{jwt_max + rbac_max + 7:.0f}** | "
-        "DESIGN §9 target: **≤ 8** |",
+        "docs/architecture.md §9 target: **≤ 9** |",
     ]
     command = (
         f"python -m bench.rbac_bench -n {args.requests} -c {args.concurrency} --tokens {args.tokens} "
@@ -267,12 +267,12 @@ def report(args, cases: list[Case], elapsed: float) -> str:
             "`router.get_route()`, amortised to 0 per request); a refusal adds `ctx.shared.get(request id)` + "
             "`response.exit`.",
             "",
-            "## The chain budget (DESIGN §9)",
+            "## The chain budget (docs/architecture.md §9)",
             "",
             *budget,
             "",
             "sv-quota's figure is its own benchmark's count (it also runs a log event). The measured chain is over "
-            "the ≤ 8 target as long as every plugin pays its own access event: the per-plugin event cost (HandleEvent "
+            "the ≤ 9 target as long as every plugin pays its own access event: the per-plugin event cost (HandleEvent "
             "+ the identity read) is the part a shared-event or faster plugin server would remove.",
             "",
         ]

@@ -23,9 +23,9 @@ PARENT, CHILD, ADMIN = "parent", "child", "admin"
 FAMILY = (PARENT, CHILD)
 ANYONE_SIGNED_IN = (PARENT, CHILD, ADMIN)
 
-# The daily tier quota (DESIGN §5): one shared counter per family and local day, charged by story creation and
-# generation only. Basic 5/day, premium 20/day plus a burst of 5 on its per-user rate limits. The plans come from
-# the one source the sv-quota plugin and the rate limiting service share (plans/: storyverse_plans).
+# The daily tier quota (docs/architecture.md §5): one shared counter per family and local day, charged by story
+# creation and generation only. Basic 5/day, premium 20/day plus a burst of 5 on its per-user rate limits. The plans
+# come from the one source the sv-quota plugin and the rate limiting service share (plans/: storyverse_plans).
 PLANS = tuple(plan.as_config() for plan in DEFAULT_PLANS)
 
 

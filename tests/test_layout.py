@@ -1,4 +1,4 @@
-"""The repository's packages import and declare the plugin order DESIGN.md §1 fixes."""
+"""The repository's packages import and declare the plugin order docs/architecture.md §1 fixes."""
 
 from storyverse_plugins import PRIORITIES
 

@@ -104,7 +104,7 @@ def test_unknown_method_namespace_and_instance_errors(server):
 
 
 def test_the_verified_exchange_of_the_protocol_doc(server):
-    """docs/kong-plugin-protocol.md §1.4: StartInstance → HandleEvent → Step (Data) → Step (no Data) → ret."""
+    """Kong 3.9.1 mp_rpc.lua (Rpc:handle_event): StartInstance → HandleEvent → Step (Data) → Step (no Data) → ret."""
     config = {"access": json.dumps([["kong.request.get_header", ["x-mode"]]]), "report": True, "__seq__": 1}
 
     async def main():

@@ -6,7 +6,6 @@ backend. Nothing of ours is mocked; the test plays the billing provider by signi
 from __future__ import annotations
 
 import json
-import sys
 import time
 import uuid
 
@@ -14,8 +13,8 @@ import pytest
 import redis
 import requests
 from authz_support import SmtpSink, link_token
-from e2e_support import REPO, auth_env, repo_plugins, start_auth_service
-from kong_emulator.testing import EmulatorProcess, free_port, wait_port
+from e2e_support import KongGateway, auth_env, render_kong_yml, repo_plugins, start_auth_service
+from kong_emulator.testing import free_port, wait_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -24,20 +23,6 @@ DATABASE = "storyverse_e2e_families"
 ISSUER = "http://families.storyverse.test"
 PASSWORD = "a long and quiet bedtime password"
 WEBHOOK_SECRET = "whsec-e2e-families-0123456789"
-
-
-def _kong_yml(auth_url: str, backends: dict[str, str]) -> str:
-    sys.path.insert(0, str(REPO / "scripts"))
-    import gen_kong_yml
-
-    settings = gen_kong_yml.load_settings(
-        overrides={
-            "services": {"auth": auth_url, **backends},
-            "jwt": {"jwks_url": auth_url + "/.well-known/jwks.json", "issuer": ISSUER, "audience": "storyverse-api"},
-            "redis": {"redis_host": "127.0.0.1", "redis_port": 6379, "redis_database": REDIS_DB},
-        }
-    )
-    return gen_kong_yml.render(settings)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +34,7 @@ def stack(backend):
                        EMAIL_VERIFICATION_REQUIRED="1", MAIL_BACKEND="smtp", SMTP_HOST="127.0.0.1",
                        SMTP_PORT=str(sink.port), SMTP_SECURITY="none")  # fmt: skip
         auth = start_auth_service(port, env)
-        gw = EmulatorProcess(_kong_yml(f"http://127.0.0.1:{port}", backend), repo_plugins())
+        gw = KongGateway(render_kong_yml(f"http://127.0.0.1:{port}", backend, ISSUER, REDIS_DB), repo_plugins())
         try:
             wait_port(port, seconds=60, proc=auth)
             gw.start()

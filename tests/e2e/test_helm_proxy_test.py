@@ -10,8 +10,8 @@ import sys
 import pytest
 import redis
 import yaml
-from e2e_support import REPO, auth_env, repo_plugins, start_auth_service
-from kong_emulator.testing import EmulatorProcess, free_port, wait_port
+from e2e_support import REPO, KongGateway, auth_env, repo_plugins, start_auth_service
+from kong_emulator.testing import free_port, wait_port
 
 # Two service start-ups (and their migrations) in one module fixture: more than the suite's 120 s on a loaded machine.
 pytestmark = pytest.mark.timeout(300)
@@ -53,7 +53,7 @@ def stack(backend):
             "redis": {"redis_database": REDIS_DB},
         }
     )
-    gw = EmulatorProcess(gen_kong_yml.render(settings), repo_plugins())
+    gw = KongGateway(gen_kong_yml.render(settings), repo_plugins())
     try:
         wait_port(port, seconds=60, proc=auth)
         gw.start()

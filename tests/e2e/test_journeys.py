@@ -133,7 +133,7 @@ def new_child(stack, parent: Client, username: str, daily: int | None = None) ->
 
 
 def eventually(check, seconds: float = 3.0) -> bool:
-    """sv-jwt may reuse a denylist answer for up to 1 s (DESIGN: revocation takes effect within ~1 s)."""
+    """sv-jwt may reuse a denylist answer for up to 1 s (docs/architecture.md §4: revocation within ~1 s)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if check():

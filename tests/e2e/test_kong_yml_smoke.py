@@ -159,7 +159,7 @@ def test_a_parent_signs_up_and_reaches_the_stories_service(gateway_for_fixtures)
     assert requests.get(url + "/api/v1/stories", headers=forged, timeout=10).status_code == 401
 
 
-# -- client identity headers never reach a backend (DESIGN §8), with sv-jwt's headers set by the Lua post-function --
+# -- client identity headers never reach a backend (docs/architecture.md §8), sv-jwt's headers set by sv-edge --
 SPOOFS = {"X-User-Id": "admin-1", "X-User-Role": "admin", "X_User_Id": "admin-2", "X-Sv-Debug": "1", "x-sv-Role": "x"}
 IDENTITY = {"x-user-id", "x-user-role", "x-family-id", "x-account-tier", "x-content-rating"}
 

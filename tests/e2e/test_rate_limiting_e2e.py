@@ -21,14 +21,15 @@ import redis
 import requests
 from e2e_support import (
     AUTH_DIR,
-    REPO,
+    KongGateway,
     auth_env,
     rate_limiting_env,
+    render_kong_yml,
     repo_plugins,
     start_auth_service,
     start_rate_limiting_service,
 )
-from kong_emulator.testing import EmulatorProcess, free_port, wait_port
+from kong_emulator.testing import free_port, wait_port
 
 REDIS_DB = 11
 DATABASE = "storyverse_rls_e2e"
@@ -37,27 +38,13 @@ PASSWORD = "a long and quiet bedtime password"
 SYNC_INTERVAL = 1
 
 
-def _render_kong_yml(auth_url: str, rls_url: str, backends: dict[str, str]) -> str:
-    sys.path.insert(0, str(REPO / "scripts"))
-    import gen_kong_yml
-
-    settings = gen_kong_yml.load_settings(
-        overrides={
-            "services": {"auth": auth_url, "rate-limiting": rls_url, **backends},
-            "jwt": {"jwks_url": auth_url + "/.well-known/jwks.json", "issuer": ISSUER, "audience": "storyverse-api"},
-            "redis": {"redis_host": "127.0.0.1", "redis_port": 6379, "redis_database": REDIS_DB},
-        }
-    )
-    return gen_kong_yml.render(settings)
-
-
 @pytest.fixture(scope="module")
 def stack(backend):
     redis.Redis(db=REDIS_DB).flushdb()
     port, rls_port = free_port(), free_port()
     auth_url, rls_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{rls_port}"
     env = auth_env(DATABASE, REDIS_DB, ISSUER)
-    gw = EmulatorProcess(_render_kong_yml(auth_url, rls_url, backend), repo_plugins())
+    gw = KongGateway(render_kong_yml(auth_url, backend, ISSUER, REDIS_DB, rls_url), repo_plugins())
     gw.conf_extra = {"trusted_ips": "127.0.0.1"}  # X-Real-IP from the test = the client's address (realip)
     auth = start_auth_service(port, env)
     rls = None

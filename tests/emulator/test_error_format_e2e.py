@@ -1,7 +1,7 @@
-"""One error format (DESIGN §6) through the real emulator process: kong.conf's error_template_* (the image paths,
-relocated by scripts/run_stack.py like `make run`) + the sv-edge Lua plugin (its RFC 9457 formatting), in front of
-the sample backend. Every error a client can see is application/problem+json with `code` and `request_id`; a 2xx
-is untouched.
+"""One error format (docs/architecture.md §6) through the real emulator process: kong.conf's error_template_* (the
+image paths, relocated by scripts/run_stack.py like `make run`) + the sv-edge Lua plugin (its RFC 9457 formatting),
+in front of the sample backend. Every error a client can see is application/problem+json with `code` and
+`request_id`; a 2xx is untouched.
 """
 
 from __future__ import annotations

@@ -144,7 +144,8 @@ def test_a_chunk_that_raises_is_kongs_500(gw):
 
 
 def test_guard_fails_closed_when_the_plugin_server_hangs(backend):
-    """DESIGN §2: a hung plugin server stalls the event until the read timeout, then Kong lets the request through.
+    """docs/architecture.md §2: a hung plugin server stalls the event until the read timeout, then Kong lets the
+    request through.
 
     Not strict mode on purpose: strict mode turns that fail-open into a loud emulator 500; here the emulator must
     behave like Kong (log and go on) so that the guard is what stops the request.

@@ -72,7 +72,7 @@ class Account(db.Model):
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     family_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("families.id", ondelete="CASCADE"), index=True)
-    # Stored lower-cased; children may have no e-mail (DESIGN §4).
+    # Stored lower-cased; children may have no e-mail (docs/architecture.md §4).
     email: Mapped[str | None] = mapped_column(String(254), unique=True)
     password_hash: Mapped[str | None] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16), default="parent")
@@ -81,7 +81,7 @@ class Account(db.Model):
     content_rating: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(_tz())
     password_changed_at: Mapped[datetime | None] = mapped_column(_tz())
-    # Child profiles (DESIGN §4): no e-mail; username + PIN; birth year (not the date) drives the age band.
+    # Child profiles (docs/architecture.md §4): no e-mail; username + PIN; the birth year gives the age band.
     username: Mapped[str | None] = mapped_column(String(32))
     birth_year: Mapped[int | None] = mapped_column(Integer)
     pin_hash: Mapped[str | None] = mapped_column(String(255))

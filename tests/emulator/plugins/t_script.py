@@ -54,7 +54,7 @@ class Plugin:
         if self.config.get("fail_closed"):
             try:
                 return self._steps(kong, phase, steps)
-            except Exception:  # noqa: BLE001 - fail closed on anything, as DESIGN §2 requires
+            except Exception:  # noqa: BLE001 - fail closed on anything, as docs/architecture.md §2 requires
                 return kong.response.exit(500, {"message": "plugin failed closed"})
         return self._steps(kong, phase, steps)
 

@@ -67,13 +67,17 @@ def list_keys():
     return {"api_keys": [service.to_dict(k) for k in service.list_keys(owner.id)]}
 
 
-@bp.delete("/<uuid:key_id>")
+@bp.delete("/<key_id>")  # a string, so DELETE /token is this route's 404, not the exchange route's 405
 @bp.auth_required(bearer)
 @bp.output({}, status_code=204)
 @bp.doc(summary="Revoke an API key and every token exchanged from it", responses=[401, 403, 404])
-def revoke_key(key_id: uuid.UUID):
+def revoke_key(key_id: str):
     owner = _owner()
-    if not service.revoke(owner.id, key_id):
+    try:
+        key_uuid = uuid.UUID(key_id)
+    except ValueError:
+        raise errors.api_key_not_found() from None
+    if not service.revoke(owner.id, key_uuid):
         db.session.rollback()
         raise errors.api_key_not_found()
     db.session.commit()

@@ -56,7 +56,7 @@ def code_hash(code: str) -> str:
 
 class _Request(FlaskOAuth2Request):
     """Authlib's Flask request without its https check on the request URL: TLS terminates at the gateway
-    (identity-anchors C17), so the service itself speaks plain HTTP behind it."""
+    (docs/architecture.md §8), so the service itself speaks plain HTTP behind it."""
 
     def __init__(self, request) -> None:
         self._request = request

@@ -13,7 +13,8 @@ The API the app uses:
   ``unsupported_plugins``) and `plugins_iterator` order them by priority among the external plugins;
 * `NativeRunner(external, ...)`: what the engine calls ``run_phase`` on; native plugins run here, every other
   plugin goes to ``external`` (`bridge.PluginRunner`), whose attributes it otherwise exposes;
-* `report(declarative)`: the start-up lines about configured native plugins (DESIGN §3: nothing silently ignored).
+* `report(declarative)`: the start-up lines about configured native plugins (nothing silently ignored:
+  docs/architecture.md §3).
 """
 
 from __future__ import annotations
