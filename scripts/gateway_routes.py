@@ -23,7 +23,23 @@ ANYONE_SIGNED_IN = (PARENT, CHILD, ADMIN)
 
 # The daily tier quota (DESIGN §5): one shared counter per family and local day, charged by story creation and
 # generation only. Basic 5/day, premium 20/day plus a burst of 5 on its per-user rate limits.
-PLANS = ({"tier": "basic", "daily": 5}, {"tier": "premium", "daily": 20, "rate_burst": 5})
+# API-key tokens carry the key's plan as their `tier` (auth service: apikeys/service.py; who may take which plan is
+# the auth service's decision): partner plans meter high-volume integrations. Their rate_burst is added to every
+# per-user limit (generation: 10/minute + 20 lets a partner send a batch of 30, then 10/minute).
+PLANS = (
+    {"tier": "basic", "daily": 5},
+    {"tier": "premium", "daily": 20, "rate_burst": 5},
+    {"tier": "partner-basic", "daily": 100, "rate_burst": 5},
+    {"tier": "partner-premium", "daily": 1000, "rate_burst": 20},
+)
+
+# Age gates (sv-rbac, children only; docs/api.md "Age gates"). Writing and generating are for children who read:
+# band 6-9 and older. Generated content is shown unreviewed, so it also needs a rating of at least TV-Y7: a child
+# held to TV-Y (bands 0-5 by default, or capped by a parent) gets the family's reviewed stories only. Reading the
+# catalogue has no gate: backends hide each record rated above the child's X-Content-Rating
+# (docs/backend-contract.md).
+WRITER_AGE = {"min_age_band": "6-9"}
+GENERATION_AGE = {**WRITER_AGE, "min_content_rating": "TV-Y7"}
 
 
 @dataclass(frozen=True)
@@ -89,7 +105,7 @@ SEED: tuple[Endpoint, ...] = (
     Endpoint("stories-list", ("GET",), "/stories", "stories", "List the family's stories",
              FAMILY, ((120, "minute"),), seed=True),
     Endpoint("stories-create", ("POST",), "/stories", "stories", "Create a story",
-             FAMILY, ((20, "minute"),), seed=True, daily_quota=True),
+             FAMILY, ((20, "minute"),), seed=True, daily_quota=True, rbac=WRITER_AGE),
     Endpoint("stories-get", ("GET",), STORY_PATH, "stories", "Read one story (?expand=characters,universe)",
              FAMILY, ((240, "minute"),), seed=True, extra_plugins=(EXPAND,)),
     Endpoint("stories-update", ("PUT", "PATCH"), STORY_PATH, "stories", "Update a story (parents only)",
@@ -113,7 +129,7 @@ SEED: tuple[Endpoint, ...] = (
     # -- generation: one endpoint for the three kinds; sv-rbac reads the kind from the `kind` capture ----------------
     Endpoint("generate", ("POST",), f"/generate/(?<kind>{'|'.join(GENERATION_KINDS)})", "generation",
              "Generate story text, an image or audio", FAMILY, ((10, "minute"), (60, "hour")), seed=True,
-             daily_quota=True, rbac={"kind_capture": "kind"}),
+             daily_quota=True, rbac={"kind_capture": "kind", **GENERATION_AGE}),
 )  # fmt: skip
 
 AUTH_SERVICE: tuple[Endpoint, ...] = (
@@ -152,6 +168,16 @@ AUTH_SERVICE: tuple[Endpoint, ...] = (
              (PARENT,), ((20, "minute"),)),
     Endpoint("auth-device-deny", ("POST",), "/auth/device/deny", "auth", "A parent denies a device",
              (PARENT,), ((20, "minute"),)),
+    # -- API keys (auth service: apikeys/): parents and admins manage their own keys; the auth service decides who
+    # may take which plan. The exchange is public for sv-jwt: the key itself (`Authorization: ApiKey svk_...`, not a
+    # bearer token) authenticates to the auth service, limited per IP.
+    Endpoint("auth-api-keys", ("GET", "POST"), "/auth/api-keys", "auth", "List or issue the caller's API keys",
+             (PARENT, ADMIN), ((30, "minute"),)),
+    Endpoint("auth-api-key-revoke", ("DELETE",), f"/auth/api-keys/(?<key_id>{UUID})", "auth",
+             "Revoke one of the caller's API keys and its tokens", (PARENT, ADMIN), ((30, "minute"),)),
+    Endpoint("auth-api-key-token", ("POST",), "/auth/api-keys/token", "auth",
+             "Exchange an API key (Authorization: ApiKey svk_...) for a short-lived access token",
+             limits=((30, "minute"),)),
     # -- unversioned: standard locations (the issuer's discovery document, its JWKS) ----------------------------------
     Endpoint("discovery", ("GET",), "/.well-known/openid-configuration", "auth", "OpenID discovery document",
              limits=((120, "minute"),), versioned=False),

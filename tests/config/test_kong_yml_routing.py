@@ -62,6 +62,9 @@ AUTH = [
     ("auth-device-token", {"POST"}, "/auth/device/token", "auth", None, False),
     ("auth-device-approve", {"POST"}, "/auth/device/approve", "auth", {P}, False),
     ("auth-device-deny", {"POST"}, "/auth/device/deny", "auth", {P}, False),
+    ("auth-api-keys", {"GET", "POST"}, "/auth/api-keys", "auth", {P, A}, False),
+    ("auth-api-key-revoke", {"DELETE"}, f"/auth/api-keys/{UID}", "auth", {P, A}, False),
+    ("auth-api-key-token", {"POST"}, "/auth/api-keys/token", "auth", None, False),
 ]
 DOCS = [  # answered by the gateway itself (a post-function), never proxied; the route hangs off the auth service
     ("openapi", {"GET"}, "/openapi.json", "auth", None, False),
@@ -88,7 +91,7 @@ UNLISTED = [
     "/healthz", "/readyz", "/metrics", "/__echo", "/__status/500", "/.well-known/jwks.jsonx", "/docs/oauth2-redirect",
     "/openapi.json", "/docs", "/api/v1/docs/", "/api/v2/docs", "/v1/stories", "/stories", "/auth/login", "/api/auth",
     "/api/stories/42/x", "/oauth", "/oauth/", "/oauth/tokenx", "/oauth/token/x", "/api/v1/oauth/token",
-    "/api/oauth/token", "/api/v1/auth/oauth/clients", "/api/auth/oauth/clients", "/api/v1/auth/api-keys",
+    "/api/oauth/token", "/api/v1/auth/oauth/clients", "/api/auth/oauth/clients", "/api/v1/auth/api-keys/x",
     "/api/v1/auth/admin/usage", "/api/v1/auth/usage/x",
 ]  # fmt: skip
 
