@@ -258,7 +258,12 @@ LOCAL: dict[str, Any] = {
     # file-log's target: one JSON line per request. /dev/stdout in the image (the container's log stream); tests
     # point it at a temporary file.
     "access_log": "/dev/stdout",
+    # Multiplies every rate limit, daily quota and sv-quota's abuse threshold. 1 in every deployment; a test that
+    # must never meet a limit (the schemathesis run, tests/e2e/test_gateway_schemathesis.py) raises it.
+    "limit_scale": 1,
 }
+
+ABUSE_THRESHOLD = 20  # sv-quota's default strikes per window; scaled only when limit_scale != 1
 
 SERVICE_TIMEOUTS_MS = {  # (connect, read/write): generation waits for a model, everything else answers fast
     "auth": (2000, 10000),

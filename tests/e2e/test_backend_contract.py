@@ -6,9 +6,15 @@ rules are asserted by the authorization matrix (tests/e2e/test_authz_matrix.py).
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import requests
+from sample_backend import schemas
 from sample_backend.testing import running
+
+REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.e2e]
 
@@ -77,6 +83,22 @@ def test_a_child_sees_only_what_its_rating_allows(stories):
     assert lowered.json()["item"]["content_rating"] == "TV-Y7"
 
 
-def test_an_unknown_rating_is_a_bad_request(stories):
-    resp = requests.post(stories, json={"title": "x", "content_rating": "R"}, headers=PARENT_A, timeout=10)
-    assert resp.status_code == 400
+def test_bodies_the_document_refuses_are_refused(stories):
+    for body in ({"title": "x", "content_rating": "R"}, {}, {"title": ""}, {"title": "x", "character_ids": ["4*"]}):
+        resp = requests.post(stories, json=body, headers=PARENT_A, timeout=10)
+        assert resp.status_code == 422, (body, resp.text)
+    assert requests.post(stories, data=b"[1]", headers=PARENT_A, timeout=10).status_code == 400
+
+
+def test_the_stand_ins_body_schemas_are_the_documents():
+    doc = json.loads((REPO / "docs/openapi/storyverse.json").read_text())["components"]["schemas"]
+
+    def bare(schema):  # the document's annotations (description, examples) do not validate anything
+        if isinstance(schema, dict):
+            return {k: bare(v) for k, v in schema.items() if k != "examples" and (k, type(v)) != ("description", str)}
+        return [bare(v) for v in schema] if isinstance(schema, list) else schema
+
+    for name, mine in (("StoryIn", schemas.STORY_IN), ("StoryPatch", schemas.STORY_PATCH),
+                       ("CharacterIn", schemas.CHARACTER_IN), ("UniverseIn", schemas.UNIVERSE_IN),
+                       ("GenerationIn", schemas.GENERATION_IN)):  # fmt: skip
+        assert bare(doc[name]) == mine, name

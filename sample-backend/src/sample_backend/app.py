@@ -17,7 +17,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import jsonschema
 from aiohttp import web
+
+from sample_backend.schemas import BODIES
 
 IDENTITY_HEADERS = ("X-User-Id", "X-User-Role", "X-Family-Id", "X-Account-Tier", "X-Content-Rating")
 # Mildest first, as the auth service's `content_rating` claim (docs/backend-contract.md).
@@ -150,8 +153,20 @@ def _parse(body: bytes) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _bad_rating(data: dict[str, Any]) -> bool:
-    return "content_rating" in data and data["content_rating"] not in CONTENT_RATINGS
+def _invalid(
+    request: web.Request, body: bytes, service: str, collection: str
+) -> tuple[dict | None, web.Response | None]:
+    """The body as a dict, or the problem answer: 400 not a JSON object, 422 against the document's schema."""
+    data = _parse(body)
+    if data is None:
+        return None, problem(400, "Bad Request", "body must be a JSON object", service)
+    schema = BODIES.get((collection, request.method))
+    errors = [] if schema is None else [e.message for e in jsonschema.Draft202012Validator(schema).iter_errors(data)]
+    if "content_rating" in data and data["content_rating"] not in CONTENT_RATINGS:
+        errors.append(f"content_rating must be one of {', '.join(CONTENT_RATINGS)}")
+    if errors:
+        return None, problem(422, "Unprocessable Content", "; ".join(errors)[:500], service)
+    return data, None
 
 
 def _collection_handler(request, body, service, store, records, collection, _record_id, caller) -> web.Response:
@@ -159,9 +174,9 @@ def _collection_handler(request, body, service, store, records, collection, _rec
         items = [r for r in records.values() if caller.may_see(r)]
         return web.json_response({"service": service, "items": items} | _identity(request))
     if request.method == "POST":
-        data = _parse(body)
-        if data is None or _bad_rating(data):
-            return problem(400, "Bad Request", "body must be a JSON object with a known content_rating", service)
+        data, refused = _invalid(request, body, service, collection)
+        if refused is not None:
+            return refused
         record = {**data, "id": store.new_id(), "content_rating": caller.rate(data.get("content_rating")),
                   "created_by": caller.user}  # fmt: skip
         records[record["id"]] = record
@@ -179,9 +194,9 @@ def _record_handler(request, body, service, _store, records, collection, record_
         del records[record_id]
         return web.Response(status=204)
     if request.method in ("PUT", "PATCH"):
-        data = _parse(body)
-        if data is None or _bad_rating(data):
-            return problem(400, "Bad Request", "body must be a JSON object with a known content_rating", service)
+        data, refused = _invalid(request, body, service, collection)
+        if refused is not None:
+            return refused
         new = data if request.method == "PUT" else {**record, **data}
         asked = new.get("content_rating", record["content_rating"])
         new = {**new, "id": record_id, "content_rating": caller.rate(asked), "created_by": record["created_by"]}
