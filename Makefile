@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PACKAGES := -e kong-emulator -e kong-plugins -e auth-service -e sample-backend
+PACKAGES := -e kong-emulator -e kong-pluginserver -e kong-plugins -e auth-service -e sample-backend
 
 .DEFAULT_GOAL := help
 
@@ -47,6 +47,7 @@ bench: install services ## Run every benchmark; each writes docs/benchmarks*.md 
 	$(BIN)/python -m bench.quota_bench
 	$(BIN)/python -m bench.rbac_bench
 	$(BIN)/python -m bench.auth_bench
+	$(BIN)/python -m bench.pluginserver_bench
 
 .PHONY: kong-validate
 kong-validate: install ## Check kong.yml: generated file up to date, emulator schema validation, decK, routing matrix
@@ -59,6 +60,8 @@ kong-validate: install ## Check kong.yml: generated file up to date, emulator sc
 helm-check: install ## Lint, render and validate the Helm chart for every ci/ values file
 	scripts/install-helm.sh
 	$(BIN)/python helm/tools/gen_schema.py --check
+	$(BIN)/python helm/tools/gen_dashboards.py --check
+	$(BIN)/python helm/tools/gen_readme.py --check
 	$(BIN)/python -m pytest tests/deploy -q
 
 .PHONY: test-kong

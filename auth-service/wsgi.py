@@ -1,5 +1,16 @@
-"""gunicorn entry point: ``gunicorn --chdir auth-service wsgi:app``."""
+"""gunicorn entry point: ``gunicorn --chdir auth-service wsgi:app``.
+
+A setting the service must not start with prints one line to stderr and exits 4, gunicorn's "App failed to load"
+code, so the arbiter stops instead of respawning workers (and ``flask`` commands exit non-zero the same way).
+"""
+
+import sys
 
 from storyverse_auth import create_app
+from storyverse_auth.config import ConfigError
 
-app = create_app()
+try:
+    app = create_app()
+except ConfigError as exc:
+    print(f"storyverse-auth: {exc}", file=sys.stderr, flush=True)
+    raise SystemExit(4) from None

@@ -4,9 +4,9 @@ docs/benchmarks-chain.md with its command.
 Measured side by side in one run, through the emulator (Kong's real plugin-server protocol, one dedicated server
 per plugin), with the same closed-loop load:
 
-1. the StoryVerse chain on kong-pdk 0.36's server (the entry files as deployed, ``--no-lua-style``);
-2. the same chain, same plugin classes, on storyverse_plugins.fastserver (the entry files run unchanged through
-   ``python -m storyverse_plugins.fastserver``-style shims written to a temp dir);
+1. the StoryVerse chain on kong_pluginserver (the entry files as deployed, ``--no-lua-style``: the default);
+2. the same chain, same entry files and plugin classes, on kong-pdk 0.36's server (the fallback,
+   ``SV_PLUGIN_SERVER=kong-pdk`` in the plugin servers' environment);
 3. the naïve chain (bench/plugins/naive-jwt.py, naive-rbac.py, naive-quota.py) on kong-pdk's server: one PDK call
    per header, PyJWT RS256 on every request, one Redis EVAL per period, three plugins.
 
@@ -14,8 +14,9 @@ Per case: PDK round trips per request (every RPC the plugin servers answer: Hand
 counted by a MessagePack-parsing Unix-socket proxy in a separate short run, so counting costs nothing in the timed
 runs), plugin-server CPU per request (utime+stime of the three plugin-server processes from /proc over the measured
 window), emulator CPU per request, req/s, p50/p99. Then each plugin server's RSS after a warm-up and after a
-time-boxed long run, for cases 1 and 2. Tokens are RS256 from a local JWKS; Redis is a redis-server of our own on a
-free port (naive-jwt reads its denylist keys from db 12 of the local default Redis, as bench/jwt_bench.py does).
+long run, for cases 1 and 2. Tokens are RS256 from a local JWKS; Redis is a redis-server of our own on a free port
+(every plugin, naive-jwt's denylist included, uses it), so the bench can run outside nstest: it binds only free
+ports and touches no shared server.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import selectors
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -50,15 +50,6 @@ from bench.quota_bench import start_redis  # noqa: E402
 PLUGINS = REPO / "kong-plugins" / "plugins"
 BENCH_PLUGINS = REPO / "bench" / "plugins"
 HUGE = 10**9
-SHIM = """import sys
-import kong_pdk.cli
-from storyverse_plugins.fastserver.cli import start_dedicated_server
-kong_pdk.cli.start_dedicated_server = start_dedicated_server
-sys.path.insert(0, {dir!r})
-sys.argv[0] = {entry!r}
-import runpy
-runpy.run_path({entry!r}, run_name="__main__")
-"""
 
 
 # -- the chains ------------------------------------------------------------------------------------------------
@@ -79,7 +70,8 @@ def sv_chain(jwks_url: str, redis_port: int) -> list[tuple[str, Path, dict]]:
 def naive_chain(jwks_url: str, redis_port: int) -> list[tuple[str, Path, dict]]:
     return [
         ("naive-jwt", BENCH_PLUGINS / "naive-jwt.py",
-         {"jwks_url": jwks_url, "issuer": ISSUER, "audience": AUDIENCE, "redis_database": 12}),
+         {"jwks_url": jwks_url, "issuer": ISSUER, "audience": AUDIENCE, "redis_database": 12,
+          "redis_port": redis_port}),
         ("naive-rbac", BENCH_PLUGINS / "naive-rbac.py", {"roles": ["parent", "child"], "methods": ["GET"]}),
         ("naive-quota", BENCH_PLUGINS / "naive-quota.py",
          {"periods": {"minute": HUGE, "hour": HUGE}, "redis_port": redis_port}),
@@ -103,16 +95,6 @@ def kong_yml(backend_url: str, chain: list[tuple[str, Path, dict]]) -> str:
         '        paths: ["/api/v1/stories"]\n'
         f"        plugins: {plugins}\n"
     )
-
-
-def fast_shims(chain, tmp: Path) -> list[tuple[str, Path, dict]]:
-    """The same entry files, started on the fast server (what `python -m storyverse_plugins.fastserver` does)."""
-    out = []
-    for name, entry, cfg in chain:
-        shim = tmp / f"{name}-fast.py"
-        shim.write_text(SHIM.format(dir=str(entry.parent), entry=str(entry)))
-        out.append((name, shim, cfg))
-    return out
 
 
 # -- round-trip counting proxy ---------------------------------------------------------------------------------
@@ -214,6 +196,7 @@ def server_pids(gw: EmulatorProcess, chain) -> dict[str, int]:
 class Case:
     name: str
     chain: list
+    env: dict = field(default_factory=dict)  # the plugin servers' environment (SV_PLUGIN_SERVER)
     requests: int = 0
     seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)
@@ -236,13 +219,15 @@ class Case:
         return data[min(len(data) - 1, int(p / 100 * len(data)))]
 
 
-def gateway(backend_url: str, chain, flags: str = "--no-lua-style") -> EmulatorProcess:
-    entries = [PluginEntry(n, p, flags) for n, p, _ in chain]
-    return EmulatorProcess(kong_yml(backend_url, chain), entries, strict=False, conf_extra={"log_level": "warn"})
+def gateway(backend_url: str, case: Case, flags: str = "--no-lua-style") -> EmulatorProcess:
+    entries = [PluginEntry(n, p, flags) for n, p, _ in case.chain]
+    return EmulatorProcess(
+        kong_yml(backend_url, case.chain), entries, strict=False, conf_extra={"log_level": "warn"}, env=case.env
+    )
 
 
 def measure(case: Case, backend_url: str, tokens, total: int, concurrency: int) -> None:
-    gw = gateway(backend_url, case.chain).start()
+    gw = gateway(backend_url, case).start()
     url = gw.url + "/api/v1/stories"
     try:
         asyncio.run(drive(url, tokens, max(500, 2 * len(tokens)), concurrency, {}))  # warm-up
@@ -261,7 +246,9 @@ def count_trips(case: Case, backend_url: str, tokens, total: int, concurrency: i
     """RPCs per request per plugin, warm (StartInstance excluded): through counting proxies, in their own run."""
     flags = "--no-lua-style --socket-name {name}-real.sock"
     entries = [PluginEntry(n, p, flags.format(name=n)) for n, p, _ in case.chain]
-    gw = EmulatorProcess(kong_yml(backend_url, case.chain), entries, strict=False, conf_extra={"log_level": "warn"})
+    gw = EmulatorProcess(
+        kong_yml(backend_url, case.chain), entries, strict=False, conf_extra={"log_level": "warn"}, env=case.env
+    )
     gw.start(wait=False)
     proxies = {n: CountingProxy(str(gw.workdir / f"{n}.sock"), str(gw.workdir / f"{n}-real.sock")) for n in
                [e.name for e in entries]}  # fmt: skip
@@ -291,7 +278,7 @@ def count_trips(case: Case, backend_url: str, tokens, total: int, concurrency: i
 
 def rss_run(case: Case, backend_url: str, tokens, seconds: float, concurrency: int) -> None:
     """Each plugin server's RSS after a 2,000-request warm-up, then 5 times over a run of about ``seconds``."""
-    gw = gateway(backend_url, case.chain).start()
+    gw = gateway(backend_url, case).start()
     url = gw.url + "/api/v1/stories"
     try:
         warm = 2000
@@ -373,8 +360,9 @@ def report(args, cases: list[Case], rss_cases: list[Case], elapsed: float, jwks_
             "## Per request",
             "",
             "Plugin-server CPU is utime+stime of the three plugin-server processes from /proc over the measured "
-            "window ÷ requests (per server in brackets). The fast server runs the same entry files and plugin "
-            "classes (`storyverse_plugins.fastserver`, one epoll loop, a greenlet per event).",
+            "window ÷ requests (per server in brackets). Both StoryVerse cases run the same entry files and plugin "
+            "classes; kong_pluginserver (the default: a greenlet per event on gevent's hub, cooperative I/O) or "
+            "kong-pdk 0.36's server (the fallback, `SV_PLUGIN_SERVER=kong-pdk`).",
             "",
             *rows,
             "",
@@ -426,21 +414,20 @@ def main() -> None:
     backend = subprocess.Popen(
         [sys.executable, "-m", "sample_backend", f"bench={port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    tmp = Path(tempfile.mkdtemp(prefix="svcb", dir="/tmp"))
     try:
         wait_port(port, proc=backend)
         backend_url = f"http://127.0.0.1:{port}"
         sv = sv_chain(issuer.jwks_url, redis_port)
         cases = [
-            Case("StoryVerse chain on kong-pdk 0.36's server", sv),
-            Case("StoryVerse chain on storyverse_plugins.fastserver", fast_shims(sv, tmp)),
+            Case("StoryVerse chain on kong_pluginserver", sv),
+            Case("StoryVerse chain on kong-pdk 0.36's server", sv, {"SV_PLUGIN_SERVER": "kong-pdk"}),
             Case("naïve chain on kong-pdk 0.36's server", naive_chain(issuer.jwks_url, redis_port)),
         ]
         for case in cases:
             count_trips(case, backend_url, tokens, args.count_requests, args.concurrency)
             measure(case, backend_url, tokens, args.requests, args.concurrency)
             print(f"{case.name}: {case.round_trips:.2f} RT, {case.plugin_cpu_us:,.0f} µs {case.cpu_us}", flush=True)
-        rss_cases = [Case(c.name, c.chain) for c in cases[:2]]
+        rss_cases = [Case(c.name, c.chain, c.env) for c in cases[:2]]
         for case in rss_cases:
             rss_run(case, backend_url, tokens, args.rss_seconds, args.concurrency)
             print(f"RSS {case.name}: {case.rss}", flush=True)

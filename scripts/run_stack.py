@@ -2,7 +2,8 @@
 
 - the sample backend (stand-in for the stories, characters, universes and generation services)
 - the auth service under gunicorn, after applying its migrations (when auth-service/wsgi.py exists)
-- the Kong emulator on :8000 (HTTP) and :8443 (HTTPS), which starts one plugin server per plugin from kong.conf;
+- the Kong emulator on :8000 (HTTP) and :8443 (HTTPS), which starts one plugin server per plugin from kong.conf
+  (kong_pluginserver; ``SV_PLUGIN_SERVER=kong-pdk make run`` selects kong-pdk's own server, the fallback);
   the HTTPS listener uses a certificate from a throw-away local CA under run/tls/ (trust run/tls/ca.crt)
 """
 
@@ -137,6 +138,7 @@ def main() -> int:
             KONG_SSL_CERT=str(tls.cert),
             KONG_SSL_CERT_KEY=str(tls.key),
         )
+        print(f"[run] plugin servers: {env.get('SV_PLUGIN_SERVER') or 'kong-pluginserver'}", flush=True)
         procs.append(("kong emulator", start("kong emulator", [py, "-m", "kong_emulator", "-c", "kong.conf"], env)))
         if not wait_http(f"http://127.0.0.1:{PROXY_PORT}/"):
             print("[run] the emulator did not come up; see its output above", flush=True)
@@ -162,7 +164,8 @@ def _start_auth(py: str) -> subprocess.Popen | None:
     env.setdefault("ISSUER", f"http://localhost:{PROXY_PORT}")
     for step in (["create-db"], ["db", "upgrade"], ["keys", "ensure"]):
         subprocess.run([py, "-m", "flask", *step], cwd=REPO / "auth-service", env=env, check=True)
-    argv = [py, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{AUTH_PORT}", "--chdir", "auth-service", "wsgi:app"]
+    argv = [py, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{AUTH_PORT}", "--chdir", "auth-service"]
+    argv += ["-c", str(REPO / "auth-service" / "gunicorn.conf.py"), "wsgi:app"]  # its log redaction
     return start("auth service", argv, env)
 
 

@@ -17,6 +17,7 @@ Schema = (
     {"issuer": {"type": "string", "required": True}},
     {"audience": {"type": "string", "required": True}},
     {"redis_database": {"type": "integer", "default": 0, "required": True}},
+    {"redis_port": {"type": "integer", "default": 6379, "required": True}},
 )
 version = "0.1.0"
 priority = 1450
@@ -36,10 +37,10 @@ class Plugin:
     def __init__(self, config):
         self.config = config
         self.jwks = jwt.PyJWKClient(config["jwks_url"])
-        db = config.get("redis_database") or 0
-        if db not in _clients:
-            _clients[db] = redis.Redis(db=db, socket_timeout=0.05)
-        self.redis = _clients[db]
+        key = (config.get("redis_port") or 6379, config.get("redis_database") or 0)
+        if key not in _clients:
+            _clients[key] = redis.Redis(port=key[0], db=key[1], socket_timeout=0.05)
+        self.redis = _clients[key]
 
     def access(self, kong):
         try:

@@ -7,12 +7,13 @@ Set SV_QUOTA_LOG_METRICS_PORT to serve this server's counters (settles, strikes,
 http://$SV_QUOTA_METRICS_HOST:<port>/metrics (host default 127.0.0.1).
 """
 
+import kong_pluginserver.boot  # noqa: F401 - first: cooperative I/O before the plugin modules load
 from storyverse_plugins.quota.handler import LogPlugin, Schema, log_priority, version
 
 if __name__ == "__main__":
     import sys
 
-    from kong_pdk.cli import start_dedicated_server
+    from kong_pluginserver import start_dedicated_server
     from storyverse_plugins.quota.metrics import serve_from_env
 
     if "--dump" not in sys.argv:  # Kong's query_cmd only dumps the schema: it must not take the metrics port

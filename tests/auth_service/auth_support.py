@@ -12,7 +12,7 @@ PROBLEM_KEYS = {"type", "title", "status", "detail", "instance", "code", "reques
 TEST_DB_URL = TestConfig.SQLALCHEMY_DATABASE_URI
 TEST_REDIS_URL = TestConfig.REDIS_URL
 PASSWORD = "correct horse battery staple twice"
-TABLES = "password_reset_tokens, sessions, accounts, families"
+TABLES = "password_reset_tokens, sessions, session_events, accounts, families"
 
 
 def ensure_database(url: str, drop: bool = False) -> None:

@@ -11,12 +11,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-import redis
 from auth_support import PASSWORD, TABLES, TEST_DB_URL, TEST_REDIS_URL, AuthActions, FakeClock, ensure_database
 from flask_migrate import upgrade
 from sqlalchemy import text
 from storyverse_auth import create_app, signing
 from storyverse_auth.extensions import db
+from storyverse_auth.redis_topology import client_for
 from werkzeug.serving import make_server
 
 
@@ -39,7 +39,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def app(migrated_db: str, clock: FakeClock):
-    redis.Redis.from_url(TEST_REDIS_URL).flushdb()
+    client_for(TEST_REDIS_URL).flushdb()  # standalone, or every primary of a Cluster (TEST_REDIS_URL=redis+cluster://…)
     app = create_app({"TESTING": True, "CLOCK": clock, "TRUST_PROXY_HOPS": 0})
     with app.app_context():
         db.session.execute(text(f"TRUNCATE {TABLES} CASCADE"))

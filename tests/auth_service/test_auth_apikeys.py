@@ -162,4 +162,5 @@ def test_usage_with_the_usage_scope(client, family, parent):
 def test_failed_exchanges_are_counted(client, caplog):
     caplog.set_level(logging.INFO)
     exchange(client, "svk_" + "1" * 32 + "_nope")
-    assert 'sv_auth_failed_attempts_total{reason="invalid_api_key"} 1' in client.get("/metrics").get_data(as_text=True)
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'sv_auth_failed_attempts_total{reason="invalid_api_key"} 1.0' in metrics

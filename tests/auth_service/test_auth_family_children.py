@@ -5,7 +5,9 @@ import uuid
 
 import pytest
 from auth_support import PASSWORD, assert_problem
-from storyverse_auth.extensions import db
+from storyverse_auth.extensions import db, redis_store
+from storyverse_auth.keys import account_sessions
+from storyverse_auth.keys import session as session_key
 from storyverse_auth.models import Account, Consent, Session
 
 
@@ -206,6 +208,7 @@ def test_delete_child_removes_data_and_revokes(app, client, family):
         child_id = uuid.UUID(child["id"])
         assert db.session.get(Account, child_id) is None
         assert db.session.scalars(db.select(Session).where(Session.account_id == child_id)).all() == []
+        assert not redis_store.client.exists(session_key(child_tokens["session_id"]), account_sessions(child["id"]))
         assert db.session.scalars(db.select(Consent).where(Consent.child_id == child_id)).all() == []
 
 

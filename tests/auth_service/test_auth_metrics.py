@@ -4,7 +4,7 @@ import re
 
 
 def _value(text: str, sample: str) -> float:
-    match = re.search(rf"^{re.escape(sample)} (\d+)$", text, re.M)
+    match = re.search(rf"^{re.escape(sample)} ([0-9.e+]+)$", text, re.M)
     return float(match.group(1)) if match else 0.0
 
 

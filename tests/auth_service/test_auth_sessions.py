@@ -8,6 +8,7 @@ import requests
 from auth_support import assert_problem
 from storyverse_auth.extensions import db, redis_store
 from storyverse_auth.keys import revoked_jti, revoked_sid
+from storyverse_auth.keys import session as session_key
 from storyverse_auth.models import Session
 
 
@@ -25,11 +26,14 @@ def test_refresh_rotates(client, auth):
     assert client.get("/api/auth/me", headers=auth.bearer(second)).status_code == 200
 
 
-def test_refresh_tokens_are_stored_hashed(app, auth):
+def test_sessions_live_in_redis_without_their_refresh_tokens(app, auth):
     tokens = auth.tokens()
+    mac = tokens["refresh_token"].rsplit(".", 1)[1]
     with app.app_context():
-        row = db.session.get(Session, uuid.UUID(tokens["session_id"]))
-        assert row.refresh_token_hash != tokens["refresh_token"] and len(row.refresh_token_hash) == 64
+        assert db.session.get(Session, uuid.UUID(tokens["session_id"])) is None  # not in PostgreSQL
+        stored = redis_store.client.hgetall(session_key(tokens["session_id"]))
+    assert stored["gen"] == "0" and stored["account_id"]
+    assert not any(mac in value or tokens["refresh_token"] in value for value in stored.values())
 
 
 def test_grace_window_returns_the_same_successor(client, auth, clock):
@@ -165,8 +169,7 @@ def test_twenty_parallel_refreshes_yield_one_successor(app, auth, live_server):
     assert len(successors) <= 1
     assert statuses.count(200) >= 1
     with app.app_context():
-        row = db.session.get(Session, uuid.UUID(tokens["session_id"]))
-        assert row.generation == 1 and row.revoked_at is None
+        assert redis_store.client.hget(session_key(tokens["session_id"]), "gen") == "1"  # one rotation, not revoked
     (successor,) = successors
     ok = requests.post(f"{live_server}/api/auth/refresh", json={"refresh_token": successor}, timeout=30)
     assert ok.status_code == 200

@@ -142,7 +142,7 @@ def test_proxy_tls_is_1_2_or_later_from_a_secret(default):
     volumes = {v["name"]: v for v in pod_spec(gateway)["volumes"]}
     assert volumes["proxy-tls"]["secret"]["secretName"] == "storyverse-proxy-tls"
     ports = {p["name"]: p["port"] for p in find(default, "Service", "gateway")["spec"]["ports"]}
-    assert ports == {"http": 80, "https": 443}
+    assert ports == {"https": 443}  # plain HTTP is off by default (gateway.service.httpPort: 0)
 
 
 def test_cert_manager_certificate_fills_the_tls_secret(all_docs):
@@ -172,7 +172,11 @@ def test_postgres_and_redis_are_reached_only_at_their_cidrs(default):
     ip_rules = {
         r["ports"][0]["port"]: [p["ipBlock"]["cidr"] for p in r["to"]] for r in egress if "ipBlock" in r["to"][0]
     }
-    assert ip_rules == {5432: ["10.0.16.0/20", "10.0.32.0/20", "10.0.48.0/20"], 6379: ["10.0.64.0/20"]}
+    assert ip_rules == {
+        5432: ["10.0.16.0/20", "10.0.32.0/20", "10.0.48.0/20"],
+        6379: ["10.0.64.0/20"],
+        587: ["0.0.0.0/0"],  # the SMTP relay (mail.smtp.cidrs: SES has no fixed range)
+    }
     gateway_egress = find(default, "NetworkPolicy", "gateway")["spec"]["egress"]
     assert any(r.get("ports") == [{"protocol": "TCP", "port": 6379}] for r in gateway_egress)
 

@@ -56,7 +56,7 @@ def start_auth_service(port: int, env: dict[str, str]):
     for step in (["db", "upgrade"], ["keys", "ensure"]):
         subprocess.run([sys.executable, "-m", "flask", *step], cwd=AUTH_DIR, env=env, check=True, capture_output=True)
     argv = [sys.executable, "-m", "gunicorn", "-w", "2", "-k", "gthread", "--threads", "4"]
-    argv += ["-b", f"127.0.0.1:{port}", "--chdir", str(AUTH_DIR), "wsgi:app"]
+    argv += ["-b", f"127.0.0.1:{port}", "--chdir", str(AUTH_DIR), "-c", str(AUTH_DIR / "gunicorn.conf.py"), "wsgi:app"]
     return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -222,7 +222,7 @@ def stack(backend):
     with SmtpSink() as sink:
         port = free_port()
         env = auth_env(DATABASE, REDIS_DB, ISSUER, DEVICE_POLL_INTERVAL="1", MAIL_BACKEND="smtp",
-                       SMTP_HOST="127.0.0.1", SMTP_PORT=str(sink.port))  # fmt: skip
+                       SMTP_HOST="127.0.0.1", SMTP_PORT=str(sink.port), SMTP_SECURITY="none")  # fmt: skip
         gw = EmulatorProcess(_render_kong_yml(f"http://127.0.0.1:{port}", backend), repo_plugins())
         gw.conf_extra = {"trusted_ips": "127.0.0.1"}  # X-Real-IP from the test = the client's address (realip)
         auth = start_auth_service(port, env)

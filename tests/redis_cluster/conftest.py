@@ -120,3 +120,23 @@ def cluster():
         yield local
     finally:
         local.stop()
+
+
+@pytest.fixture(scope="module")
+def auth_database(request) -> str:
+    """A fresh PostgreSQL database for an auth-service module (named after it), dropped afterwards."""
+    import psycopg2
+
+    name = f"storyverse_auth_{request.module.__name__.removeprefix('test_')}"
+
+    def run(statement: str) -> None:
+        conn = psycopg2.connect(host="127.0.0.1", user="postgres", dbname="postgres")
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(statement)
+        conn.close()
+
+    run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    run(f'CREATE DATABASE "{name}"')
+    yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
+    run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

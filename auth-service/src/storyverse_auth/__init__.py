@@ -9,8 +9,8 @@ from flask import request
 from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import logs, mailer, metrics, passwords
-from .config import DEV_KEY_ENCRYPTION_KEY, ProdConfig, config_class
+from . import audit, input_guard, logs, mailer, metrics, passwords
+from .config import ProdConfig, check_production, config_class, environment_config
 from .errors import PROBLEM_MIMETYPE, PROBLEM_SCHEMA, APIError, register_error_handlers
 from .extensions import db, migrate, redis_store
 
@@ -26,10 +26,11 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
     )
     cls = config_class("testing" if (config or {}).get("TESTING") else None)
     app.config.from_object(cls)
+    app.config.update(environment_config(cls))  # ConfigError: one line naming each bad variable
     if config:
         app.config.update(config)
-    if cls is ProdConfig and app.config["KEY_ENCRYPTION_KEY"] == DEV_KEY_ENCRYPTION_KEY:
-        raise RuntimeError("KEY_ENCRYPTION_KEY must be set in production (AUTH_ENV=production)")
+    if cls is ProdConfig:
+        check_production(app.config)  # ConfigError: one line naming every unfit setting
     if app.config["TRUST_PROXY_HOPS"] > 0:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["TRUST_PROXY_HOPS"])  # type: ignore[method-assign]
     app.config["HTTP_ERROR_SCHEMA"] = PROBLEM_SCHEMA
@@ -40,12 +41,14 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
     register_commands(app)
     app.spec_processor(_problem_responses)
     app.before_request(_require_json_bodies)
-    app.after_request(metrics.flush)
+    input_guard.init_app(app, oauth_blueprints=_FORM_BLUEPRINTS)
+    app.after_request(audit.flush)
     return app
 
 
 def register_extensions(app: APIFlask) -> None:
     logs.configure(app)
+    metrics.init_app(app)
     db.init_app(app)
     migrate.init_app(app, db, directory=app.config["MIGRATIONS_DIR"])
     redis_store.init_app(app)

@@ -1,4 +1,4 @@
-"""``flask keys ensure|rotate|prune|list`` and ``flask create-db``."""
+"""``flask keys ensure|rotate|prune|list``, ``flask sessions move-to-redis`` and ``flask create-db``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from .extensions import db
 from .models import SigningKey
 
 keys_cli = AppGroup("keys", help="Manage JWT signing keys.")
+sessions_cli = AppGroup("sessions", help="Manage the session store.")
 
 
 @keys_cli.command("ensure")
@@ -46,6 +47,15 @@ def list_keys() -> None:
         click.echo(f"{key.kid} {key.algorithm} {key.state} publish_until={key.publish_until}")
 
 
+@sessions_cli.command("move-to-redis")
+@click.option("--batch", default=500, show_default=True, help="Sessions per PostgreSQL transaction.")
+def move_to_redis(batch: int) -> None:
+    """Move every live session still in PostgreSQL to Redis (idempotent; sessions also move on first use)."""
+    from .services.sessions import move_all_to_redis
+
+    click.echo(f"moved={move_all_to_redis(batch)}")
+
+
 @click.command("create-db")
 @with_appcontext
 def create_db() -> None:
@@ -69,4 +79,5 @@ def create_db() -> None:
 
 def register_commands(app: Flask) -> None:
     app.cli.add_command(keys_cli)
+    app.cli.add_command(sessions_cli)
     app.cli.add_command(create_db)

@@ -108,6 +108,10 @@ class APIError(HTTPError):
         )
 
     @classmethod
+    def bad_request(cls, detail: str) -> APIError:
+        return cls(400, "bad_request", detail)
+
+    @classmethod
     def unsupported_media_type(cls) -> APIError:
         return cls(415, "unsupported_media_type", "Request bodies must be application/json.")
 

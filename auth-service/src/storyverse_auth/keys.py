@@ -3,6 +3,14 @@
 - ``sv:revoked:jti:<jti>``   an access token revoked before its ``exp`` (value "1", TTL = its remaining lifetime).
 - ``sv:revoked:sid:<sid>``   every access token carrying this session id (``sid`` claim) is revoked
                               (TTL = access-token lifetime, so it outlives every token of the session).
+
+The auth service's own keys (the gateway never reads them):
+
+- ``sv:auth:v1:session:{<sid>}``            one session (a hash: account, generation, times, device); every key
+                                             of one session carries the ``{<sid>}`` hash tag, so on Redis Cluster
+                                             a session lives in one slot and its scripts run on one node.
+- ``sv:auth:v1:account:{<account>}:sessions`` the account's session ids (a sorted set by creation time), for
+                                             listing and revoking a parent's or a child's devices.
 """
 
 from __future__ import annotations
@@ -13,6 +21,8 @@ REVOKED_JTI_PREFIX = "sv:revoked:jti:"
 REVOKED_SID_PREFIX = "sv:revoked:sid:"
 THROTTLE_PREFIX = "sv:auth:v1:throttle:"
 METRICS_KEY = "sv:auth:v1:metrics"
+SESSION_PREFIX = "sv:auth:v1:session:"
+ACCOUNT_PREFIX = "sv:auth:v1:account:"
 
 
 def revoked_jti(jti: str) -> str:
@@ -21,6 +31,14 @@ def revoked_jti(jti: str) -> str:
 
 def revoked_sid(sid: str) -> str:
     return f"{REVOKED_SID_PREFIX}{sid}"
+
+
+def session(sid: str) -> str:
+    return f"{SESSION_PREFIX}{{{sid}}}"
+
+
+def account_sessions(account_id: str) -> str:
+    return f"{ACCOUNT_PREFIX}{{{account_id}}}:sessions"
 
 
 def _digest(value: str) -> str:

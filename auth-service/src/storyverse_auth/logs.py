@@ -1,4 +1,9 @@
-"""Structured JSON logs with a request id. Only allow-listed fields are emitted: never bodies, tokens or secrets."""
+"""Structured JSON logs with a request id. Only allow-listed fields are emitted: never bodies, tokens or secrets.
+
+One line per request (logger ``storyverse_auth.access``) with method, path, status, duration and, once the bearer
+check has passed, the caller's ``user_id`` (the token's ``sub``). gunicorn's own access log is off (the chart's and
+the image's GUNICORN_CMD_ARGS), so a request is logged once.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from flask import Flask, Response, g, has_request_context, request
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
 _SAFE_EXTRA = ("event", "account_id", "session_id", "status", "method", "path", "duration_ms", "subject", "reason")
-_SAFE_EXTRA += ("error_type", "kid", "outcome", "scope", "count")
+_SAFE_EXTRA += ("error_type", "kid", "outcome", "scope", "count", "user_id")
 
 
 class JSONFormatter(logging.Formatter):
@@ -53,13 +58,14 @@ def _start() -> None:
 def _finish(response: Response) -> Response:
     response.headers["X-Request-Id"] = g.get("request_id", "")
     started = g.get("started")
-    logging.getLogger("storyverse_auth.access").info(
-        "request",
-        extra={
-            "method": request.method,
-            "path": request.path,
-            "status": response.status_code,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 2) if started else None,
-        },
-    )
+    fields = {
+        "method": request.method,
+        "path": request.path,
+        "status": response.status_code,
+        "duration_ms": round((time.perf_counter() - started) * 1000, 2) if started else None,
+    }
+    claims = g.get("flask_httpauth_user")  # set by the bearer check of the service's own endpoints
+    if isinstance(claims, dict) and claims.get("sub"):
+        fields["user_id"] = claims["sub"]
+    logging.getLogger("storyverse_auth.access").info("request", extra=fields)
     return response

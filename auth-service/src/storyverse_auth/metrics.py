@@ -1,30 +1,38 @@
-"""Prometheus counters kept in one Redis hash, so every gunicorn worker reports the same totals.
+"""Prometheus metrics with prometheus_client, per pod: each pod reports its own counts and Prometheus sums the pods.
 
-Writes are batched per process: a request's increments join the process's pending batch, which goes to Redis in one
-pipeline at most every ``METRICS_FLUSH_INTERVAL`` seconds (default 1) or once ``METRICS_FLUSH_MAX`` increments are
-pending, whichever comes first, and always before this process renders ``/metrics`` and when it exits. A flusher
-thread per process sends the batch of an idle worker, so another worker's ``/metrics`` lags by at most the interval.
-Each worker adds its own deltas (HINCRBY), so totals across workers stay exact. ``METRICS_FLUSH_INTERVAL = 0`` (the
-testing default) writes at the end of every request, as before.
+Under gunicorn, ``PROMETHEUS_MULTIPROC_DIR`` (set by the image and the chart) turns on prometheus_client's
+multiprocess mode: every worker writes its samples to files in that directory and ``/metrics`` adds up the pod's
+workers (gunicorn.conf.py empties the directory at start and marks dead workers). Without it (development, tests)
+each app has its own registry, which also carries the process and platform collectors.
+
+Counters (the seed's Authentication row): ``sv_auth_logins_total{outcome}``, ``sv_auth_tokens_issued_total{kind}``,
+``sv_auth_failed_attempts_total{reason}``, ``sv_auth_refresh_reuse_total``, ``sv_auth_password_resets_total{stage}``.
+Per request: ``sv_auth_requests_total{endpoint,method,status}`` and the histogram
+``sv_auth_request_duration_seconds{endpoint,method}``; ``endpoint`` is the matched URL rule (``unmatched`` for a 404),
+so its values are bounded by the routes.
 """
 
 from __future__ import annotations
 
-import atexit
-import logging
 import os
-import threading
 import time
-import weakref
 
-import redis
-from flask import Response, current_app, g, has_app_context, has_request_context
+from flask import Flask, Response, current_app, g, request
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+    multiprocess,
+)
 
-from .extensions import redis_store
-from .keys import METRICS_KEY
+disable_created_metrics()  # no `*_created` series: Prometheus derives resets itself
 
-log = logging.getLogger(__name__)
-
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 COUNTERS: dict[str, str] = {
     "sv_auth_logins_total": "Login attempts by outcome (success, failure, throttled).",
     "sv_auth_tokens_issued_total": "Tokens issued by kind (access, refresh).",
@@ -32,135 +40,85 @@ COUNTERS: dict[str, str] = {
     "sv_auth_refresh_reuse_total": "Reuse of a rotated refresh token detected (session revoked).",
     "sv_auth_password_resets_total": "Password reset events by stage (requested, completed).",
 }
-DEFAULT_FLUSH_INTERVAL = 1.0
-DEFAULT_FLUSH_MAX = 1000
+LABELS: dict[str, tuple[str, ...]] = {
+    "sv_auth_logins_total": ("outcome",),
+    "sv_auth_tokens_issued_total": ("kind",),
+    "sv_auth_failed_attempts_total": ("reason",),
+    "sv_auth_refresh_reuse_total": (),
+    "sv_auth_password_resets_total": ("stage",),
+}
+# Seconds; argon2 makes login and register take tens of milliseconds, so the buckets reach well past that.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_EXT = "sv_metrics"
 
 
-def _field(name: str, labels: dict[str, str]) -> str:
-    if not labels:
-        return name
-    inner = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    return f"{name}{{{inner}}}"
+class Metrics:
+    """One app's metric objects (registered on its own registry)."""
+
+    def __init__(self, multiproc_dir: str | None) -> None:
+        self.multiproc_dir = multiproc_dir
+        self.registry = CollectorRegistry(auto_describe=True)
+        if multiproc_dir is None:
+            ProcessCollector(registry=self.registry)
+            PlatformCollector(registry=self.registry)
+        self.counters = {
+            name: Counter(name.removesuffix("_total"), text, LABELS[name], registry=self.registry)
+            for name, text in COUNTERS.items()
+        }
+        self.requests = Counter(
+            "sv_auth_requests",
+            "Requests answered, by endpoint (URL rule), method and status.",
+            ("endpoint", "method", "status"),
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "sv_auth_request_duration_seconds",
+            "Time to answer a request, by endpoint (URL rule) and method.",
+            ("endpoint", "method"),
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        if self.multiproc_dir is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=self.multiproc_dir)
+        return generate_latest(registry)
 
 
-class Batch:
-    """One process's pending increments for one app (thread-safe; re-armed after a fork)."""
-
-    def __init__(self, client: redis.Redis, interval: float, max_pending: int) -> None:
-        self.client, self.interval, self.max_pending = client, interval, max_pending
-        self._lock = threading.Lock()
-        self._pending: dict[str, int] = {}
-        self._count = 0
-        self._due = time.monotonic() + interval
-        self._pid = 0  # the process whose flusher thread runs
-
-    def add(self, pending: dict[str, int]) -> None:
-        with self._lock:
-            for field, amount in pending.items():
-                self._pending[field] = self._pending.get(field, 0) + amount
-            self._count += len(pending)
-            due = self._count >= self.max_pending or time.monotonic() >= self._due
-            if self._pid != os.getpid():
-                self._start_flusher()
-        if due:
-            self.flush()
-
-    def flush(self) -> None:
-        with self._lock:
-            pending, self._pending, self._count = self._pending, {}, 0
-            self._due = time.monotonic() + self.interval
-        if pending:
-            _write(pending, self.client)
-
-    def _start_flusher(self) -> None:
-        self._pid = os.getpid()
-        ref = weakref.ref(self)
-
-        def loop() -> None:
-            while (batch := ref()) is not None:
-                interval = batch.interval
-                del batch
-                time.sleep(interval)
-                batch = ref()
-                if batch is not None:
-                    batch.flush()
-
-        threading.Thread(target=loop, name="metrics-flush", daemon=True).start()
+def init_app(app: Flask) -> None:
+    multiproc_dir = os.environ.get(MULTIPROC_ENV) or None
+    if multiproc_dir:
+        os.makedirs(multiproc_dir, exist_ok=True)  # e.g. a CLI run in a pod whose gunicorn did not create it
+    app.extensions[_EXT] = Metrics(multiproc_dir)
+    app.before_request(_start)
+    app.after_request(_observe)
 
 
-_batches: weakref.WeakSet[Batch] = weakref.WeakSet()
-_create_lock = threading.Lock()
-
-
-@atexit.register
-def _flush_all() -> None:
-    for batch in list(_batches):
-        batch.flush()
-
-
-def _batch() -> Batch | None:
-    """The app's batch, made on first use (None when batching is off or outside an app)."""
-    if not has_app_context():
-        return None
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    if "sv_metrics" in app.extensions:
-        return app.extensions["sv_metrics"]
-    with _create_lock:
-        if "sv_metrics" not in app.extensions:
-            interval = float(app.config.get("METRICS_FLUSH_INTERVAL", 0 if app.testing else DEFAULT_FLUSH_INTERVAL))
-            batch = None
-            if interval > 0:
-                batch = Batch(redis_store.client, interval, int(app.config.get("METRICS_FLUSH_MAX", DEFAULT_FLUSH_MAX)))
-                _batches.add(batch)
-            app.extensions["sv_metrics"] = batch
-    return app.extensions["sv_metrics"]
+def _metrics() -> Metrics:
+    return current_app.extensions[_EXT]
 
 
 def inc(name: str, amount: int = 1, **labels: str) -> None:
-    """Count now; the request's counters join the process batch when it ends (or go out at once, unbatched)."""
-    if name not in COUNTERS:
-        raise KeyError(name)
-    field = _field(name, labels)
-    if has_request_context():
-        pending = g.setdefault("sv_metrics", {})
-        pending[field] = pending.get(field, 0) + amount
-    else:
-        _send({field: amount})
+    """Count ``amount`` on the counter ``name`` (one of COUNTERS) with these label values."""
+    counter = _metrics().counters[name]
+    (counter.labels(**labels) if labels else counter).inc(amount)
 
 
-def flush(response: Response) -> Response:
-    pending = g.pop("sv_metrics", None)
-    if pending:
-        _send(pending)
+def _start() -> None:
+    g.sv_metrics_started = time.perf_counter()
+
+
+def _observe(response: Response) -> Response:
+    started = g.pop("sv_metrics_started", None)
+    endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
+    m = _metrics()
+    m.requests.labels(endpoint, request.method, str(response.status_code)).inc()
+    if started is not None:
+        m.latency.labels(endpoint, request.method).observe(time.perf_counter() - started)
     return response
 
 
-def _send(pending: dict[str, int]) -> None:
-    batch = _batch()
-    if batch is None:
-        _write(pending)
-    else:
-        batch.add(pending)
-
-
-def _write(pending: dict[str, int], client: redis.Redis | None = None) -> None:
-    try:
-        pipe = (client or redis_store.client).pipeline(transaction=False)
-        for field, amount in pending.items():
-            pipe.hincrby(METRICS_KEY, field, amount)
-        pipe.execute()
-    except redis.RedisError:
-        log.warning("metrics: redis unavailable, %d counters dropped", len(pending))
-
-
-def render() -> str:
-    batch = _batch()
-    if batch is not None:
-        batch.flush()  # this process's own counts are exact; other workers' lag by at most their interval
-    values = redis_store.client.hgetall(METRICS_KEY)
-    lines: list[str] = []
-    for name, help_text in COUNTERS.items():
-        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
-        samples = sorted((f, v) for f, v in values.items() if f == name or f.startswith(name + "{"))
-        lines += [f"{f} {v}" for f, v in samples] or [f"{name} 0"]
-    return "\n".join(lines) + "\n"
+def render() -> bytes:
+    return _metrics().render()

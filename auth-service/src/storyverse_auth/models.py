@@ -7,7 +7,19 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Uuid
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Uuid,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .extensions import db
@@ -107,7 +119,8 @@ class SigningKey(db.Model):
 
 
 class Session(db.Model):
-    """One login on one device. Its refresh token is derived from (id, generation) and stored only as a hash."""
+    """A session as PostgreSQL kept it before sessions moved to Redis (services/session_store.py, issue 17): read
+    only to move live rows (``revoke_reason = 'moved_to_redis'``); a later release drops the table."""
 
     __tablename__ = "sessions"
 
@@ -123,6 +136,19 @@ class Session(db.Model):
     revoke_reason: Mapped[str | None] = mapped_column(String(32))
     user_agent: Mapped[str | None] = mapped_column(String(256))
     ip: Mapped[str | None] = mapped_column(String(64))
+
+
+class SessionEvent(db.Model):
+    """Append-only audit of session events (audit.py). No foreign key: the trail outlives the account."""
+
+    __tablename__ = "session_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    at: Mapped[datetime] = mapped_column(_tz(), index=True)
+    event: Mapped[str] = mapped_column(String(32))
+    session_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    account_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
+    reason: Mapped[str | None] = mapped_column(String(32))
 
 
 class PasswordResetToken(db.Model):

@@ -8,7 +8,8 @@ from typing import Any
 
 import jwt
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.orm import aliased
 
 from . import controls, signing
 from .clock import now, now_ts
@@ -45,6 +46,8 @@ class Principal:
     daily_story_limit: int | None = None
     allowed_hours: str | None = None
     features: list[str] | None = None
+    # A parent's children (the ``children`` claim) when already read with the rest; None = read when issuing.
+    children: list[str] | None = None
 
     @classmethod
     def of(cls, account: Account) -> Principal:
@@ -107,6 +110,20 @@ PRINCIPAL_COLUMNS = (
 )
 
 
+def children_column():
+    """The family's child ids as one array column (``family_children`` in SQL), to read with PRINCIPAL_COLUMNS."""
+    child = aliased(Account)
+    ids = (
+        select(child.id)
+        .where(child.family_id == Family.id, child.role == "child")
+        .order_by(child.created_at, child.id)
+        .limit(MAX_CHILDREN_CLAIM)
+        .correlate(Family)
+        .scalar_subquery()
+    )
+    return func.array(ids)
+
+
 def family_children(family_id: uuid.UUID) -> list[str]:
     """The family's child account ids, oldest profile first (at most MAX_CHILDREN_CLAIM)."""
     rows = db.session.scalars(
@@ -128,7 +145,8 @@ def access_claims(principal: Principal, session_id: str) -> dict[str, Any]:
         "sid": session_id,
     }
     if principal.role == "parent":
-        claims["children"] = family_children(principal.family_id)
+        known = principal.children
+        claims["children"] = family_children(principal.family_id) if known is None else known
     elif principal.role == "child":
         child = principal.child_controls()
         claims.update(

@@ -93,6 +93,7 @@ secretKeyRef:
   value: {{ .Values.auth.audience | quote }}
 - name: GUNICORN_CMD_ARGS
   value: {{ .Values.auth.gunicornArgs | quote }}
+{{ include "storyverse.auth.mailEnv" . }}
 {{- with .Values.auth.extraEnv }}
 {{ toYaml . }}
 {{- end }}
@@ -231,6 +232,9 @@ capabilities:
 {{- if not .Values.redis.cidrs -}}
 {{- $m = append $m "networkPolicy: networkPolicy.enabled needs redis.cidrs (the Redis endpoint's CIDR blocks)" -}}
 {{- end -}}
+{{- end -}}
+{{- range $line := splitList "\n" (include "storyverse.ops.problems" .) -}}
+{{- if $line }}{{ $m = append $m $line }}{{ end -}}
 {{- end -}}
 {{- if $m -}}
 {{- printf "\nVALUES VALIDATION:\n%s" (join "\n" $m) | fail -}}

@@ -140,8 +140,10 @@ def revoke(grant_id: uuid.UUID, reason: str) -> bool:
         .returning(OAuthGrant.id)
         .execution_options(synchronize_session=False)
     ).first()
+    if row is None:
+        return False  # unknown or already revoked (and denylisted then): nothing to do
     denylist(grant_id)
-    return row is not None
+    return True
 
 
 def revoke_client(client_pk: uuid.UUID, reason: str) -> int:

@@ -54,8 +54,4 @@ def readyz():
 @bp.get("/metrics")
 @bp.doc(summary="Prometheus metrics", responses=_METRICS_DOC)
 def prometheus_metrics():
-    try:
-        body = metrics.render()
-    except redis.RedisError:
-        body = "# metrics store unavailable\n"
-    return body, 200, {"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
+    return metrics.render(), 200, {"Content-Type": metrics.CONTENT_TYPE}

@@ -1,9 +1,13 @@
-"""Sessions and refresh-token rotation.
+"""Sessions and refresh-token rotation, on the Redis session store (session_store.py; issue 17).
 
 A refresh token is ``svrt_<session id hex>.<generation>.<mac>`` with ``mac = HMAC(secret, "rt:<sid>:<gen>")``:
-opaque to clients, verifiable without a database read, and stored only as its SHA-256. Rotation is one conditional
-UPDATE on (id, generation, hash); the winner of a race moves the generation on, losers either fall inside the grace
-window (the immediately previous token, ≤ 30 s) and receive the *same* successor, or are a reuse and revoke the session.
+opaque to clients and verifiable without a read. Rotation is one atomic script on the session's hash: the winner of
+a race moves the generation on; losers either fall inside the grace window (the immediately previous token,
+≤ 30 s) and receive the *same* successor (it is derived, not stored), or are a reuse and end the session.
+
+PostgreSQL keeps the accounts (the token's claims are read from it, one SELECT, no write) and the audit of session
+events (audit.py). Sessions created before the move are moved on their first refresh (``_move_from_postgres``)
+or in bulk by ``flask sessions move-to-redis``.
 """
 
 from __future__ import annotations
@@ -16,14 +20,17 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import bindparam, select, update
 
-from .. import keys, metrics, secrets_box
+from .. import audit, input_guard, keys, metrics, secrets_box
 from ..clock import now, now_ts
 from ..errors import APIError
 from ..extensions import db, redis_store
 from ..models import Account, Family, Session
-from ..tokens import PRINCIPAL_COLUMNS, Principal
+from ..tokens import PRINCIPAL_COLUMNS, Principal, children_column
+from . import session_store
+from .session_store import GONE, GRACE, REUSED, ROTATED, StoredSession
 
 PREFIX = "svrt_"
+MOVED = "moved_to_redis"
 
 
 def refresh_token_for(session_id: uuid.UUID, generation: int) -> str:
@@ -47,24 +54,29 @@ def parse_refresh_token(token: str) -> tuple[uuid.UUID, int] | None:
     return sid, int(gen_text)
 
 
-def create_session(account: Account, user_agent: str | None, ip: str | None) -> tuple[Session, str]:
+def _ttls() -> tuple[int, int]:
+    cfg = current_app.config
+    return int(cfg["SESSION_IDLE_TTL"]), int(cfg["SESSION_ABSOLUTE_TTL"])
+
+
+def create_session(account: Account, user_agent: str | None, ip: str | None) -> tuple[StoredSession, str]:
     ts = now()
-    sid = uuid.uuid4()
-    token = refresh_token_for(sid, 0)
-    session = Session(
-        id=sid,
+    idle, absolute = _ttls()
+    session = StoredSession(
+        id=uuid.uuid4(),
         account_id=account.id,
         generation=0,
-        refresh_token_hash=secrets_box.sha256_hex(token),
         created_at=ts,
         last_used_at=ts,
-        expires_at=ts + timedelta(seconds=current_app.config["SESSION_ABSOLUTE_TTL"]),
-        user_agent=(user_agent or "")[:256] or None,
+        expires_at=ts + timedelta(seconds=absolute),
+        rotated_at=None,
+        user_agent=input_guard.storable_text(user_agent, 256),
         ip=ip,
     )
-    db.session.add(session)
+    session_store.create(session, ttl=min(idle, absolute))
+    audit.record("login", session.id, account.id)
     metrics.inc("sv_auth_tokens_issued_total", kind="refresh")
-    return session, token
+    return session, refresh_token_for(session.id, 0)
 
 
 @dataclass(frozen=True)
@@ -79,82 +91,109 @@ def _failed(error: APIError) -> Rotation:
     return Rotation(None, None, None, error)
 
 
-def _owner_join() -> tuple:
-    return (Session.account_id == Account.id, Account.family_id == Family.id)
-
-
-def _live(ts):
-    idle = timedelta(seconds=current_app.config["SESSION_IDLE_TTL"])
-    return (Session.revoked_at.is_(None), Session.expires_at > ts, Session.last_used_at > ts - idle)
-
-
-# The hot path's statements, built once with bind parameters over the tables (Core: no ORM bulk-update machinery),
-# so SQLAlchemy reuses their compiled form; building them per request cost ~0.5 ms of CPU. `now` is the request
-# time and `idle_since` = now - SESSION_IDLE_TTL.
-_S, _A, _F = Session.__table__.c, Account.__table__.c, Family.__table__.c
-_PRINCIPAL = tuple(attr.property.columns[0] for attr in PRINCIPAL_COLUMNS)
-_LIVE = (_S.revoked_at.is_(None), _S.expires_at > bindparam("now"), _S.last_used_at > bindparam("idle_since"))
-_OWNER = (_S.account_id == _A.id, _A.family_id == _F.id)
-_ROTATE = (
-    update(Session.__table__)
-    .where(
-        _S.id == bindparam("sid"),
-        _S.generation == bindparam("gen"),
-        _S.refresh_token_hash == bindparam("presented_hash"),
-        *_LIVE,
-        *_OWNER,
-    )
-    .values(
-        generation=bindparam("next_gen", type_=_S.generation.type),
-        refresh_token_hash=bindparam("successor_hash", type_=_S.refresh_token_hash.type),
-        rotated_at=bindparam("now"),
-        last_used_at=bindparam("now"),
-    )
-    .returning(*_PRINCIPAL)
+# The token's subject and (for a parent) the ``children`` claim in one statement, run outside a transaction: a
+# refresh costs PostgreSQL one round trip and no commit.
+_PRINCIPAL = select(*PRINCIPAL_COLUMNS, children_column()).where(
+    Account.id == bindparam("account_id"), Account.family_id == Family.id
 )
-_COMMITTED = select(_S.generation, _S.rotated_at, *_PRINCIPAL).where(_S.id == bindparam("sid"), *_LIVE, *_OWNER)
+
+
+def _principal(account_id: uuid.UUID) -> Principal | None:
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        row = conn.execute(_PRINCIPAL, {"account_id": account_id}).first()
+    if row is None:
+        return None
+    *fields, children = row
+    return Principal(*fields, children=[str(c) for c in children] if fields[1] == "parent" else None)
 
 
 def rotate(token: str) -> Rotation:
-    """Rotate ``token``. The caller commits, then raises ``error`` if set (a reuse revocation must be committed)."""
+    """Rotate ``token``; on failure ``error`` is set (a reuse has already ended the session)."""
     parsed = parse_refresh_token(token)
     if parsed is None:
         return _failed(APIError.invalid_refresh_token())
     sid, gen = parsed
-    ts = now()
-    successor = refresh_token_for(sid, gen + 1)
-    live = {"sid": sid, "now": ts, "idle_since": ts - timedelta(seconds=current_app.config["SESSION_IDLE_TTL"])}
-    # One round trip: the conditional UPDATE also returns the token's subject (UPDATE … FROM accounts, families).
-    won = db.session.execute(
-        _ROTATE,
-        {
-            **live,
-            "gen": gen,
-            "presented_hash": secrets_box.sha256_hex(token),
-            "next_gen": gen + 1,
-            "successor_hash": secrets_box.sha256_hex(successor),
-        },
-    ).first()
-    if won is not None:
-        metrics.inc("sv_auth_tokens_issued_total", kind="refresh")
-        return Rotation(sid, Principal(*won), successor)
-    # Lost the race or a replay: read the committed row (never read-check-write: the UPDATE above decided).
-    row = db.session.execute(_COMMITTED, live).first()
-    if row is None:
+    cfg = current_app.config
+    idle, absolute = _ttls()
+    args = (sid, gen, now_ts(), idle, int(cfg["REFRESH_GRACE_SECONDS"]), min(idle, absolute))
+    code, account_id = session_store.rotate(*args)
+    if code == GONE and _move_from_postgres(sid):
+        code, account_id = session_store.rotate(*args)
+    if code == REUSED:
+        _ended(sid, account_id, "refresh_reuse")
+        metrics.inc("sv_auth_refresh_reuse_total")
+        metrics.inc("sv_auth_failed_attempts_total", reason="refresh_reuse")
+        return _failed(APIError.refresh_token_reused())
+    principal = _principal(account_id) if code in (ROTATED, GRACE) and account_id else None
+    if principal is None:
         return _failed(APIError.invalid_refresh_token())
-    grace = timedelta(seconds=current_app.config["REFRESH_GRACE_SECONDS"])
-    generation, rotated_at, *principal = row
-    if generation == gen + 1 and rotated_at is not None and rotated_at >= ts - grace:
-        return Rotation(sid, Principal(*principal), successor)
-    revoke_session(sid, "refresh_reuse")
-    metrics.inc("sv_auth_refresh_reuse_total")
-    metrics.inc("sv_auth_failed_attempts_total", reason="refresh_reuse")
-    return _failed(APIError.refresh_token_reused())
+    if code == ROTATED:
+        metrics.inc("sv_auth_tokens_issued_total", kind="refresh")
+    return Rotation(sid, principal, refresh_token_for(sid, gen + 1))
+
+
+def _move_from_postgres(sid: uuid.UUID) -> bool:
+    """A live session still in PostgreSQL (created before the move) now lives in Redis; True if Redis holds it."""
+    return _move(Session.id == sid) > 0 or bool(redis_store.client.exists(keys.session(str(sid))))
+
+
+def _move(*where) -> int:
+    """Move the live PostgreSQL sessions matching ``where`` to Redis; how many this call moved.
+
+    The rows are marked moved and committed first, on a connection of their own, and only then created in Redis
+    (never overwriting): a crash in between loses those sessions (their users sign in again) but can never bring
+    back a session that was revoked in Redis after its move."""
+    ts = now()
+    idle, _ = _ttls()
+    live = (Session.revoked_at.is_(None), Session.expires_at > ts, Session.last_used_at > ts - timedelta(seconds=idle))
+    table = Session.__table__
+    with db.engine.begin() as conn:
+        rows = conn.execute(
+            update(table).where(*where, *live).values(revoked_at=ts, revoke_reason=MOVED).returning(*table.c)
+        ).all()
+    for row in rows:
+        stored = StoredSession(
+            row.id,
+            row.account_id,
+            row.generation,
+            row.created_at,
+            row.last_used_at,
+            row.expires_at,
+            row.rotated_at,
+            row.user_agent,
+            row.ip,
+        )
+        session_store.create(stored, ttl=min(idle, int((row.expires_at - ts).total_seconds())))
+    return len(rows)
+
+
+def move_all_to_redis(batch: int = 500) -> int:
+    """``flask sessions move-to-redis``: every live PostgreSQL session, in batches; how many moved."""
+    moved = 0
+    idle, _ = _ttls()
+    while True:
+        ts = now()
+        live = (
+            Session.revoked_at.is_(None),
+            Session.expires_at > ts,
+            Session.last_used_at > ts - timedelta(seconds=idle),
+        )
+        count = _move(Session.id.in_(select(Session.id).where(*live).limit(batch).scalar_subquery()))
+        moved += count
+        if count == 0:
+            return moved
 
 
 def _denylist_sid(sid: uuid.UUID) -> None:
     ttl = int(current_app.config["ACCESS_TOKEN_TTL"]) + 60
     redis_store.client.set(keys.revoked_sid(str(sid)), "1", ex=ttl)
+
+
+def _ended(sid: uuid.UUID, account_id: uuid.UUID | None, reason: str) -> None:
+    _denylist_sid(sid)
+    if account_id is not None:
+        redis_store.client.zrem(keys.account_sessions(str(account_id)), str(sid))
+    audit.record("revoke", sid, account_id, reason)
 
 
 def denylist_jti(jti: str, exp: float) -> None:
@@ -165,39 +204,40 @@ def denylist_jti(jti: str, exp: float) -> None:
 
 
 def revoke_session(sid: uuid.UUID, reason: str, account_id: uuid.UUID | None = None) -> bool:
-    """Revoke one live session (optionally only if it belongs to ``account_id``); True if one was revoked."""
-    stmt = update(Session).where(Session.id == sid, Session.revoked_at.is_(None))
-    if account_id is not None:
-        stmt = stmt.where(Session.account_id == account_id)
-    row = db.session.execute(
-        stmt.values(revoked_at=now(), revoke_reason=reason)
-        .returning(Session.id)
-        .execution_options(synchronize_session=False)
-    ).first()
+    """Revoke one live session (optionally only if it belongs to ``account_id``); True if one was revoked.
+
+    Only a session this call revoked is denylisted: the ``sid`` namespace is shared with OAuth grants and API keys,
+    and an id the caller does not own must not touch anyone's tokens (issue 15)."""
+    owner = session_store.revoke(sid, account_id)
+    if owner is None and _move_from_postgres(sid):
+        owner = session_store.revoke(sid, account_id)
+    if owner is None:
+        return False
     _denylist_sid(sid)
-    return row is not None
+    audit.record("revoke", sid, owner, reason)
+    return True
 
 
 def revoke_all(account_id: uuid.UUID, reason: str, keep: uuid.UUID | None = None) -> int:
-    stmt = update(Session).where(Session.account_id == account_id, Session.revoked_at.is_(None))
-    if keep is not None:
-        stmt = stmt.where(Session.id != keep)
-    ids = db.session.scalars(
-        stmt.values(revoked_at=now(), revoke_reason=reason)
-        .returning(Session.id)
-        .execution_options(synchronize_session=False)
-    ).all()
-    for sid in ids:
-        _denylist_sid(sid)
-    return len(ids)
+    _move_all_from_postgres(account_id)
+    count = 0
+    for sid in session_store.session_ids(account_id):
+        if sid != keep and session_store.revoke(sid, account_id) is not None:
+            _denylist_sid(sid)
+            audit.record("revoke", sid, account_id, reason)
+            count += 1
+    return count
 
 
-def live_sessions(account_id: uuid.UUID) -> list[Session]:
-    return list(
-        db.session.scalars(
-            select(Session).where(Session.account_id == account_id, *_live(now())).order_by(Session.created_at.desc())
-        )
-    )
+def _move_all_from_postgres(account_id: uuid.UUID) -> None:
+    """Before acting on all of an account's sessions, move any it still has in PostgreSQL (so none is missed)."""
+    _move(Session.account_id == account_id)
+
+
+def live_sessions(account_id: uuid.UUID) -> list[StoredSession]:
+    _move_all_from_postgres(account_id)
+    idle, _ = _ttls()
+    return session_store.live(account_id, now_ts(), idle)
 
 
 def is_revoked(claims: dict) -> bool:

@@ -93,6 +93,8 @@ def bearer_token(values: list[str]) -> str | Failure | None:
     token = token.strip()
     if not token or " " in token:
         return Failure(Reason.MALFORMED, "empty or spaced bearer token")
+    if not token.isascii():  # non-UTF-8 bytes arrive surrogate-escaped (kong_pluginserver): never hashed or decoded
+        return Failure(Reason.MALFORMED, "non-ASCII bearer token")
     return token
 
 

@@ -1,12 +1,14 @@
-"""storyverse_plugins.fastserver against the emulator's RPC client and bridge: the behaviours test_rpc.py,
-test_bridge.py and test_pluginserver.py check on kong-pdk's server, on the same t-script plugin class (its entry file
-run unchanged through ``python -m storyverse_plugins.fastserver``), plus the hangs and leaks it removes."""
+"""The protocol suite, parametrized over both plugin servers: kong_pluginserver (the default) and kong-pdk 0.36's
+own server (the fallback, SV_PLUGIN_SERVER=kong-pdk), each running the same t-script plugin class (its entry file
+unchanged; kong_pluginserver's through ``python -m kong_pluginserver``), driven by the emulator's RPC client and
+bridge. Tests named ``*_ours`` check what only kong_pluginserver does (no hang, no leak, drain on SIGTERM)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -19,24 +21,34 @@ from kong_emulator.context import Headers, LogSnapshot
 from kong_emulator.pluginserver import PluginServerProcess, query_plugin_info
 from kong_emulator.rpc import RpcClient, RPCError, SocketPool
 
-FAST = f"{PYTHON} -m storyverse_plugins.fastserver {SCRIPT}"
+OURS = f"{PYTHON} -m kong_pluginserver {SCRIPT}"
+SERVERS = ("kong_pluginserver", "kong-pdk")
 
 
-class FastServer(Server):
+class OurServer(Server):
     @property
     def start_cmd(self) -> str:
         extra = " ".join(self.args)
-        return f"{FAST} -p {self.prefix} --socket-name t-script.sock {extra}".strip()
+        return f"{OURS} -p {self.prefix} --socket-name t-script.sock {extra}".strip()
 
 
-def new_fast(*args: str) -> FastServer:
+def new_server(kind: str = "kong_pluginserver", *args: str) -> Server:
     prefix = short_tmpdir()
-    return FastServer(prefix=prefix, socket=os.path.join(prefix, "t-script.sock"), args=args).start()
+    cls = OurServer if kind == "kong_pluginserver" else Server
+    return cls(prefix=prefix, socket=os.path.join(prefix, "t-script.sock"), args=args).start()
+
+
+@pytest.fixture(scope="module", params=SERVERS)
+def server(request):
+    srv = new_server(request.param)
+    srv.kind = request.param
+    yield srv
+    remove_server(srv)
 
 
 @pytest.fixture(scope="module")
-def server():
-    srv = new_fast()
+def ours():
+    srv = new_server()
     yield srv
     remove_server(srv)
 
@@ -59,9 +71,9 @@ async def status(server):
 
 def test_dump_is_byte_identical_to_kong_pdk():
     pdk = subprocess.run([PYTHON, SCRIPT, "--dump"], capture_output=True, check=True).stdout
-    fast = subprocess.run([*FAST.split(), "--dump"], capture_output=True, check=True).stdout
+    fast = subprocess.run([*OURS.split(), "--dump"], capture_output=True, check=True).stdout
     assert fast == pdk and not fast.endswith(b"\n")
-    info = asyncio.run(query_plugin_info(SimpleNamespace(name="t", query_cmd=f"{FAST} --dump")))
+    info = asyncio.run(query_plugin_info(SimpleNamespace(name="t", query_cmd=f"{OURS} --dump")))
     assert info.name == "t-script" and set(info.phases) == {"rewrite", "access", "response", "log"}
 
 
@@ -186,8 +198,9 @@ def test_3_step_variants_fix_mmap_fix_raw_and_lua_style(server):
     asyncio.run(main())
 
 
-def test_no_lua_style_returns_bare_values_and_log_args_are_sanitised():
-    srv = new_fast("--no-lua-style")
+@pytest.mark.parametrize("kind", SERVERS)
+def test_no_lua_style_returns_bare_values_and_log_args_are_sanitised(kind):
+    srv = new_server(kind, "--no-lua-style")
     plugin = script_plugin(access=[["kong.request.get_method", []], ["kong.log.err", ["x", 1.5, None, True]]])
     try:
 
@@ -204,7 +217,8 @@ def test_no_lua_style_returns_bare_values_and_log_args_are_sanitised():
         remove_server(srv)
 
 
-def test_5_exit_ends_the_event_and_frees_it(server):
+def test_5_exit_ends_the_event_and_frees_it_ours(ours):
+    server = ours
     first_exit = script_plugin(access=[["kong.response.exit", [401, {"message": "no"}]]], report=False)
     later_exit = script_plugin(access=[["kong.request.get_method", []], ["kong.response.exit", [403, "denied"]]])
 
@@ -224,8 +238,9 @@ def test_5_exit_ends_the_event_and_frees_it(server):
     asyncio.run(main())
 
 
-def test_6_no_plugin_instance_restarts_and_retries_same_phase():
-    srv = new_fast()
+@pytest.mark.parametrize("kind", SERVERS)
+def test_6_no_plugin_instance_restarts_and_retries_same_phase(kind):
+    srv = new_server(kind)
     plugin = script_plugin(access=[["kong.request.get_method", []]])
     try:
 
@@ -237,7 +252,8 @@ def test_6_no_plugin_instance_restarts_and_retries_same_phase():
             ctx = make_ctx()
             await runner.run_phase(plugin, "access", ctx)
             assert methods(trace)[:3] == ["plugin.HandleEvent", "plugin.StartInstance", "plugin.HandleEvent"]
-            assert ("warn", "t-script", "no plugin instance #0") in ctx.log_lines
+            warned = [m for level, _, m in ctx.log_lines if level == "warn"]
+            assert any(re.fullmatch(r"no plugin instance #\d+", m) for m in warned), warned
             assert results(ctx) == [("GET", None)]
             await runner.close()
 
@@ -246,10 +262,10 @@ def test_6_no_plugin_instance_restarts_and_retries_same_phase():
         remove_server(srv)
 
 
-def test_6_a_raise_is_answered_at_once_and_wedges_nothing():
+def test_6_a_raise_is_answered_at_once_and_wedges_nothing_ours():
     """kong-pdk never answers (Kong waits 60 s, then fails open) and a raise before the first PDK call blocks every
     later event start. Here: an immediate error reply (Kong logs it and fails open, as it would after the wait)."""
-    srv = new_fast()
+    srv = new_server()
     try:
 
         async def main():
@@ -303,9 +319,9 @@ def test_7_log_phase_reads_the_snapshot_and_9_unknown_pdk_method(server):
 # -- process behaviour (test_pluginserver.py's items) -----------------------------------------------------------
 
 
-def test_supervised_by_the_emulator_logs_and_sigterm():
+def test_supervised_by_the_emulator_json_logs_and_sigterm_drains_ours():
     prefix = short_tmpdir()
-    start = f"{FAST} -p {prefix} --socket-name t-script.sock"
+    start = f"{OURS} -p {prefix} --socket-name t-script.sock"
     path = os.path.join(prefix, "t-script.sock")
     sdef = SimpleNamespace(name="t-script", socket=path, start_cmd=start, query_cmd=None)
     proc = PluginServerProcess(sdef)
@@ -319,17 +335,21 @@ def test_supervised_by_the_emulator_logs_and_sigterm():
                 break
             await asyncio.sleep(0.05)
         assert proc.lines and all(line.startswith(f"[t-script:{proc.pid}] ") for line in proc.lines)
+        health = json.loads(proc.lines[0].split("] ", 1)[1])
+        assert health["msg"] == "started" and health["plugin"] == "t-script" and health["pid"] == proc.pid
+        assert health["protocol"] == "MsgPack:1" and health["version"] == "0.1.0" and health["budget_ms"] == 1000
         await proc.stop()
-        assert proc.proc.returncode == -signal.SIGTERM
+        assert proc.proc.returncode == 0  # SIGTERM drains in-flight events, then exits cleanly
+        assert not os.path.exists(path)
 
     asyncio.run(main())
 
 
-def test_watchdog_exits_when_the_parent_dies():
+def test_watchdog_exits_when_the_parent_dies_ours():
     prefix = short_tmpdir()
     sock = os.path.join(prefix, "t-script.sock")
     parent = subprocess.Popen(
-        ["sh", "-c", f"{FAST} -p {prefix} --socket-name t-script.sock >/dev/null 2>&1 & echo $!; sleep 60"],
+        ["sh", "-c", f"{OURS} -p {prefix} --socket-name t-script.sock >/dev/null 2>&1 & echo $!; sleep 60"],
         stdout=subprocess.PIPE,
     )
     child = int(parent.stdout.readline())
@@ -352,6 +372,6 @@ def test_watchdog_exits_when_the_parent_dies():
         pytest.fail("the server outlived its parent by 5 s")
 
 
-def test_prefix_must_exist():
-    out = subprocess.run([*FAST.split(), "-p", "/nonexistent-emu-prefix/"], capture_output=True, timeout=20)
+def test_prefix_must_exist_ours():
+    out = subprocess.run([*OURS.split(), "-p", "/nonexistent-emu-prefix/"], capture_output=True, timeout=20)
     assert out.returncode != 0 and b"doesn't exist" in out.stderr

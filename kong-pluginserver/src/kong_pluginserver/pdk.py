@@ -1,15 +1,16 @@
 """The `kong` object a plugin phase receives: kong-pdk's proxy semantics (`kong_pdk/pdk/__init__.py`), cheaper.
 
 * Any attribute path is a PDK method: ``kong.request.get_header("x")`` sends ``{"Method": "kong.request.get_header",
-  "Args": ["x"]}`` and waits for Kong's answer (the event's greenlet switches back to the server loop).
+  "Args": ["x"]}`` and waits for Kong's answer (the event's thread parks until the server loop hands it over).
 * Lua style (kong-pdk's default) returns ``(data, err)``; ``--no-lua-style`` returns ``data`` and raises
   `PDKException` ("exception from <method>: <err>") when Kong sent an error (StepError, Kong 2.8 only).
 * Arguments of ``kong.log.*`` whose type is not str/int/list/dict become ``str(arg)`` (kong-pdk PR #117).
 * ``kong.response.exit`` / ``kong.response.error`` do not wait for an answer and return None at once.
 
 Unlike kong-pdk, intermediate path objects are built once per path and reused (kong-pdk builds one object per
-attribute access), and a PDK call made after a terminal call returns at once (None / ``(None, None)``) instead of
-blocking a thread forever (kong-python-pdk #137).
+attribute access; they are shared by every event: the current event is the calling thread's), and a PDK call made
+after a terminal call returns at once (None / ``(None, None)``) instead of blocking a thread forever
+(kong-python-pdk #137).
 """
 
 from __future__ import annotations

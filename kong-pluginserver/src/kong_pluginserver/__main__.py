@@ -1,4 +1,4 @@
-"""``python -m storyverse_plugins.fastserver ENTRY.py [flags]``: run an unchanged kong-pdk entry file on this server.
+"""``python -m kong_pluginserver ENTRY.py [flags]``: run an entry file written for kong-pdk on this server.
 
 The entry file's ``from kong_pdk.cli import start_dedicated_server`` (inside ``if __name__ == "__main__"``) picks up
 this package's drop-in, because ``kong_pdk.cli.start_dedicated_server`` is replaced before the file runs.
@@ -12,12 +12,15 @@ import sys
 
 def main() -> None:
     if len(sys.argv) < 2 or not sys.argv[1].endswith(".py"):
-        sys.stderr.write("usage: python -m storyverse_plugins.fastserver ENTRY.py [kong-pdk dedicated server flags]\n")
+        sys.stderr.write("usage: python -m kong_pluginserver ENTRY.py [kong-pdk dedicated server flags]\n")
         raise SystemExit(2)
     import kong_pdk.cli
 
-    from storyverse_plugins.fastserver.cli import start_dedicated_server
+    import kong_pluginserver.boot  # noqa: F401 - cooperative I/O before the entry file's imports
+    from kong_pluginserver.cli import start_dedicated_server
 
+    if not hasattr(kong_pdk.cli, "_kong_pdk_start_dedicated_server"):  # the fallback (SV_PLUGIN_SERVER) calls it
+        kong_pdk.cli._kong_pdk_start_dedicated_server = kong_pdk.cli.start_dedicated_server
     kong_pdk.cli.start_dedicated_server = start_dedicated_server
     entry = sys.argv[1]
     sys.argv = sys.argv[1:]

@@ -1,0 +1,25 @@
+-- Compare-and-rotate one session's refresh token, atomically (the only writer of "gen").
+-- KEYS[1] the session hash (sv:auth:v1:session:{<sid>}).
+-- ARGV: presented generation, now (s), idle ttl (s), grace (s), key ttl cap (s).
+-- Returns {code, account_id}: 1 rotated (the caller issues gen+1), 2 inside the grace window (the same successor),
+-- 3 reuse (the session is deleted), 0 unknown, expired or revoked.
+local s = redis.call('HMGET', KEYS[1], 'gen', 'rotated_at', 'last_used', 'expires_at', 'account_id')
+if not s[1] then return {0, false} end
+local gen, presented = tonumber(s[1]), tonumber(ARGV[1])
+local now, idle, grace = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local expires_at, last_used = tonumber(s[4]), tonumber(s[3])
+if now >= expires_at or now - last_used >= idle then
+  redis.call('DEL', KEYS[1])
+  return {0, false}
+end
+if gen == presented then
+  redis.call('HSET', KEYS[1], 'gen', gen + 1, 'rotated_at', ARGV[2], 'last_used', ARGV[2])
+  local ttl = math.min(expires_at - now, idle, tonumber(ARGV[5]))
+  redis.call('EXPIRE', KEYS[1], math.max(math.ceil(ttl), 1))
+  return {1, s[5]}
+end
+if gen == presented + 1 and tonumber(s[2] or '-1') >= now - grace then
+  return {2, s[5]}
+end
+redis.call('DEL', KEYS[1])
+return {3, s[5]}
