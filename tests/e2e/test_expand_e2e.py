@@ -1,8 +1,8 @@
 """sv-expand end to end: client → emulator (buffered `response` phase) → real plugin server → sample backend.
 
-The sample backend keeps records per X-User-Id. Here no sv-jwt runs, so the client's X-User-Id reaches the story
-service as is; in production sv-jwt strips it and sets the verified one, and sv-expand forwards the same headers the
-story's upstream received. A universe that answers only after 2 s stands in for a slow service.
+The sample backend keeps records per family (X-Family-Id, docs/backend-contract.md). Here no sv-jwt runs, so the
+client's identity headers reach the story service as is; in production sv-jwt strips them and sets the verified
+ones, and sv-expand forwards the same headers the story's upstream received. A universe that answers only after 2 s stands in for a slow service.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import requests
 from e2e_support import repo_plugin
 from kong_emulator.testing import EmulatorProcess
 
-USER = {"X-User-Id": "e2e-expand-parent"}
+USER = {"X-User-Id": "e2e-expand-parent", "X-User-Role": "parent", "X-Family-Id": "e2e-expand-family"}
 SLOW_MS = 2000
 
 
