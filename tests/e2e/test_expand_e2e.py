@@ -95,9 +95,10 @@ def test_story_is_composed_with_characters_and_universe(gw, story):
     assert resp.status_code == 200 and resp.headers["Content-Type"].startswith("application/json")
     item = resp.json()["item"]
     assert item["title"] == "The Sleepy Dragon"
-    assert [c["id"] for c in item["characters"]] == story["characters"]  # per-user records: identity was forwarded
+    assert [c["id"] for c in item["characters"]] == story["characters"]  # per-family records: identity forwarded
     assert [c["name"] for c in item["characters"]] == ["Pip the Owl", "Bo the Bear"]
-    assert item["universe"] == {"id": story["universe"], "name": "Dreamland"}
+    assert item["universe"] == {"id": story["universe"], "name": "Dreamland", "content_rating": "TV-Y",
+                                "created_by": USER["X-User-Id"]}  # fmt: skip
     assert item["_expanded"] == {
         "characters": {"status": "partial", "errors": {"999999": "not_found"}},
         "universe": {"status": "ok"},
@@ -140,4 +141,4 @@ def test_without_expand_the_story_passes_through_unchanged(gw, story):
 def test_errors_from_the_story_service_are_not_expanded(gw):
     resp = requests.get(f"{gw.url}/api/v1/stories/424242?expand=characters", headers=USER, timeout=10)
     assert resp.status_code == 404
-    assert resp.json()["detail"] == "no stories record 424242 for this user"
+    assert resp.json()["detail"] == "no stories record 424242 in this family"
