@@ -2,7 +2,8 @@
 
 The sample backend keeps records per family (X-Family-Id, docs/backend-contract.md). Here no sv-jwt runs, so the
 client's identity headers reach the story service as is; in production sv-jwt strips them and sets the verified
-ones, and sv-expand forwards the same headers the story's upstream received. A universe that answers only after 2 s stands in for a slow service.
+ones, and sv-expand forwards the same headers the story's upstream received. A universe that answers only after
+2 s stands in for a slow service.
 """
 
 from __future__ import annotations
