@@ -27,6 +27,16 @@ ANYONE_SIGNED_IN = (PARENT, CHILD, ADMIN)
 # creation and generation only. Basic 5/day, premium 20/day plus a burst of 5 on its per-user rate limits. The plans
 # come from the one source the sv-quota plugin and the rate limiting service share (plans/: storyverse_plans).
 PLANS = tuple(plan.as_config() for plan in DEFAULT_PLANS)
+# API-key tokens carry the key's plan as their `tier` (auth service: apikeys/service.py decides who may take
+# which plan): the partner plans in storyverse_plans meter high-volume integrations.
+
+# Age gates (sv-rbac, children only; docs/api.md "Age gates"). Writing and generating are for children who read:
+# band 6-9 and older. Generated content is shown unreviewed, so it also needs a rating of at least TV-Y7: a child
+# held to TV-Y (bands 0-5 by default, or capped by a parent) gets the family's reviewed stories only. Reading the
+# catalogue has no gate: backends hide each record rated above the child's X-Content-Rating
+# (docs/backend-contract.md).
+WRITER_AGE = {"min_age_band": "6-9"}
+GENERATION_AGE = {**WRITER_AGE, "min_content_rating": "TV-Y7"}
 
 
 @dataclass(frozen=True)
@@ -93,7 +103,7 @@ SEED: tuple[Endpoint, ...] = (
     Endpoint("stories-list", ("GET",), "/stories", "stories", "List the family's stories",
              FAMILY, ((120, "minute"),), seed=True),
     Endpoint("stories-create", ("POST",), "/stories", "stories", "Create a story",
-             FAMILY, ((20, "minute"),), seed=True, daily_quota=True),
+             FAMILY, ((20, "minute"),), seed=True, daily_quota=True, rbac=WRITER_AGE),
     Endpoint("stories-get", ("GET",), STORY_PATH, "stories", "Read one story (?expand=characters,universe)",
              FAMILY, ((240, "minute"),), seed=True, extra_plugins=(EXPAND,)),
     Endpoint("stories-update", ("PUT", "PATCH"), STORY_PATH, "stories", "Update a story (parents only)",
@@ -117,7 +127,7 @@ SEED: tuple[Endpoint, ...] = (
     # -- generation: one endpoint for the three kinds; sv-rbac reads the kind from the `kind` capture ----------------
     Endpoint("generate", ("POST",), f"/generate/(?<kind>{'|'.join(GENERATION_KINDS)})", "generation",
              "Generate story text, an image or audio", FAMILY, ((10, "minute"), (60, "hour")), seed=True,
-             daily_quota=True, rbac={"kind_capture": "kind"}),
+             daily_quota=True, rbac={"kind_capture": "kind", **GENERATION_AGE}),
 )  # fmt: skip
 
 AUTH_SERVICE: tuple[Endpoint, ...] = (
@@ -183,6 +193,16 @@ AUTH_SERVICE: tuple[Endpoint, ...] = (
              (PARENT,), ((10, "minute"),)),
     Endpoint("auth-account-deletion", ("POST", "DELETE"), "/auth/account/deletion", "auth",
              "Delete the parent's account after a grace period, or cancel", (PARENT,), ((5, "minute"),)),
+    # -- API keys (auth service: apikeys/): parents and admins manage their own keys; the auth service decides who
+    # may take which plan. The exchange is public for sv-jwt: the key itself (`Authorization: ApiKey svk_...`, not a
+    # bearer token) authenticates to the auth service, limited per IP.
+    Endpoint("auth-api-keys", ("GET", "POST"), "/auth/api-keys", "auth", "List or issue the caller's API keys",
+             (PARENT, ADMIN), ((30, "minute"),)),
+    Endpoint("auth-api-key-revoke", ("DELETE",), f"/auth/api-keys/(?<key_id>{UUID})", "auth",
+             "Revoke one of the caller's API keys and its tokens", (PARENT, ADMIN), ((30, "minute"),)),
+    Endpoint("auth-api-key-token", ("POST",), "/auth/api-keys/token", "auth",
+             "Exchange an API key (Authorization: ApiKey svk_...) for a short-lived access token",
+             limits=((30, "minute"),)),
     # -- unversioned: standard locations (the issuer's discovery document, its JWKS) ----------------------------------
     Endpoint("discovery", ("GET",), "/.well-known/openid-configuration", "auth", "OpenID discovery document",
              limits=((120, "minute"),), versioned=False, abuse=False),
@@ -285,7 +305,12 @@ LOCAL: dict[str, Any] = {
     # file-log's target: one JSON line per request. /dev/stdout in the image (the container's log stream); tests
     # point it at a temporary file.
     "access_log": "/dev/stdout",
+    # Multiplies every rate limit, daily quota and sv-quota's abuse threshold. 1 in every deployment; a test that
+    # must never meet a limit (the schemathesis run, tests/e2e/test_gateway_schemathesis.py) raises it.
+    "limit_scale": 1,
 }
+
+ABUSE_THRESHOLD = 20  # sv-quota's default strikes per window; scaled only when limit_scale != 1
 
 SERVICE_TIMEOUTS_MS = {  # (connect, read/write): generation waits for a model, everything else answers fast
     "auth": (2000, 10000),

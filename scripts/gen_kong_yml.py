@@ -99,12 +99,17 @@ def jwt_config(settings: dict[str, Any], anonymous: bool) -> dict[str, Any]:
 
 def quota_config(name: str, limits, by: str, settings: dict[str, Any], daily: bool = False) -> dict[str, Any]:
     """Policies named `<route>-<period>` (their Redis keys and RateLimit headers); the daily quota when `daily`."""
+    scale = int(settings["limit_scale"])
     config: dict[str, Any] = {
-        "policies": [{"name": f"{name}-{period}", "limit": n, "period": period, "by": by} for n, period in limits]
+        "policies": [
+            {"name": f"{name}-{period}", "limit": n * scale, "period": period, "by": by} for n, period in limits
+        ]
     }
     if daily:
-        config["plans"] = [dict(p) for p in R.PLANS]
+        config["plans"] = [{**p, "daily": p["daily"] * scale} for p in R.PLANS]
         config["quota"] = {"enabled": True, "name": "stories", "scope": "family"}
+    if scale != 1:
+        config["abuse"] = {"threshold": R.ABUSE_THRESHOLD * scale}
     return {**config, **settings["redis"]}
 
 

@@ -79,6 +79,9 @@ AUTH = [
     ("auth-mfa-totp-confirm", {"POST"}, "/auth/mfa/totp/confirm", "auth", {P}, False),
     ("auth-mfa-verify", {"POST"}, "/auth/mfa/verify", "auth", {P}, False),
     ("auth-mfa-recovery-codes", {"POST"}, "/auth/mfa/recovery-codes", "auth", {P}, False),
+    ("auth-api-keys", {"GET", "POST"}, "/auth/api-keys", "auth", {P, A}, False),
+    ("auth-api-key-revoke", {"DELETE"}, f"/auth/api-keys/{UID}", "auth", {P, A}, False),
+    ("auth-api-key-token", {"POST"}, "/auth/api-keys/token", "auth", None, False),
 ]
 # answered by the gateway itself (sv-edge serves a file of the image), never proxied; routed via the auth service
 DOCS = [
@@ -116,7 +119,7 @@ UNLISTED = [
     "/healthz", "/readyz", "/metrics", "/__echo", "/__status/500", "/.well-known/jwks.jsonx", "/docs/oauth2-redirect",
     "/openapi.json", "/docs", "/api/v1/docs/", "/api/v2/docs", "/v1/stories", "/stories", "/auth/login", "/api/auth",
     "/api/stories/42/x", "/oauth", "/oauth/", "/oauth/tokenx", "/oauth/token/x", "/api/v1/oauth/token",
-    "/api/oauth/token", "/api/v1/auth/oauth/clients", "/api/auth/oauth/clients", "/api/v1/auth/api-keys",
+    "/api/oauth/token", "/api/v1/auth/oauth/clients", "/api/auth/oauth/clients", "/api/v1/auth/api-keys/x",
     "/api/v1/auth/admin/usage", "/api/v1/auth/usage/x", "/api/v1/rate-limits", "/api/v1/rate-limits/blocks/a{b}",
     "/api/v1/rate-limits/blocks/short", "/api/v1/rate-limits/occasions/12-24-1", "/api/v1/rate-limits/occasions/xmas",
 ]  # fmt: skip

@@ -1,8 +1,9 @@
 """sv-expand end to end: client → emulator (buffered `response` phase) → real plugin server → sample backend.
 
-The sample backend keeps records per X-User-Id. Here no sv-jwt runs, so the client's X-User-Id reaches the story
-service as is; in production sv-jwt strips it and sets the verified one, and sv-expand forwards the same headers the
-story's upstream received. A universe that answers only after 2 s stands in for a slow service.
+The sample backend keeps records per family (X-Family-Id, docs/backend-contract.md). Here no sv-jwt runs, so the
+client's identity headers reach the story service as is; in production sv-jwt strips them and sets the verified
+ones, and sv-expand forwards the same headers the story's upstream received. A universe that answers only after
+2 s stands in for a slow service.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pytest
 import requests
 from e2e_support import KongGateway, repo_plugin
 
-USER = {"X-User-Id": "e2e-expand-parent"}
+USER = {"X-User-Id": "e2e-expand-parent", "X-User-Role": "parent", "X-Family-Id": "e2e-expand-family"}
 SLOW_MS = 2000
 
 
@@ -94,9 +95,10 @@ def test_story_is_composed_with_characters_and_universe(gw, story):
     assert resp.status_code == 200 and resp.headers["Content-Type"].startswith("application/json")
     item = resp.json()["item"]
     assert item["title"] == "The Sleepy Dragon"
-    assert [c["id"] for c in item["characters"]] == story["characters"]  # per-user records: identity was forwarded
+    assert [c["id"] for c in item["characters"]] == story["characters"]  # per-family records: identity forwarded
     assert [c["name"] for c in item["characters"]] == ["Pip the Owl", "Bo the Bear"]
-    assert item["universe"] == {"id": story["universe"], "name": "Dreamland"}
+    assert item["universe"] == {"id": story["universe"], "name": "Dreamland", "content_rating": "TV-Y",
+                                "created_by": USER["X-User-Id"]}  # fmt: skip
     assert item["_expanded"] == {
         "characters": {"status": "partial", "errors": {"999999": "not_found"}},
         "universe": {"status": "ok"},
@@ -139,4 +141,4 @@ def test_without_expand_the_story_passes_through_unchanged(gw, story):
 def test_errors_from_the_story_service_are_not_expanded(gw):
     resp = requests.get(f"{gw.url}/api/v1/stories/424242?expand=characters", headers=USER, timeout=10)
     assert resp.status_code == 404
-    assert resp.json()["detail"] == "no stories record 424242 for this user"
+    assert resp.json()["detail"] == "no stories record 424242 in this family"

@@ -214,9 +214,11 @@ def test_a_forged_token_never_reaches_a_backend(stack, backend):
         resp = parent.call("POST", "/stories", {"title": "forged"}, token=token)
         assert resp.status_code == 401
         assert resp.headers["Content-Type"].startswith("application/problem+json")
-    # nothing was stored for this parent at the backend
-    listed = requests.get(backend["stories"] + "/api/stories", headers={"X-User-Id": claims(parent.access)["sub"]})
-    assert listed.json()["items"] == []
+    # nothing was stored for this parent's family at the backend (asked as the gateway would: docs/backend-contract.md)
+    mine = claims(parent.access)
+    who = {"X-User-Id": mine["sub"], "X-User-Role": "parent", "X-Family-Id": mine["family_id"]}
+    listed = requests.get(backend["stories"] + "/api/stories", headers=who, timeout=10)
+    assert listed.status_code == 200 and listed.json()["items"] == []
 
 
 def test_a_premium_family_gets_twenty_stories(stack):

@@ -26,7 +26,7 @@ DOCS_HTML = REPO / "docs" / "openapi" / "index.html"
 REDIS_DB = 7  # this module's own Redis db (sv-quota's per-IP counters), flushed first
 UID = "0b6f3c1e-6a4e-4f6b-9d7a-2f1e5c3b9a10"
 EXAMPLES = {"story_id": "42", "character_id": "7", "universe_id": "3", "kind": "image", "child_id": UID,
-            "session_id": UID, "block_id": "c3Y6cXVvdGE6djE6e2lwOjEwLjAuMC4xfTphYg", "date": "12-24"}  # fmt: skip
+            "session_id": UID, "block_id": "c3Y6cXVvdGE6djE6e2lwOjEwLjAuMC4xfTphYg", "date": "12-24", "key_id": UID}  # fmt: skip
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 
 
@@ -148,7 +148,8 @@ def test_the_auth_services_own_paths_are_rewritten_to_the_gateways(doc):
     paths = set(doc["paths"])
     assert "/api/v1/auth/login" in paths and "/api/v1/auth/children/{child_id}/consent" in paths
     assert not any(p.startswith("/api/auth/") for p in paths)  # the service's paths, not the gateway's
-    assert not any(k in p for p in paths for k in ("/admin", "/api-keys", "/oauth/clients", "healthz"))
+    assert not any(k in p for p in paths for k in ("/admin", "/oauth/clients", "healthz"))
+    assert {"/api/v1/auth/api-keys", "/api/v1/auth/api-keys/{key_id}", "/api/v1/auth/api-keys/token"} <= paths
     assert "/api/v1/auth/usage" in paths  # a parent's usage is routed, so documented; the admin export is not
     login = doc["paths"]["/api/v1/auth/login"]["post"]
     assert login["security"] == [] and login["requestBody"]["content"]["application/json"]["schema"]["$ref"]

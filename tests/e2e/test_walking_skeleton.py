@@ -26,7 +26,8 @@ plugins:
 
 def test_request_passes_through_a_python_plugin_to_the_backend(backend, gateway):
     gw = gateway(kong_yml(backend["stories"]), [repo_plugin("sv-request-id")])
-    resp = requests.post(gw.url + "/api/v1/stories", json={"title": "The Sleepy Dragon"}, timeout=10)
+    who = {"X-User-Id": "u-1", "X-User-Role": "parent", "X-Family-Id": "f-1"}  # no sv-jwt here: the test plays it
+    resp = requests.post(gw.url + "/api/v1/stories", json={"title": "The Sleepy Dragon"}, headers=who, timeout=10)
     assert resp.status_code == 201
     body = resp.json()
     assert body["service"] == "stories" and body["item"]["title"] == "The Sleepy Dragon"

@@ -220,7 +220,8 @@ def test_upstream_plain_json_errors_become_problems(gw, status, code):
 
 
 def test_upstream_problem_without_code_gets_code_and_request_id(gw):
-    resp = get(gw, "/api/stories/999", headers={"X-User-Id": "u-1"})
+    who = {"X-User-Id": "u-1", "X-User-Role": "parent", "X-Family-Id": "f-1"}  # docs/backend-contract.md
+    resp = get(gw, "/api/stories/999", headers=who)
     body = problem(resp, 404, "not_found", exact_type=False)  # the backend's own Content-Type stays
     assert body["service"] == "stories" and body["title"] == "Not Found"  # ... and its own members
 

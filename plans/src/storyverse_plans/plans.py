@@ -37,7 +37,13 @@ class Occasion:
         return bool(_OCCASION_DATE.match(self.date)) and self.extra > 0
 
 
-DEFAULT_PLANS = (Plan("basic", 5, 0), Plan("premium", 20, 5))
+DEFAULT_PLANS = (
+    Plan("basic", 5, 0),
+    Plan("premium", 20, 5),
+    # API-key plans (high-volume access, the seed's "API key requirements"): a key's token carries its plan as `tier`
+    Plan("partner-basic", 100, 5),
+    Plan("partner-premium", 1000, 20),
+)
 DEFAULT_TIER = "basic"
 
 

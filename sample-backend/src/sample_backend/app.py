@@ -1,10 +1,12 @@
 """STAND-IN ONLY. Plays the stories, characters, universes and generation services for `make run` and the tests.
 
 Each service is a tiny REST store: `GET /<anything>/<collection>` lists, `POST` creates, `GET|PUT|PATCH|DELETE
-.../<collection>/<id>` reads, replaces, updates, deletes. Records are kept per user (the `X-User-Id` header the
-gateway sets), so one user never sees another's records. Every JSON answer carries `received_identity`: the identity
-headers this backend received, so tests can prove what the gateway forwarded. Test hooks under `/__`:
-`/__echo` (the whole request), `/__status/<code>`, `/__sleep?ms=N`.
+.../<collection>/<id>` reads, replaces, updates, deletes. It keeps the ownership contract of
+docs/backend-contract.md: records belong to the FAMILY (`X-Family-Id`), a child sees only records rated at or below
+its `X-Content-Rating`, a request without the identity headers is refused (401), and another family's record, like a
+record a child may not see, does not exist (404). Every JSON answer carries `received_identity`: the identity headers
+this backend received, so tests can prove what the gateway forwarded. Test hooks under `/__`: `/__echo` (the whole
+request), `/__status/<code>`, `/__sleep?ms=N`.
 """
 
 from __future__ import annotations
@@ -12,12 +14,17 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+from dataclasses import dataclass
 from typing import Any
 
+import jsonschema
 from aiohttp import web
 
+from sample_backend.schemas import BODIES
+
 IDENTITY_HEADERS = ("X-User-Id", "X-User-Role", "X-Family-Id", "X-Account-Tier", "X-Content-Rating")
-ANONYMOUS = "anonymous"
+# Mildest first, as the auth service's `content_rating` claim (docs/backend-contract.md).
+CONTENT_RATINGS = ("TV-Y", "TV-Y7", "TV-G", "TV-PG", "TV-14")
 
 
 def identity(request: web.Request) -> dict[str, str | None]:
@@ -36,14 +43,14 @@ def describe(request: web.Request, body: bytes) -> dict[str, Any]:
 
 
 class Store:
-    """Records per (user, collection); ids are sequential strings."""
+    """Records per (family, collection); ids are sequential strings, unique across families."""
 
     def __init__(self) -> None:
         self._records: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
         self._ids = itertools.count(1)
 
-    def bucket(self, user: str, collection: str) -> dict[str, dict[str, Any]]:
-        return self._records.setdefault((user, collection), {})
+    def bucket(self, family: str, collection: str) -> dict[str, dict[str, Any]]:
+        return self._records.setdefault((family, collection), {})
 
     def new_id(self) -> str:
         return str(next(self._ids))
@@ -81,11 +88,13 @@ def make_app(service: str) -> web.Application:
 
     async def rest(request: web.Request) -> web.Response:
         body = await request.read()
-        user = request.headers.get("X-User-Id") or ANONYMOUS
+        caller = Caller.of(request)
+        if caller is None:
+            return problem(401, "Unauthorized", "no gateway identity (X-Family-Id, X-User-Id, X-User-Role)", service)
         collection, record_id = split_collection(request.path)
-        records = store.bucket(user, collection)
+        records = store.bucket(caller.family, collection)
         handler = _record_handler if record_id else _collection_handler
-        return handler(request, body, service, store, records, collection, record_id)
+        return handler(request, body, service, store, records, collection, record_id, caller)
 
     app.router.add_route("*", "/__echo", echo)
     app.router.add_route("*", "/__echo/{tail:.*}", echo)
@@ -93,6 +102,41 @@ def make_app(service: str) -> web.Application:
     app.router.add_route("*", "/__sleep", sleep)
     app.router.add_route("*", "/{tail:.*}", rest)
     return app
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The gateway's identity headers; `rating` is the strongest rating this caller may see (None: no cap)."""
+
+    user: str
+    role: str
+    family: str
+    rating: str | None
+
+    @classmethod
+    def of(cls, request: web.Request) -> Caller | None:
+        """None when the identity is missing or unreadable: the contract says refuse, never guess."""
+        user, role, family = (request.headers.get(h) for h in ("X-User-Id", "X-User-Role", "X-Family-Id"))
+        rating = request.headers.get("X-Content-Rating")
+        if not (user and role and family):
+            return None
+        if rating is not None and rating not in CONTENT_RATINGS:
+            return None
+        if role == "child" and rating is None:
+            return None  # a child without a rating would see everything: fail closed
+        return cls(user, role, family, rating)
+
+    def may_see(self, record: dict[str, Any]) -> bool:
+        if self.rating is None:
+            return True
+        return CONTENT_RATINGS.index(record["content_rating"]) <= CONTENT_RATINGS.index(self.rating)
+
+    def rate(self, asked: Any) -> str:
+        """The rating of a record this caller writes: what it asks for, never above what it may see itself."""
+        rating = asked if asked in CONTENT_RATINGS else (self.rating or CONTENT_RATINGS[0])
+        if self.rating is not None and not self.may_see({"content_rating": rating}):
+            rating = self.rating
+        return rating
 
 
 def _identity(request: web.Request) -> dict[str, Any]:
@@ -109,33 +153,53 @@ def _parse(body: bytes) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _collection_handler(request, body, service, store, records, collection, _record_id) -> web.Response:
+def _invalid(
+    request: web.Request, body: bytes, service: str, collection: str
+) -> tuple[dict | None, web.Response | None]:
+    """The body as a dict, or the problem answer: 400 not a JSON object, 422 against the document's schema."""
+    data = _parse(body)
+    if data is None:
+        return None, problem(400, "Bad Request", "body must be a JSON object", service)
+    schema = BODIES.get((collection, request.method))
+    errors = [] if schema is None else [e.message for e in jsonschema.Draft202012Validator(schema).iter_errors(data)]
+    if "content_rating" in data and data["content_rating"] not in CONTENT_RATINGS:
+        errors.append(f"content_rating must be one of {', '.join(CONTENT_RATINGS)}")
+    if errors:
+        return None, problem(422, "Unprocessable Content", "; ".join(errors)[:500], service)
+    return data, None
+
+
+def _collection_handler(request, body, service, store, records, collection, _record_id, caller) -> web.Response:
     if request.method == "GET":
-        return web.json_response({"service": service, "items": list(records.values())} | _identity(request))
+        items = [r for r in records.values() if caller.may_see(r)]
+        return web.json_response({"service": service, "items": items} | _identity(request))
     if request.method == "POST":
-        data = _parse(body)
-        if data is None:
-            return problem(400, "Bad Request", "body must be a JSON object", service)
-        record = {"id": store.new_id(), **data}
+        data, refused = _invalid(request, body, service, collection)
+        if refused is not None:
+            return refused
+        record = {**data, "id": store.new_id(), "content_rating": caller.rate(data.get("content_rating")),
+                  "created_by": caller.user}  # fmt: skip
         records[record["id"]] = record
         return web.json_response({"service": service, "item": record} | _identity(request), status=201)
     return problem(405, "Method Not Allowed", f"{request.method} on a {collection} collection", service)
 
 
-def _record_handler(request, body, service, _store, records, collection, record_id) -> web.Response:
+def _record_handler(request, body, service, _store, records, collection, record_id, caller) -> web.Response:
     record = records.get(record_id)
-    if record is None:
-        return problem(404, "Not Found", f"no {collection} record {record_id} for this user", service)
+    if record is None or not caller.may_see(record):
+        return problem(404, "Not Found", f"no {collection} record {record_id} in this family", service)
     if request.method == "GET":
         return web.json_response({"service": service, "item": record} | _identity(request))
     if request.method == "DELETE":
         del records[record_id]
         return web.Response(status=204)
     if request.method in ("PUT", "PATCH"):
-        data = _parse(body)
-        if data is None:
-            return problem(400, "Bad Request", "body must be a JSON object", service)
-        new = {"id": record_id, **data} if request.method == "PUT" else {**record, **data, "id": record_id}
+        data, refused = _invalid(request, body, service, collection)
+        if refused is not None:
+            return refused
+        new = data if request.method == "PUT" else {**record, **data}
+        asked = new.get("content_rating", record["content_rating"])
+        new = {**new, "id": record_id, "content_rating": caller.rate(asked), "created_by": record["created_by"]}
         records[record_id] = new
         return web.json_response({"service": service, "item": new} | _identity(request))
     return problem(405, "Method Not Allowed", f"{request.method} on a {collection} record", service)
