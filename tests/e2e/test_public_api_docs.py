@@ -26,7 +26,8 @@ DOCS_HTML = REPO / "docs" / "openapi" / "index.html"
 REDIS_DB = 7  # this module's own Redis db (sv-quota's per-IP counters), flushed first
 UID = "0b6f3c1e-6a4e-4f6b-9d7a-2f1e5c3b9a10"
 EXAMPLES = {"story_id": "42", "character_id": "7", "universe_id": "3", "kind": "image", "child_id": UID,
-            "session_id": UID, "block_id": "c3Y6cXVvdGE6djE6e2lwOjEwLjAuMC4xfTphYg", "date": "12-24", "key_id": UID}  # fmt: skip
+            "session_id": UID, "block_id": "c3Y6cXVvdGE6djE6e2lwOjEwLjAuMC4xfTphYg", "date": "12-24",
+            "key_id": UID}  # fmt: skip
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 
 
