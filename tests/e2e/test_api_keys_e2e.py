@@ -23,8 +23,8 @@ import pytest
 import redis
 import requests
 import yaml
-from e2e_support import REPO, auth_env, repo_plugins, start_auth_service
-from kong_emulator.testing import EmulatorProcess, free_port, wait_port
+from e2e_support import REPO, KongGateway, auth_env, repo_plugins, start_auth_service
+from kong_emulator.testing import free_port, wait_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -53,7 +53,7 @@ def gw(backend):
     redis.Redis(db=REDIS_DB).flushdb()
     port = free_port()
     env = auth_env(DATABASE, REDIS_DB, ISSUER)
-    gateway = EmulatorProcess(_render_kong_yml(f"http://127.0.0.1:{port}", backend), repo_plugins())
+    gateway = KongGateway(_render_kong_yml(f"http://127.0.0.1:{port}", backend), repo_plugins())
     gateway.conf_extra = {"trusted_ips": "127.0.0.1"}
     auth = start_auth_service(port, env)
     try:

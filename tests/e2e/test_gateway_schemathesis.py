@@ -25,10 +25,18 @@ import pytest
 import redis
 import requests
 import schemathesis
-from e2e_support import REPO, auth_env, repo_plugins, start_auth_service
+from e2e_support import (
+    REPO,
+    KongGateway,
+    auth_env,
+    rate_limiting_env,
+    repo_plugins,
+    start_auth_service,
+    start_rate_limiting_service,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
-from kong_emulator.testing import EmulatorProcess, free_port, wait_port
+from kong_emulator.testing import free_port, wait_port
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error, response_schema_conformance, status_code_conformance
 from schemathesis.core.failures import FailureGroup
@@ -46,13 +54,13 @@ OWN_IP, FUZZ_IP = "198.51.100.90", "203.0.113.90"
 ENDS_A_SESSION = ("/auth/logout", "/auth/sessions/", "/auth/password/change")
 
 
-def _render_kong_yml(auth_url: str, backends: dict[str, str]) -> str:
+def _render_kong_yml(auth_url: str, backends: dict[str, str], rate_limiting_url: str) -> str:
     sys.path.insert(0, str(REPO / "scripts"))
     import gen_kong_yml
 
     settings_ = gen_kong_yml.load_settings(
         overrides={
-            "services": {"auth": auth_url, **backends},
+            "services": {"auth": auth_url, "rate-limiting": rate_limiting_url, **backends},
             "jwt": {"jwks_url": auth_url + "/.well-known/jwks.json", "issuer": ISSUER, "audience": "storyverse-api"},
             "redis": {"redis_host": "127.0.0.1", "redis_port": 6379, "redis_database": REDIS_DB},
             "limit_scale": LIMIT_SCALE,
@@ -64,20 +72,33 @@ def _render_kong_yml(auth_url: str, backends: dict[str, str]) -> str:
 @pytest.fixture(scope="module")
 def gw(backend):
     redis.Redis(db=REDIS_DB).flushdb()
-    port = free_port()
-    env = auth_env(DATABASE, REDIS_DB, ISSUER, THROTTLE_IP_THRESHOLD="1000000", THROTTLE_ACCOUNT_IP_THRESHOLD="1000000")
-    gateway = EmulatorProcess(_render_kong_yml(f"http://127.0.0.1:{port}", backend), repo_plugins())
+    port, rls_port = free_port(), free_port()
+    auth_url, rls_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{rls_port}"
+    env = auth_env(
+        DATABASE,
+        REDIS_DB,
+        ISSUER,
+        THROTTLE_IP_THRESHOLD="1000000",
+        THROTTLE_ACCOUNT_IP_THRESHOLD="1000000",
+        BILLING_WEBHOOK_SECRETS="whsec-gateway-schemathesis",
+    )  # an unconfigured webhook is a 503 by design
+    gateway = KongGateway(_render_kong_yml(auth_url, backend, rls_url), repo_plugins())
     gateway.conf_extra = {"trusted_ips": "127.0.0.1"}
     auth = start_auth_service(port, env)
+    rls = None
     try:
         wait_port(port, seconds=60, proc=auth)
+        rls = start_rate_limiting_service(rls_port, rate_limiting_env(env, auth_url))
+        wait_port(rls_port, seconds=60, proc=rls)
         gateway.start()
         yield gateway
     finally:
         failures = gateway.strict_failures()
         gateway.stop()
-        auth.terminate()
-        auth.wait(10)
+        for proc in (rls, auth):
+            if proc is not None:
+                proc.terminate()
+                proc.wait(10)
     assert not failures, "\n".join(failures)
 
 

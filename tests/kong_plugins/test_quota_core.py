@@ -71,7 +71,7 @@ def decide(limiter, cfg, identity=None, ip="10.0.0.1", now=T0, method="POST"):
 def test_defaults_and_kong_nulls():
     cfg = parse_config({"policies": [{"name": "m", "limit": 10, "period": "minute", "by": None}], "__seq__": 3})
     assert cfg.policies[0].by == "auto" and cfg.policies[0].fault_tolerant and not cfg.quota.enabled
-    assert [p.daily for p in cfg.plans] == [5, 20] and cfg.redis.timeout_ms == 100
+    assert [p.daily for p in cfg.plans] == [5, 20, 100, 1000] and cfg.redis.timeout_ms == 100
 
 
 @pytest.mark.parametrize(

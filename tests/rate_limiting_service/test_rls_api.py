@@ -167,7 +167,12 @@ def test_export_json_and_csv(client, admin, app, family):
 
 def test_plans_are_the_shared_ones(client, admin):
     plans = client.get("/api/rate-limits/plans", headers=admin).get_json()["plans"]
-    assert plans == [{"tier": "basic", "daily": 5, "rate_burst": 0}, {"tier": "premium", "daily": 20, "rate_burst": 5}]
+    assert plans == [
+        {"tier": "basic", "daily": 5, "rate_burst": 0},
+        {"tier": "premium", "daily": 20, "rate_burst": 5},
+        {"tier": "partner-basic", "daily": 100, "rate_burst": 5},
+        {"tier": "partner-premium", "daily": 1000, "rate_burst": 20},
+    ]
 
 
 def test_health_and_readiness(client):

@@ -16,7 +16,12 @@ from storyverse_plugins.quota import tiers
 
 def test_the_plugin_uses_the_shared_plans():
     assert tiers.Plan is Plan and tiers.DEFAULT_PLANS is DEFAULT_PLANS and tiers.local_day is local_day
-    assert [(p.tier, p.daily, p.rate_burst) for p in DEFAULT_PLANS] == [("basic", 5, 0), ("premium", 20, 5)]
+    assert [(p.tier, p.daily, p.rate_burst) for p in DEFAULT_PLANS] == [
+        ("basic", 5, 0),
+        ("premium", 20, 5),
+        ("partner-basic", 100, 5),
+        ("partner-premium", 1000, 20),
+    ]
 
 
 def test_kong_yml_carries_the_shared_plans_on_every_quota_route():
