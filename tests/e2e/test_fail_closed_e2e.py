@@ -4,14 +4,16 @@ mp_rpc.lua does), every plugin server, the real auth service, Redis, PostgreSQL 
 
 For each of sv-jwt, sv-rbac, sv-quota and sv-quota-log: `kill -9` of its plugin server under load, SIGSTOP longer
 than the plugin-server timeout (`emulator_reply_timeout = 2` here; Kong's is 60 s), and an uncaught exception in its
-handler (kong-pdk then never answers the event: Kong waits for the timeout and goes on). Every protected request is
-then 503 `plugin_unavailable` from sv-edge's guard: never a 2xx, never a 401 for a valid token; no story is created
-uncharged; and the stack recovers by itself (the emulator respawns a killed server, a continued one answers again).
+handler (kong-pluginserver answers the event with an error; kong-pdk's fallback server never answers it: Kong waits
+for the timeout and goes on). Every protected request is then 503 `plugin_unavailable` from sv-edge's guard: never a
+2xx, never a 401 for a valid token; no story is created uncharged; and the stack recovers by itself (the emulator
+respawns a killed server, a continued one answers again).
 Plus the two cases of the issue: a child creating a character while sv-rbac is killed, a basic family creating
 more than 5 stories while sv-quota is killed.
 
-The four plugin servers run from test entry files that are the real plugins plus one switch: while the file
-`<tmp>/crash-<plugin>` exists, the handler's phase method raises before the plugin's own code runs.
+The four plugin servers run from test entry files that are the real plugins, served by kong-pluginserver as the
+repository's entry files are, plus two switches: while the file `<tmp>/crash-<plugin>` exists, the handler's phase
+method raises before the plugin's own code runs; a server started while `<tmp>/pdk-<plugin>` exists is kong-pdk's.
 """
 
 from __future__ import annotations
@@ -48,9 +50,12 @@ ENTRIES = {
     "sv-quota-log": ("storyverse_plugins.quota.handler", "LogPlugin", "log_priority", "access"),
 }
 SHIM = '''#!/usr/bin/env python3
-"""Test entry file: the real {name} plugin, whose {phase} raises while {crash} exists; kong-pdk's server, or the
-fastserver when {fast} exists at start."""
+"""Test entry file: the real {name} plugin, whose {phase} raises while {crash} exists; served like the repository's
+entry files by kong-pluginserver, or by kong-pdk's server (the fallback) when {pdk} exists at start."""
 import os
+
+if not os.path.exists({pdk!r}):
+    import kong_pluginserver.boot  # noqa: F401 - first, as in kong-plugins/plugins/*.py
 
 from {module} import {cls} as _Real, Schema, version, {prio} as priority
 
@@ -63,10 +68,10 @@ class Plugin(_Real):
 
 
 if __name__ == "__main__":
-    if os.path.exists({fast!r}):  # storyverse_plugins.fastserver instead of kong-pdk's server
-        from storyverse_plugins.fastserver.cli import start_dedicated_server
-    else:
+    if os.path.exists({pdk!r}):
         from kong_pdk.cli import start_dedicated_server
+    else:
+        from kong_pluginserver import start_dedicated_server
 
     start_dedicated_server({name!r}, Plugin, version, priority, Schema)
 '''
@@ -83,8 +88,8 @@ def _plugins(workdir: Path) -> list[PluginEntry]:
             continue
         module, cls, prio, phase = ENTRIES[name]
         shim = workdir / f"{name}.py"
-        crash, fast = str(workdir / f"crash-{name}"), str(workdir / f"fast-{name}")
-        shim.write_text(SHIM.format(name=name, module=module, cls=cls, prio=prio, phase=phase, crash=crash, fast=fast))
+        crash, pdk = str(workdir / f"crash-{name}"), str(workdir / f"pdk-{name}")
+        shim.write_text(SHIM.format(name=name, module=module, cls=cls, prio=prio, phase=phase, crash=crash, pdk=pdk))
         out.append(PluginEntry(name, shim))
     return out
 
@@ -266,13 +271,13 @@ def _respawn(stack, name: str) -> None:
 
 @pytest.mark.parametrize("name", GUARDED)
 def test_an_exception_in_the_handler_is_503_then_recovers(stack, name):
-    """kong-pdk 0.36 never answers an event whose handler raised, and its server stays wedged after it (every later
-    event times out): the guard keeps answering 503 until the server is restarted. The fastserver answers the event
-    with an error at once and serves the next one: the stack recovers by itself."""
-    crash, fast = stack.crash_dir / f"crash-{name}", stack.crash_dir / f"fast-{name}"
-    for server in ("kong-pdk", "fastserver"):
-        if server == "fastserver":
-            fast.touch()
+    """kong-pluginserver (the product's server) answers the event with an error at once and serves the next one: the
+    stack recovers by itself. kong-pdk 0.36 (the fallback) never answers an event whose handler raised, and its server
+    stays wedged after it (every later event times out): the guard keeps answering 503 until it is restarted."""
+    crash, pdk = stack.crash_dir / f"crash-{name}", stack.crash_dir / f"pdk-{name}"
+    for server in ("kong-pluginserver", "kong-pdk"):
+        if server == "kong-pdk":
+            pdk.touch()
             _respawn(stack, name)
         parent = new_parent(stack)
         crash.touch()
@@ -285,11 +290,10 @@ def test_an_exception_in_the_handler_is_503_then_recovers(stack, name):
             crash.unlink()
         if server == "kong-pdk":
             assert create_story(parent, 2).status_code == 503  # still wedged, still closed
-            _respawn(stack, name)
+            pdk.unlink()
+            _respawn(stack, name)  # back to kong-pluginserver for the next test
         else:
             assert recovers(stack)
-            fast.unlink()
-            _respawn(stack, name)  # back to kong-pdk's server for the next test
         assert_nothing_uncharged(parent)
     assert f"no decision mark from {name}" in stack.output()
 
