@@ -4,14 +4,20 @@ mp_rpc.lua does), every plugin server, the real auth service, Redis, PostgreSQL 
 
 For each of sv-jwt, sv-rbac, sv-quota and sv-quota-log: `kill -9` of its plugin server under load, SIGSTOP longer
 than the plugin-server timeout (`emulator_reply_timeout = 2` here; Kong's is 60 s), and an uncaught exception in its
-handler (kong-pdk then never answers the event: Kong waits for the timeout and goes on). Every protected request is
-then 503 `plugin_unavailable` from sv-edge's guard: never a 2xx, never a 401 for a valid token; no story is created
-uncharged; and the stack recovers by itself (the emulator respawns a killed server, a continued one answers again).
+handler (kong-pluginserver answers the event with an error; kong-pdk's fallback server never answers it: Kong waits
+for the timeout and goes on). Every protected request is then 503 `plugin_unavailable` from sv-edge's guard: never a
+2xx, never a 401 for a valid token; no story is created uncharged; and the stack recovers by itself (the emulator
+respawns a killed server, a continued one answers again).
 Plus the two cases of the issue: a child creating a character while sv-rbac is killed, a basic family creating
 more than 5 stories while sv-quota is killed.
 
-The four plugin servers run from test entry files that are the real plugins plus one switch: while the file
-`<tmp>/crash-<plugin>` exists, the handler's phase method raises before the plugin's own code runs.
+sv-quota reserves a story unit in access and sv-quota-log settles it in log. When sv-quota-log is dead or hung at log
+time the reservation lapses after reservation_ttl (RESERVATION_TTL here) and counts as charged: after each
+sv-quota-log fault the test waits for the lapse and checks every created story against the committed count alone.
+
+The four plugin servers run from test entry files that are the real plugins, served by kong-pluginserver as the
+repository's entry files are, plus two switches: while the file `<tmp>/crash-<plugin>` exists, the handler's phase
+method raises before the plugin's own code runs; a server started while `<tmp>/pdk-<plugin>` exists is kong-pdk's.
 """
 
 from __future__ import annotations
@@ -29,16 +35,18 @@ from pathlib import Path
 import pytest
 import redis
 import requests
+import yaml
 from e2e_support import REPO, KongGateway, auth_env, render_kong_yml, repo_plugin, start_auth_service
 from kong_emulator.testing import PluginEntry, free_port, wait_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_journeys import PASSWORD, Client, new_child
-from test_quota_e2e import claims_of, quota_keys
+from test_quota_e2e import claims_of, quota_keys, wait_for
 
 REDIS_DB = 9
 DATABASE = "storyverse_fail_closed"
 TIMEOUT_S = 2  # the emulator's plugin-server read timeout in this module (Kong: 60 s, not configurable per plugin)
+RESERVATION_TTL = 5  # s: the daily quota's reservation_ttl in this module (the schema's minimum; kong.yml: 120)
 GUARDED = ("sv-jwt", "sv-rbac", "sv-quota", "sv-quota-log")
 # plugin → (module, class, priority name, phase the crash switch breaks)
 ENTRIES = {
@@ -47,10 +55,19 @@ ENTRIES = {
     "sv-quota": ("storyverse_plugins.quota.handler", "Plugin", "priority", "access"),
     "sv-quota-log": ("storyverse_plugins.quota.handler", "LogPlugin", "log_priority", "access"),
 }
+LOG_CRASH = """
+    def log(self, kong):  # the settle never runs while {crash!r} exists
+        if os.path.exists({crash!r}):
+            raise RuntimeError("injected crash at log time (tests/e2e/test_fail_closed_e2e.py)")
+        return super().log(kong)
+"""
 SHIM = '''#!/usr/bin/env python3
-"""Test entry file: the real {name} plugin, whose {phase} raises while {crash} exists; kong-pdk's server, or the
-fastserver when {fast} exists at start."""
+"""Test entry file: the real {name} plugin, whose {phase} raises while {crash} exists; served like the repository's
+entry files by kong-pluginserver, or by kong-pdk's server (the fallback) when {pdk} exists at start."""
 import os
+
+if not os.path.exists({pdk!r}):
+    import kong_pluginserver.boot  # noqa: F401 - first, as in kong-plugins/plugins/*.py
 
 from {module} import {cls} as _Real, Schema, version, {prio} as priority
 
@@ -60,13 +77,14 @@ class Plugin(_Real):
         if os.path.exists({crash!r}):
             raise RuntimeError("injected crash (tests/e2e/test_fail_closed_e2e.py)")
         return super().{phase}(kong)
+{log}
 
 
 if __name__ == "__main__":
-    if os.path.exists({fast!r}):  # storyverse_plugins.fastserver instead of kong-pdk's server
-        from storyverse_plugins.fastserver.cli import start_dedicated_server
-    else:
+    if os.path.exists({pdk!r}):
         from kong_pdk.cli import start_dedicated_server
+    else:
+        from kong_pluginserver import start_dedicated_server
 
     start_dedicated_server({name!r}, Plugin, version, priority, Schema)
 '''
@@ -83,10 +101,35 @@ def _plugins(workdir: Path) -> list[PluginEntry]:
             continue
         module, cls, prio, phase = ENTRIES[name]
         shim = workdir / f"{name}.py"
-        crash, fast = str(workdir / f"crash-{name}"), str(workdir / f"fast-{name}")
-        shim.write_text(SHIM.format(name=name, module=module, cls=cls, prio=prio, phase=phase, crash=crash, fast=fast))
+        crash, pdk = str(workdir / f"crash-{name}"), str(workdir / f"pdk-{name}")
+        log = LOG_CRASH.format(crash=str(workdir / f"crash-log-{name}")) if name == "sv-quota-log" else ""
+        shim.write_text(
+            SHIM.format(name=name, module=module, cls=cls, prio=prio, phase=phase, crash=crash, pdk=pdk, log=log)
+        )
         out.append(PluginEntry(name, shim))
     return out
+
+
+def _short_reservations(kong_yml: str) -> str:
+    """The repository's kong.yml with the daily quota's reservation_ttl at RESERVATION_TTL (sv-quota, sv-quota-log)."""
+    doc, changed = yaml.safe_load(kong_yml), []
+
+    def walk(node) -> None:
+        if isinstance(node, dict):
+            config = node.get("config") if node.get("name") in ("sv-quota", "sv-quota-log") else None
+            quota = config.get("quota") if isinstance(config, dict) else None
+            if isinstance(quota, dict) and quota.get("enabled"):
+                quota["reservation_ttl"] = RESERVATION_TTL
+                changed.append(node["name"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(doc)
+    assert {"sv-quota", "sv-quota-log"} <= set(changed), changed
+    return yaml.safe_dump(doc, sort_keys=False)
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +141,7 @@ def stack(backend):
     env = auth_env(DATABASE, REDIS_DB, issuer, DEVICE_POLL_INTERVAL="1")
     auth = start_auth_service(port, env)
     auth_url = f"http://127.0.0.1:{port}"
-    gw = KongGateway(render_kong_yml(auth_url, backend, issuer, REDIS_DB), _plugins(workdir))
+    gw = KongGateway(_short_reservations(render_kong_yml(auth_url, backend, issuer, REDIS_DB)), _plugins(workdir))
     gw.conf_extra = {
         "emulator_reply_timeout": str(TIMEOUT_S),
         "nginx_worker_processes": "1",
@@ -206,16 +249,28 @@ def assert_only_closed(results, allowed_ok=(201,)):
             assert code == "plugin_unavailable", code
 
 
-def assert_nothing_uncharged(parent: Client) -> None:
+def assert_nothing_uncharged(parent: Client, lapse: bool = False) -> None:
     """Every story the backend holds for this family is charged to its daily quota: committed, or still held by a
-    reservation (see the module's note on sv-quota-log: a held unit lapses after reservation_ttl)."""
-    stories = parent.call("GET", "/stories")
-    assert stories.status_code == 200, stories.text
+    reservation. With `lapse` (after an sv-quota-log fault), once every reservation has lapsed: committed alone (a
+    lapsed reservation counts as charged; the next decision of the family moves it into `used`)."""
     counter, reservations = quota_keys(claims_of(parent.access))
     rdb = redis.Redis(db=REDIS_DB)
+
+    def used() -> int:
+        return int(rdb.hget(counter, "used") or 0)
+
+    if lapse:
+        time.sleep(RESERVATION_TTL + 0.5)  # every reservation taken so far has lapsed
+        assert create_story(parent, 99).status_code in (201, 429)  # its decision charges the lapsed ones
+    stories = parent.call("GET", "/stories")
+    assert stories.status_code == 200, stories.text
     created = len(stories.json()["items"])
-    assert created <= int(rdb.hget(counter, "used") or 0) + rdb.zcard(reservations) <= 5 + 6, created
     assert created <= 5
+    if lapse:
+        assert wait_for(lambda: created <= used()), (created, used())  # the log phase settles after the response
+        assert used() <= 5  # charged once: a lapsed unit moved from held to used, never counted twice
+    else:
+        assert created <= used() + rdb.zcard(reservations) <= 5 + 6, created
 
 
 def recovers(stack) -> bool:
@@ -237,7 +292,7 @@ def test_kill_9_under_load_never_passes_a_request_and_recovers(stack, name):
     assert load.results, "no request answered during the kills"
     assert_only_closed(load.results)
     assert recovers(stack)
-    assert_nothing_uncharged(parent)
+    assert_nothing_uncharged(parent, lapse=name == "sv-quota-log")
 
 
 @pytest.mark.parametrize("name", GUARDED)
@@ -255,7 +310,7 @@ def test_sigstop_past_the_timeout_is_503_then_recovers(stack, name):
     finally:
         os.kill(pid, signal.SIGCONT)
     assert recovers(stack)
-    assert_nothing_uncharged(parent)
+    assert_nothing_uncharged(parent, lapse=name == "sv-quota-log")
 
 
 def _respawn(stack, name: str) -> None:
@@ -266,13 +321,13 @@ def _respawn(stack, name: str) -> None:
 
 @pytest.mark.parametrize("name", GUARDED)
 def test_an_exception_in_the_handler_is_503_then_recovers(stack, name):
-    """kong-pdk 0.36 never answers an event whose handler raised, and its server stays wedged after it (every later
-    event times out): the guard keeps answering 503 until the server is restarted. The fastserver answers the event
-    with an error at once and serves the next one: the stack recovers by itself."""
-    crash, fast = stack.crash_dir / f"crash-{name}", stack.crash_dir / f"fast-{name}"
-    for server in ("kong-pdk", "fastserver"):
-        if server == "fastserver":
-            fast.touch()
+    """kong-pluginserver (the product's server) answers the event with an error at once and serves the next one: the
+    stack recovers by itself. kong-pdk 0.36 (the fallback) never answers an event whose handler raised, and its server
+    stays wedged after it (every later event times out): the guard keeps answering 503 until it is restarted."""
+    crash, pdk = stack.crash_dir / f"crash-{name}", stack.crash_dir / f"pdk-{name}"
+    for server in ("kong-pluginserver", "kong-pdk"):
+        if server == "kong-pdk":
+            pdk.touch()
             _respawn(stack, name)
         parent = new_parent(stack)
         crash.touch()
@@ -285,13 +340,37 @@ def test_an_exception_in_the_handler_is_503_then_recovers(stack, name):
             crash.unlink()
         if server == "kong-pdk":
             assert create_story(parent, 2).status_code == 503  # still wedged, still closed
-            _respawn(stack, name)
+            pdk.unlink()
+            _respawn(stack, name)  # back to kong-pluginserver for the next test
         else:
             assert recovers(stack)
-            fast.unlink()
-            _respawn(stack, name)  # back to kong-pdk's server for the next test
-        assert_nothing_uncharged(parent)
+        assert_nothing_uncharged(parent, lapse=name == "sv-quota-log")
     assert f"no decision mark from {name}" in stack.output()
+
+
+def test_a_story_whose_settlement_is_lost_is_charged_after_the_lapse(stack):
+    """sv-quota-log fails at log time, after its access mark (its log handler raises: the settle never runs, as when
+    its server dies or hangs between access and log). The stories are created; their reservations lapse after
+    reservation_ttl and count as charged, so killing or hanging that server never buys a sixth story."""
+    parent = new_parent(stack)
+    counter, reservations = quota_keys(claims_of(parent.access))
+    rdb = redis.Redis(db=REDIS_DB)
+    crash = stack.crash_dir / "crash-log-sv-quota-log"
+    needle = "unhandled exception in log: RuntimeError: injected crash at log time"  # the emulator logs each once
+    before = stack.output().count(needle)
+    crash.touch()
+    try:
+        for n in range(3):
+            assert create_story(parent, n).status_code == 201
+        # the log phase runs after the response: keep the switch until all three have failed
+        assert wait_for(lambda: stack.output().count(needle) >= before + 3, 10)
+    finally:
+        crash.unlink()
+    assert rdb.zcard(reservations) == 3 and int(rdb.hget(counter, "used") or 0) == 0  # held, never settled
+    assert_nothing_uncharged(parent, lapse=True)  # a fourth story, then all four charged
+    assert int(rdb.hget(counter, "used") or 0) == 4
+    assert create_story(parent, 4).status_code == 201
+    assert create_story(parent, 5).status_code == 429  # five stories, not eight
 
 
 # -- the issue's cases -------------------------------------------------------------------------------------------------

@@ -230,14 +230,24 @@ def test_reserve_commit_release(limiter):
     assert decide(limiter, cfg, who).decision.headers["X-Quota-Remaining"] == "0"
 
 
-def test_lapsed_reservation_frees_the_unit_and_late_commit_still_charges(limiter):
+def test_lapsed_reservation_is_charged_and_late_settles_change_nothing(limiter):
+    """sv-quota-log dead or hung at log time: the reservation lapses and counts as charged (fail closed for billing);
+    only a definite failure settled in time refunds, and that unit is available again at once."""
     cfg = quota_cfg(reservation_ttl=60)
     who = ident()
     first = [decide(limiter, cfg, who) for _ in range(5)]
     assert decide(limiter, cfg, who, now=T0 + 59).decision.code == "quota_exceeded"
-    late = decide(limiter, cfg, who, now=T0 + 61)  # the five lapsed (log phase never ran)
-    assert isinstance(late.decision, Allow)
-    assert limiter.settle(first[0].reservation, True, int((T0 + 62) * 1000)) == (1,)
+    limiter.settle(first[0].reservation, False, int((T0 + 1) * 1000))  # a definite failure, settled in time
+    refunded = decide(limiter, cfg, who, now=T0 + 2)
+    assert isinstance(refunded.decision, Allow)  # the released unit is back at once
+    late = decide(limiter, cfg, who, now=T0 + 61)  # the other four lapsed (log phase never ran): charged
+    assert late.decision.code == "quota_exceeded"
+    assert late.decision.headers["X-Quota-Remaining"] == "0"
+    now_ms = int((T0 + 62) * 1000)
+    assert limiter.settle(first[1].reservation, True, now_ms) == (4,)  # a late commit: charged once, at the lapse
+    assert limiter.settle(first[2].reservation, False, now_ms) == (4,)  # a late release refunds nothing
+    limiter.settle(refunded.reservation, True, now_ms)
+    assert decide(limiter, cfg, who, now=T0 + 63).decision.code == "quota_exceeded"
 
 
 def test_occasions_grants_and_child_limits(limiter, storage):

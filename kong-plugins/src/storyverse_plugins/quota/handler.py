@@ -17,7 +17,8 @@ sv-quota-log (kong-plugins/plugins/sv-quota-log.py, priority just below sv-quota
 access  ctx.shared.set(SHARED_QUOTA_LOG, True): the mark that the settling plugin server is up (sv-edge's guard)
 log     [ctx.shared.get(SHARED_QUOTA) on quota routes] + log.serialize() (status, client_ip)
         -> settle script when a unit is held: commit on success or an unknown outcome (504, 502, 499), release
-           only on a definite failure (policy.charges)
+           only on a definite failure (policy.charges); a unit never settled lapses after reservation_ttl and
+           counts as charged (decide.lua)
         and, on a 401/403 (abuse.statuses; 429s are sv-quota's own, struck in access; a 403 only when the backend
         answered it, unless abuse.gateway_403: sv-rbac's refusals are not abuse):
         [ctx.shared.get(identity) on user routes] [+ ctx.shared.get(login fingerprint) on a failed login]
@@ -197,11 +198,11 @@ class LogPlugin(_Base):
         return status != 403 or self.cfg.abuse.gateway_403 or bool(record.get("upstream_status"))
 
     def _settle(self, kong, reservation: Reservation, commit: bool) -> None:
-        """Commit or release; a lost release lapses after reservation_ttl, a lost commit is not charged."""
+        """Commit or release; a lost commit or release lapses after reservation_ttl and is charged then."""
         try:
             self.limiter.settle(reservation, commit, int(self.clock() * 1000))
             METRICS.inc("settled", "commit" if commit else "release")
-        except StorageError as exc:  # a lost release lapses after reservation_ttl; a lost commit is not charged
+        except StorageError as exc:  # lapses after reservation_ttl: charged
             METRICS.inc("settled", "error")
             METRICS.inc("redis_errors", "settle")
             if exc.opened:

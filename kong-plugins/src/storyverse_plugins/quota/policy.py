@@ -53,7 +53,8 @@ def charges(status: int) -> bool:
     Charge when the request succeeded (1xx-3xx) or its outcome is unknown (UNKNOWN_OUTCOME): a generation that
     outlives the gateway's read timeout is still a story the family gets, so a timeout must not make it free.
     Refund only on a definite failure: any other 4xx (refused by the gateway or the backend: nothing was made) or
-    5xx (the backend, or the gateway before proxying, answered that it failed).
+    5xx (the backend, or the gateway before proxying, answered that it failed). A unit never settled (sv-quota-log
+    dead or hung at log time, Redis unreachable) lapses after reservation_ttl and counts as charged (decide.lua).
     """
     return status < 400 or status in UNKNOWN_OUTCOME
 

@@ -151,7 +151,7 @@ _QUOTA = {
         {"shadow": {"description": "Count and report, never reject.", "type": "boolean", "default": False}},
         {
             "reservation_ttl": {
-                "description": "Seconds a reservation holds a unit before it lapses (longer than upstream timeouts).",
+                "description": "Seconds an unsettled unit is held, then charged (longer than upstream timeouts).",
                 "type": "integer",
                 "default": 120,
                 "between": [5, 3600],

@@ -109,8 +109,9 @@ def parse_verdict(batch: Batch, raw: list[int]) -> Verdict:
 
 # Scripts safe to run twice for one request, retried once after a timeout (Redis may have run the first call):
 # decide reserves by request id, so a retry does not count its own unit twice (a GCRA policy may be charged one
-# extra unit). A busy host then costs one more call, not a 503 on a fail-closed quota. settle (a lapsed reservation
-# would be committed twice) and abuse (a strike would count twice) are not retried.
+# extra unit). A busy host then costs one more call, not a 503 on a fail-closed quota. settle settles only a
+# reservation still held (a rerun changes nothing) but stays unretried: a lost settle lapses and is charged; abuse (a
+# strike would count twice) is not retried.
 IDEMPOTENT = frozenset(("decide",))
 
 
@@ -246,8 +247,13 @@ class MemoryStorage:
                 self._live(c.key, now)
                 self._live(c.res_key, now)
                 zset = self._zset.setdefault(c.res_key, {})
-                for rid in [rid for rid, exp in zset.items() if exp <= now]:
+                lapsed = [rid for rid, exp in zset.items() if exp <= now]
+                for rid in lapsed:  # never settled: charged, as decide.lua does
                     del zset[rid]
+                if lapsed:
+                    h = self._hash.setdefault(c.key, {})
+                    h["used"] = h.get("used", 0) + len(lapsed)
+                    self._expire.setdefault(c.key, self._expire.get(c.res_key, q.expire_at_ms if q else now + 1))
                 h = self._hash.get(c.key, {})
                 counters.append(counter_step(h.get("used", 0), h.get("grant", 0), len(zset), c.limit))
             allowed = overall(batch, tuple(rates), tuple(counters))
@@ -277,7 +283,7 @@ class MemoryStorage:
             for key, res_key in reservation.keys:
                 held = self._zset.get(res_key, {}).pop(reservation.rid, None) is not None
                 h = self._hash.setdefault(key, {})
-                if commit and (held or now_ms > reservation.res_expiry_ms):
+                if commit and held:  # a swept (lapsed) reservation was charged by decide
                     h["used"] = h.get("used", 0) + 1
                     self._expire[key] = reservation.expire_at_ms
                 out.append(h.get("used", 0))

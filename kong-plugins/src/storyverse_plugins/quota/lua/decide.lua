@@ -8,7 +8,7 @@
 -- Returns: {allowed, reserved, per rate: ok, remaining, reset_ms, retry_ms, per counter: ok, limit, used, reserved,
 --           block_until_ms (0 = not blocked)}.
 -- Nothing is written unless every enforced (non-shadow) limit allows and the subject is not blocked: rejected
--- requests never consume.
+-- requests never consume. The one exception: lapsed reservations are moved into `used` (charged) first.
 
 local now = tonumber(ARGV[1])
 local n_rate, n_counter = tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -50,7 +50,13 @@ local counter_out = {}
 for j = 1, n_counter do
   local hkey, zkey = KEYS[n_rate + 2 * j - 1], KEYS[n_rate + 2 * j]
   local limit = tonumber(ARGV[7 + 3 * n_rate + j])
-  redis.call('ZREMRANGEBYSCORE', zkey, '-inf', now)
+  -- a lapsed reservation was never settled (sv-quota-log dead or hung at log time): it counts as charged, as an
+  -- unknown outcome does; only a definite failure, settled in time, refunds (settle.lua)
+  local lapsed = redis.call('ZREMRANGEBYSCORE', zkey, '-inf', now)
+  if lapsed > 0 then
+    redis.call('HINCRBY', hkey, 'used', lapsed)
+    if redis.call('PTTL', hkey) < 0 then redis.call('PEXPIRE', hkey, ttl) end
+  end
   local fields = redis.call('HMGET', hkey, 'used', 'grant')
   local used, grant = tonumber(fields[1] or 0), tonumber(fields[2] or 0)
   local held = redis.call('ZCARD', zkey)

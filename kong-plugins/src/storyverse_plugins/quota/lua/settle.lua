@@ -1,5 +1,7 @@
--- sv-quota: settle a reservation from the log phase. Commit charges a unit only once: when the reservation was
--- still held (ZREM removed it), or when it had already lapsed (a slow success is still a story). Release frees it.
+-- sv-quota: settle a reservation from the log phase. Only a reservation still in the zset is settled (ZREM removed
+-- it): commit charges it, release frees it (the unit is available again at once). One that decide.lua already swept
+-- as lapsed was charged then: a late commit charges nothing more, a late release refunds nothing (fail closed for
+-- billing). Running this twice for one request therefore changes nothing the second time.
 -- KEYS: per counter: its hash and its reservations zset.
 -- ARGV: action ('commit' | 'release'), rid, now_ms, res_expiry_ms, expire_at_ms.
 -- Returns per counter the committed `used` after settling.
@@ -10,7 +12,7 @@ for j = 1, #KEYS / 2 do
   local hkey, zkey = KEYS[2 * j - 1], KEYS[2 * j]
   local held = redis.call('ZREM', zkey, rid)
   local used
-  if action == 'commit' and (held == 1 or now > res_expiry) then
+  if action == 'commit' and held == 1 then
     used = redis.call('HINCRBY', hkey, 'used', 1)
     redis.call('PEXPIRE', hkey, math.max(1, expire_at - now))
   else
