@@ -3,15 +3,18 @@
 All keys of one subject carry the same `{...}` hash tag, so one Lua script can touch all of them on Redis Cluster:
   family / user subject  {f:<family_id>} (or {u:<sub>} without a family)   rate keys + quota counters + reservations
   anonymous subject      {ip:<client ip>}                                  rate keys
-Abuse state lives under the same tag as the subject it blocks, so decide.lua reads the block in the same round trip.
+Abuse state lives under the same tag as the subject it blocks, so decide.lua reads the block in the same round trip:
+a live block is also a plain string key (`blk`), so one MGET reads the rate state and the block together.
 
 Layout (docs for the auth service, which reads counters and writes grants):
   sv:quota:v1:{f:F}:rl:<policy>:u:<sub>      GCRA theoretical arrival time (ms, string), PEXPIRE at full refill
   sv:quota:v1:{ip:A}:rl:<policy>             same, for anonymous routes
-  sv:quota:v1:{f:F}:q:<scope>:<YYYY-MM-DD>   hash: used (committed units), grant (extra units an admin granted)
-  sv:quota:v1:{f:F}:q:<scope>:<date>:res     zset: reservation id -> expiry (ms) of in-flight requests
+  sv:quota:v1:{f:F}:q:<scope>:<YYYY-MM-DD>   hash: used (committed units), grant (extra units an admin granted),
+                                             r:<rid> -> expiry (ms) of each in-flight reservation (held unit)
   sv:quota:v1:{f:F}:ab:u:<sub>               hash: an account's strikes window and block state (abuse.lua)
   sv:quota:v1:{ip:A}:ab                      hash: the same for a client IP
+  sv:quota:v1:{f:F}:blk:u:<sub>              string: block end (ms) while an account is blocked (PX: the block)
+  sv:quota:v1:{ip:A}:blk                     string: the same for a client IP
   sv:quota:v1:{ip:A}:ab:login                set: fingerprints of distinct accounts that failed to log in from A
   sv:quota:v1:{abuse}:blocks                 zset: abuse hash key -> block end (ms); the admin list (quota.abuse)
 where <scope> is `fam` (the family's shared quota), `u:<sub>` (per-user quota) or `c:<sub>` (a child's own limit)
@@ -55,9 +58,7 @@ def quota_key(tag: str, scope: str, day: str) -> str:
     return f"{PREFIX}{tag}:q:{_clean(scope)}:{day}"
 
 
-def reservations_key(counter_key: str) -> str:
-    """The zset of in-flight reservations that belongs to a daily counter."""
-    return counter_key + ":res"
+RESERVATION = "r:"  # a counter hash's field per in-flight reservation: r:<rid> -> expiry ms
 
 
 def abuse_key(tag: str, sub: str | None = None) -> str:
@@ -65,6 +66,12 @@ def abuse_key(tag: str, sub: str | None = None) -> str:
     if sub:
         return f"{PREFIX}{tag}:ab:u:{_clean(sub)}"
     return f"{PREFIX}{tag}:ab"
+
+
+def block_key(abuse: str) -> str:
+    """The string key holding a live block's end (ms) for an abuse hash key: `...}:ab...` -> `...}:blk...`."""
+    head, sep, tail = abuse.partition("}:ab")
+    return head + "}:blk" + tail if sep else abuse + ":blk"
 
 
 def login_failures_key(tag: str) -> str:
