@@ -69,7 +69,9 @@ def test_the_service_builds_the_plugins_keys():
         assert shared.quota_key(tag, scope, "2026-12-24") == plugin_keys.quota_key(tag, scope, "2026-12-24")
     counter = shared.family_key("fam-1", "2026-12-24")
     assert counter == plugin_keys.quota_key(plugin_keys.subject_tag({"family_id": "fam-1"}, None), "fam", "2026-12-24")
-    assert shared.reservations_key(counter) == plugin_keys.reservations_key(counter)
+    assert shared.RESERVATION == plugin_keys.RESERVATION
+    for abuse in ("sv:quota:v1:{ip:1.2.3.4}:ab", plugin_keys.abuse_key("{f:f1}", "u:1")):
+        assert shared.block_key(abuse) == plugin_keys.block_key(abuse)
     assert shared.PREFIX == plugin_keys.PREFIX and shared.BLOCKS_INDEX == plugin_keys.BLOCKS_INDEX
     assert shared.child_key("f{x}", "k", "2026-01-01") == plugin_keys.quota_key("{f:f_x_}", "c:k", "2026-01-01")
 
@@ -80,7 +82,7 @@ def test_the_service_builds_the_plugins_keys():
         ("sv:quota:v1:{f:F1}:q:fam:2026-12-24", ("F1", "family", "")),
         ("sv:quota:v1:{f:F1}:q:c:K1:2026-12-24", ("F1", "child", "K1")),
         ("sv:quota:v1:{u:U1}:q:u:U1:2026-12-24", ("", "user", "U1")),
-        ("sv:quota:v1:{f:F1}:q:fam:2026-12-24:res", None),
+        ("sv:quota:v1:{f:F1}:q:fam:2026-12-24:res", None),  # the old reservations zset: not a counter
         ("sv:quota:v1:{f:F1}:q:fam:2026-13-40", None),
         ("sv:quota:v1:{ip:1.2.3.4}:ab", None),
     ],

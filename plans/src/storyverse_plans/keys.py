@@ -1,10 +1,13 @@
 """The Redis layout the rate limiting service reads and writes next to sv-quota (its builder is the plugin's
 ``storyverse_plugins.common.keys``; tests/rate_limiting_service/test_rls_keys.py asserts both build equal keys):
 
-  sv:quota:v1:{f:<family>}:q:<scope>:<YYYY-MM-DD>   hash: used, grant (+ occ: the occasion stories included in grant)
+  sv:quota:v1:{f:<family>}:q:<scope>:<YYYY-MM-DD>   hash: used, grant (+ occ: the occasion stories included in grant),
+                                                    r:<rid> -> expiry ms per in-flight reservation (a held unit; one
+                                                    whose expiry passed lapsed and counts as used until sv-quota
+                                                    sweeps it into `used`)
   sv:quota:v1:{u:<sub>}:q:u:<sub>:<YYYY-MM-DD>      the same for an account without a family
-  ...:<YYYY-MM-DD>:res                              zset of in-flight reservations (rid -> expiry ms)
   sv:quota:v1:{abuse}:blocks                        zset: abuse hash key -> block end (ms)
+  <abuse hash key with `}:ab` -> `}:blk`>           string: the block's end while it lasts (what sv-quota enforces)
   sv:quota:v1:{plans}:occasions                     hash: date (YYYY-MM-DD or MM-DD) -> extra stories (admin API)
 
 <scope> is `fam` (the family's shared pool), `u:<sub>` (per-user quota) or `c:<sub>` (a child's own limit); the
@@ -43,8 +46,13 @@ def quota_key(tag: str, scope: str, day: str) -> str:
     return f"{PREFIX}{tag}:q:{_clean(scope)}:{day}"
 
 
-def reservations_key(counter_key: str) -> str:
-    return counter_key + ":res"
+RESERVATION = "r:"  # a counter's field per held unit: r:<rid> -> expiry ms
+
+
+def block_key(abuse: str) -> str:
+    """The string key sv-quota enforces a block with, for an abuse hash key (`...}:ab...` -> `...}:blk...`)."""
+    head, sep, tail = abuse.partition("}:ab")
+    return head + "}:blk" + tail if sep else abuse + ":blk"
 
 
 def family_key(family_id: str, day: str) -> str:
