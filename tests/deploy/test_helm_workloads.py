@@ -6,7 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from helm_support import containers, documents, find, pod_spec
+from helm_support import REPO, containers, documents, find, pod_spec
 
 # The seed's three services as it gives them (its EKS Auto Mode Deployments): name, `app` label, container, requests,
 # limits, all in the seed's own notation. Quantities are compared by value ("0.5" CPU is "500m").
@@ -108,8 +108,15 @@ def test_every_plugin_server_is_its_own_container_in_every_gateway_pod(default):
     assert figures == {p: busy if p in ("sv-jwt", "sv-quota") else light for p in PLUGIN_SERVERS}
     ports = {c["name"]: [p["containerPort"] for p in c.get("ports", [])] for c in spec["initContainers"]}
     assert ports["sv-quota-plugin-server"] == [9542] and ports["sv-quota-log-plugin-server"] == [9543]
-    env = {e["name"]: e["value"] for e in containers(deployment(default, "gateway"))["sv-quota-plugin-server"]["env"]}
+    sidecars = containers(deployment(default, "gateway"))
+    env = {e["name"]: e["value"] for e in sidecars["sv-quota-plugin-server"]["env"]}
     assert env == {"SV_QUOTA_METRICS_PORT": "9542", "SV_QUOTA_METRICS_HOST": "0.0.0.0"}
+    # sv-quota-log's entry file reads its own variable (kong-plugins/plugins/sv-quota-log.py): abuse detections from
+    # 401/403 answers (its log phase) are only scraped when the chart sets that one
+    env = {e["name"]: e["value"] for e in sidecars["sv-quota-log-plugin-server"]["env"]}
+    assert env == {"SV_QUOTA_LOG_METRICS_PORT": "9543", "SV_QUOTA_METRICS_HOST": "0.0.0.0"}
+    served = (REPO / "kong-plugins" / "plugins" / "sv-quota-log.py").read_text()
+    assert 'serve_from_env("SV_QUOTA_LOG_METRICS_PORT")' in served
 
 
 def test_hpas_cover_the_seed_scaling_scenarios(default):

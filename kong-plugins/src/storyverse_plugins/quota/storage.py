@@ -157,6 +157,10 @@ class RedisStorage:
             return result
         raise AssertionError("unreachable")
 
+    def breaker_open(self) -> bool:
+        """The breaker is open now: decisions skip Redis until it closes (sv_quota_redis_breaker_open)."""
+        return bool(self._breaker_s) and self._monotonic() < self._open_until
+
     def _trip(self, exc: Exception) -> bool:
         """Open the breaker at once when Redis is unreachable; on timeouts (or an exhausted local pool) only once
         nothing has succeeded for breaker_ms: a stall on a busy host must not fail every request for breaker_ms,
