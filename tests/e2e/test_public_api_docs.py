@@ -17,7 +17,7 @@ import pytest
 import redis
 import requests
 from e2e_support import REPO, KongGateway, repo_plugins
-from kong_emulator.router import Router
+from kong_emulator.router.traditional import Router
 from kong_emulator.testing import free_port
 from openapi_spec_validator import validate
 
