@@ -51,6 +51,9 @@ _REQUEST_ID = re.compile(r"\A[A-Za-z0-9._:-]{8,128}\Z")
 _IDENTITY_NAMES = frozenset(name.lower() for name in IDENTITY_HEADERS.values())
 
 
+_verdict = tuple.__new__  # builds a Verdict from its four fields without NamedTuple's Python-level __new__
+
+
 class Verdict(NamedTuple):
     """Immutable like a frozen dataclass, but built at tuple speed: one is made per request."""
 
@@ -191,7 +194,8 @@ class Gate:
             return Verdict(bad_request(cfg.realm, "Too many request headers."), "header limit reached", request_id=rid)
         if len(strip) > MAX_SPOOFED_HEADERS:
             return Verdict(bad_request(cfg.realm, "Too many identity headers."), "spoofed header flood", request_id=rid)
-        token = bearer_token(_values(headers.get("authorization")))
+        auth = headers.get("authorization")
+        token = bearer_token(auth if type(auth) is list and len(auth) == 1 and type(auth[0]) is str else _values(auth))
         if token is None:
             if cfg.anonymous:
                 return Verdict(Allow(upstream_headers={name: [] for name in strip}), request_id=rid)
@@ -200,7 +204,7 @@ class Gate:
         if isinstance(outcome, Verdict):
             return outcome._replace(request_id=rid)
         if not strip:  # the common case: the decision built once per token (never mutated by its readers)
-            return Verdict(outcome.allow, None, "info", rid)
+            return _verdict(Verdict, (outcome.allow, None, "info", rid))
         setting = outcome.allow.upstream_headers
         lowered = {name.lower() for name in setting}
         clear = [name for name in strip if name.lower() not in lowered]
