@@ -516,6 +516,13 @@ def report(args, r: dict) -> None:
         f"Storage-layer errors: {r['errors']}. The Python client is the bottleneck of the last row: it is spread "
         "over processes so Redis, not one GIL, is measured.",
         "",
+        "The yardstick reads and writes nothing. A GCRA decision must read the subject's state and write its new "
+        "TAT, a key with a TTL: here every call is a new family, so every call creates a key (and Redis later "
+        "expires it), and a story decision also creates the family's counter of the day. decide.lua returns the raw "
+        "state it read (TATs, the block, used/grant/held) and Python derives remaining, reset and retry, so the "
+        "script is its commands and a few comparisons. The last column is the script's own time inside Redis "
+        "(INFO commandstats), less disturbed by the host's load than the throughput.",
+        "",
         "## Redis round trips and commands per decision",
         "",
         "| phase | EVALSHA per request | Redis commands inside the script(s) |",
