@@ -127,15 +127,34 @@ def route_comment(rt: dict[str, Any]) -> str:
     return f"      # {methods} {display_path(ep) if ep else rt['paths'][0]}: {what} ({', '.join(rt['tags'])})\n"
 
 
+CA_COMMENT = """
+# -- CA certificates: the services' certificates are verified against these (settings `upstream_tls`) -------------
+ca_certificates:
+"""
+
+UPSTREAMS_COMMENT = """
+# -- Upstreams (settings `discovery`): one per service, its target the service's Kubernetes DNS name --------------
+# Active checks probe each target's health endpoint; passive checks count proxied 5xx answers, timeouts and failed
+# connections. A target that fails leaves the balancer until the active checks see it healthy again. Services named
+# `<name>-read` carry a backend's GET/HEAD routes with `retries` > 0; everything else keeps `retries: 0`.
+upstreams:
+"""
+
+
 def render(settings: dict[str, Any] | None = None) -> str:
     config = build(settings)
-    parts = [HEADER, '\n_format_version: "3.0"\n', SERVICES_COMMENT]
+    parts = [HEADER, '\n_format_version: "3.0"\n']
+    if "ca_certificates" in config:
+        parts += [CA_COMMENT, dump(config["ca_certificates"], indent=2)]
+    parts.append(SERVICES_COMMENT)
     for svc in config["services"]:
         routes = svc.pop("routes")
         parts.append(f"\n  # {svc['name']} service: {len(routes)} routes\n")
         parts.append(dump([svc], indent=2) + "    routes:\n")
         for rt in routes:
             parts.append(route_comment(rt) + dump([rt], indent=6))
+    if "upstreams" in config:
+        parts += [UPSTREAMS_COMMENT, dump(config["upstreams"], indent=2)]
     parts.append(PLUGINS_COMMENT)
     parts.append(dump(config["plugins"], indent=2))
     return "".join(parts)
