@@ -9,8 +9,8 @@ change to the table that changes the public API fails until this list (the contr
 from __future__ import annotations
 
 import pytest
-from kong_emulator.plugins_iterator import plugins_for
-from kong_emulator.router import Router
+from kong_emulator.router.traditional import Router
+from kong_emulator.runloop.plugins_iterator import plugins_for
 from kong_yml_support import KONG_YML, load, plugin_infos
 from storyverse_plugins.common.identity import IDENTITY_HEADER_PREFIX, IDENTITY_HEADERS
 

@@ -66,7 +66,7 @@ def start_auth_service(port: int, env: dict[str, str]):
 
 def repo_plugins() -> list[PluginEntry]:
     """Every plugin kong.conf names (pluginserver_names), as the repository's kong.yml needs them all."""
-    from kong_emulator.localenv import read_conf_values
+    from kong_emulator.config.localenv import read_conf_values
 
     names = read_conf_values(REPO / "kong.conf")["pluginserver_names"].split(",")
     return [repo_plugin(name.strip()) for name in names]

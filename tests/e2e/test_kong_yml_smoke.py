@@ -1,7 +1,7 @@
 """kong.yml through the real emulator process.
 
 1. The repository's own kong.conf + kong.yml, started as `make run` starts them (KONG_* overrides from
-   kong_emulator.localenv): the stack comes up with every plugin server, runs `cors` natively,
+   kong_emulator.config.localenv): the stack comes up with every plugin server, runs `cors` natively,
    answers an unlisted path with Kong's 404 and an authenticated route without a token with a 401 problem document.
 2. The same kong.yml rendered for this test's hosts (the real auth service and sample backend fixtures): a parent
    registers and logs in through the gateway (canonical path and alias), and reaches the stories service.

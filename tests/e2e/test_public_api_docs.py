@@ -19,7 +19,7 @@ import redis
 import requests
 import storyverse_gateway_config
 from e2e_support import REPO, KongGateway, repo_plugins
-from kong_emulator.router import Router
+from kong_emulator.router.traditional import Router
 from kong_emulator.testing import free_port
 from openapi_spec_validator import validate
 from storyverse_gateway_config import cli

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kong_emulator.entities import Route, Service
+from kong_emulator.config.entities import Route, Service
 
 SPLIT_NAMESPACE = uuid.UUID("7f145bf9-0dce-4f91-98eb-debbce4b9f6b")  # transform.lua uuid.factory_v5
 PLAIN_HOST_ONLY_BIT = 1 << 60

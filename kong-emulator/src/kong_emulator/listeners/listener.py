@@ -21,7 +21,8 @@ import uuid
 from aiohttp import http_exceptions, web, web_protocol, web_server
 from aiohttp.http import SERVER_SOFTWARE
 
-from kong_emulator import KONG_VERSION, kong_errors
+from kong_emulator import KONG_VERSION
+from kong_emulator.tools import kong_errors
 
 log = logging.getLogger("kong_emulator.nginx")
 

@@ -18,11 +18,20 @@ from urllib.parse import unquote, urlsplit
 
 import yaml
 
-from kong_emulator import entity_schemas as S
-from kong_emulator.entities import Consumer, DeclarativeConfig, Plugin, PluginInfo, Route, Service, Target, Upstream
-from kong_emulator.errors import ConfigError, entity_where
-from kong_emulator.plugin_schema import normalize_config, normalize_record
-from kong_emulator.router import normalize_path
+from kong_emulator.config import entity_schemas as S
+from kong_emulator.config.entities import (
+    Consumer,
+    DeclarativeConfig,
+    Plugin,
+    PluginInfo,
+    Route,
+    Service,
+    Target,
+    Upstream,
+)
+from kong_emulator.config.errors import ConfigError, entity_where
+from kong_emulator.config.plugin_schema import normalize_config, normalize_record
+from kong_emulator.router.traditional import normalize_path
 
 BUNDLED_PLUGINS = S.BUNDLED_PLUGINS
 FORMAT_VERSIONS = ("1.1", "2.1", "3.0")

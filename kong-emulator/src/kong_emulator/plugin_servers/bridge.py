@@ -21,12 +21,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kong_emulator.context import RequestContext
-from kong_emulator.entities import DEFAULT_WS_ID, Plugin
+from kong_emulator.config.entities import DEFAULT_WS_ID, Plugin
 from kong_emulator.pdk import PDK, TERMINAL_METHODS, Call, LuaError, PDKEnv, step_method_for
 from kong_emulator.pdk.base import to_lua
 from kong_emulator.pdk.response import unexpected_error
-from kong_emulator.rpc import KONG_POOL_SIZE, KONG_READ_TIMEOUT, RpcClient, RPCError, RPCLuaError, SocketPool
+from kong_emulator.plugin_servers.rpc import (
+    KONG_POOL_SIZE,
+    KONG_READ_TIMEOUT,
+    RpcClient,
+    RPCError,
+    RPCLuaError,
+    SocketPool,
+)
+from kong_emulator.runloop.context import RequestContext
 
 log = logging.getLogger("kong_emulator.bridge")
 

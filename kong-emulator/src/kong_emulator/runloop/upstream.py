@@ -12,8 +12,9 @@ import time
 
 import aiohttp
 
-from kong_emulator import KONG_VERSION, kong_errors
-from kong_emulator.context import Headers, RequestContext, wire_text
+from kong_emulator import KONG_VERSION
+from kong_emulator.runloop.context import Headers, RequestContext, wire_text
+from kong_emulator.tools import kong_errors
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 

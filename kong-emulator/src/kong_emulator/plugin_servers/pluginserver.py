@@ -21,7 +21,7 @@ import time
 from collections import deque
 from typing import Any, Protocol
 
-from kong_emulator.entities import PluginInfo
+from kong_emulator.config.entities import PluginInfo
 
 log = logging.getLogger("kong_emulator.pluginserver")
 
@@ -45,7 +45,7 @@ class ServerDef(Protocol):
 async def query_plugin_info(server: ServerDef) -> PluginInfo:
     """Run the query command like Kong's ``query_external_plugin_info`` and validate the first info."""
     raw = await query_raw_info(server)
-    from kong_emulator.plugin_schema import validate_plugin_info  # the config side owns validation
+    from kong_emulator.config.plugin_schema import validate_plugin_info  # the config side owns validation
 
     return validate_plugin_info(raw)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kong_emulator.context import Headers, RequestContext
+from kong_emulator.runloop.context import Headers, RequestContext
 
 # kong/pdk/log.lua redacts these request headers in serialize()
 _REDACTED = ("authorization", "proxy-authorization")

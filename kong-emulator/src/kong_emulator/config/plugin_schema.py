@@ -14,8 +14,8 @@ import string
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kong_emulator.entities import PluginInfo
-from kong_emulator.errors import ConfigError
+from kong_emulator.config.entities import PluginInfo
+from kong_emulator.config.errors import ConfigError
 
 VALID_TYPES = frozenset({"array", "set", "string", "number", "boolean", "integer", "foreign", "map", "record"})
 KNOWN_ATTRIBUTES = frozenset(

@@ -28,8 +28,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from kong_emulator.errors import ConfigError
-from kong_emulator.proxy import Proxy
+from kong_emulator.config.errors import ConfigError
+from kong_emulator.runloop.proxy import Proxy
 
 WHERE = "in kong.conf"
 

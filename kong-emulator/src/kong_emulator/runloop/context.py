@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from kong_emulator.entities import Consumer, Plugin, Route, Service
+from kong_emulator.config.entities import Consumer, Plugin, Route, Service
 
 
 def wire_text(value: str) -> str:

@@ -15,8 +15,8 @@ import shlex
 import time
 from collections.abc import Callable, Mapping
 
-from kong_emulator.context import RequestContext
 from kong_emulator.pdk.request import nginx_http_var
+from kong_emulator.runloop.context import RequestContext
 
 KONG_LOG_FORMAT = (
     '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent '

@@ -10,8 +10,8 @@ import ipaddress
 import re
 from typing import Any
 
-from kong_emulator.errors import ConfigError
-from kong_emulator.router import normalize_path, regex_path_error
+from kong_emulator.config.errors import ConfigError
+from kong_emulator.router.traditional import normalize_path, regex_path_error
 
 BUNDLED_PLUGINS = (
     "jwt",

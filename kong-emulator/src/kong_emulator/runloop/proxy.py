@@ -26,10 +26,12 @@ from urllib.parse import unquote
 import aiohttp
 from aiohttp import web
 
-from kong_emulator import KONG_VERSION, kong_errors
-from kong_emulator.access_log import AccessLog
-from kong_emulator.bridge import PluginProtocolError as StrictModeError
-from kong_emulator.context import (
+from kong_emulator import KONG_VERSION
+from kong_emulator.listeners.listener import KongResponse
+from kong_emulator.pdk.serialize import serialize
+from kong_emulator.plugin_servers.bridge import PluginProtocolError as StrictModeError
+from kong_emulator.runloop.access_log import AccessLog
+from kong_emulator.runloop.context import (
     ClientRequest,
     ExitResponse,
     Headers,
@@ -38,8 +40,7 @@ from kong_emulator.context import (
     UpstreamRequest,
     wire_text,
 )
-from kong_emulator.listener import KongResponse
-from kong_emulator.serialize import serialize
+from kong_emulator.tools import kong_errors
 
 log = logging.getLogger("kong_emulator.proxy")
 access_log = logging.getLogger("kong_emulator.access")
@@ -423,7 +424,7 @@ class Proxy:
     # -- upstream -----------------------------------------------------------------------------------------
 
     async def _proxy_upstream(self, ctx: RequestContext, t0: float) -> tuple[int, Headers, bytes]:
-        from kong_emulator import upstream
+        from kong_emulator.runloop import upstream
 
         result = await upstream.send(self.engine, ctx, t0)
         if ctx.exit is not None:  # balancer / connect / timeout failures become Kong errors

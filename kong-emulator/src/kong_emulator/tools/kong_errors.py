@@ -17,7 +17,7 @@ import logging
 import os
 import re
 
-from kong_emulator.context import ExitResponse, Headers
+from kong_emulator.runloop.context import ExitResponse, Headers
 
 log = logging.getLogger("kong_emulator.kong")
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kong_emulator.entities import Target, Upstream
+from kong_emulator.config.entities import Target, Upstream
 
 NO_PEER_MESSAGE = "failure to get a peer from the ring-balancer"  # Kong's 503 body message
 FAILURE_KINDS = ("tcp_failures", "timeouts", "http_failures")

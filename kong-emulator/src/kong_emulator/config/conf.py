@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from kong_emulator.errors import ConfigError
+from kong_emulator.config.errors import ConfigError
 
 WHERE = "in kong.conf"
 
@@ -24,8 +24,8 @@ DEFAULTS: dict[str, str] = {
     "plugins": "bundled",
     "pluginserver_names": "NONE",
     "proxy_listen": "0.0.0.0:8000 reuseport backlog=16384, 0.0.0.0:8443 http2 ssl reuseport backlog=16384",
-    "status_listen": "off",  # the Status API (kong_emulator.status); Kong 3.9's default is off
-    # TLS on `ssl` proxy listeners (kong_emulator.tls); a cipher suite other than `custom` overrides ssl_protocols
+    "status_listen": "off",  # the Status API (kong_emulator.listeners.status); Kong 3.9's default is off
+    # TLS on `ssl` proxy listeners (listeners/tls.py); a cipher suite other than `custom` overrides ssl_protocols
     "ssl_cert": "NONE",
     "ssl_cert_key": "NONE",
     "ssl_cipher_suite": "intermediate",

@@ -13,7 +13,7 @@ import weakref
 from collections.abc import Mapping
 from typing import Any
 
-from kong_emulator.entities import Consumer, DeclarativeConfig, Plugin, PluginInfo, Route, Service
+from kong_emulator.config.entities import Consumer, DeclarativeConfig, Plugin, PluginInfo, Route, Service
 
 SUBSYSTEM_PROTOCOLS = {
     "http": frozenset({"http", "https", "grpc", "grpcs", "ws", "wss"}),

@@ -29,7 +29,7 @@ import logging
 from aiohttp import web
 
 from kong_emulator import KONG_VERSION
-from kong_emulator.conf import parse_listeners
+from kong_emulator.config.conf import parse_listeners
 
 log = logging.getLogger("kong_emulator")
 
