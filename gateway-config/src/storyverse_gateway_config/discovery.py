@@ -93,5 +93,6 @@ def from_helm_values(files: list[str], release: str | None, namespace: str | Non
         merged = _deep_merge(merged, values.get("discovery") or {})
     if not merged:
         raise ValueError(f"no `discovery` values in {', '.join(files)}")
+    merged.pop("upstreamCa", None)  # the chart's own: which Secret it mounts for Kong's health checks
     extra = {k: v for k, v in (("release", release), ("namespace", namespace)) if v}
     return {**merged, "enabled": True, **extra}
