@@ -164,3 +164,17 @@ def test_bad_discovery_settings_are_one_line(overrides, message):
     with pytest.raises(SettingsError, match=message) as err:
         load_settings(PRODUCTION, overrides)
     assert "\n" not in str(err.value)
+
+
+def test_a_local_https_service_is_verified_against_the_given_ca(tmp_path):
+    """What `make run`/e2e use for TLS without discovery: the URL's scheme per service, and the CA file."""
+    ca = _cert(tmp_path, ca=True, days=30)
+    settings = load_settings(
+        overrides={"services": {"auth": "https://127.0.0.1:9443"}, "upstream_tls": {"ca_certificate_file": str(ca)}}
+    )
+    config = build(settings)
+    services = {s["name"]: s for s in config["services"]}
+    [ca_entity] = config["ca_certificates"]
+    assert services["auth"]["tls_verify"] is True and services["auth"]["ca_certificates"] == [ca_entity["id"]]
+    assert "tls_verify" not in services["stories"] and "ca_certificates" not in services["stories"]  # still http
+    assert "upstreams" not in config
