@@ -139,11 +139,10 @@ class Settings(_Strict):
 
     @model_validator(mode="after")
     def _every_service_discovered(self) -> Settings:
-        if self.discovery.enabled:
-            missing = [name for name in self.services if name not in self.discovery.backends]
-            unknown = [name for name in self.discovery.backends if name not in SERVICE_NAMES]
-            if missing or unknown:
-                raise ValueError(f"discovery.backends: missing {missing}, unknown {unknown}")
+        missing = [name for name in self.services if name not in self.discovery.backends]
+        unknown = [name for name in self.discovery.backends if name not in SERVICE_NAMES]
+        if unknown or (missing and self.discovery.enabled):
+            raise ValueError(f"discovery.backends: missing {missing}, unknown {unknown}")
         return self
 
     @field_validator("versions")

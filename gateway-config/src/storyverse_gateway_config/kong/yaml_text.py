@@ -95,8 +95,10 @@ HEADER = """\
 #     routes and adds `Deprecation` (RFC 9745), `Sunset` (RFC 8594) and `Link` headers in a header_filter; `retired`
 #     answers 410.
 #
-# Hosts: the upstream URLs, JWKS URL, issuer and Redis below are the local ones (`make run`, scripts/run_stack.py).
-# A deployment renders its own file: `sv-gateway-config render --settings <env>.yaml -o kong.<env>.yml`, then
+# Hosts: the repository's kong.yml has the local ones (`make run`, scripts/run_stack.py: service URLs, JWKS URL,
+# issuer and Redis on 127.0.0.1). A deployment renders its own file, with upstreams and health checks (settings
+# `discovery`) and TLS to the services (`upstream_tls`), as gateway-config/examples/production.yaml explains:
+# `sv-gateway-config render --settings <env>.yaml [--helm-values ...] -o kong.<env>.yml`, then
 # `helm upgrade ... --set-file gateway.declarativeConfig=kong.<env>.yml` (the chart embeds the file verbatim).
 #
 # Bundled plugins `cors`, `prometheus`, `proxy-cache` (memory) and `file-log` run in Kong and as native
