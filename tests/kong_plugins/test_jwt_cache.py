@@ -322,3 +322,9 @@ def wait(predicate, seconds: float = 5.0) -> bool:
     while not predicate() and time.monotonic() < deadline:
         time.sleep(0.01)
     return predicate()
+
+
+def test_distinct_tokens_never_share_a_digest_input():
+    """The old ascii/replace encoding mapped every non-ASCII character to '?': now the input is one-to-one."""
+    assert token_digest("a.b.\u00e9") != token_digest("a.b.\u00fc") != token_digest("a.b.?")
+    assert len(token_digest("a.b.\udcff")) == 32  # a surrogate-escaped byte (kong_pluginserver) does not raise

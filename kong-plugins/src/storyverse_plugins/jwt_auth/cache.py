@@ -15,9 +15,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+_sha256 = hashlib.sha256
+
 
 def token_digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode("ascii", "replace")).digest()
+    """SHA-256 of the token's UTF-8 bytes (one-to-one, surrogates passed through: distinct strings never share a
+    digest input, and nothing raises; the gate only hashes ASCII tokens)."""
+    return _sha256(token.encode("utf-8", "surrogatepass")).digest()
 
 
 @dataclass(frozen=True)
