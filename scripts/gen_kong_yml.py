@@ -25,7 +25,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gateway_routes as R
-from storyverse_plugins.common.identity import IDENTITY_HEADER_PREFIX, IDENTITY_HEADERS
+from storyverse_contracts.identity import IDENTITY_HEADER_PREFIX, IDENTITY_HEADERS
 
 REPO = Path(__file__).resolve().parent.parent
 KONG_YML = REPO / "kong.yml"
@@ -240,7 +240,7 @@ def deprecation(version: dict[str, Any], settings: dict[str, Any]) -> dict[str, 
 
 
 def global_edge(settings: dict[str, Any]) -> dict[str, Any]:
-    """The global sv-edge: every protected mark, and the identity headers (storyverse_plugins.common.identity, their
+    """The global sv-edge: every protected mark, and the identity headers (storyverse_contracts.identity, their
     one definition) stripped from every client request in rewrite, before any plugin or cache key reads them."""
     return edge_config(
         require=list(PROTECTED_MARKS),

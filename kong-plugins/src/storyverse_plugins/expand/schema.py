@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from storyverse_plugins.common.identity import IDENTITY_HEADERS
+from storyverse_contracts.identity import IDENTITY_HEADERS, REQUEST_ID_HEADER
 
 ID_PLACEHOLDER = "{id}"
-DEFAULT_FORWARD = (*IDENTITY_HEADERS.values(), "X-Request-Id")
+DEFAULT_FORWARD = (*IDENTITY_HEADERS.values(), REQUEST_ID_HEADER)
 
 _NAME = re.compile(r"\A[a-z][a-z0-9_]{0,31}\Z")
 _FIELD = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]{0,63}\Z")

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from storyverse_plugins.common.identity import IDENTITY_HEADER_PREFIX
+from storyverse_contracts.identity import IDENTITY_HEADER_PREFIX
+
 from storyverse_plugins.common.redis_pool import RedisSettings
 from storyverse_plugins.common.schema_fields import REDIS_FIELDS, parse_redis
 from storyverse_plugins.jwt_auth.denylist import MAX_CACHE_SECONDS

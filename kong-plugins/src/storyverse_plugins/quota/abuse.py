@@ -27,7 +27,7 @@ import math
 import time
 from typing import Any
 
-from storyverse_plugins.common.keys import BLOCKS_INDEX
+from storyverse_contracts.keys import BLOCKS_INDEX
 
 
 def _text(value: Any) -> str:

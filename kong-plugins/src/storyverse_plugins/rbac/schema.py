@@ -11,12 +11,14 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-ROLES = ("parent", "child", "admin")
+from storyverse_contracts.identity import ROLES
+from storyverse_contracts.ratings import AGE_BANDS, CONTENT_RATINGS
+
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
 KINDS = ("text", "image", "audio")
 OWNER_KINDS = ("family", "child", "account")
-DEFAULT_AGE_BANDS = ("0-2", "3-5", "6-9", "10-12", "13-15", "16-17")
-DEFAULT_CONTENT_RATINGS = ("TV-Y", "TV-Y7", "TV-G", "TV-PG", "TV-14")
+DEFAULT_AGE_BANDS = AGE_BANDS
+DEFAULT_CONTENT_RATINGS = CONTENT_RATINGS
 
 _CAPTURE = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 _HEADER = re.compile(r"\A[A-Za-z0-9-]{1,64}\Z")
