@@ -23,6 +23,8 @@ ALLOWED = {
     "storyverse_ratelimit": SHARED | {"storyverse_servicekit"},
     "storyverse_plugins": SHARED | {"kong_pluginserver"},
     "sample_backend": SHARED,
+    # the build tool, not a service: it renders kong.yml and reads each service's OpenAPI document from its factory
+    "storyverse_gateway_config": SHARED | {"storyverse_auth", "storyverse_ratelimit"},
 }
 
 

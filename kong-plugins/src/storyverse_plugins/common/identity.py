@@ -32,5 +32,5 @@ SHARED_QUOTA = "sv_quota"
 SHARED_QUOTA_LOG = "sv_quota_log"
 
 # The upstream identity headers (set only by the gateway; any client-sent copy is removed first) are
-# storyverse_contracts.identity; the generator renders them into the global sv-edge's strip_headers. The Redis keys
-# of revoked tokens and sessions are storyverse_contracts.keys (revoked_jti_key, revoked_sid_key).
+# storyverse_contracts.identity; gateway-config (storyverse_gateway_config.kong) renders them into the global
+# sv-edge's strip_headers. The Redis keys of revoked tokens and sessions are storyverse_contracts.keys.
