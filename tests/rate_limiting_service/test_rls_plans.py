@@ -101,3 +101,11 @@ def test_the_directory_reads_columns_the_auth_models_have():
     assert {c.name for c in families.columns} <= set(Family.__table__.columns.keys())
     assert {c.name for c in accounts.columns} <= set(Account.__table__.columns.keys())
     assert set(UsageDaily.metadata.tables) == {"usage_daily"}  # init-db never creates the auth service's tables
+
+
+def test_a_route_naming_an_unknown_role_fails_at_import():
+    from storyverse_ratelimit.security import requires
+
+    with pytest.raises(ValueError, match="unknown roles"):
+        requires("admn")
+    assert callable(requires("admin", "parent"))
