@@ -51,6 +51,7 @@ class Upstream:
                 {
                     "method": request.method,
                     "path_qs": request.path_qs,
+                    "raw_path": request.raw_path,  # the request target byte for byte
                     "headers": [[k, v] for k, v in request.headers.items()],
                     "body": body.decode("latin-1"),
                 }

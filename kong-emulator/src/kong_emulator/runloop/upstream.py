@@ -11,6 +11,7 @@ import re
 import time
 
 import aiohttp
+from yarl import URL
 
 from kong_emulator import KONG_VERSION
 from kong_emulator.runloop.context import Headers, RequestContext, wire_text
@@ -29,9 +30,17 @@ def escape_uri(path: str) -> str:
     return _ESCAPE.sub(lambda m: b"%%%02X" % m.group(0)[0], raw).decode("ascii")
 
 
-def _join_query(path: str, raw_query: str) -> str:
-    path = path if path.isascii() and path.isprintable() else escape_uri(path)
-    return f"{path}?{raw_query}" if raw_query else path
+_ESCAPE_TEXT = re.compile(r"[^!#$&'()*+,/:;=?@\[\]A-Za-z\d\-_.~%]")
+
+
+def _join_query(path: str, raw_query: str, question_mark: bool = False) -> str:
+    """The upstream URI: the path escaped (handler.lua:1324, pdk/service/request.lua:145 set_path), the query as
+    the client sent it (`var.args`), and a lone "?" kept (handler.lua:1386-1394)."""
+    if _ESCAPE_TEXT.search(path):
+        path = escape_uri(path)
+    if raw_query and not raw_query.isascii():  # aiohttp writes the request line as UTF-8 only
+        raw_query = wire_text(raw_query)
+    return f"{path}?{raw_query}" if raw_query or question_mark else path
 
 
 def _joined(headers: Headers, name: str) -> str | None:
@@ -149,8 +158,9 @@ async def send(engine, ctx: RequestContext, t0: float):
     else:
         headers.clear("X-Kong-Request-Id")
     body = ctx.request.body if up.body is None else up.body
-    ctx.upstream_uri = _join_query(up.path, up.raw_query)
-    url = f"{up.scheme}://{_host_for_url(host)}:{port}{ctx.upstream_uri}"
+    ctx.upstream_uri = _join_query(up.path, up.raw_query, ctx.request.request_uri.endswith("?"))
+    # encoded: the URI goes out byte for byte (yarl would otherwise resolve dot segments and re-quote the query)
+    url = URL(f"{up.scheme}://{_host_for_url(host)}:{port}{ctx.upstream_uri}", encoded=True)
     timeout = aiohttp.ClientTimeout(sock_connect=service.connect_timeout / 1000, sock_read=service.read_timeout / 1000)
     ctx.latencies["kong"] = int((time.monotonic() - t0) * 1000)
     sent = time.monotonic()
