@@ -93,7 +93,7 @@ class Upstream:
         asyncio.set_event_loop(self._loop)
 
         async def start() -> None:
-            self._runner = web.AppRunner(self._app(), access_log=None)
+            self._runner = web.AppRunner(self._app(), access_log=None, max_headers=10000)  # nginx has no count limit
             await self._runner.setup()
             await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
 
