@@ -32,6 +32,7 @@ from kong_emulator.router.traditional import Router
 from kong_emulator.runloop.balancer import Balancer
 from kong_emulator.runloop.plugins_iterator import plugins_for
 from kong_emulator.runloop.proxy import Engine, Proxy
+from kong_emulator.runloop.upstream_ssl import UpstreamTLS
 
 log = logging.getLogger("kong_emulator")
 
@@ -133,6 +134,7 @@ class Emulator:
             request_id_header="x-kong-request-id" in headers,
             strict_errors=[],
             pdk_env=env,
+            upstream_tls=UpstreamTLS(conf.raw, declarative.ca_certificates),
         )
 
     async def _listen(self) -> None:

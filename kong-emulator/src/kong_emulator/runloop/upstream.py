@@ -7,6 +7,7 @@ no healthy target → 503, every one of them a Kong JSON error.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 
@@ -15,9 +16,11 @@ from yarl import URL
 
 from kong_emulator import KONG_VERSION
 from kong_emulator.runloop.context import Headers, RequestContext, wire_text
+from kong_emulator.runloop.upstream_ssl import UpstreamTLS, ssl_name
 from kong_emulator.tools import kong_errors
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
+log = logging.getLogger("kong_emulator.kong")
 
 
 # kong/tools/uri.lua:41 ESCAPE_PATTERN ("joi": case-insensitive)
@@ -132,15 +135,111 @@ def _pick_target(engine, ctx: RequestContext) -> tuple[str, int, object] | None:
     return target.host, target.port or service.port, (upstream, target)
 
 
+# nginx (proxy_next_upstream): a request already sent is passed to the next server only if its method is idempotent
+NON_IDEMPOTENT = frozenset({"POST", "LOCK", "PATCH"})
+
+
+class _Failed(Exception):
+    """One try that failed: `kind` is the passive-check event ("tcp"/"timeout"), `sent` whether the request left."""
+
+    def __init__(self, kind: str, sent: bool) -> None:
+        self.kind, self.sent = kind, sent
+
+
 async def send(engine, ctx: RequestContext, t0: float):
-    """Send the upstream request; on failure set `ctx.exit` to Kong's error and return None."""
+    """Send the upstream request; on failure set `ctx.exit` to Kong's error and return None.
+
+    Tries: kong/init.lua:1370-1375 `set_more_tries(service.retries)` on the first try; nginx's default
+    `proxy_next_upstream error timeout` moves a failed connect, TLS handshake, send or header read to the next try --
+    except a non-idempotent request already sent. Each retry asks the balancer again (init.lua:1313-1339: the failed
+    try reported as a timeout or TCP failure, then `balancer.execute`, then the Host header set for the new target).
+    """
     service, up = ctx.service, ctx.upstream
-    picked = _pick_target(engine, ctx)
-    if picked is None:
-        # handler.lua access.after: `return kong.response.error(errcode, err)` when balancer_execute fails
-        ctx.exit = kong_errors.runloop_error(ctx, 503, kong_errors.NO_PEER)
-        return None
-    host, port, balanced = picked
+    body = ctx.request.body if up.body is None else up.body
+    ctx.upstream_uri = _join_query(up.path, up.raw_query, ctx.request.request_uri.endswith("?"))
+    ctx.latencies["kong"] = int((time.monotonic() - t0) * 1000)
+    tries: list[dict] = []
+    ctx.nginx_ctx["tries"] = tries
+    sent_at = time.monotonic()
+    failure = None
+    for _ in range(max(service.retries, 0) + 1):
+        picked = _pick_target(engine, ctx)
+        if picked is None:
+            # handler.lua access.after / init.lua:1341-1352: `kong.response.error(errcode, err)` / ngx.exit(503)
+            ctx.exit = kong_errors.runloop_error(ctx, 503, kong_errors.NO_PEER)
+            return None
+        host, port, balanced = picked
+        if tries:  # init.lua:1313-1316: the previous try's failure, as get_last_failure() gives it
+            tries[-1].update(state="failed", code=504 if failure.kind == "timeout" else 502)
+        tries.append({"ip": host, "port": port, "balancer_latency": 0})
+        try:
+            status, rheaders, payload = await _try(engine, ctx, host, port, body)
+        except _Failed as exc:
+            failure = exc
+            _report(engine, balanced, exc.kind)
+            if exc.sent and up.method in NON_IDEMPOTENT:
+                break
+            continue
+        ctx.latencies["proxy"] = int((time.monotonic() - sent_at) * 1000)
+        ctx.upstream_status = status
+        _report(engine, balanced, status)
+        return status, rheaders, payload
+    ctx.latencies["proxy"] = int((time.monotonic() - sent_at) * 1000)
+    status = 504 if failure.kind == "timeout" else 502  # nginx's answer after the last try -> error_handlers
+    ctx.exit = kong_errors.handler_error(ctx, status, None, _default_type(engine))
+    return None
+
+
+async def _try(engine, ctx: RequestContext, host: str, port: int, body: bytes):
+    """One try against host:port; raises `_Failed`."""
+    service, up = ctx.service, ctx.upstream
+    headers = _request_headers(engine, ctx, host, port)
+    url = URL(f"{up.scheme}://{_host_for_url(host)}:{port}{ctx.upstream_uri}", encoded=True)
+    timeout = aiohttp.ClientTimeout(sock_connect=service.connect_timeout / 1000, sock_read=service.read_timeout / 1000)
+    tls = {}
+    if up.scheme == "https":
+        tls = {"ssl": engine_tls(engine).context_for(service), "server_hostname": ssl_name(headers.get("Host") or host)}
+    try:
+        async with engine.session.request(
+            up.method,
+            url,
+            headers=[
+                (k if k.isascii() else wire_text(k), v if v.isascii() else wire_text(v))
+                for k, v in headers.items()
+                if k.lower() != "content-length"
+            ],
+            data=body if body else None,
+            timeout=timeout,
+            allow_redirects=False,
+            auto_decompress=False,
+            **tls,
+        ) as resp:
+            payload = await resp.read()
+            status, rheaders = (
+                resp.status,
+                Headers.from_pairs(
+                    (k.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape"))
+                    for k, v in resp.raw_headers
+                ),
+            )
+    except aiohttp.ConnectionTimeoutError:
+        raise _Failed("timeout", sent=False) from None
+    except TimeoutError:  # aiohttp's read timeout: the request was sent
+        raise _Failed("timeout", sent=True) from None
+    except aiohttp.ClientConnectorError as exc:  # refused, unreachable, TLS handshake or verification
+        if isinstance(exc, aiohttp.ClientSSLError):
+            log.error("upstream SSL handshake to %s:%d failed: %s", host, port, exc)
+        raise _Failed("tcp", sent=False) from None
+    except aiohttp.ClientError:
+        raise _Failed("tcp", sent=True) from None
+    if up.method != "HEAD":  # a HEAD answer has no body to measure: nginx passes the upstream's Content-Length
+        rheaders.clear("Content-Length")
+    return status, rheaders, payload
+
+
+def _request_headers(engine, ctx: RequestContext, host: str, port: int) -> Headers:
+    """The upstream request's headers for this try (the Host header follows the target, init.lua:1354-1364)."""
+    up = ctx.upstream
     headers = up.headers
     if not ctx.route.preserve_host or "Host" not in ctx.request.headers:
         default = DEFAULT_PORTS.get(up.scheme)
@@ -157,52 +256,15 @@ async def send(engine, ctx: RequestContext, t0: float):
         headers.set("X-Kong-Request-Id", ctx.request_id)
     else:
         headers.clear("X-Kong-Request-Id")
-    body = ctx.request.body if up.body is None else up.body
-    ctx.upstream_uri = _join_query(up.path, up.raw_query, ctx.request.request_uri.endswith("?"))
-    # encoded: the URI goes out byte for byte (yarl would otherwise resolve dot segments and re-quote the query)
-    url = URL(f"{up.scheme}://{_host_for_url(host)}:{port}{ctx.upstream_uri}", encoded=True)
-    timeout = aiohttp.ClientTimeout(sock_connect=service.connect_timeout / 1000, sock_read=service.read_timeout / 1000)
-    ctx.latencies["kong"] = int((time.monotonic() - t0) * 1000)
-    sent = time.monotonic()
-    ctx.nginx_ctx["tries"] = [{"ip": host, "port": port, "balancer_latency": 0}]
-    try:
-        async with engine.session.request(
-            up.method,
-            url,
-            headers=[
-                (k if k.isascii() else wire_text(k), v if v.isascii() else wire_text(v))
-                for k, v in headers.items()
-                if k.lower() != "content-length"
-            ],
-            data=body if body else None,
-            timeout=timeout,
-            allow_redirects=False,
-            auto_decompress=False,
-        ) as resp:
-            payload = await resp.read()
-            status, rheaders = (
-                resp.status,
-                Headers.from_pairs(
-                    (k.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape"))
-                    for k, v in resp.raw_headers
-                ),
-            )
-    except TimeoutError:
-        ctx.latencies["proxy"] = int((time.monotonic() - sent) * 1000)
-        _report(engine, balanced, "timeout")
-        ctx.exit = kong_errors.handler_error(ctx, 504, None, _default_type(engine))  # nginx 504 -> error_handlers
-        return None
-    except aiohttp.ClientError:
-        ctx.latencies["proxy"] = int((time.monotonic() - sent) * 1000)
-        _report(engine, balanced, "tcp")
-        ctx.exit = kong_errors.handler_error(ctx, 502, None, _default_type(engine))  # nginx 502 -> error_handlers
-        return None
-    ctx.latencies["proxy"] = int((time.monotonic() - sent) * 1000)
-    ctx.upstream_status = status
-    _report(engine, balanced, status)
-    if up.method != "HEAD":  # a HEAD answer has no body to measure: nginx passes the upstream's Content-Length
-        rheaders.clear("Content-Length")
-    return status, rheaders, payload
+    return headers
+
+
+def engine_tls(engine) -> UpstreamTLS:
+    tls = getattr(engine, "upstream_tls", None)
+    if tls is None:
+        raw = getattr(engine.conf, "raw", {}) if engine.conf is not None else {}
+        tls = engine.upstream_tls = UpstreamTLS(raw, getattr(engine.declarative, "ca_certificates", {}))
+    return tls
 
 
 def _default_type(engine) -> str:
