@@ -30,9 +30,11 @@ from kong_emulator.plugin_servers.bridge import PluginRunner
 from kong_emulator.plugin_servers.pluginserver import PluginServerError, PluginServers
 from kong_emulator.router.traditional import Router
 from kong_emulator.runloop.balancer import Balancer
+from kong_emulator.runloop.dns import KongResolver
+from kong_emulator.runloop.healthcheck import HealthCheckers
 from kong_emulator.runloop.plugins_iterator import plugins_for
 from kong_emulator.runloop.proxy import Engine, Proxy
-from kong_emulator.runloop.upstream_ssl import UpstreamTLS
+from kong_emulator.runloop.upstream_ssl import UpstreamTLS, probe_context
 
 log = logging.getLogger("kong_emulator")
 
@@ -61,6 +63,7 @@ class Emulator:
         self.proxies: list[Proxy] = []
         self.stats = ServerStats()  # kong.nginx.get_statistics() for the Status API
         self.status_api: StatusAPI | None = None
+        self.health: HealthCheckers | None = None
 
     async def start(self) -> None:
         conf = self.conf
@@ -92,6 +95,12 @@ class Emulator:
         self.engine = self._engine(declarative, infos)
         await self._listen()
         await self._listen_status(enabled)
+        self.health = HealthCheckers(
+            self.engine.balancer.upstreams.values(),
+            self.engine.resolver,
+            lambda b: probe_context(conf.raw, b.checks["active"]),
+        )
+        self.health.start()
 
     async def _start_servers(self) -> None:
         try:
@@ -135,6 +144,7 @@ class Emulator:
             strict_errors=[],
             pdk_env=env,
             upstream_tls=UpstreamTLS(conf.raw, declarative.ca_certificates),
+            resolver=KongResolver(conf.raw.get("dns_hostsfile") or "/etc/hosts"),
         )
 
     async def _listen(self) -> None:
@@ -189,6 +199,8 @@ class Emulator:
             raise StartupError(f"status_listen: cannot listen: {exc.strerror}") from exc
 
     async def stop(self) -> None:
+        if self.health is not None:
+            await self.health.stop()
         if self.status_api is not None:
             await self.status_api.stop()
         for proxy in self.proxies:

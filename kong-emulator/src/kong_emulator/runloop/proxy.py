@@ -80,6 +80,7 @@ class Engine:
     strict_errors: list[str] | None = None
     pdk_env: object | None = None  # pdk.base.PDKEnv: trusted_ips, node id
     upstream_tls: object | None = None  # upstream_ssl.UpstreamTLS (built on first use from conf and kong.yml)
+    resolver: object | None = None  # dns.KongResolver; None: names go to the HTTP client as they are
 
     def is_trusted(self, address: str) -> bool:
         return self.pdk_env is not None and self.pdk_env.is_trusted(address)

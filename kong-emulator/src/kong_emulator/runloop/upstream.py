@@ -120,19 +120,27 @@ def _stripped_prefix(ctx: RequestContext) -> str | None:
     return getattr(ctx, "router_prefix", None)  # set by proxy.Proxy._bind_route from the router's match
 
 
-def _pick_target(engine, ctx: RequestContext) -> tuple[str, int, object] | None:
-    """(host, port, upstream-or-None). None when an upstream has no healthy target."""
+async def _pick_target(engine, ctx: RequestContext) -> tuple[str, int, str, object] | None:
+    """(address to connect to, port, host name for the Host header, upstream-or-None); None when there is no
+    peer: an upstream with no healthy target, or a name that resolves to nothing (runloop/dns.py)."""
     service = ctx.service
     up = ctx.upstream
     if up is not None and up.host:  # kong.service.set_target
-        return up.host, up.port or DEFAULT_PORTS.get(up.scheme, 80), None
-    upstream = engine.declarative.upstreams.get(service.host)
-    if upstream is None:
-        return service.host, service.port, None
-    target = engine.balancer.pick(upstream.name)
-    if target is None:
+        host, port, balanced = up.host, up.port or DEFAULT_PORTS.get(up.scheme, 80), None
+    else:
+        upstream = engine.declarative.upstreams.get(service.host)
+        if upstream is None:
+            host, port, balanced = service.host, service.port, None
+        else:
+            target = engine.balancer.pick(upstream.name)
+            if target is None:
+                return None
+            host, port, balanced = target.host, target.port or service.port, (upstream, target)
+    resolver = getattr(engine, "resolver", None)
+    address = await resolver.address(host) if resolver is not None else host
+    if address is None:
         return None
-    return target.host, target.port or service.port, (upstream, target)
+    return address, port, host, balanced
 
 
 # nginx (proxy_next_upstream): a request already sent is passed to the next server only if its method is idempotent
@@ -163,17 +171,17 @@ async def send(engine, ctx: RequestContext, t0: float):
     sent_at = time.monotonic()
     failure = None
     for _ in range(max(service.retries, 0) + 1):
-        picked = _pick_target(engine, ctx)
+        picked = await _pick_target(engine, ctx)
         if picked is None:
             # handler.lua access.after / init.lua:1341-1352: `kong.response.error(errcode, err)` / ngx.exit(503)
             ctx.exit = kong_errors.runloop_error(ctx, 503, kong_errors.NO_PEER)
             return None
-        host, port, balanced = picked
+        address, port, host, balanced = picked
         if tries:  # init.lua:1313-1316: the previous try's failure, as get_last_failure() gives it
             tries[-1].update(state="failed", code=504 if failure.kind == "timeout" else 502)
-        tries.append({"ip": host, "port": port, "balancer_latency": 0})
+        tries.append({"ip": address, "port": port, "balancer_latency": 0})
         try:
-            status, rheaders, payload = await _try(engine, ctx, host, port, body)
+            status, rheaders, payload = await _try(engine, ctx, address, port, host, body)
         except _Failed as exc:
             failure = exc
             _report(engine, balanced, exc.kind)
@@ -190,11 +198,11 @@ async def send(engine, ctx: RequestContext, t0: float):
     return None
 
 
-async def _try(engine, ctx: RequestContext, host: str, port: int, body: bytes):
-    """One try against host:port; raises `_Failed`."""
+async def _try(engine, ctx: RequestContext, address: str, port: int, host: str, body: bytes):
+    """One try against address:port (`host` names it in the Host header and TLS); raises `_Failed`."""
     service, up = ctx.service, ctx.upstream
     headers = _request_headers(engine, ctx, host, port)
-    url = URL(f"{up.scheme}://{_host_for_url(host)}:{port}{ctx.upstream_uri}", encoded=True)
+    url = URL(f"{up.scheme}://{_host_for_url(address)}:{port}{ctx.upstream_uri}", encoded=True)
     timeout = aiohttp.ClientTimeout(sock_connect=service.connect_timeout / 1000, sock_read=service.read_timeout / 1000)
     tls = {}
     if up.scheme == "https":
@@ -228,7 +236,7 @@ async def _try(engine, ctx: RequestContext, host: str, port: int, body: bytes):
         raise _Failed("timeout", sent=True) from None
     except aiohttp.ClientConnectorError as exc:  # refused, unreachable, TLS handshake or verification
         if isinstance(exc, aiohttp.ClientSSLError):
-            log.error("upstream SSL handshake to %s:%d failed: %s", host, port, exc)
+            log.error("upstream SSL handshake to %s (%s:%d) failed: %s", host, address, port, exc)
         raise _Failed("tcp", sent=False) from None
     except aiohttp.ClientError:
         raise _Failed("tcp", sent=True) from None

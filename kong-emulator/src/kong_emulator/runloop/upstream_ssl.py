@@ -110,3 +110,24 @@ def ssl_name(host_header: str) -> str:
     if host_header.startswith("["):
         return host_header[1:].split("]", 1)[0]
     return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
+
+
+def probe_context(conf_raw: Mapping[str, str], active: Mapping[str, Any]) -> ssl.SSLContext | None:
+    """The TLS an active `https` probe uses: a cosocket handshake (lua-resty-healthcheck
+    `sock:sslhandshake(nil, hostname, https_verify_certificate)`), so Kong's `lua_ssl_trusted_certificate`
+    (default `system`, kong_defaults.lua:192) and `lua_ssl_verify_depth` (default 1) -- not the service's CAs."""
+    if active.get("type") != "https":
+        return None
+    if not active.get("https_verify_certificate", True):
+        return UpstreamTLS._unverified()
+    ctx = _Context(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.verify_depth = int(conf_raw.get("lua_ssl_verify_depth") or 1)
+    ctx.sslobject_class = _DepthCheckedObject
+    for entry in (e.strip() for e in (conf_raw.get("lua_ssl_trusted_certificate") or "system").split(",")):
+        if entry == "system":
+            ctx.load_default_certs()
+        elif "-----BEGIN" in entry:
+            ctx.load_verify_locations(cadata=entry)
+        elif entry:
+            ctx.load_verify_locations(cafile=entry)
+    return ctx
