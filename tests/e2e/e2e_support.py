@@ -129,11 +129,9 @@ class KongGateway(EmulatorProcess):
 def render_kong_yml(
     auth_url: str, backends: dict[str, str], issuer: str, redis_db: int, rate_limiting_url: str | None = None
 ) -> str:
-    """The repository's kong.yml (scripts/gen_kong_yml.py) for a test stack: its auth service, backends and Redis db."""
-    import sys
-
-    sys.path.insert(0, str(REPO / "scripts"))
-    import gen_kong_yml
+    """The repository's kong.yml (storyverse_gateway_config) for a test stack: its auth service, backends and Redis
+    db."""
+    import storyverse_gateway_config as gen_kong_yml
 
     services = {"auth": auth_url, **backends}
     if rate_limiting_url:

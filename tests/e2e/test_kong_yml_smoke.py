@@ -25,8 +25,7 @@ AUTH_DB, AUTH_REDIS_DB, ISSUER = "storyverse_e2e_kong_yml", 13, "http://storyver
 
 
 def generator():
-    sys.path.insert(0, str(REPO / "scripts"))
-    import gen_kong_yml
+    import storyverse_gateway_config as gen_kong_yml
 
     return gen_kong_yml
 

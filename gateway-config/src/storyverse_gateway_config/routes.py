@@ -1,7 +1,8 @@
 """The public API of the StoryVerse gateway as data: every routed endpoint, its service, roles and limits.
 
-`scripts/gen_kong_yml.py` renders this table into `kong.yml` (format 3.0) and the route table of `docs/api.md`;
-`tests/config/` checks the result. Nothing that is not listed here is routed (Kong answers 404).
+`storyverse_gateway_config.kong` renders this table into `kong.yml` (format 3.0), `storyverse_gateway_config.api_table`
+into the route table of `docs/api.md` and `storyverse_gateway_config.openapi` into the OpenAPI document; `tests/config/`
+checks the result. Nothing that is not listed here is routed (Kong answers 404).
 
 Paths are written after `/api/<version>` (or absolutely, for the unversioned discovery, JWKS and OAuth endpoints)
 as regexes: ids are matched exactly (`[0-9]+` for the backends' numeric ids, a UUID for the auth service's), so an
@@ -229,8 +230,9 @@ OAUTH: tuple[Endpoint, ...] = (
              limits=((60, "minute"),), versioned=False, protocol_errors=True),
 )  # fmt: skip
 
-# The public API documentation, answered by the gateway itself from docs/openapi/ (scripts/gen_openapi.py): no
-# service is called, no token needed. Attached to the auth service only because a Kong route needs one.
+# The public API documentation, answered by the gateway itself from docs/openapi/ (written by
+# storyverse_gateway_config.openapi): no service is called, no token needed. Attached to the auth service only
+# because a Kong route needs one.
 DOCS: tuple[Endpoint, ...] = (
     Endpoint("openapi", ("GET",), "/openapi.json", "auth", "This OpenAPI 3.1 document (served by the gateway)",
              limits=((60, "minute"),), served="openapi"),
@@ -278,37 +280,6 @@ CACHE: dict[str, Any] = {
 
 # CORS preflight: one OPTIONS-only route over every browser-facing path; Kong's `cors` plugin answers it.
 PREFLIGHT_LIMIT = (300, "minute")
-
-# Where each service lives and how the plugins reach the auth service and Redis. `LOCAL` is what `make run` starts
-# (scripts/run_stack.py); a deployment passes its own values with `gen_kong_yml.py --settings FILE` (any subset).
-LOCAL: dict[str, Any] = {
-    "services": {
-        "auth": "http://127.0.0.1:9000",
-        "stories": "http://127.0.0.1:9101",
-        "characters": "http://127.0.0.1:9102",
-        "universes": "http://127.0.0.1:9103",
-        "generation": "http://127.0.0.1:9104",
-        "rate-limiting": "http://127.0.0.1:9200",
-    },
-    "jwt": {
-        "jwks_url": "http://127.0.0.1:9000/.well-known/jwks.json",
-        "issuer": "http://localhost:8000",
-        "audience": "storyverse-api",
-    },
-    "redis": {"redis_host": "127.0.0.1", "redis_port": 6379},
-    "cors_origins": ["http://localhost:3000", "http://127.0.0.1:3000"],
-    # API versions, oldest first. Exactly one is `current` (it also answers on the unversioned /api/... alias).
-    # Retiring one: `deprecated` (with `deprecation`, `sunset` dates and `successor`) keeps serving it with
-    # Deprecation/Sunset/Link headers; `retired` answers 410 Gone on all of its paths.
-    "versions": [{"name": "v1", "status": "current"}],
-    "docs_url": "https://docs.storyverse.example/api",
-    # file-log's target: one JSON line per request. /dev/stdout in the image (the container's log stream); tests
-    # point it at a temporary file.
-    "access_log": "/dev/stdout",
-    # Multiplies every rate limit, daily quota and sv-quota's abuse threshold. 1 in every deployment; a test that
-    # must never meet a limit (the schemathesis run, tests/e2e/test_gateway_schemathesis.py) raises it.
-    "limit_scale": 1,
-}
 
 ABUSE_THRESHOLD = 20  # sv-quota's default strikes per window; scaled only when limit_scale != 1
 
