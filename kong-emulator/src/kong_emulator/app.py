@@ -91,6 +91,13 @@ class Emulator:
                 "it is NOT applied here (real Kong applies it)",
                 name,
             )
+        if (conf.raw.get("nginx_proxy_proxy_ssl_verify") or "off").lower() != "on":
+            for service in declarative.services.values():
+                if service.protocol == "https" and service.tls_verify is None:
+                    log.warning(
+                        "[emulator] service '%s' is https without tls_verify: Kong does not verify its certificate",
+                        service.name or service.id,
+                    )
         await self._start_servers()
         self.engine = self._engine(declarative, infos)
         await self._listen()

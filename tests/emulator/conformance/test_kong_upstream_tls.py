@@ -128,3 +128,9 @@ def test_tls_fields_on_a_plain_http_service_are_refused():
     yml = '_format_version: "3.0"\nservices:\n' + _service("p", "http://localhost:1", "/p", tls_verify=True)
     with pytest.raises(ConfigError, match="value must be null"):
         load_declarative(yml, {}, set(), set())
+
+
+def test_an_unverified_https_service_is_pointed_out_at_start(gw):
+    # not Kong's behaviour (Kong is silent): the emulator's own warning, since the product must set tls_verify
+    assert "service 'default' is https without tls_verify" in gw.output()
+    assert "service 'ok' is https without tls_verify" not in gw.output()
