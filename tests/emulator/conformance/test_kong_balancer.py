@@ -190,3 +190,11 @@ def test_names_resolve_as_kongs_dns_client_does(tmp_path):
     resolver = KongResolver(str(hosts))
     assert asyncio.run(resolver.resolve("Auth")) == ["10.1.2.3"]
     assert asyncio.run(resolver.resolve("localhost")) == ["127.0.0.1"]  # A, never ::1
+
+
+def test_the_upstreams_host_header_names_the_upstream_request(live):
+    # balancer/init.lua:395-399 hostname = upstream.host_header; :440-455 set_host_header adds a non-default port
+    yml = _yml([f"127.0.0.1:{live.port}"], 0).replace("- name: pool\n", "- name: pool\n  host_header: api.internal\n")
+    with EmulatorProcess(yml, []) as gw:
+        r = requests.get(gw.url + "/echo", timeout=10)
+    assert dict(r.json()["headers"])["Host"] == f"api.internal:{live.port}"

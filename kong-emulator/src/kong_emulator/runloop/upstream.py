@@ -140,6 +140,8 @@ async def _pick_target(engine, ctx: RequestContext) -> tuple[str, int, str, obje
     address = await resolver.address(host) if resolver is not None else host
     if address is None:
         return None
+    if balanced is not None and balanced[0].host_header is not None:  # balancer/init.lua:395-399
+        host = balanced[0].host_header
     return address, port, host, balanced
 
 
