@@ -308,6 +308,9 @@ LOCAL: dict[str, Any] = {
     # Multiplies every rate limit, daily quota and sv-quota's abuse threshold. 1 in every deployment; a test that
     # must never meet a limit (the schemathesis run, tests/e2e/test_gateway_schemathesis.py) raises it.
     "limit_scale": 1,
+    # A PEM file with the CA that signed the https services' certificates (kong.yml's `ca_certificates`; each https
+    # service gets `tls_verify: true` and that CA). None: no CA entity (https services still get `tls_verify`).
+    "upstream_ca": None,
 }
 
 ABUSE_THRESHOLD = 20  # sv-quota's default strikes per window; scaled only when limit_scale != 1

@@ -17,6 +17,7 @@ import calendar
 import copy
 import datetime as dt
 import sys
+import uuid
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any
@@ -345,13 +346,35 @@ def retired_route(version: dict[str, Any], settings: dict[str, Any]) -> dict[str
     }
 
 
+def upstream_ca(settings: dict[str, Any]) -> dict[str, Any] | None:
+    """Kong's `ca_certificates` entity for settings `upstream_ca` (a PEM file): the CA https services are verified
+    against. Its id is derived from the certificate, so a re-render with the same CA yields the same file."""
+    path = settings.get("upstream_ca")
+    if not path:
+        return None
+    pem = Path(path).read_text().strip() + "\n"
+    if pem.count("-----BEGIN CERTIFICATE-----") != 1:
+        raise SystemExit(f"upstream_ca {path}: expected exactly one PEM certificate (Kong takes one per entity)")
+    return {"id": str(uuid.uuid5(uuid.NAMESPACE_OID, pem)), "cert": pem, "tags": ["storyverse-upstream-ca"]}
+
+
+def upstream_tls(url: str, ca: dict[str, Any] | None) -> dict[str, Any]:
+    """An https service verifies its upstream's certificate (Kong's default is no verification): `tls_verify` and,
+    with settings `upstream_ca`, that CA as its trust store (services.lua `tls_verify`, `ca_certificates`)."""
+    if not url.startswith("https://"):
+        return {}
+    return {"tls_verify": True, **({"ca_certificates": [ca["id"]]} if ca else {})}
+
+
 def services(settings: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
+    ca = upstream_ca(settings)
     for name, url in settings["services"].items():
         connect, read = R.SERVICE_TIMEOUTS_MS[name]
         svc: dict[str, Any] = {
             "name": name,
             "url": url,
+            **upstream_tls(url, ca),
             "retries": 0,
             "connect_timeout": connect,
             "read_timeout": read,
@@ -374,8 +397,10 @@ def services(settings: dict[str, Any]) -> list[dict[str, Any]]:
 def build(settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """The declarative config as a dict (what kong.yml holds, minus its comments)."""
     settings = settings or load_settings()
+    ca = upstream_ca(settings)
     return {
         "_format_version": "3.0",
+        **({"ca_certificates": [ca]} if ca else {}),
         "services": services(settings),
         "plugins": global_plugins(settings),
     }
@@ -483,6 +508,11 @@ SERVICES_COMMENT = """
 services:
 """
 
+CA_COMMENT = """
+# -- The CA the https services' certificates are verified against (settings `upstream_ca`) --------------------------
+ca_certificates:
+"""
+
 PLUGINS_COMMENT = """
 # -- Global plugins: every route, unless the route configures the same plugin itself --------------------------------
 plugins:
@@ -500,7 +530,10 @@ def route_comment(rt: dict[str, Any]) -> str:
 
 def render(settings: dict[str, Any] | None = None) -> str:
     config = build(settings)
-    parts = [HEADER, '\n_format_version: "3.0"\n', SERVICES_COMMENT]
+    parts = [HEADER, '\n_format_version: "3.0"\n']
+    if "ca_certificates" in config:
+        parts.append(CA_COMMENT + dump(config["ca_certificates"], indent=2))
+    parts.append(SERVICES_COMMENT)
     for svc in config["services"]:
         routes = svc.pop("routes")
         parts.append(f"\n  # {svc['name']} service: {len(routes)} routes\n")

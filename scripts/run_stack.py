@@ -7,6 +7,14 @@
 - the Kong emulator on :8000 (HTTP) and :8443 (HTTPS), which starts one plugin server per plugin from kong.conf
   (kong_pluginserver; ``SV_PLUGIN_SERVER=kong-pdk make run`` selects kong-pdk's own server, the fallback);
   the HTTPS listener uses a certificate from a throw-away local CA under run/tls/ (trust run/tls/ca.crt)
+
+TLS on every hop: the auth service, the rate limiting service and the sample backend serve HTTPS only, with
+certificates from the same CA (run/tls/<service>.crt); Kong reaches them through run/kong.yml, the repository's
+kong.yml rendered with https URLs, `tls_verify` and that CA (`upstream_ca`). The processes that call a service
+themselves (plugin servers for the JWKS, the rate limiting service) trust the CA through SSL_CERT_FILE.
+
+Output: the services' startup lines, then a banner with the URLs; then one line per request
+(`method path status latency request_id`) while the full JSON record (file-log) goes to run/access.log.
 """
 
 from __future__ import annotations
@@ -24,7 +32,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "kong-emulator" / "src"))
 
 from kong_emulator.localenv import read_conf_values, relocate  # noqa: E402
-from kong_emulator.tls import local_ca  # noqa: E402
+from kong_emulator.tls import LocalCA, issue_cert, local_ca  # noqa: E402
+from request_lines import follow  # noqa: E402  (scripts/request_lines.py)
 
 # The paths kong.conf names in the gateway image (Dockerfile), relocated to this checkout for local runs and tests.
 IMAGE_PYTHON = "/opt/storyverse/venv/bin/python3"
@@ -72,8 +81,53 @@ def local_environ(repo: str | Path, prefix: str | Path, **extra: str) -> dict[st
 
 
 def start(name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
-    print(f"[run] starting {name}: {' '.join(argv)}", flush=True)
+    print(f"[run] starting {name}", flush=True)
     return subprocess.Popen(argv, env=env or dict(os.environ), cwd=REPO, start_new_session=True)
+
+
+def wait_tls(port: int, ca_file: Path, seconds: float = 60) -> bool:
+    """The service on `port` completes a TLS handshake verified against the local CA."""
+    import socket
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=str(ca_file))
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with (
+                socket.create_connection(("127.0.0.1", port), timeout=1) as raw,
+                ctx.wrap_socket(raw, server_hostname="127.0.0.1"),
+            ):
+                return True
+        except OSError:
+            time.sleep(0.2)
+    return False
+
+
+def service_tls(run_dir: Path) -> tuple[LocalCA, dict[str, tuple[Path, Path]]]:
+    """The local CA (the proxy's :8443 certificate) and a server certificate for each local service."""
+    ca = local_ca(run_dir / "tls")  # reused while valid; delete run/tls/ for a new CA
+    return ca, {name: issue_cert(ca, name) for name in ("auth", "rate-limiting", "backend")}
+
+
+def render_local_kong_yml(run_dir: Path, ca_file: Path) -> Path:
+    """run/kong.yml: the repository's kong.yml for this stack, every service over https verified against the local
+    CA, the JSON access log (file-log) in run/access.log."""
+    import gen_kong_yml
+
+    ports = {"auth": AUTH_PORT, **BACKEND_PORTS, "rate-limiting": RATE_LIMITING_PORT}
+    services = {name: f"https://127.0.0.1:{port}" for name, port in ports.items()}
+    settings = gen_kong_yml.load_settings(
+        overrides={
+            "services": services,
+            "jwt": {"jwks_url": f"{services['auth']}/.well-known/jwks.json"},
+            "upstream_ca": str(ca_file),
+            "access_log": str(run_dir / "access.log"),
+        }
+    )
+    out = run_dir / "kong.yml"
+    out.write_text(gen_kong_yml.render(settings))
+    return out
 
 
 def wait_http(url: str, seconds: float = 30) -> bool:
@@ -120,7 +174,6 @@ def _interrupt(*_args) -> None:
 
 
 def main() -> int:
-    py = sys.executable
     run_dir = REPO / "run"
     run_dir.mkdir(exist_ok=True)
     procs: list[tuple[str, subprocess.Popen]] = []
@@ -131,29 +184,29 @@ def main() -> int:
         return 1
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        backend_args = [f"{n}={p}" for n, p in BACKEND_PORTS.items()]
-        procs.append(("sample backend", start("sample backend", [py, "-m", "sample_backend", *backend_args])))
-        auth = _start_auth(py)
-        if auth:
-            procs.append(("auth service", auth))
-            procs.append(("rate limiting service", _start_rate_limiting(py)))
-        tls = local_ca(run_dir / "tls")  # reused while valid; delete run/tls/ for a new CA
+        ca, certs = service_tls(run_dir)
+        if not _start_services(procs, ca.ca_cert, certs):
+            return 1
+        access_log = run_dir / "access.log"
+        access_log.write_text("")  # this run's requests only
         env = local_environ(
             REPO,
             run_dir,
-            KONG_DECLARATIVE_CONFIG=str(REPO / "kong.yml"),
+            KONG_DECLARATIVE_CONFIG=str(render_local_kong_yml(run_dir, ca.ca_cert)),
             KONG_PROXY_LISTEN=f"127.0.0.1:{PROXY_PORT}, 127.0.0.1:{TLS_PORT} ssl",
-            KONG_SSL_CERT=str(tls.cert),
-            KONG_SSL_CERT_KEY=str(tls.key),
+            KONG_SSL_CERT=str(ca.cert),
+            KONG_SSL_CERT_KEY=str(ca.key),
+            SSL_CERT_FILE=str(ca.ca_cert),  # plugin servers fetch the JWKS over https
         )
-        print(f"[run] plugin servers: {env.get('SV_PLUGIN_SERVER') or 'kong-pluginserver'}", flush=True)
-        procs.append(("kong emulator", start("kong emulator", [py, "-m", "kong_emulator", "-c", "kong.conf"], env)))
+        procs.append(
+            ("kong emulator", start("kong emulator", [sys.executable, "-m", "kong_emulator", "-c", "kong.conf"], env))
+        )
         if not wait_http(f"http://127.0.0.1:{PROXY_PORT}/"):
             print("[run] the emulator did not come up; see its output above", flush=True)
             return 1
-        _print_urls(auth is not None, tls.ca_cert)
-        while all(p.poll() is None for _, p in procs):
-            time.sleep(0.5)
+        time.sleep(1.0)  # let the services' startup lines come out before the banner
+        _print_urls(ca.ca_cert, access_log, env.get("SV_PLUGIN_SERVER") or "kong-pluginserver")
+        follow(access_log, lambda: all(p.poll() is None for _, p in procs))
         dead = [n for n, p in procs if p.poll() is not None]
         print(f"[run] {', '.join(dead)} exited; stopping the stack", flush=True)
         return 1
@@ -164,48 +217,67 @@ def main() -> int:
         stop_all(procs)
 
 
-def _start_auth(py: str) -> subprocess.Popen | None:
-    if not (REPO / "auth-service" / "wsgi.py").exists():
-        return None
+def _start_services(procs: list, ca_file: Path, certs: dict[str, tuple[Path, Path]]) -> bool:
+    """The sample backend, the auth service and the rate limiting service, HTTPS only; False if one did not come
+    up (its output is above)."""
+    backend = [f"{n}={p}" for n, p in BACKEND_PORTS.items()]
+    backend += ["--tls-cert", str(certs["backend"][0]), "--tls-key", str(certs["backend"][1])]
+    procs.append(("sample backend", start("sample backend", [sys.executable, "-m", "sample_backend", *backend])))
+    procs.append(("auth service", _start_auth(sys.executable, certs["auth"])))
+    if not wait_tls(AUTH_PORT, ca_file):
+        print("[run] the auth service did not come up; see its output above", flush=True)
+        return False
+    procs.append(("rate limiting service", _start_rate_limiting(sys.executable, certs["rate-limiting"], ca_file)))
+    return all(wait_tls(port, ca_file) for port in (RATE_LIMITING_PORT, *BACKEND_PORTS.values()))
+
+
+def _gunicorn_tls(pair: tuple[Path, Path]) -> list[str]:
+    return ["--certfile", str(pair[0]), "--keyfile", str(pair[1])]
+
+
+def _start_auth(py: str, tls: tuple[Path, Path]) -> subprocess.Popen:
     env = dict(os.environ)
     env.setdefault("FLASK_APP", "wsgi:app")
     env.setdefault("ISSUER", f"http://localhost:{PROXY_PORT}")
     for step in (["create-db"], ["db", "upgrade"], ["keys", "ensure"]):
         subprocess.run([py, "-m", "flask", *step], cwd=REPO / "auth-service", env=env, check=True)
     argv = [py, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{AUTH_PORT}", "--chdir", "auth-service"]
-    argv += ["-c", str(REPO / "auth-service" / "gunicorn.conf.py"), "wsgi:app"]  # its log redaction
+    argv += ["-c", str(REPO / "auth-service" / "gunicorn.conf.py"), *_gunicorn_tls(tls), "wsgi:app"]
     return start("auth service", argv, env)
 
 
-def _start_rate_limiting(py: str) -> subprocess.Popen:
+def _start_rate_limiting(py: str, tls: tuple[Path, Path], ca_file: Path) -> subprocess.Popen:
     """The same database and Redis as the auth service: `DATABASE_URL`/`REDIS_URL` when set, else the same defaults
     (storyverse on 127.0.0.1, Redis db 0, where kong.yml's sv-quota counts)."""
     env = dict(os.environ)
     env.setdefault("ISSUER", f"http://localhost:{PROXY_PORT}")
-    env.setdefault("JWKS_URL", f"http://127.0.0.1:{AUTH_PORT}/.well-known/jwks.json")
+    env.setdefault("JWKS_URL", f"https://127.0.0.1:{AUTH_PORT}/.well-known/jwks.json")
     env.setdefault("USAGE_SYNC_INTERVAL", USAGE_SYNC_INTERVAL)
+    env["SSL_CERT_FILE"] = str(ca_file)  # the JWKS over https
     subprocess.run([py, "-m", "storyverse_ratelimit.cli", "init-db"], cwd=REPO, env=env, check=True)
-    argv = [py, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{RATE_LIMITING_PORT}", "storyverse_ratelimit.wsgi:app"]
-    return start("rate limiting service", argv, env)
+    argv = [py, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{RATE_LIMITING_PORT}", *_gunicorn_tls(tls)]
+    return start("rate limiting service", [*argv, "storyverse_ratelimit.wsgi:app"], env)
 
 
-def _print_urls(auth: bool, ca_cert: Path) -> None:
-    print("\n[run] StoryVerse gateway stack is up:", flush=True)
-    print(
-        f"  proxy (Kong emulator)  http://127.0.0.1:{PROXY_PORT}/  e.g. curl -i localhost:{PROXY_PORT}/api/v1/stories"
-    )
+def _print_urls(ca_cert: Path, access_log: Path, plugin_server: str) -> None:
     ca = os.path.relpath(ca_cert, Path.cwd())
-    print(f"  proxy over TLS         https://localhost:{TLS_PORT}/  (TLS 1.2+, certificate from the local CA {ca})")
-    print(f"                         e.g. curl -i --cacert {ca} https://localhost:{TLS_PORT}/api/v1/stories")
-    if auth:
-        print(f"  auth service           http://127.0.0.1:{AUTH_PORT}/")
-        print(
-            f"  rate limiting service  http://127.0.0.1:{RATE_LIMITING_PORT}/  (usage synced every "
-            f"{USAGE_SYNC_INTERVAL} s; /metrics)"
-        )
-    for name, port in BACKEND_PORTS.items():
-        print(f"  {name:<22} http://127.0.0.1:{port}/  (sample backend, stand-in)")
-    print("  Ctrl-C stops everything.\n", flush=True)
+    log = os.path.relpath(access_log, Path.cwd())
+    lines = [
+        "",
+        "=" * 78,
+        "StoryVerse gateway stack is up (Ctrl-C stops everything)",
+        f"  proxy                  http://localhost:{PROXY_PORT}/",
+        f"  proxy over TLS         https://localhost:{TLS_PORT}/   (trust {ca})",
+        f"  API docs               http://localhost:{PROXY_PORT}/api/v1/docs",
+        f"  auth service           https://localhost:{AUTH_PORT}/",
+        f"  rate limiting service  https://localhost:{RATE_LIMITING_PORT}/   (usage sync: {USAGE_SYNC_INTERVAL} s)",
+        f"  backends (stand-ins)   https://localhost:{min(BACKEND_PORTS.values())}-{max(BACKEND_PORTS.values())}/",
+        f"  try: curl -i --cacert {ca} https://localhost:{TLS_PORT}/api/v1/stories",
+        f"  requests below: method path status latency request_id; full JSON records in {log}",
+        f"  plugin servers: {plugin_server}",
+        "=" * 78,
+    ]
+    print("\n".join(lines), flush=True)
 
 
 if __name__ == "__main__":

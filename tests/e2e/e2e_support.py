@@ -43,8 +43,23 @@ def auth_env(database: str, redis_db: int, issuer: str, **extra: str) -> dict[st
     return env
 
 
-def start_auth_service(port: int, env: dict[str, str]):
-    """Fresh database, migrations, signing keys, then gunicorn (a real WSGI server) on `port`."""
+def tls_args(tls: tuple[Path, Path] | None) -> list[str]:
+    """gunicorn's HTTPS-only flags for a (certificate, key) pair (`issue_cert`), none for plain HTTP."""
+    return ["--certfile", str(tls[0]), "--keyfile", str(tls[1])] if tls else []
+
+
+def local_tls(directory: Path, *names: str) -> tuple[Path, dict[str, tuple[Path, Path]]]:
+    """The local CA under `directory` (as `make run`'s run/tls/) and a server certificate for each name: (CA file,
+    name → (certificate, key)). Trust the CA file (SSL_CERT_FILE for processes, kong.yml's upstream_ca)."""
+    from kong_emulator.tls import issue_cert, local_ca
+
+    ca = local_ca(directory)
+    return ca.ca_cert, {name: issue_cert(ca, name) for name in names}
+
+
+def start_auth_service(port: int, env: dict[str, str], tls: tuple[Path, Path] | None = None):
+    """Fresh database, migrations, signing keys, then gunicorn (a real WSGI server) on `port`; HTTPS only with a
+    `tls` (certificate, key) pair."""
     import subprocess
     import sys
 
@@ -61,7 +76,7 @@ def start_auth_service(port: int, env: dict[str, str]):
         subprocess.run([sys.executable, "-m", "flask", *step], cwd=AUTH_DIR, env=env, check=True, capture_output=True)
     argv = [sys.executable, "-m", "gunicorn", "-w", "2", "-k", "gthread", "--threads", "4"]
     argv += ["-b", f"127.0.0.1:{port}", "--chdir", str(AUTH_DIR), "-c", str(AUTH_DIR / "gunicorn.conf.py"), "wsgi:app"]
-    return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(argv + tls_args(tls), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def repo_plugins() -> list[PluginEntry]:
@@ -80,8 +95,8 @@ def rate_limiting_env(auth: dict[str, str], auth_url: str, sync_interval: int = 
     return env
 
 
-def start_rate_limiting_service(port: int, env: dict[str, str]):
-    """`sv-ratelimit init-db`, then gunicorn (a real WSGI server) on `port`."""
+def start_rate_limiting_service(port: int, env: dict[str, str], tls: tuple[Path, Path] | None = None):
+    """`sv-ratelimit init-db`, then gunicorn (a real WSGI server) on `port`; HTTPS only with a `tls` pair."""
     import subprocess
     import sys
 
@@ -89,7 +104,7 @@ def start_rate_limiting_service(port: int, env: dict[str, str]):
     subprocess.run(cli, env=env, check=True, capture_output=True, timeout=60)
     argv = [sys.executable, "-m", "gunicorn", "-w", "2", "-k", "gthread", "--threads", "4"]
     argv += ["-b", f"127.0.0.1:{port}", "storyverse_ratelimit.wsgi:app"]
-    return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(argv + tls_args(tls), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 # -- the emulator in Kong's real mode ----------------------------------------------------------------------------------
@@ -127,9 +142,15 @@ class KongGateway(EmulatorProcess):
 
 
 def render_kong_yml(
-    auth_url: str, backends: dict[str, str], issuer: str, redis_db: int, rate_limiting_url: str | None = None
+    auth_url: str,
+    backends: dict[str, str],
+    issuer: str,
+    redis_db: int,
+    rate_limiting_url: str | None = None,
+    upstream_ca: Path | None = None,
 ) -> str:
-    """The repository's kong.yml (scripts/gen_kong_yml.py) for a test stack: its auth service, backends and Redis db."""
+    """The repository's kong.yml (scripts/gen_kong_yml.py) for a test stack: its auth service, backends and Redis db;
+    https URLs are verified against `upstream_ca` (the generator's `upstream_ca` setting)."""
     import sys
 
     sys.path.insert(0, str(REPO / "scripts"))
@@ -143,6 +164,7 @@ def render_kong_yml(
             "services": services,
             "jwt": {"jwks_url": auth_url + "/.well-known/jwks.json", "issuer": issuer, "audience": "storyverse-api"},
             "redis": {"redis_host": "127.0.0.1", "redis_port": 6379, "redis_database": redis_db},
+            "upstream_ca": str(upstream_ca) if upstream_ca else None,
         }
     )
     return gen_kong_yml.render(settings)
