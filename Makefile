@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PACKAGES := -e plans -e kong-emulator -e kong-pluginserver -e kong-plugins -e auth-service -e rate-limiting-service -e sample-backend
+PACKAGES := -e plans -e process-metrics -e kong-emulator -e kong-pluginserver -e kong-plugins -e auth-service -e rate-limiting-service -e sample-backend
 
 .DEFAULT_GOAL := help
 

@@ -174,7 +174,7 @@ def _interrupt(*_args) -> None:
 
 
 def main() -> int:
-    run_dir = REPO / "run"
+    run_dir = Path(os.environ.get("SV_RUN_DIR") or REPO / "run")  # the CA, run/kong.yml, the access log
     run_dir.mkdir(exist_ok=True)
     procs: list[tuple[str, subprocess.Popen]] = []
     ports = (PROXY_PORT, TLS_PORT, AUTH_PORT, RATE_LIMITING_PORT, *BACKEND_PORTS.values())

@@ -70,7 +70,14 @@ def stack(tmp_path_factory):
             kong_yml = render_kong_yml(auth_url, {**good, **bad}, ISSUER, REDIS_DB, rls_url, upstream_ca=ca)
             gw = KongGateway(kong_yml, repo_plugins(), env={"SSL_CERT_FILE": str(ca)}).start()
             try:
-                yield {"gw": gw, "kong_yml": kong_yml, "ca": str(ca), "auth_port": auth_port, "rls_url": rls_url}
+                yield {
+                    "gw": gw,
+                    "kong_yml": kong_yml,
+                    "ca": str(ca),
+                    "auth_port": auth_port,
+                    "rls_url": rls_url,
+                    "rls_pid": rls.pid,
+                }
             finally:
                 failures = gw.strict_failures()
                 gw.stop()
@@ -125,3 +132,16 @@ def test_the_services_speak_tls_only(stack):
         requests.get(f"http://127.0.0.1:{stack['auth_port']}/healthz", timeout=5)
     with pytest.raises(requests.exceptions.SSLError):  # not trusted without the local CA
         requests.get(stack["rls_url"] + "/healthz", timeout=5, verify=True)
+
+
+def test_the_rate_limiting_service_reports_its_master_and_workers_processes(stack):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(stack["rls_url"] + "/metrics", timeout=20, verify=stack["ca"]).text
+    roles: dict[str, set[str]] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "process_resident_memory_bytes":
+                roles.setdefault(s.labels["role"], set()).add(s.labels["pid"])
+    assert roles["master"] == {str(stack["rls_pid"])}
+    assert len(roles["worker"]) == 2  # gunicorn -w 2

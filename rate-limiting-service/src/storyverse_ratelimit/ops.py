@@ -1,4 +1,5 @@
-"""Liveness, readiness (PostgreSQL + Redis) and the Prometheus exposition (cluster-wide gauges, gauges.py)."""
+"""Liveness, readiness (PostgreSQL + Redis) and the Prometheus exposition: cluster-wide gauges (gauges.py) and
+`process_*{pid,role}` for the gunicorn master and every worker of the pod (storyverse_process_metrics)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from flask import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
+from storyverse_process_metrics import PodProcessCollector
 
 from .errors import APIError
 from .extensions import db, redis_store
@@ -21,6 +23,7 @@ log = logging.getLogger(__name__)
 bp = APIBlueprint("ops", __name__, tag="Operations")
 REGISTRY = CollectorRegistry(auto_describe=False)
 REGISTRY.register(RateLimitCollector(lambda: redis_store.client))
+REGISTRY.register(PodProcessCollector())
 
 
 @bp.get("/healthz")
@@ -51,6 +54,6 @@ def readyz():
 
 
 @bp.get("/metrics")
-@bp.doc(summary="Prometheus metrics: cluster-wide rate-limit gauges computed from Redis")
+@bp.doc(summary="Prometheus metrics: cluster-wide rate-limit gauges computed from Redis, the pod's processes")
 def metrics():
     return Response(generate_latest(REGISTRY), mimetype=CONTENT_TYPE_LATEST)
