@@ -31,8 +31,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "kong-emulator" / "src"))
 
-from kong_emulator.localenv import read_conf_values, relocate  # noqa: E402
-from kong_emulator.tls import LocalCA, issue_cert, local_ca  # noqa: E402
+from kong_emulator.config.localenv import read_conf_values, relocate  # noqa: E402
+from kong_emulator.listeners.tls import LocalCA, issue_cert, local_ca  # noqa: E402
 from request_lines import follow  # noqa: E402  (scripts/request_lines.py)
 
 # The paths kong.conf names in the gateway image (Dockerfile), relocated to this checkout for local runs and tests.
@@ -113,7 +113,7 @@ def service_tls(run_dir: Path) -> tuple[LocalCA, dict[str, tuple[Path, Path]]]:
 def render_local_kong_yml(run_dir: Path, ca_file: Path) -> Path:
     """run/kong.yml: the repository's kong.yml for this stack, every service over https verified against the local
     CA, the JSON access log (file-log) in run/access.log."""
-    import gen_kong_yml
+    import storyverse_gateway_config as gen_kong_yml
 
     ports = {"auth": AUTH_PORT, **BACKEND_PORTS, "rate-limiting": RATE_LIMITING_PORT}
     services = {name: f"https://127.0.0.1:{port}" for name, port in ports.items()}

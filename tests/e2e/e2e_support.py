@@ -51,7 +51,7 @@ def tls_args(tls: tuple[Path, Path] | None) -> list[str]:
 def local_tls(directory: Path, *names: str) -> tuple[Path, dict[str, tuple[Path, Path]]]:
     """The local CA under `directory` (as `make run`'s run/tls/) and a server certificate for each name: (CA file,
     name → (certificate, key)). Trust the CA file (SSL_CERT_FILE for processes, kong.yml's upstream_ca)."""
-    from kong_emulator.tls import issue_cert, local_ca
+    from kong_emulator.listeners.tls import issue_cert, local_ca
 
     ca = local_ca(directory)
     return ca.ca_cert, {name: issue_cert(ca, name) for name in names}
@@ -81,7 +81,7 @@ def start_auth_service(port: int, env: dict[str, str], tls: tuple[Path, Path] | 
 
 def repo_plugins() -> list[PluginEntry]:
     """Every plugin kong.conf names (pluginserver_names), as the repository's kong.yml needs them all."""
-    from kong_emulator.localenv import read_conf_values
+    from kong_emulator.config.localenv import read_conf_values
 
     names = read_conf_values(REPO / "kong.conf")["pluginserver_names"].split(",")
     return [repo_plugin(name.strip()) for name in names]
@@ -149,12 +149,9 @@ def render_kong_yml(
     rate_limiting_url: str | None = None,
     upstream_ca: Path | None = None,
 ) -> str:
-    """The repository's kong.yml (scripts/gen_kong_yml.py) for a test stack: its auth service, backends and Redis db;
-    https URLs are verified against `upstream_ca` (the generator's `upstream_ca` setting)."""
-    import sys
-
-    sys.path.insert(0, str(REPO / "scripts"))
-    import gen_kong_yml
+    """The repository's kong.yml (storyverse_gateway_config) for a test stack: its auth service, backends and Redis
+    db; https URLs are verified against `upstream_ca` (the renderer's `upstream_ca` setting)."""
+    import storyverse_gateway_config as gen_kong_yml
 
     services = {"auth": auth_url, **backends}
     if rate_limiting_url:

@@ -28,8 +28,8 @@ from e2e_support import (
     start_auth_service,
     start_rate_limiting_service,
 )
+from kong_emulator.listeners.tls import issue_cert, local_ca
 from kong_emulator.testing import free_port, wait_port
-from kong_emulator.tls import issue_cert, local_ca
 from sample_backend.testing import running
 
 DATABASE, REDIS_DB, ISSUER = "storyverse_e2e_upstream_tls", 12, "http://storyverse.test"
