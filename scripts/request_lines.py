@@ -1,7 +1,8 @@
 """`make run`'s terminal request log: one short line per request from file-log's JSON records.
 
 file-log writes the full, redacted record (Kong's serialize() plus sv-edge's `request_id` and `user_id`) to
-run/access.log; `follow` prints `method path status latency request_id` for each record as it arrives.
+run/access.log; `follow` prints `method path status latency request_id` for each record as it arrives, and the
+warnings and errors of run/emulator.log (the rest of every process's output stays in its file under run/).
 """
 
 from __future__ import annotations
@@ -36,18 +37,36 @@ def brief_line(line: str) -> str | None:
     return brief(record) if isinstance(record, dict) else line
 
 
-def follow(path: Path, alive: Callable[[], bool], out: TextIO = sys.stdout, poll: float = 0.2) -> None:
-    """Print the short form of every line appended to `path` while `alive()`; partial lines wait for their end."""
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        pending = ""
+PROBLEM_MARKS = ("[WARNING]", "[ERROR]", "[CRITICAL]", "[ALERT]", "[EMERG]", '"level": "warning"', '"level": "error"')
+
+
+def problem_line(line: str) -> str | None:
+    """An emulator log line worth the terminal: its warnings and errors, and plugin servers' (relayed as info)."""
+    line = line.rstrip("\n")
+    return line if any(mark in line for mark in PROBLEM_MARKS) else None
+
+
+def follow(
+    sources: dict[Path, Callable[[str], str | None]], alive: Callable[[], bool], out: TextIO = sys.stdout, poll=0.2
+) -> None:
+    """While `alive()`, print what each source's function makes of every line appended to its file (None: nothing);
+    a partial line waits for its end."""
+    handles = {path: open(path, encoding="utf-8", errors="replace") for path in sources}
+    pending = dict.fromkeys(sources, "")
+    try:
         while alive():
-            chunk = fh.readline()
-            if not chunk:
+            idle = True
+            for path, fh in handles.items():
+                chunk = fh.readline()
+                if not chunk:
+                    continue
+                idle, pending[path] = False, pending[path] + chunk
+                if pending[path].endswith("\n"):
+                    text, pending[path] = sources[path](pending[path]), ""
+                    if text is not None:
+                        print(text, file=out, flush=True)
+            if idle:
                 time.sleep(poll)
-                continue
-            pending += chunk
-            if not pending.endswith("\n"):
-                continue
-            text, pending = brief_line(pending), ""
-            if text is not None:
-                print(text, file=out, flush=True)
+    finally:
+        for fh in handles.values():
+            fh.close()

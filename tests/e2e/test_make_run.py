@@ -61,15 +61,20 @@ def test_requests_are_one_short_line_each_and_json_in_the_file(stack):
     assert len(records) == 1 and records[0]["request_id"] == request_id and records[0]["response"]["status"] == 200
 
 
-def test_the_banner_comes_after_the_startup_noise_and_names_every_url(stack):
+def test_the_terminal_has_the_banner_and_each_process_its_log_file(stack):
     text = _terminal(stack, "stack is up")
-    banner = text[text.index("stack is up") :]
-    assert "emulator listening" not in banner and "Booting worker" not in banner
+    before, banner = text[: text.index("stack is up")], text[text.index("stack is up") :]
+    assert before.count("[run] starting ") == 4  # backend, auth, rate limiting, emulator: one line each
+    for noise in ("Booting worker", "Running upgrade", "emulator listening", "pluginserver"):
+        assert noise not in text  # in run/<name>.log, not on the terminal
     for url in ("http://localhost:8000/", "https://localhost:8443/", "/api/v1/docs", "https://localhost:9000/"):
         assert url in banner
     assert "https://localhost:9200/" in banner and "access.log" in banner
-    assert "body_filter" not in text  # no per-instance emulator caveats
-    assert text.count("custom Lua plugin 'sv-edge'") == 1
+    emulator = (stack["dir"] / "emulator.log").read_text()
+    assert "emulator listening on https://127.0.0.1:8443" in emulator
+    assert "Booting worker" in (stack["dir"] / "auth.log").read_text()
+    assert "body_filter" not in emulator  # no per-instance caveat (the stale body_filter warning)
+    assert emulator.count("custom Lua plugin 'sv-edge'") == 1  # one line for its dozens of instances
 
 
 def test_every_hop_behind_kong_is_tls(stack):

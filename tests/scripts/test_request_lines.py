@@ -12,7 +12,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
 
-from request_lines import brief, brief_line, follow  # noqa: E402
+from request_lines import brief, brief_line, follow, problem_line  # noqa: E402
 
 RECORD = {
     "request": {"method": "POST", "uri": "/api/v1/auth/login?code=secret", "id": "kong-id"},
@@ -37,7 +37,10 @@ def test_follow_prints_each_appended_record(tmp_path):
     log = tmp_path / "access.log"
     log.write_text("")
     out, stop = io.StringIO(), threading.Event()
-    thread = threading.Thread(target=follow, args=(log, lambda: not stop.is_set(), out, 0.01))
+    emulator = tmp_path / "emulator.log"
+    emulator.write_text("")
+    sources = {log: brief_line, emulator: problem_line}
+    thread = threading.Thread(target=follow, args=(sources, lambda: not stop.is_set(), out, 0.01))
     thread.start()
     try:
         with open(log, "a") as fh:
@@ -46,10 +49,16 @@ def test_follow_prints_each_appended_record(tmp_path):
             time.sleep(0.1)  # half a line: nothing yet
             assert out.getvalue() == ""
             fh.write(json.dumps(RECORD)[20:] + "\n")
+        with open(emulator, "a") as fh:
+            fh.write("2026/12/07 08:40:42 [INFO] kong_emulator: listening\n")
+            fh.write("2026/12/07 08:40:43 [ERROR] kong_emulator: boom\n")
         deadline = time.monotonic() + 5
-        while not out.getvalue() and time.monotonic() < deadline:
+        while out.getvalue().count("\n") < 2 and time.monotonic() < deadline:
             time.sleep(0.01)
     finally:
         stop.set()
         thread.join(5)
-    assert out.getvalue() == "POST /api/v1/auth/login 401 12ms 5f0c1d\n"
+    assert out.getvalue().splitlines() == [
+        "POST /api/v1/auth/login 401 12ms 5f0c1d",
+        "2026/12/07 08:40:43 [ERROR] kong_emulator: boom",  # the emulator's errors, not its info lines
+    ]
