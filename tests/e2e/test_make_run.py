@@ -65,7 +65,7 @@ def test_the_terminal_has_the_banner_and_each_process_its_log_file(stack):
     text = _terminal(stack, "stack is up")
     before, banner = text[: text.index("stack is up")], text[text.index("stack is up") :]
     assert before.count("[run] starting ") == 4  # backend, auth, rate limiting, emulator: one line each
-    for noise in ("Booting worker", "Running upgrade", "emulator listening", "pluginserver"):
+    for noise in ("Booting worker", "Running upgrade", "emulator listening", "[pluginserver]"):
         assert noise not in text  # in run/<name>.log, not on the terminal
     for url in ("http://localhost:8000/", "https://localhost:8443/", "/api/v1/docs", "https://localhost:9000/"):
         assert url in banner
