@@ -141,7 +141,7 @@ def render_local_kong_yml(run_dir: Path, ca_file: Path) -> Path:
         overrides={
             "services": services,
             "jwt": {"jwks_url": f"{services['auth']}/.well-known/jwks.json"},
-            "upstream_ca": str(ca_file),
+            "upstream_tls": {"ca_certificate_file": str(ca_file)},
             "access_log": str(run_dir / "access.log"),
         }
     )

@@ -1,7 +1,7 @@
 """TLS on every hop behind Kong, as `make run` wires it (scripts/run_stack.py).
 
 The auth service (gunicorn), the rate limiting service (gunicorn) and the sample backend serve HTTPS only, with
-certificates from the local CA; kong.yml (the generator's `upstream_ca`) has https services with `tls_verify` and that
+certificates from the local CA; kong.yml (the renderer's `upstream_tls.ca_certificate_file`) has https services with `tls_verify` and that
 CA. A parent signs up and reaches the stories service through the gateway; a backend whose certificate comes from
 another CA is refused with Kong's 502, and the plain-HTTP port of a TLS service does not answer HTTP.
 
@@ -67,7 +67,7 @@ def stack(tmp_path_factory):
             _wait_healthy(auth_url + "/healthz", str(ca), auth)
             rls = start_rate_limiting_service(rls_port, rls_env, tls=certs["rate-limiting"])
             wait_port(rls_port, seconds=60, proc=rls)
-            kong_yml = render_kong_yml(auth_url, {**good, **bad}, ISSUER, REDIS_DB, rls_url, upstream_ca=ca)
+            kong_yml = render_kong_yml(auth_url, {**good, **bad}, ISSUER, REDIS_DB, rls_url, upstream_ca=str(ca))
             gw = KongGateway(kong_yml, repo_plugins(), env={"SSL_CERT_FILE": str(ca)}).start()
             try:
                 yield {
