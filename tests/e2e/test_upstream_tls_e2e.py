@@ -1,9 +1,10 @@
 """TLS on every hop behind Kong, as `make run` wires it (scripts/run_stack.py).
 
 The auth service (gunicorn), the rate limiting service (gunicorn) and the sample backend serve HTTPS only, with
-certificates from the local CA; kong.yml (the renderer's `upstream_tls.ca_certificate_file`) has https services with `tls_verify` and that
-CA. A parent signs up and reaches the stories service through the gateway; a backend whose certificate comes from
-another CA is refused with Kong's 502, and the plain-HTTP port of a TLS service does not answer HTTP.
+certificates from the local CA; kong.yml (the renderer's `upstream_tls.ca_certificate_file`) has https services with
+`tls_verify` and that CA. A parent signs up and reaches the stories service through the gateway; a backend whose
+certificate comes from another CA is refused with Kong's 502, and the plain-HTTP port of a TLS service does not
+answer HTTP.
 
 Which part of the emulator verifies: kong.yml carries Kong's `tls_verify`/`ca_certificates`; the emulator process also
 gets SSL_CERT_FILE = the local CA (the plugin servers fetch the JWKS over https with Python's default trust store).
