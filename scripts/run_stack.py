@@ -10,8 +10,9 @@
 
 TLS on every hop: the auth service, the rate limiting service and the sample backend serve HTTPS only, with
 certificates from the same CA (run/tls/<service>.crt); Kong reaches them through run/kong.yml, the repository's
-kong.yml rendered with https URLs, `tls_verify` and that CA (`upstream_ca`). The processes that call a service
-themselves (plugin servers for the JWKS, the rate limiting service) trust the CA through SSL_CERT_FILE.
+kong.yml rendered with https URLs, `tls_verify` and that CA (`upstream_tls.ca_certificate_file`). The processes
+that call a service themselves (plugin servers for the JWKS, the rate limiting service) trust the CA through
+SSL_CERT_FILE.
 
 Output: a line per process started, then a banner with the URLs; then one line per request
 (`method path status latency request_id`) and the emulator's warnings and errors. The full JSON record of each

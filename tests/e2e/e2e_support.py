@@ -50,7 +50,7 @@ def tls_args(tls: tuple[Path, Path] | None) -> list[str]:
 
 def local_tls(directory: Path, *names: str) -> tuple[Path, dict[str, tuple[Path, Path]]]:
     """The local CA under `directory` (as `make run`'s run/tls/) and a server certificate for each name: (CA file,
-    name → (certificate, key)). Trust the CA file (SSL_CERT_FILE for processes, kong.yml's upstream_ca)."""
+    name → (certificate, key)). Trust the CA file (SSL_CERT_FILE for processes, the renderer's upstream_tls)."""
     from kong_emulator.listeners.tls import issue_cert, local_ca
 
     ca = local_ca(directory)
