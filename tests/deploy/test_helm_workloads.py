@@ -109,7 +109,11 @@ def test_every_plugin_server_is_its_own_container_in_every_gateway_pod(default):
     ports = {c["name"]: [p["containerPort"] for p in c.get("ports", [])] for c in spec["initContainers"]}
     assert ports["sv-quota-plugin-server"] == [9542] and ports["sv-quota-log-plugin-server"] == [9543]
     env = {e["name"]: e["value"] for e in containers(deployment(default, "gateway"))["sv-quota-plugin-server"]["env"]}
-    assert env == {"SV_QUOTA_METRICS_PORT": "9542", "SV_QUOTA_METRICS_HOST": "0.0.0.0"}
+    assert env == {
+        "SV_QUOTA_METRICS_PORT": "9542",
+        "SV_QUOTA_METRICS_HOST": "0.0.0.0",
+        "SSL_CERT_FILE": "/etc/storyverse/internal-ca/ca.crt",  # sv-jwt's JWKS over https (internalTls)
+    }
 
 
 def test_hpas_cover_the_seed_scaling_scenarios(default):
@@ -239,7 +243,7 @@ def test_proxy_tls_is_1_2_or_later_from_a_secret(default):
 
 def test_cert_manager_certificate_fills_the_tls_secret(all_docs):
     docs = all_docs["external-redis-values"]
-    (cert,) = [d for d in docs if d["kind"] == "Certificate"]
+    (cert,) = [d for d in docs if d["kind"] == "Certificate" and d["metadata"]["name"].endswith("-gateway-tls")]
     gateway = deployment(docs, "gateway")
     secret = {v["name"]: v for v in pod_spec(gateway)["volumes"]}["proxy-tls"]["secret"]["secretName"]
     assert cert["spec"]["secretName"] == secret
@@ -313,7 +317,7 @@ def test_migrations_run_before_the_auth_pods_with_their_secret(default):
 def test_helm_test_hook_calls_healthz(default):
     pod = find(default, "Pod", "helm-test")
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
-    assert containers(pod)["healthz"]["command"][-1] == "http://storyverse-auth:80/healthz"
+    assert containers(pod)["healthz"]["command"][-1] == "https://storyverse-auth:443/healthz"  # internalTls
 
 
 def _fluent_bit_sections(conf: str) -> list[tuple[str, dict[str, str]]]:
