@@ -41,7 +41,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "kong-emulator" / "src"))
 
 from kong_emulator.testing import EmulatorProcess, PluginEntry, free_port, wait_port  # noqa: E402
-from storyverse_plugins.common.keys import revoked_sid_key  # noqa: E402
+from storyverse_contracts.keys import revoked_sid_key  # noqa: E402
 from storyverse_plugins.common.redis_pool import RedisSettings, get_client  # noqa: E402
 from storyverse_plugins.jwt_auth.cache import TokenCache, token_digest  # noqa: E402
 from storyverse_plugins.jwt_auth.denylist import NoDenylist, RedisDenylist, RevocationWatch  # noqa: E402

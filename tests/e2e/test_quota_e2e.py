@@ -19,7 +19,7 @@ import pytest
 import redis
 import requests
 from e2e_support import repo_plugin
-from storyverse_plugins.common import keys
+from storyverse_contracts import keys
 from storyverse_plugins.quota.tiers import local_day
 
 DB = 6

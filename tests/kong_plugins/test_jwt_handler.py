@@ -10,9 +10,9 @@ import time
 import uuid
 
 import pytest
+from storyverse_contracts.keys import revoked_jti_key, revoked_sid_key
 from storyverse_plugins import PRIORITIES
 from storyverse_plugins.common.identity import SHARED_IDENTITY
-from storyverse_plugins.common.keys import revoked_jti_key, revoked_sid_key
 from storyverse_plugins.common.problem import PROBLEM_JSON
 from storyverse_plugins.jwt_auth import gate as gate_module
 from storyverse_plugins.jwt_auth.handler import Plugin, priority

@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 import redis
-from storyverse_plugins.common import keys
+from storyverse_contracts import keys
 from storyverse_plugins.common.decision import Allow, Deny
 from storyverse_plugins.common.identity import SHARED_IDENTITY, SHARED_QUOTA_LOG, SHARED_REQUEST_ID
 from storyverse_plugins.common.redis_pool import RedisSettings, build_client

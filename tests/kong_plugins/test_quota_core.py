@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import redis
-from storyverse_plugins.common import keys
+from storyverse_contracts import keys
 from storyverse_plugins.common.decision import Allow, Deny
 from storyverse_plugins.common.redis_pool import RedisSettings, build_client
 from storyverse_plugins.quota.limiter import Limiter, Options

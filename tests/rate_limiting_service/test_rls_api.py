@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 from rls_support import add_account, add_family
-from storyverse_plans.keys import BLOCKS_INDEX, child_key, family_key
+from storyverse_contracts.keys import BLOCKS_INDEX, child_key, family_key
 
 
 def assert_problem(resp, status: int, code: str) -> None:

@@ -9,7 +9,7 @@ import time
 import pytest
 from rls_support import add_account, add_family
 from sqlalchemy import select
-from storyverse_plans.keys import BLOCKS_INDEX, OCCASIONS, child_key, family_key, user_key
+from storyverse_contracts.keys import BLOCKS_INDEX, OCCASIONS, child_key, family_key, user_key
 
 
 @pytest.fixture

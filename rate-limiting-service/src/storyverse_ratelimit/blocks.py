@@ -3,8 +3,8 @@
 sv-quota blocks a subject (an account, or a client IP on anonymous routes) after too many 401/403/429 answers or
 too many distinct failed logins from one IP, for a time that doubles with each relapse. Each block is a hash
 (`until`, `kind`, `subject`, `reason`, `level`, `seen`) under the subject's hash tag, with the block's end also in a
-string key (storyverse_plans.keys.block_key, what the plugin enforces), indexed in the zset
-storyverse_plans.keys.BLOCKS_INDEX (key -> block end, ms). A block's public id is its key in base64url, so
+string key (storyverse_contracts.keys.block_key, what the plugin enforces), indexed in the zset
+storyverse_contracts.keys.BLOCKS_INDEX (key -> block end, ms). A block's public id is its key in base64url, so
 admins address it in a URL without the key's braces and colons.
 """
 
@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 import redis
-from storyverse_plans.keys import BLOCKS_INDEX, PREFIX, block_key
+from storyverse_contracts.keys import BLOCKS_INDEX, PREFIX, block_key
 
 
 def block_id(key: str) -> str:

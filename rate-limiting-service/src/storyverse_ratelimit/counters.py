@@ -1,5 +1,5 @@
 """sv-quota's daily counters in Redis, as the service reads (usage, gauges) and writes (grants, occasions) them.
-The layout is storyverse_plans.keys; every key of one family shares its hash tag, so a family's reads are one
+The layout is storyverse_contracts.keys; every key of one family shares its hash tag, so a family's reads are one
 pipeline round trip on Redis Cluster too."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import redis
-from storyverse_plans.keys import COUNTER_PATTERN, RESERVATION, CounterKey, parse_counter
+from storyverse_contracts.keys import COUNTER_PATTERN, RESERVATION, CounterKey, parse_counter
 
 # Raise the counter's `grant` by the change of the occasion's stories since the last sweep (`occ` remembers what
 # this counter already got), so a sweep is idempotent, an edited occasion corrects itself and admin grants stay.

@@ -18,8 +18,11 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
+from storyverse_contracts.errors import INVALID_TOKEN, TOKEN_EXPIRED
+from storyverse_contracts.identity import IDENTITY_HEADERS
+
 from storyverse_plugins.common.decision import Allow, Decision, Deny
-from storyverse_plugins.common.identity import IDENTITY_HEADERS, SHARED_IDENTITY
+from storyverse_plugins.common.identity import SHARED_IDENTITY
 from storyverse_plugins.common.redis_pool import RedisSettings, get_client
 from storyverse_plugins.jwt_auth.cache import CachedToken, TokenCache, token_digest
 from storyverse_plugins.jwt_auth.denylist import (
@@ -141,15 +144,15 @@ def _challenge(realm: str, error: str | None = None, description: str | None = N
 
 
 def missing_token(realm: str) -> Deny:
-    return Deny(401, "invalid_token", "A valid bearer access token is required.", _challenge(realm))
+    return Deny(401, INVALID_TOKEN, "A valid bearer access token is required.", _challenge(realm))
 
 
 def rejected_token(realm: str, failure: Failure) -> Deny:
     if failure.reason is Reason.EXPIRED:
         return Deny(
-            401, "token_expired", "The access token has expired.", _challenge(realm, "invalid_token", "token expired")
+            401, TOKEN_EXPIRED, "The access token has expired.", _challenge(realm, "invalid_token", "token expired")
         )
-    return Deny(401, "invalid_token", "The access token is invalid.", _challenge(realm, "invalid_token"))
+    return Deny(401, INVALID_TOKEN, "The access token is invalid.", _challenge(realm, "invalid_token"))
 
 
 def bad_request(realm: str, detail: str) -> Deny:

@@ -28,7 +28,7 @@ import math
 import time
 from typing import Any
 
-from storyverse_plugins.common.keys import BLOCKS_INDEX, block_key
+from storyverse_contracts.keys import BLOCKS_INDEX, block_key
 
 
 def _text(value: Any) -> str:

@@ -7,7 +7,8 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
-from storyverse_plugins.common import keys
+from storyverse_contracts import keys
+
 from storyverse_plugins.quota.schema import Config, RatePolicy
 from storyverse_plugins.quota.strategies import Batch, Counter, QuotaPlan, RateLimit, Strike
 from storyverse_plugins.quota.tiers import Plan, daily_limit, local_day

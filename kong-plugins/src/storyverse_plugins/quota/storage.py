@@ -17,8 +17,8 @@ from typing import Any, Protocol
 
 import redis
 from redis.exceptions import RedisClusterException
+from storyverse_contracts.keys import BLOCKS_INDEX, RESERVATION
 
-from storyverse_plugins.common.keys import BLOCKS_INDEX, RESERVATION
 from storyverse_plugins.quota.strategies import (
     AbuseState,
     Batch,
