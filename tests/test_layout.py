@@ -19,8 +19,9 @@ ALLOWED = {
     "storyverse_contracts": set(),  # dependency-free: the standard library only (test below)
     "storyverse_plans": {"storyverse_contracts"},
     "storyverse_servicekit": set(),  # Flask-service plumbing (health routes): none of our code
-    "storyverse_auth": SHARED | {"storyverse_servicekit"},
-    "storyverse_ratelimit": SHARED | {"storyverse_servicekit"},
+    "storyverse_process_metrics": set(),  # process_* metrics of gunicorn processes, read from /proc: none of our code
+    "storyverse_auth": SHARED | {"storyverse_servicekit", "storyverse_process_metrics"},
+    "storyverse_ratelimit": SHARED | {"storyverse_servicekit", "storyverse_process_metrics"},
     "storyverse_plugins": SHARED | {"kong_pluginserver"},
     "sample_backend": SHARED,
     # the build tool, not a service: it renders kong.yml and reads each service's OpenAPI document from its factory
