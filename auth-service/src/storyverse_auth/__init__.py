@@ -13,6 +13,7 @@ from . import audit, input_guard, logs, mailer, metrics, passwords
 from .config import ProdConfig, check_production, config_class, environment_config
 from .errors import PROBLEM_MIMETYPE, PROBLEM_SCHEMA, APIError, register_error_handlers
 from .extensions import db, migrate, redis_store
+from .services import claims_cache
 
 __all__ = ["create_app"]
 
@@ -43,6 +44,7 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
     app.before_request(_require_json_bodies)
     input_guard.init_app(app, oauth_blueprints=_FORM_BLUEPRINTS)
     app.after_request(audit.flush)
+    claims_cache.install()
     return app
 
 

@@ -27,7 +27,7 @@ from ..extensions import redis_store
 ROTATED, GRACE, REUSED, GONE = 1, 2, 3, 0
 _SOURCES = {
     name: files("storyverse_auth").joinpath(f"lua/{name}.lua").read_text()
-    for name in ("rotate_session", "revoke_session", "create_session")
+    for name in ("rotate_session", "revoke_session", "create_session", "fill_claims", "touch_claims", "mark_mfa")
 }
 _scripts: dict[tuple[int, str], object] = {}
 
@@ -94,14 +94,41 @@ def create(session: StoredSession, ttl: int) -> bool:
     return bool(_script("create_session")(keys=[keys.session(str(session.id))], args=args))
 
 
-def rotate(
-    sid: uuid.UUID, generation: int, now: float, idle: int, grace: int, ttl_cap: int
-) -> tuple[int, uuid.UUID | None]:
-    """The compare-and-rotate outcome (ROTATED, GRACE, REUSED or GONE) and the session's account."""
-    code, account = _script("rotate_session")(
-        keys=[keys.session(str(sid))], args=[generation, now, idle, grace, ttl_cap]
-    )
-    return int(code), uuid.UUID(account) if account else None
+@dataclass(frozen=True)
+class Rotated:
+    """What one compare-and-rotate answered: the outcome, the session's account and (for ROTATED and GRACE) the
+    cached claims JSON (None: read PostgreSQL), their invalidation counter and the second-factor time."""
+
+    code: int
+    account_id: uuid.UUID | None
+    claims: str | None = None
+    cv: str = "0"
+    mfa_at: int | None = None
+
+
+def rotate(sid: uuid.UUID, generation: int, now: float, idle: int, grace: int, ttl_cap: int) -> Rotated:
+    """The compare-and-rotate outcome (ROTATED, GRACE, REUSED or GONE), in one round trip."""
+    reply = _script("rotate_session")(keys=[keys.session(str(sid))], args=[generation, now, idle, grace, ttl_cap])
+    code, account = int(reply[0]), uuid.UUID(reply[1]) if reply[1] else None
+    if len(reply) < 5:
+        return Rotated(code, account)
+    return Rotated(code, account, reply[2], reply[3], int(float(reply[4])) if reply[4] else None)
+
+
+def fill_claims(sid: uuid.UUID, cv: str, claims: str, mfa_at: int | None) -> bool:
+    """Cache ``claims`` unless they were invalidated since the rotation that saw ``cv`` (or the session ended)."""
+    args = [cv, claims, "" if mfa_at is None else mfa_at]
+    return bool(_script("fill_claims")(keys=[keys.session(str(sid))], args=args))
+
+
+def touch_claims(sid: uuid.UUID) -> bool:
+    """Invalidate the session's cached claims (never creates the key); True if the session exists."""
+    return bool(_script("touch_claims")(keys=[keys.session(str(sid))], args=[]))
+
+
+def mark_mfa(sid: str, at: int) -> bool:
+    """Record a second-factor check in the session's hash (never creates the key)."""
+    return bool(_script("mark_mfa")(keys=[keys.session(sid)], args=[at]))
 
 
 def revoke(sid: uuid.UUID, account_id: uuid.UUID | None) -> uuid.UUID | None:

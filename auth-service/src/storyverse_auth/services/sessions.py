@@ -5,9 +5,10 @@ opaque to clients and verifiable without a read. Rotation is one atomic script o
 a race moves the generation on; losers either fall inside the grace window (the immediately previous token,
 ≤ 30 s) and receive the *same* successor (it is derived, not stored), or are a reuse and end the session.
 
-PostgreSQL keeps the accounts (the token's claims are read from it, one SELECT, no write) and the audit of session
-events (audit.py). Sessions created before the move are moved on their first refresh (``_move_from_postgres``)
-or in bulk by ``flask sessions move-to-redis``.
+PostgreSQL keeps the accounts (the token's claims are read from it on a cache miss, one SELECT, no write; cached in
+the session's hash otherwise: claims_cache.py) and the audit of session events (audit.py). Sessions created
+before the move are moved on their first refresh (``_move_from_postgres``) or in bulk by
+``flask sessions move-to-redis``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from ..errors import APIError
 from ..extensions import db, redis_store
 from ..models import Account, Family, Session
 from ..tokens import PRINCIPAL_COLUMNS, Principal, children_column
-from . import session_store
+from . import claims_cache, session_store
 from .session_store import GONE, GRACE, REUSED, ROTATED, StoredSession
 
 PREFIX = "svrt_"
@@ -85,14 +86,15 @@ class Rotation:
     principal: Principal | None
     refresh_token: str | None
     error: APIError | None = None
+    amr: list[str] | None = None  # RFC 8176 methods of a parent's or admin's session (None for a child)
 
 
 def _failed(error: APIError) -> Rotation:
     return Rotation(None, None, None, error)
 
 
-# The token's subject and (for a parent) the ``children`` claim in one statement, run outside a transaction: a
-# refresh costs PostgreSQL one round trip and no commit.
+# The token's subject and (for a parent) the ``children`` claim in one statement, run outside a transaction: read
+# only when the session's hash holds no (fresh) cached claims (claims_cache.py).
 _PRINCIPAL = select(*PRINCIPAL_COLUMNS, children_column()).where(
     Account.id == bindparam("account_id"), Account.family_id == Family.id
 )
@@ -107,8 +109,27 @@ def _principal(account_id: uuid.UUID) -> Principal | None:
     return Principal(*fields, children=[str(c) for c in children] if fields[1] == "parent" else None)
 
 
+def _subject(sid: uuid.UUID, rotated: session_store.Rotated) -> tuple[Principal | None, int | None]:
+    """The token's subject and the session's second-factor time: from the hash, else PostgreSQL (then cached)."""
+    assert rotated.account_id is not None
+    principal = claims_cache.loads(rotated.claims, rotated.account_id)
+    if principal is not None:
+        return principal, rotated.mfa_at
+    principal = _principal(rotated.account_id)
+    if principal is None:
+        return None, None
+    from ..mfa.service import verified_at  # (late: mfa imports services)
+
+    mfa_at = rotated.mfa_at if rotated.mfa_at is not None else verified_at(str(sid))
+    session_store.fill_claims(sid, rotated.cv, claims_cache.dumps(principal), mfa_at)
+    return principal, mfa_at
+
+
 def rotate(token: str) -> Rotation:
-    """Rotate ``token``; on failure ``error`` is set (a reuse has already ended the session)."""
+    """Rotate ``token``; on failure ``error`` is set (a reuse has already ended the session).
+
+    A refresh of a session whose claims are cached is one Redis round trip (the rotation script) and no
+    PostgreSQL."""
     parsed = parse_refresh_token(token)
     if parsed is None:
         return _failed(APIError.invalid_refresh_token())
@@ -116,20 +137,23 @@ def rotate(token: str) -> Rotation:
     cfg = current_app.config
     idle, absolute = _ttls()
     args = (sid, gen, now_ts(), idle, int(cfg["REFRESH_GRACE_SECONDS"]), min(idle, absolute))
-    code, account_id = session_store.rotate(*args)
-    if code == GONE and _move_from_postgres(sid):
-        code, account_id = session_store.rotate(*args)
-    if code == REUSED:
-        _ended(sid, account_id, "refresh_reuse")
+    rotated = session_store.rotate(*args)
+    if rotated.code == GONE and _move_from_postgres(sid):
+        rotated = session_store.rotate(*args)
+    if rotated.code == REUSED:
+        _ended(sid, rotated.account_id, "refresh_reuse")
         metrics.inc("sv_auth_refresh_reuse_total")
         metrics.inc("sv_auth_failed_attempts_total", reason="refresh_reuse")
         return _failed(APIError.refresh_token_reused())
-    principal = _principal(account_id) if code in (ROTATED, GRACE) and account_id else None
+    if rotated.code not in (ROTATED, GRACE) or rotated.account_id is None:
+        return _failed(APIError.invalid_refresh_token())
+    principal, mfa_at = _subject(sid, rotated)
     if principal is None:
         return _failed(APIError.invalid_refresh_token())
-    if code == ROTATED:
+    if rotated.code == ROTATED:
         metrics.inc("sv_auth_tokens_issued_total", kind="refresh")
-    return Rotation(sid, principal, refresh_token_for(sid, gen + 1))
+    amr = (["pwd", "otp", "mfa"] if mfa_at is not None else ["pwd"]) if principal.role in ("parent", "admin") else None
+    return Rotation(sid, principal, refresh_token_for(sid, gen + 1), amr=amr)
 
 
 def _move_from_postgres(sid: uuid.UUID) -> bool:
