@@ -7,6 +7,9 @@ tag so the gateway reads them in one round trip on Redis Cluster:
 - ``sv:revoked:{s:<sid>}:sid``        every access token carrying this session id (``sid`` claim) is revoked
                                        (TTL = access-token lifetime, so it outlives every token of the session).
 
+Gateways of the previous release read the same revocations without hash tags, ``sv:revoked:jti:<jti>`` and
+``sv:revoked:sid:<sid>`` (``legacy_revoked_*``); revocation.py writes both formats while REVOCATION_LEGACY_KEYS is on.
+
 The auth service's own keys (the gateway never reads them):
 
 - ``sv:auth:v1:session:{<sid>}``            one session (a hash: account, generation, times, device); every key
@@ -34,6 +37,14 @@ def revoked_jti(jti: str, sid: str | None) -> str:
 
 def revoked_sid(sid: str) -> str:
     return f"{REVOKED_PREFIX}{{s:{sid}}}:sid"
+
+
+def legacy_revoked_jti(jti: str) -> str:
+    return f"{REVOKED_PREFIX}jti:{jti}"
+
+
+def legacy_revoked_sid(sid: str) -> str:
+    return f"{REVOKED_PREFIX}sid:{sid}"
 
 
 def session(sid: str) -> str:

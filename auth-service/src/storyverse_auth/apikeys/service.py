@@ -18,9 +18,9 @@ import jwt
 from flask import current_app
 from sqlalchemy import func, select, update
 
-from .. import keys, metrics, secrets_box, signing
+from .. import metrics, revocation, secrets_box, signing
 from ..clock import now, now_ts
-from ..extensions import db, redis_store
+from ..extensions import db
 from ..models import Account
 from ..tokens import TOKEN_TYPE, IssuedAccessToken
 from . import errors
@@ -92,7 +92,7 @@ def revoke(owner_id: uuid.UUID, key_id: uuid.UUID) -> bool:
         return False
     # Every token exchanged from the key carries sid = key id: deny them all for their remaining lifetime.
     ttl = int(current_app.config["ACCESS_TOKEN_TTL"]) + 60
-    redis_store.client.set(keys.revoked_sid(str(key_id)), "1", ex=ttl)
+    revocation.confirm(revocation.deny_sid(str(key_id), ttl))
     return True
 
 

@@ -26,11 +26,10 @@ from flask import Flask, current_app, g
 from flask import request as flask_request
 from sqlalchemy import select, update
 
-from .. import secrets_box
+from .. import revocation, secrets_box
 from ..clock import now, now_ts
 from ..errors import APIError
-from ..extensions import db, redis_store
-from ..keys import revoked_jti, revoked_sid
+from ..extensions import db
 from ..models import Account
 from ..services import sessions
 from ..tokens import decode_access_token
@@ -293,10 +292,7 @@ class TokenHandle(TokenMixin):
     def is_revoked(self) -> bool:
         if self.kind == "refresh_token":
             return not self.current or self.grant_id is None or not grant_store.is_live(self.grant_id)
-        pipe = redis_store.client.pipeline(transaction=False)
-        pipe.exists(revoked_jti(str(self.claims["jti"]), self.claims.get("sid")))
-        pipe.exists(revoked_sid(str(self.claims.get("sid", ""))))
-        if any(pipe.execute()):
+        if revocation.is_revoked(str(self.claims["jti"]), self.claims.get("sid")):
             return True
         sid = self.claims.get("sid")
         return sid is not None and not grant_store.is_live(uuid.UUID(sid))

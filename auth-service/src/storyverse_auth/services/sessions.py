@@ -21,7 +21,7 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import bindparam, select, update
 
-from .. import audit, input_guard, keys, metrics, secrets_box
+from .. import audit, input_guard, keys, metrics, revocation, secrets_box
 from ..clock import now, now_ts
 from ..errors import APIError
 from ..extensions import db, redis_store
@@ -208,48 +208,52 @@ def move_all_to_redis(batch: int = 500) -> int:
             return moved
 
 
-def _denylist_sid(sid: uuid.UUID) -> None:
-    ttl = int(current_app.config["ACCESS_TOKEN_TTL"]) + 60
-    redis_store.client.set(keys.revoked_sid(str(sid)), "1", ex=ttl)
+def _denylist_sid(sid: uuid.UUID) -> list[str]:
+    """Deny the session's access tokens (both key formats, revocation.py); the keys written."""
+    return revocation.deny_sid(str(sid), int(current_app.config["ACCESS_TOKEN_TTL"]) + 60)
 
 
 def _ended(sid: uuid.UUID, account_id: uuid.UUID | None, reason: str) -> None:
-    _denylist_sid(sid)
+    written = [keys.session(str(sid)), *_denylist_sid(sid)]
     if account_id is not None:
         redis_store.client.zrem(keys.account_sessions(str(account_id)), str(sid))
+    revocation.confirm(written)
     audit.record("revoke", sid, account_id, reason)
 
 
 def denylist_jti(jti: str, exp: float, sid: str | None = None) -> None:
-    """Deny one access token until it expires (the gateway reads ``keys.revoked_jti``, tagged by the token's sid)."""
+    """Deny one access token until it expires (the gateway reads ``keys.revoked_jti``, tagged by the token's sid),
+    confirmed on a replica (revocation.confirm)."""
     remaining = int(exp - now_ts()) + 1
     if remaining > 0:
-        redis_store.client.set(keys.revoked_jti(jti, sid), "1", ex=remaining)
+        revocation.confirm(revocation.deny_jti(jti, sid, remaining))
 
 
 def revoke_session(sid: uuid.UUID, reason: str, account_id: uuid.UUID | None = None) -> bool:
     """Revoke one live session (optionally only if it belongs to ``account_id``); True if one was revoked.
 
     Only a session this call revoked is denylisted: the ``sid`` namespace is shared with OAuth grants and API keys,
-    and an id the caller does not own must not touch anyone's tokens (issue 15)."""
+    and an id the caller does not own must not touch anyone's tokens (issue 15). Answered once a replica has the
+    deletion and the denylist keys (revocation.confirm)."""
     owner = session_store.revoke(sid, account_id)
     if owner is None and _move_from_postgres(sid):
         owner = session_store.revoke(sid, account_id)
     if owner is None:
         return False
-    _denylist_sid(sid)
+    revocation.confirm([keys.session(str(sid)), *_denylist_sid(sid)])
     audit.record("revoke", sid, owner, reason)
     return True
 
 
 def revoke_all(account_id: uuid.UUID, reason: str, keep: uuid.UUID | None = None) -> int:
     _move_all_from_postgres(account_id)
-    count = 0
+    count, written = 0, []
     for sid in session_store.session_ids(account_id):
         if sid != keep and session_store.revoke(sid, account_id) is not None:
-            _denylist_sid(sid)
+            written += [keys.session(str(sid)), *_denylist_sid(sid)]
             audit.record("revoke", sid, account_id, reason)
             count += 1
+    revocation.confirm(written)
     return count
 
 
@@ -265,7 +269,4 @@ def live_sessions(account_id: uuid.UUID) -> list[StoredSession]:
 
 
 def is_revoked(claims: dict) -> bool:
-    pipe = redis_store.client.pipeline(transaction=False)
-    pipe.exists(keys.revoked_jti(str(claims["jti"]), claims.get("sid")))
-    pipe.exists(keys.revoked_sid(str(claims.get("sid", ""))))
-    return any(pipe.execute())
+    return revocation.is_revoked(str(claims["jti"]), claims.get("sid"))
