@@ -219,3 +219,27 @@ def test_a_cached_principal_of_another_account_is_ignored(app, parent):
         text_ = cached(app, parent.sid)
         assert claims_cache.loads(text_, uuid.uuid4()) is None
         assert claims_cache.loads(text_, uuid.UUID(claims_of(parent.tokens)["sub"])) is not None
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({}, 422),
+        ({"refresh_token": ""}, 422),
+        ({"refresh_token": "x" * 513}, 422),
+        ({"refresh_token": 5}, 422),
+        ({"refresh_token": None}, 422),
+        ([], 422),
+        ({"refresh_token": "svrt_not-a-token"}, 401),
+        ({"refresh_token": "svrt_not-a-token", "other": 1}, 422),
+    ],
+)
+def test_bad_refresh_bodies_are_problems_from_the_schema(client, body, status):
+    response = client.post("/api/auth/refresh", json=body)
+    assert response.status_code == status, response.get_json()
+    assert response.mimetype == "application/problem+json"
+
+
+def test_a_malformed_refresh_body_is_a_400_problem(client):
+    response = client.post("/api/auth/refresh", data=b'{"refresh_token": ', content_type="application/json")
+    assert response.status_code == 400 and response.mimetype == "application/problem+json"
