@@ -118,6 +118,8 @@ def _collect(session, _flush_context) -> None:
 
 
 def _before_commit(session) -> None:
+    if session.in_nested_transaction():
+        return  # a SAVEPOINT release: the outer commit touches everything recorded so far
     session.flush()  # the last changes reach _collect now
     pending: _Pending | None = session.info.get(_INFO)
     if pending is None:
@@ -130,6 +132,8 @@ def _before_commit(session) -> None:
 
 
 def _after_commit(session) -> None:
+    if session.in_nested_transaction():
+        return
     pending: _Pending | None = session.info.pop(_INFO, None)
     if pending is None or not pending.resolved:
         return
