@@ -82,6 +82,7 @@ def test_sign_in_throttling_runs_its_script_on_the_cluster(app, client):
     assert statuses[0] == 401 and statuses[-1] == 429, statuses
 
 
+@pytest.mark.timeout(900)  # six suites in a subprocess (its own 900 s limit): 90-130 s here under load
 def test_session_family_and_oauth_suites_pass_on_the_cluster(cluster):
     """The auth service's own suites for sessions, families and OAuth, run again with TEST_REDIS_URL on the Cluster."""
     suites = ["test_auth_sessions.py", "test_auth_session_store.py", "test_auth_cross_family.py"]
