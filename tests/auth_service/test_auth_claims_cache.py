@@ -243,3 +243,14 @@ def test_bad_refresh_bodies_are_problems_from_the_schema(client, body, status):
 def test_a_malformed_refresh_body_is_a_400_problem(client):
     response = client.post("/api/auth/refresh", data=b'{"refresh_token": ', content_type="application/json")
     assert response.status_code == 400 and response.mimetype == "application/problem+json"
+
+
+def test_the_cli_refreshes_claims_after_a_change_by_hand(app, client, parent, runner):
+    family_id = claims_of(parent.tokens)["family_id"]
+    with app.app_context():
+        db.session.execute(text("UPDATE families SET tier = 'premium'"))
+        db.session.commit()
+    result = runner.invoke(args=["sessions", "refresh-claims", "--family", family_id])
+    assert result.exit_code == 0 and result.output.strip() == "sessions=1", result.output
+    assert parent.claims()["tier"] == "premium"
+    assert runner.invoke(args=["sessions", "refresh-claims"]).exit_code != 0
