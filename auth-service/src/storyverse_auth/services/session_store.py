@@ -1,14 +1,20 @@
-"""Sessions in Redis (issue 17): one hash per session in its own hash slot, changed only by three Lua scripts.
+"""Sessions in Redis (issue 17): one hash per session in its own hash slot, changed only by Lua scripts.
 
 ``rotate_session.lua`` is the compare-and-rotate: it alone moves a session's generation, so 20 parallel refreshes
 with one token yield one rotation; the others fall in the grace window (the same successor) or are a reuse (the
 session is deleted). ``create_session.lua`` never overwrites an existing session (a session moved from PostgreSQL
 must not undo a rotation), ``revoke_session.lua`` deletes only a session of the named account.
 
+The hash also caches the access token's subject (``claims``, with its invalidation counter ``cv``) and the
+second-factor time (``mfa_at``), returned by the rotation so a refresh needs nothing else (claims_cache.py):
+``fill_claims.lua`` caches after a miss unless ``cv`` moved, ``touch_claims.lua`` invalidates, ``mark_mfa.lua``
+records a step-up; none of them creates a hash that does not exist.
+
 The per-account index (a sorted set of session ids) lives in the account's slot, not the session's: it is a list
 for the devices pages, never a decision. It may name a session that has expired or was revoked (listing drops and
 prunes those); a session whose index entry was lost is still refreshed, revoked by id and ended by reuse, and is
-listed again from its next login.
+listed again from its next login (its cached claims then age out by SESSION_CLAIMS_MAX_AGE instead of being
+invalidated).
 
 Times are the service clock's (``clock.py``, passed to the scripts), so tests move them; each hash also carries a
 Redis TTL so an abandoned session is collected.
