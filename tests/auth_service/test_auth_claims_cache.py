@@ -11,10 +11,11 @@ import pytest
 import redis
 from auth_support import PASSWORD, assert_problem
 from sqlalchemy import event, text
-from storyverse_auth import keys
+from storyverse_auth import redis_keys as keys
 from storyverse_auth.extensions import db, redis_store
 from storyverse_auth.models import Account
-from storyverse_auth.services import claims_cache, session_store
+from storyverse_auth.sessions import claims_cache
+from storyverse_auth.sessions import store as session_store
 from test_auth_billing import SECRET, Billing
 
 

@@ -15,7 +15,8 @@ import jwt
 import pytest
 import redis
 from auth_support import assert_problem
-from storyverse_auth import keys, revocation
+from storyverse_auth import redis_keys as keys
+from storyverse_auth import revocation
 from storyverse_auth.extensions import redis_store
 
 

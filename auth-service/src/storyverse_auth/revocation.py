@@ -1,4 +1,4 @@
-"""The revocation keys the gateway reads (keys.py), written for every gateway release that may be running, and
+"""The revocation keys the gateway reads (redis_keys.py), written for every gateway release that may be running, and
 confirmed on a replica before the revocation is answered.
 
 **Rolling upgrade from the release before the ``{s:<sid>}`` hash tag** (README: Rolling upgrade). Gateways of that
@@ -31,7 +31,7 @@ import redis
 from flask import current_app
 from redis.cluster import RedisCluster
 
-from . import keys
+from . import redis_keys as keys
 from .extensions import redis_store
 
 log = logging.getLogger(__name__)

@@ -18,11 +18,12 @@ import jwt
 from flask import current_app
 from sqlalchemy import func, select, update
 
-from .. import metrics, revocation, secrets_box, signing
+from .. import metrics, revocation, secrets_box
 from ..clock import now, now_ts
 from ..extensions import db
 from ..models import Account
-from ..tokens import TOKEN_TYPE, IssuedAccessToken
+from ..tokens import signing
+from ..tokens.access import TOKEN_TYPE, IssuedAccessToken
 from . import errors
 from .models import ApiKey
 

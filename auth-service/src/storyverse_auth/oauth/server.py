@@ -31,8 +31,8 @@ from ..clock import now, now_ts
 from ..errors import APIError
 from ..extensions import db
 from ..models import Account
-from ..services import sessions
-from ..tokens import decode_access_token
+from ..sessions import service as sessions
+from ..tokens.access import decode_access_token
 from . import clients, issue
 from . import grants as grant_store
 from .models import OAuthAuthorizationCode, OAuthClient

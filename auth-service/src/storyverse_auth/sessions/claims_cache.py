@@ -12,7 +12,7 @@ claim columns changed (``ACCOUNT_CLAIMS``, ``FAMILY_CLAIMS``), plus any account 
 ``touch_claims.lua`` (``cv`` + 1, ``claims`` dropped); a Redis failure there aborts the commit (the change is
 refused with 503, never committed with stale caches behind it). After the commit the same sessions are touched
 once more (a refresh between the two touches may have cached the pre-commit row). A change by hand in SQL, or an
-index entry lost in a failover (``session_store``), is caught by ``SESSION_CLAIMS_MAX_AGE``: cached claims older
+index entry lost in a failover (``store.py``), is caught by ``SESSION_CLAIMS_MAX_AGE``: cached claims older
 than that are read again.
 """
 
@@ -30,8 +30,8 @@ from sqlalchemy import event, inspect, select
 
 from ..clock import now_ts
 from ..models import Account, Family
-from ..tokens import Principal
-from . import session_store
+from ..tokens.access import Principal
+from . import store as session_store
 
 log = logging.getLogger(__name__)
 
