@@ -15,7 +15,7 @@ from ..extensions import db
 from ..models import Account
 from ..schemas import AcceptedOut, LoginIn, LogoutIn, MeOut, RefreshIn, RegisterIn, TokenOut
 from ..sessions import service as sessions
-from ..tokens.access import Principal, issue_access_token
+from ..tokens.access import FRESH_SESSION_AMR, Principal, issue_access_token
 from . import accounts, throttle
 from .bearer import bearer, current_claims
 from .timing import response_floor
@@ -32,7 +32,7 @@ REGISTER_ACCEPTED = {
 
 
 def _token_response(principal: Principal, session_id: uuid.UUID, refresh_token: str) -> dict:
-    access = issue_access_token(principal, str(session_id))
+    access = issue_access_token(principal, str(session_id), amr=FRESH_SESSION_AMR)
     metrics.inc("sv_auth_tokens_issued_total", kind="access")
     return {
         "access_token": access.token,

@@ -19,6 +19,7 @@ from ..models import Account, Family
 from . import signing
 
 TOKEN_TYPE = "at+jwt"  # noqa: S105 (a media type, not a secret)
+FRESH_SESSION_AMR = ["pwd"]  # a session created by this request has had no second-factor check yet (no Redis read)
 LEEWAY_SECONDS = 30
 REQUIRED_CLAIMS = ["iss", "aud", "sub", "exp", "iat", "nbf", "jti"]
 MAX_CHILDREN_CLAIM = 64  # sv-rbac ignores a longer `children` list
