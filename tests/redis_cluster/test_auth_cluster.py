@@ -7,15 +7,17 @@ problem during the failover or the documented lost-rotation outcome, never a 500
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+import redis
 from flask_migrate import upgrade
 from sqlalchemy import text
-from storyverse_auth import create_app
+from storyverse_auth import create_app, revocation
 from storyverse_auth.extensions import db, redis_store
 from storyverse_auth.redis_keys import session as session_key
 from storyverse_auth.redis_topology import RedisCluster
@@ -81,6 +83,7 @@ def test_sign_in_throttling_runs_its_script_on_the_cluster(app, client):
     assert statuses[0] == 401 and statuses[-1] == 429, statuses
 
 
+@pytest.mark.timeout(900)  # six suites in a subprocess (its own 900 s limit): 90-130 s here under load
 def test_session_family_and_oauth_suites_pass_on_the_cluster(cluster):
     """The auth service's own suites for sessions, families and OAuth, run again with TEST_REDIS_URL on the Cluster."""
     suites = ["test_auth_sessions.py", "test_auth_session_store.py", "test_auth_cross_family.py"]
@@ -120,3 +123,41 @@ def test_a_master_killed_during_refreshes_costs_only_the_failover_window(cluster
     assert outcomes[-6:] == ["200"] * 6, outcomes
     assert outcomes.count("refresh_token_reused") <= 1, outcomes
     assert cluster.master_of(session_key(sid)) != victim
+
+
+def _replica_of(master: int) -> int | None:
+    info = redis.Redis(port=master, decode_responses=True, socket_timeout=1).info("replication")
+    replicas = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)]
+    return int(replicas[0]["port"]) if replicas and replicas[0].get("state") == "online" else None
+
+
+def test_a_revocation_waits_for_the_replica_and_survives_its_master_dying(cluster, client, app):
+    """The revoke answers only once the session's replica has the deletion (revocation.confirm: WAIT 1 on the
+    session's master), so a kill -9 of that master right after the answer cannot bring the session back. The
+    replica is frozen (SIGSTOP) for 0.3 s first: without the wait the answer would come before it had the write."""
+    for attempt in range(30):  # a session on a shard that still has its replica (an earlier test killed a master)
+        tokens = _tokens(client, f"wait{attempt}@example.com")
+        sid = tokens["session_id"]
+        master = cluster.master_of(session_key(sid))
+        replica = _replica_of(master)
+        if replica is not None:
+            break
+    else:
+        pytest.fail("no shard with a live replica")
+    revocation.forget_topology()
+    os.kill(cluster.procs[replica].pid, signal.SIGSTOP)
+    subprocess.Popen(["sh", "-c", f"sleep 0.3; kill -CONT {cluster.procs[replica].pid}"])
+    started = time.monotonic()
+    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+    assert client.delete(f"/api/auth/sessions/{sid}", headers=bearer).status_code == 204
+    assert time.monotonic() - started >= 0.2
+    cluster.kill(master)
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline:
+        response = client.post("/api/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+        if response.status_code != 503:
+            break
+        time.sleep(0.2)
+    assert response.status_code == 401 and response.get_json()["code"] == "invalid_refresh_token", response.get_json()
+    assert cluster.master_of(session_key(sid)) == replica  # the promoted replica answered, without the session
+    assert _me(client, tokens).status_code == 401

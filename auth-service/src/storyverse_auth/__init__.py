@@ -44,6 +44,9 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
     app.before_request(_require_json_bodies)
     input_guard.init_app(app, oauth_blueprints=_FORM_BLUEPRINTS)
     app.after_request(audit.flush)
+    from .sessions import claims_cache  # (late: it imports the models and the session store)
+
+    claims_cache.install()
     return app
 
 

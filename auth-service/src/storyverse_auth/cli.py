@@ -1,4 +1,4 @@
-"""``flask keys ensure|rotate|prune|list``, ``flask sessions move-to-redis`` and ``flask create-db``."""
+"""``flask keys ensure|rotate|prune|list``, ``flask sessions move-to-redis|refresh-claims`` and ``flask create-db``."""
 
 from __future__ import annotations
 
@@ -54,6 +54,21 @@ def move_to_redis(batch: int) -> None:
     from .sessions.service import move_all_to_redis
 
     click.echo(f"moved={move_all_to_redis(batch)}")
+
+
+@sessions_cli.command("refresh-claims")
+@click.option("--family", "family_id", type=click.UUID, help="Every account of this family.")
+@click.option("--account", "account_id", type=click.UUID, help="One account.")
+def refresh_claims(family_id, account_id) -> None:
+    """After a change made by hand in SQL: the sessions' cached token claims are read again at their next refresh."""
+    from .models import Account
+    from .sessions.claims_cache import touch_accounts
+
+    if (family_id is None) == (account_id is None):
+        raise click.UsageError("give exactly one of --family or --account")
+    members = db.select(Account.id).where(Account.family_id == family_id)
+    ids = {account_id} if account_id else set(db.session.scalars(members))
+    click.echo(f"sessions={touch_accounts(ids)}")
 
 
 @click.command("create-db")

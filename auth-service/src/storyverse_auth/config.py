@@ -70,6 +70,24 @@ class Settings(BaseSettings):
     SESSION_IDLE_TTL: int = _f(14 * DAY, "A session unused this long ends (s)", gt=0)
     SESSION_ABSOLUTE_TTL: int = _f(60 * DAY, "A session ends this long after login whatever its use (s)", gt=0)
     REFRESH_GRACE_SECONDS: int = _f(30, "A rotated refresh token is still accepted this long (s); capped at 30", ge=0)
+    SESSION_CLAIMS_MAX_AGE: int = _f(
+        3600,
+        "A session's cached token claims are read again from PostgreSQL after this long (s); service-made changes"
+        " invalidate them at once (README: Sessions in Redis)",
+        gt=0,
+    )
+    REVOCATION_REPLICA_WAIT_MS: int = _f(
+        500,
+        "A revocation waits this long (ms) for one replica to acknowledge it (WAIT 1) where the Redis shard has"
+        " replicas; 0 = do not wait",
+        ge=0,
+        le=10000,
+    )
+    REVOCATION_LEGACY_KEYS: bool = _f(
+        True,
+        "Also write the pre-hash-tag revocation keys (sv:revoked:jti:<jti>, sv:revoked:sid:<sid>) for gateways of the"
+        " previous release, and honour them; turn off once none runs (README: Rolling upgrade)",
+    )
     DEVICE_POLL_INTERVAL: int = _f(5, "RFC 8628 polling interval (s)", gt=0)
     DEVICE_CODE_TTL: int = _f(600, "Device-code lifetime (s)", gt=0)
     DEVICE_VERIFICATION_URI: str = _f("http://localhost:3000/device", "Page where the parent enters the user code")

@@ -160,3 +160,13 @@ def revoked_jti_key(jti: str, sid: str | None) -> str:
 
 def revoked_sid_key(sid: str) -> str:
     return f"{REVOKED_PREFIX}{{s:{sid}}}:sid"
+
+
+def legacy_revoked_jti_key(jti: str) -> str:
+    """The previous release's untagged format, still read by its gateways during a rolling upgrade."""
+    return f"{REVOKED_PREFIX}jti:{jti}"
+
+
+def legacy_revoked_sid_key(sid: str) -> str:
+    """The previous release's untagged format, still read by its gateways during a rolling upgrade."""
+    return f"{REVOKED_PREFIX}sid:{sid}"

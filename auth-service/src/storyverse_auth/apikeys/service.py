@@ -18,12 +18,11 @@ import jwt
 from flask import current_app
 from sqlalchemy import func, select, update
 from storyverse_contracts.identity import ADMIN, PARENT
-from storyverse_contracts.keys import revoked_sid_key
 from storyverse_contracts.tiers import PARTNER_BASIC, PARTNER_PREMIUM
 
-from .. import metrics, secrets_box
+from .. import metrics, revocation, secrets_box
 from ..clock import now, now_ts
-from ..extensions import db, redis_store
+from ..extensions import db
 from ..models import Account
 from ..tokens import signing
 from ..tokens.access import TOKEN_TYPE, IssuedAccessToken
@@ -96,7 +95,7 @@ def revoke(owner_id: uuid.UUID, key_id: uuid.UUID) -> bool:
         return False
     # Every token exchanged from the key carries sid = key id: deny them all for their remaining lifetime.
     ttl = int(current_app.config["ACCESS_TOKEN_TTL"]) + 60
-    redis_store.client.set(revoked_sid_key(str(key_id)), "1", ex=ttl)
+    revocation.confirm(revocation.deny_sid(str(key_id), ttl))
     return True
 
 

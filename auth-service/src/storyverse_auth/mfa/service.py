@@ -34,6 +34,7 @@ from ..clock import now, now_ts
 from ..errors import APIError
 from ..extensions import db, redis_store
 from ..models import Account
+from ..sessions import store as session_store
 from .models import RecoveryCode, TotpFactor
 
 ISSUER_NAME = "StoryVerse"
@@ -198,8 +199,11 @@ def verify(account: Account, code: str | None, recovery_code: str | None, ip: st
 
 
 def mark_session(session_id: str) -> None:
-    ttl = int(current_app.config["SESSION_ABSOLUTE_TTL"])
-    redis_store.client.set(f"{_KEY}sid:{session_id}", str(int(now_ts())), ex=ttl)
+    """Mark the session's second factor: the key step-ups read, and the session's hash, whose refreshes issue
+    ``amr`` from it without another round trip (a hash written before the mark gets it at its next cache miss)."""
+    ttl, at = int(current_app.config["SESSION_ABSOLUTE_TTL"]), int(now_ts())
+    redis_store.client.set(f"{_KEY}sid:{session_id}", str(at), ex=ttl)
+    session_store.mark_mfa(session_id, at)
 
 
 def verified_at(session_id: str) -> int | None:

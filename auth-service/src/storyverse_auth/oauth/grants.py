@@ -16,11 +16,10 @@ from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import select, update
-from storyverse_contracts.keys import revoked_sid_key
 
-from .. import metrics, secrets_box
+from .. import metrics, revocation, secrets_box
 from ..clock import now
-from ..extensions import db, redis_store
+from ..extensions import db
 from .models import OAuthGrant
 
 PREFIX = "svort_"
@@ -130,7 +129,7 @@ def rotate(token: str, client_pk: uuid.UUID) -> Rotation:
 def denylist(grant_id: uuid.UUID) -> None:
     """Every access token with ``sid`` = this grant is refused by the gateway until it would have expired."""
     ttl = int(current_app.config["ACCESS_TOKEN_TTL"]) + 60
-    redis_store.client.set(revoked_sid_key(str(grant_id)), "1", ex=ttl)
+    revocation.confirm(revocation.deny_sid(str(grant_id), ttl))
 
 
 def revoke(grant_id: uuid.UUID, reason: str) -> bool:

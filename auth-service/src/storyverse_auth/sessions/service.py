@@ -5,9 +5,10 @@ opaque to clients and verifiable without a read. Rotation is one atomic script o
 a race moves the generation on; losers either fall inside the grace window (the immediately previous token,
 ≤ 30 s) and receive the *same* successor (it is derived, not stored), or are a reuse and end the session.
 
-PostgreSQL keeps the accounts (the token's claims are read from it, one SELECT, no write) and the audit of session
-events (audit.py). Sessions created before the move are moved on their first refresh (``_move_from_postgres``)
-or in bulk by ``flask sessions move-to-redis``.
+PostgreSQL keeps the accounts (the token's claims are read from it on a cache miss, one SELECT, no write; cached in
+the session's hash otherwise: claims_cache.py) and the audit of session events (audit.py). Sessions created
+before the move are moved on their first refresh (``_move_from_postgres``) or in bulk by
+``flask sessions move-to-redis``.
 """
 
 from __future__ import annotations
@@ -19,15 +20,15 @@ from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import bindparam, select, update
-from storyverse_contracts.keys import revoked_jti_key, revoked_sid_key
 
-from .. import audit, input_guard, metrics, secrets_box
+from .. import audit, input_guard, metrics, revocation, secrets_box
 from .. import redis_keys as keys
 from ..clock import now, now_ts
 from ..errors import APIError
 from ..extensions import db, redis_store
 from ..models import Account, Family, Session
 from ..tokens.access import PRINCIPAL_COLUMNS, Principal, children_column
+from . import claims_cache
 from . import store as session_store
 from .store import GONE, GRACE, REUSED, ROTATED, StoredSession
 
@@ -87,14 +88,15 @@ class Rotation:
     principal: Principal | None
     refresh_token: str | None
     error: APIError | None = None
+    amr: list[str] | None = None  # RFC 8176 methods of a parent's or admin's session (None for a child)
 
 
 def _failed(error: APIError) -> Rotation:
     return Rotation(None, None, None, error)
 
 
-# The token's subject and (for a parent) the ``children`` claim in one statement, run outside a transaction: a
-# refresh costs PostgreSQL one round trip and no commit.
+# The token's subject and (for a parent) the ``children`` claim in one statement, run outside a transaction: read
+# only when the session's hash holds no (fresh) cached claims (claims_cache.py).
 _PRINCIPAL = select(*PRINCIPAL_COLUMNS, children_column()).where(
     Account.id == bindparam("account_id"), Account.family_id == Family.id
 )
@@ -109,8 +111,27 @@ def _principal(account_id: uuid.UUID) -> Principal | None:
     return Principal(*fields, children=[str(c) for c in children] if fields[1] == "parent" else None)
 
 
+def _subject(sid: uuid.UUID, rotated: session_store.Rotated) -> tuple[Principal | None, int | None]:
+    """The token's subject and the session's second-factor time: from the hash, else PostgreSQL (then cached)."""
+    assert rotated.account_id is not None
+    principal = claims_cache.loads(rotated.claims, rotated.account_id)
+    if principal is not None:
+        return principal, rotated.mfa_at
+    principal = _principal(rotated.account_id)
+    if principal is None:
+        return None, None
+    from ..mfa.service import verified_at  # (late: mfa imports services)
+
+    mfa_at = rotated.mfa_at if rotated.mfa_at is not None else verified_at(str(sid))
+    session_store.fill_claims(sid, rotated.cv, claims_cache.dumps(principal), mfa_at)
+    return principal, mfa_at
+
+
 def rotate(token: str) -> Rotation:
-    """Rotate ``token``; on failure ``error`` is set (a reuse has already ended the session)."""
+    """Rotate ``token``; on failure ``error`` is set (a reuse has already ended the session).
+
+    A refresh of a session whose claims are cached is one Redis round trip (the rotation script) and no
+    PostgreSQL."""
     parsed = parse_refresh_token(token)
     if parsed is None:
         return _failed(APIError.invalid_refresh_token())
@@ -118,20 +139,23 @@ def rotate(token: str) -> Rotation:
     cfg = current_app.config
     idle, absolute = _ttls()
     args = (sid, gen, now_ts(), idle, int(cfg["REFRESH_GRACE_SECONDS"]), min(idle, absolute))
-    code, account_id = session_store.rotate(*args)
-    if code == GONE and _move_from_postgres(sid):
-        code, account_id = session_store.rotate(*args)
-    if code == REUSED:
-        _ended(sid, account_id, "refresh_reuse")
+    rotated = session_store.rotate(*args)
+    if rotated.code == GONE and _move_from_postgres(sid):
+        rotated = session_store.rotate(*args)
+    if rotated.code == REUSED:
+        _ended(sid, rotated.account_id, "refresh_reuse")
         metrics.inc("sv_auth_refresh_reuse_total")
         metrics.inc("sv_auth_failed_attempts_total", reason="refresh_reuse")
         return _failed(APIError.refresh_token_reused())
-    principal = _principal(account_id) if code in (ROTATED, GRACE) and account_id else None
+    if rotated.code not in (ROTATED, GRACE) or rotated.account_id is None:
+        return _failed(APIError.invalid_refresh_token())
+    principal, mfa_at = _subject(sid, rotated)
     if principal is None:
         return _failed(APIError.invalid_refresh_token())
-    if code == ROTATED:
+    if rotated.code == ROTATED:
         metrics.inc("sv_auth_tokens_issued_total", kind="refresh")
-    return Rotation(sid, principal, refresh_token_for(sid, gen + 1))
+    amr = (["pwd", "otp", "mfa"] if mfa_at is not None else ["pwd"]) if principal.role in ("parent", "admin") else None
+    return Rotation(sid, principal, refresh_token_for(sid, gen + 1), amr=amr)
 
 
 def _move_from_postgres(sid: uuid.UUID) -> bool:
@@ -186,48 +210,52 @@ def move_all_to_redis(batch: int = 500) -> int:
             return moved
 
 
-def _denylist_sid(sid: uuid.UUID) -> None:
-    ttl = int(current_app.config["ACCESS_TOKEN_TTL"]) + 60
-    redis_store.client.set(revoked_sid_key(str(sid)), "1", ex=ttl)
+def _denylist_sid(sid: uuid.UUID) -> list[str]:
+    """Deny the session's access tokens (both key formats, revocation.py); the keys written."""
+    return revocation.deny_sid(str(sid), int(current_app.config["ACCESS_TOKEN_TTL"]) + 60)
 
 
 def _ended(sid: uuid.UUID, account_id: uuid.UUID | None, reason: str) -> None:
-    _denylist_sid(sid)
+    written = [keys.session(str(sid)), *_denylist_sid(sid)]
     if account_id is not None:
         redis_store.client.zrem(keys.account_sessions(str(account_id)), str(sid))
+    revocation.confirm(written)
     audit.record("revoke", sid, account_id, reason)
 
 
 def denylist_jti(jti: str, exp: float, sid: str | None = None) -> None:
-    """Deny one access token until it expires (the gateway reads ``revoked_jti_key``, tagged by the token's sid)."""
+    """Deny one access token until it expires (the gateway reads ``revoked_jti_key``, tagged by the token's sid),
+    confirmed on a replica (revocation.confirm)."""
     remaining = int(exp - now_ts()) + 1
     if remaining > 0:
-        redis_store.client.set(revoked_jti_key(jti, sid), "1", ex=remaining)
+        revocation.confirm(revocation.deny_jti(jti, sid, remaining))
 
 
 def revoke_session(sid: uuid.UUID, reason: str, account_id: uuid.UUID | None = None) -> bool:
     """Revoke one live session (optionally only if it belongs to ``account_id``); True if one was revoked.
 
     Only a session this call revoked is denylisted: the ``sid`` namespace is shared with OAuth grants and API keys,
-    and an id the caller does not own must not touch anyone's tokens (issue 15)."""
+    and an id the caller does not own must not touch anyone's tokens (issue 15). Answered once a replica has the
+    deletion and the denylist keys (revocation.confirm)."""
     owner = session_store.revoke(sid, account_id)
     if owner is None and _move_from_postgres(sid):
         owner = session_store.revoke(sid, account_id)
     if owner is None:
         return False
-    _denylist_sid(sid)
+    revocation.confirm([keys.session(str(sid)), *_denylist_sid(sid)])
     audit.record("revoke", sid, owner, reason)
     return True
 
 
 def revoke_all(account_id: uuid.UUID, reason: str, keep: uuid.UUID | None = None) -> int:
     _move_all_from_postgres(account_id)
-    count = 0
+    count, written = 0, []
     for sid in session_store.session_ids(account_id):
         if sid != keep and session_store.revoke(sid, account_id) is not None:
-            _denylist_sid(sid)
+            written += [keys.session(str(sid)), *_denylist_sid(sid)]
             audit.record("revoke", sid, account_id, reason)
             count += 1
+    revocation.confirm(written)
     return count
 
 
@@ -243,7 +271,4 @@ def live_sessions(account_id: uuid.UUID) -> list[StoredSession]:
 
 
 def is_revoked(claims: dict) -> bool:
-    pipe = redis_store.client.pipeline(transaction=False)
-    pipe.exists(revoked_jti_key(str(claims["jti"]), claims.get("sid")))
-    pipe.exists(revoked_sid_key(str(claims.get("sid", ""))))
-    return any(pipe.execute())
+    return revocation.is_revoked(str(claims["jti"]), claims.get("sid"))

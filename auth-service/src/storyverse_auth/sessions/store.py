@@ -1,14 +1,20 @@
-"""Sessions in Redis (issue 17): one hash per session in its own hash slot, changed only by three Lua scripts.
+"""Sessions in Redis (issue 17): one hash per session in its own hash slot, changed only by Lua scripts.
 
 ``rotate_session.lua`` is the compare-and-rotate: it alone moves a session's generation, so 20 parallel refreshes
 with one token yield one rotation; the others fall in the grace window (the same successor) or are a reuse (the
 session is deleted). ``create_session.lua`` never overwrites an existing session (a session moved from PostgreSQL
 must not undo a rotation), ``revoke_session.lua`` deletes only a session of the named account.
 
+The hash also caches the access token's subject (``claims``, with its invalidation counter ``cv``) and the
+second-factor time (``mfa_at``), returned by the rotation so a refresh needs nothing else (claims_cache.py):
+``fill_claims.lua`` caches after a miss unless ``cv`` moved, ``touch_claims.lua`` invalidates, ``mark_mfa.lua``
+records a step-up; none of them creates a hash that does not exist.
+
 The per-account index (a sorted set of session ids) lives in the account's slot, not the session's: it is a list
 for the devices pages, never a decision. It may name a session that has expired or was revoked (listing drops and
 prunes those); a session whose index entry was lost is still refreshed, revoked by id and ended by reuse, and is
-listed again from its next login.
+listed again from its next login (its cached claims then age out by SESSION_CLAIMS_MAX_AGE instead of being
+invalidated).
 
 Times are the service clock's (``clock.py``, passed to the scripts), so tests move them; each hash also carries a
 Redis TTL so an abandoned session is collected.
@@ -27,7 +33,7 @@ from ..extensions import redis_store
 ROTATED, GRACE, REUSED, GONE = 1, 2, 3, 0
 _SOURCES = {
     name: files("storyverse_auth").joinpath(f"lua/{name}.lua").read_text()
-    for name in ("rotate_session", "revoke_session", "create_session")
+    for name in ("rotate_session", "revoke_session", "create_session", "fill_claims", "touch_claims", "mark_mfa")
 }
 _scripts: dict[tuple[int, str], object] = {}
 
@@ -94,14 +100,41 @@ def create(session: StoredSession, ttl: int) -> bool:
     return bool(_script("create_session")(keys=[keys.session(str(session.id))], args=args))
 
 
-def rotate(
-    sid: uuid.UUID, generation: int, now: float, idle: int, grace: int, ttl_cap: int
-) -> tuple[int, uuid.UUID | None]:
-    """The compare-and-rotate outcome (ROTATED, GRACE, REUSED or GONE) and the session's account."""
-    code, account = _script("rotate_session")(
-        keys=[keys.session(str(sid))], args=[generation, now, idle, grace, ttl_cap]
-    )
-    return int(code), uuid.UUID(account) if account else None
+@dataclass(frozen=True)
+class Rotated:
+    """What one compare-and-rotate answered: the outcome, the session's account and (for ROTATED and GRACE) the
+    cached claims JSON (None: read PostgreSQL), their invalidation counter and the second-factor time."""
+
+    code: int
+    account_id: uuid.UUID | None
+    claims: str | None = None
+    cv: str = "0"
+    mfa_at: int | None = None
+
+
+def rotate(sid: uuid.UUID, generation: int, now: float, idle: int, grace: int, ttl_cap: int) -> Rotated:
+    """The compare-and-rotate outcome (ROTATED, GRACE, REUSED or GONE), in one round trip."""
+    reply = _script("rotate_session")(keys=[keys.session(str(sid))], args=[generation, now, idle, grace, ttl_cap])
+    code, account = int(reply[0]), uuid.UUID(reply[1]) if reply[1] else None
+    if len(reply) < 5:
+        return Rotated(code, account)
+    return Rotated(code, account, reply[2], reply[3], int(float(reply[4])) if reply[4] else None)
+
+
+def fill_claims(sid: uuid.UUID, cv: str, claims: str, mfa_at: int | None) -> bool:
+    """Cache ``claims`` unless they were invalidated since the rotation that saw ``cv`` (or the session ended)."""
+    args = [cv, claims, "" if mfa_at is None else mfa_at]
+    return bool(_script("fill_claims")(keys=[keys.session(str(sid))], args=args))
+
+
+def touch_claims(sid: uuid.UUID) -> bool:
+    """Invalidate the session's cached claims (never creates the key); True if the session exists."""
+    return bool(_script("touch_claims")(keys=[keys.session(str(sid))], args=[]))
+
+
+def mark_mfa(sid: str, at: int) -> bool:
+    """Record a second-factor check in the session's hash (never creates the key)."""
+    return bool(_script("mark_mfa")(keys=[keys.session(sid)], args=[at]))
 
 
 def revoke(sid: uuid.UUID, account_id: uuid.UUID | None) -> uuid.UUID | None:

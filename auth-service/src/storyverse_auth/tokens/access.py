@@ -19,6 +19,7 @@ from ..models import Account, Family
 from . import signing
 
 TOKEN_TYPE = "at+jwt"  # noqa: S105 (a media type, not a secret)
+FRESH_SESSION_AMR = ["pwd"]  # a session created by this request has had no second-factor check yet (no Redis read)
 LEEWAY_SECONDS = 30
 REQUIRED_CLAIMS = ["iss", "aud", "sub", "exp", "iat", "nbf", "jti"]
 MAX_CHILDREN_CLAIM = 64  # sv-rbac ignores a longer `children` list
@@ -161,7 +162,9 @@ def access_claims(principal: Principal, session_id: str) -> dict[str, Any]:
     return claims
 
 
-def issue_access_token(principal: Principal, session_id: str) -> IssuedAccessToken:
+def issue_access_token(principal: Principal, session_id: str, amr: list[str] | None = None) -> IssuedAccessToken:
+    """Sign an access token for ``principal``'s session; ``amr`` when the caller already knows it (a refresh reads
+    it with the rotation), else read for a parent or admin."""
     cfg = current_app.config
     key = signing.active_key()
     iat = int(now_ts())
@@ -178,9 +181,10 @@ def issue_access_token(principal: Principal, session_id: str) -> IssuedAccessTok
         **access_claims(principal, session_id),
     }
     if principal.role in ("parent", "admin"):
-        from ..mfa.service import amr  # (late: mfa imports services, which import this module)
+        from ..mfa.service import amr as read_amr  # (late: mfa imports services, which import this module)
 
-        payload["amr"] = amr(session_id)  # RFC 8176: "pwd", plus "otp"/"mfa" once the session passed a step-up
+        # RFC 8176: "pwd", plus "otp"/"mfa" once the session passed a step-up
+        payload["amr"] = amr if amr is not None else read_amr(session_id)
     token = jwt.encode(payload, key.private_key, algorithm=key.algorithm, headers={"kid": key.kid, "typ": TOKEN_TYPE})
     return IssuedAccessToken(token, jti, ttl)
 
