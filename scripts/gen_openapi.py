@@ -554,6 +554,59 @@ def oauth_operation(ep: R.Endpoint, method: str) -> dict[str, Any]:
     return op
 
 
+PAGE_FORM = {
+    "required": True,
+    "content": {
+        "application/x-www-form-urlencoded": {
+            "schema": {
+                "type": "object",
+                "description": "The page's form: `csrf_token` (from the page) and its fields.",
+                "properties": {"csrf_token": {"type": "string"}},
+                "additionalProperties": {"type": "string"},
+            }
+        }
+    },
+}
+SEE_OTHER = {"description": "See Other: the next page (after a form, or to sign in first).",
+             "headers": {"Location": {"schema": {"type": "string"}}}}  # fmt: skip
+PAGE_ERRORS = {
+    "400": "The form is incomplete (the page again, saying what is missing).",
+    "401": "Wrong credentials or authenticator code (the page again).",
+    "403": "The form's CSRF token is missing or stale: an error page.",
+    "404": "No such child, device or app in the parent's family: an error page.",
+    "409": "The child's profile has no consent yet (the page again).",
+}
+PAGE_RESPONSES = {  # (gateway route, method) → the statuses its page answers besides 200/303
+    ("parent-sign-in", "GET"): ("200", "303"),
+    ("parent-sign-in", "POST"): ("303", "400", "401", "403"),
+    ("parent-sign-out", "POST"): ("303", "403"),
+    ("parent-device", "GET"): ("200", "303"),
+    ("parent-device", "POST"): ("200", "400", "403", "404", "409"),
+    ("parent-family", "GET"): ("200", "303"),
+    ("parent-session-revoke", "POST"): ("303", "403", "404"),
+    ("parent-app-revoke", "POST"): ("303", "403", "404"),
+}
+
+
+def page_operation(ep: R.Endpoint, method: str) -> dict[str, Any]:
+    """The parent pages (auth service pages/): HTML, forms with a CSRF token, a 303 to sign in when signed out."""
+    op: dict[str, Any] = {"tags": ["Parent pages"], "summary": ep.summary}
+    if ep.name == "parent-device" and method == "GET":
+        op["parameters"] = [{"name": "user_code", "in": "query", "required": False, "schema": {"type": "string"},
+                             "description": "The device's code, prefilled (`verification_uri_complete`)."}]  # fmt: skip
+    if method == "POST":
+        op["requestBody"] = copy.deepcopy(PAGE_FORM)
+    responses: dict[str, Any] = {}
+    for status in PAGE_RESPONSES[(ep.name, method)]:
+        if status == "303":
+            responses[status] = copy.deepcopy(SEE_OTHER)
+        else:
+            text = "The page." if status == "200" else PAGE_ERRORS[status]
+            responses[status] = {"description": text, "content": copy.deepcopy(HTML_PAGE)}
+    op["responses"] = responses
+    return op
+
+
 def docs_operation(ep: R.Endpoint, _method: str) -> dict[str, Any]:
     if ep.served == "openapi":
         content = {"application/json": {"schema": {"type": "object", "description": "This document."}}}
@@ -593,6 +646,8 @@ def build(auth_doc: dict[str, Any] | None = None) -> dict[str, Any]:
                 op = docs_operation(ep, method)
             elif ep.name.startswith("oauth-"):
                 op = oauth_operation(ep, method)
+            elif ep.name.startswith("parent-"):
+                op = page_operation(ep, method)
             elif ep.service in ("auth", "rate-limiting"):
                 op = auth_operation(auth_doc, ep, method)
             else:
