@@ -1,7 +1,7 @@
 """Page sessions: a parent signed in on the server-rendered pages. Redis only; the cookie holds a random token and
 Redis a hash of it (``sv:auth:v1:page:<sha256>``), so a copy of Redis cannot be replayed as a cookie.
 
-The value names the account and its ``password_changed_at``: a password reset or change ends every page session
+The value names the account and a MAC of its password hash: a password reset or change ends every page session
 (the stored stamp no longer matches). Idle lifetime ``PAGE_SESSION_TTL`` (30 minutes), renewed on each use.
 """
 
@@ -29,8 +29,8 @@ def _ttl() -> int:
 
 
 def _stamp(account: Account) -> str:
-    changed = account.password_changed_at
-    return str(int(changed.timestamp())) if changed else "0"
+    """Changes with every new password (a new hash, a new salt), whatever the clock's resolution."""
+    return secrets_box.token_mac(f"page-session-password:{account.password_hash}")[:32]
 
 
 def create(account: Account) -> str:
