@@ -22,7 +22,7 @@ import aiohttp
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "kong-emulator" / "src"))
 
-from kong_emulator.localenv import env_key  # noqa: E402
+from kong_emulator.config.localenv import env_key  # noqa: E402
 from kong_emulator.testing import wait_port  # noqa: E402
 
 BACKEND_PORT = 9191

@@ -23,8 +23,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "kong-emulator" / "src"))
 
-from kong_emulator.localenv import read_conf_values, relocate  # noqa: E402
-from kong_emulator.tls import local_ca  # noqa: E402
+from kong_emulator.config.localenv import read_conf_values, relocate  # noqa: E402
+from kong_emulator.listeners.tls import local_ca  # noqa: E402
 
 # The paths kong.conf names in the gateway image (Dockerfile), relocated to this checkout for local runs and tests.
 IMAGE_PYTHON = "/opt/storyverse/venv/bin/python3"

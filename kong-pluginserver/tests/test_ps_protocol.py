@@ -16,10 +16,10 @@ from types import SimpleNamespace
 
 import pytest
 from emu_support import PYTHON, SCRIPT, Server, make_ctx, remove_server, results, script_plugin, short_tmpdir
-from kong_emulator.bridge import PluginRunner
-from kong_emulator.context import Headers, LogSnapshot
-from kong_emulator.pluginserver import PluginServerProcess, query_plugin_info
-from kong_emulator.rpc import RpcClient, RPCError, SocketPool
+from kong_emulator.plugin_servers.bridge import PluginRunner
+from kong_emulator.plugin_servers.pluginserver import PluginServerProcess, query_plugin_info
+from kong_emulator.plugin_servers.rpc import RpcClient, RPCError, SocketPool
+from kong_emulator.runloop.context import Headers, LogSnapshot
 
 OURS = f"{PYTHON} -m kong_pluginserver {SCRIPT}"
 SERVERS = ("kong_pluginserver", "kong-pdk")

@@ -2,8 +2,8 @@
 
 Imported by name (test directories have no packages). The plugin infos come from running each entry file's
 `--dump` exactly as Kong does at start (kong.conf's `pluginserver_*_query_cmd`, relocated to this checkout with the
-KONG_* overrides of `kong_emulator.localenv`), plus the bundled plugins the emulator runs natively and the custom Lua
-plugin sv-edge (its handler.lua/schema.lua found on kong.conf's lua_package_path, as Kong loads it).
+KONG_* overrides of `kong_emulator.config.localenv`), plus the bundled plugins the emulator runs natively and the
+custom Lua plugin sv-edge (its handler.lua/schema.lua found on kong.conf's lua_package_path, as Kong loads it).
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from kong_emulator import conf as conf_mod
 from kong_emulator.app import _enabled_plugins
-from kong_emulator.declarative import BUNDLED_PLUGINS, load_declarative
-from kong_emulator.entities import DeclarativeConfig, PluginInfo
+from kong_emulator.config import conf as conf_mod
+from kong_emulator.config.declarative import BUNDLED_PLUGINS, load_declarative
+from kong_emulator.config.entities import DeclarativeConfig, PluginInfo
 from kong_emulator.native import lua_plugins, with_native_infos
-from kong_emulator.pluginserver import PluginServers
+from kong_emulator.plugin_servers.pluginserver import PluginServers
 
 REPO = Path(__file__).resolve().parents[2]
 KONG_YML = REPO / "kong.yml"
@@ -31,11 +31,10 @@ EXPECTED_UNSUPPORTED: list[str] = []  # cors, proxy-cache, file-log, prometheus 
 
 
 def generator():
-    """scripts/gen_kong_yml.py as a module."""
-    scripts = str(REPO / "scripts")
-    if scripts not in sys.path:
-        sys.path.insert(0, scripts)
-    return importlib.import_module("gen_kong_yml")
+    """The kong.yml renderer (gateway-config: `load_settings`, `render`)."""
+    import storyverse_gateway_config
+
+    return storyverse_gateway_config
 
 
 @functools.cache

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from kong_emulator.errors import ConfigError
+from kong_emulator.config.errors import ConfigError
 from kong_yml_support import EXPECTED_UNSUPPORTED, KONG_YML, OUR_PLUGINS, load, plugin_infos
 from storyverse_plugins.expand.schema import parse_config as parse_expand
 from storyverse_plugins.jwt_auth.schema import parse_config as parse_jwt

@@ -66,7 +66,7 @@ def start_auth_service(port: int, env: dict[str, str]):
 
 def repo_plugins() -> list[PluginEntry]:
     """Every plugin kong.conf names (pluginserver_names), as the repository's kong.yml needs them all."""
-    from kong_emulator.localenv import read_conf_values
+    from kong_emulator.config.localenv import read_conf_values
 
     names = read_conf_values(REPO / "kong.conf")["pluginserver_names"].split(",")
     return [repo_plugin(name.strip()) for name in names]
@@ -129,11 +129,9 @@ class KongGateway(EmulatorProcess):
 def render_kong_yml(
     auth_url: str, backends: dict[str, str], issuer: str, redis_db: int, rate_limiting_url: str | None = None
 ) -> str:
-    """The repository's kong.yml (scripts/gen_kong_yml.py) for a test stack: its auth service, backends and Redis db."""
-    import sys
-
-    sys.path.insert(0, str(REPO / "scripts"))
-    import gen_kong_yml
+    """The repository's kong.yml (storyverse_gateway_config) for a test stack: its auth service, backends and Redis
+    db."""
+    import storyverse_gateway_config as gen_kong_yml
 
     services = {"auth": auth_url, **backends}
     if rate_limiting_url:

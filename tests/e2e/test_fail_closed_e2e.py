@@ -91,7 +91,7 @@ if __name__ == "__main__":
 
 
 def _plugins(workdir: Path) -> list[PluginEntry]:
-    from kong_emulator.localenv import read_conf_values
+    from kong_emulator.config.localenv import read_conf_values
 
     names = [n.strip() for n in read_conf_values(REPO / "kong.conf")["pluginserver_names"].split(",")]
     out = []

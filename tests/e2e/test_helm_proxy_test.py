@@ -43,8 +43,7 @@ def stack(backend):
     port = free_port()
     auth = start_auth_service(port, auth_env(DATABASE, REDIS_DB, ISSUER))
     auth_url = f"http://127.0.0.1:{port}"
-    sys.path.insert(0, str(REPO / "scripts"))
-    import gen_kong_yml
+    import storyverse_gateway_config as gen_kong_yml
 
     settings = gen_kong_yml.load_settings(
         overrides={

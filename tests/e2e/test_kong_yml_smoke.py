@@ -1,7 +1,7 @@
 """kong.yml through the real emulator process.
 
 1. The repository's own kong.conf + kong.yml, started as `make run` starts them (KONG_* overrides from
-   kong_emulator.localenv): the stack comes up with every plugin server, runs `cors` natively,
+   kong_emulator.config.localenv): the stack comes up with every plugin server, runs `cors` natively,
    answers an unlisted path with Kong's 404 and an authenticated route without a token with a 401 problem document.
 2. The same kong.yml rendered for this test's hosts (the real auth service and sample backend fixtures): a parent
    registers and logs in through the gateway (canonical path and alias), and reaches the stories service.
@@ -25,8 +25,7 @@ AUTH_DB, AUTH_REDIS_DB, ISSUER = "storyverse_e2e_kong_yml", 13, "http://storyver
 
 
 def generator():
-    sys.path.insert(0, str(REPO / "scripts"))
-    import gen_kong_yml
+    import storyverse_gateway_config as gen_kong_yml
 
     return gen_kong_yml
 

@@ -17,8 +17,8 @@ import uuid
 from dataclasses import dataclass
 
 import msgpack
-from kong_emulator.context import ClientRequest, Headers, RequestContext
-from kong_emulator.entities import Plugin
+from kong_emulator.config.entities import Plugin
+from kong_emulator.runloop.context import ClientRequest, Headers, RequestContext
 
 PLUGINS_DIR = os.path.join(os.path.dirname(__file__), "plugins")
 SCRIPT = os.path.join(PLUGINS_DIR, "t_script.py")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import copy
 
-from kong_emulator.balancer import NO_PEER_MESSAGE, Balancer, UpstreamBalancer, build_wheel
-from kong_emulator.entities import Target, Upstream
+from kong_emulator.config.entities import Target, Upstream
+from kong_emulator.runloop.balancer import NO_PEER_MESSAGE, Balancer, UpstreamBalancer, build_wheel
 
 PASSIVE = {
     "passive": {

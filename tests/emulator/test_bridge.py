@@ -7,9 +7,9 @@ import json
 
 import pytest
 from emu_support import make_ctx, new_server, remove_server, results, script_plugin
-from kong_emulator.bridge import PluginProtocolError, PluginRunner, config_json
-from kong_emulator.context import Headers, LogSnapshot
-from kong_emulator.rpc import RpcClient, SocketPool
+from kong_emulator.plugin_servers.bridge import PluginProtocolError, PluginRunner, config_json
+from kong_emulator.plugin_servers.rpc import RpcClient, SocketPool
+from kong_emulator.runloop.context import Headers, LogSnapshot
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from kong_emulator.conf import ListenConf, load_kong_conf, parse_conf_text, strip_comment
-from kong_emulator.errors import ConfigError
+from kong_emulator.config.conf import ListenConf, load_kong_conf, parse_conf_text, strip_comment
+from kong_emulator.config.errors import ConfigError
 
 NO_BIN = {"exists": lambda path: False}
 

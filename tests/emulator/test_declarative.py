@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from kong_emulator.declarative import BUNDLED_PLUGINS, generate_id, load_declarative
-from kong_emulator.entities import PluginInfo
-from kong_emulator.errors import ConfigError
+from kong_emulator.config.declarative import BUNDLED_PLUGINS, generate_id, load_declarative
+from kong_emulator.config.entities import PluginInfo
+from kong_emulator.config.errors import ConfigError
 
 BAD = sorted((Path(__file__).parent.parent / "fixtures" / "bad").glob("*.yml"))
 RBAC = PluginInfo(

@@ -85,3 +85,20 @@ def test_no_emulator_module_over_500_lines():
         if (n := len(p.read_text().splitlines())) > MAX_LINES
     }
     assert not long, f"split these modules (over {MAX_LINES} lines): {long}"
+
+
+# the entry points stay at the top (python -m kong_emulator, the console script, the test helpers); the rest is grouped
+# as Kong's tree is (docs/emulator.md, "Layout")
+TOP_LEVEL = {"__init__.py", "__main__.py", "app.py", "testing.py"}
+SUBPACKAGES = {"config", "router", "runloop", "plugin_servers", "pdk", "tools", "native", "listeners"}
+
+
+def test_no_emulator_module_left_flat():
+    flat = {p.name for p in PACKAGE.glob("*.py")} - TOP_LEVEL
+    assert not flat, f"move these into the subpackage Kong keeps them in: {sorted(flat)}"
+
+
+def test_every_subpackage_is_a_package():
+    dirs = {p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert dirs == SUBPACKAGES
+    assert all((PACKAGE / d / "__init__.py").is_file() for d in dirs)

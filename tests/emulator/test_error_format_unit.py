@@ -13,14 +13,14 @@ from types import SimpleNamespace
 
 import pytest
 from emu_support import External, make_ctx
-from kong_emulator import kong_errors
-from kong_emulator.conf import load_kong_conf
-from kong_emulator.context import ExitResponse, Headers
-from kong_emulator.entities import Plugin
-from kong_emulator.errors import ConfigError
+from kong_emulator.config.conf import load_kong_conf
+from kong_emulator.config.entities import Plugin
+from kong_emulator.config.errors import ConfigError
+from kong_emulator.config.plugin_schema import normalize_config
 from kong_emulator.native import NativeRunner, native_infos
 from kong_emulator.native.lua_plugins import load_infos
-from kong_emulator.plugin_schema import normalize_config
+from kong_emulator.runloop.context import ExitResponse, Headers
+from kong_emulator.tools import kong_errors
 from run_stack import IMAGE_ERROR_TEMPLATES, local_environ, local_overrides
 
 REPO = Path(__file__).resolve().parents[2]

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 from emu_support import External, make_ctx
-from kong_emulator.context import Headers, UpstreamRequest
-from kong_emulator.entities import Plugin
-from kong_emulator.errors import ConfigError
+from kong_emulator.config.entities import Plugin
+from kong_emulator.config.errors import ConfigError
+from kong_emulator.config.plugin_schema import normalize_config
 from kong_emulator.native import NativeRunner
 from kong_emulator.native.lua_plugins import LuaPluginInfo, find_handler, load_infos, package_path
-from kong_emulator.plugin_schema import normalize_config
+from kong_emulator.runloop.context import Headers, UpstreamRequest
 
 SCHEMA = """
 local typedefs = require "kong.db.schema.typedefs"
@@ -157,7 +157,7 @@ def test_exit_ends_the_phase_and_a_lua_error_is_kongs_500(tmp_path):
 def test_repo_kong_conf_enables_sv_edge_from_the_lua_path():
     import sys
 
-    from kong_emulator import conf as conf_mod
+    from kong_emulator.config import conf as conf_mod
 
     repo = Path(__file__).resolve().parents[2]
     sys.path.insert(0, str(repo / "scripts"))

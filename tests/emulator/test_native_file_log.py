@@ -9,10 +9,10 @@ import time
 
 import pytest
 import requests
-from kong_emulator.errors import ConfigError
+from kong_emulator.config.errors import ConfigError
+from kong_emulator.config.plugin_schema import normalize_config
 from kong_emulator.native import native_infos
 from kong_emulator.native.file_log import FileLog, apply_serialize_values
-from kong_emulator.plugin_schema import normalize_config
 from kong_emulator.testing import EmulatorProcess
 from sample_backend.testing import running
 

@@ -8,13 +8,13 @@ import uuid
 
 import pytest
 from emu_support import make_ctx
-from kong_emulator.context import Headers, LogSnapshot, UpstreamRequest
-from kong_emulator.declarative import BUNDLED_PLUGINS, load_declarative
-from kong_emulator.entities import Plugin
-from kong_emulator.errors import ConfigError
+from kong_emulator.config.declarative import BUNDLED_PLUGINS, load_declarative
+from kong_emulator.config.entities import Plugin
+from kong_emulator.config.errors import ConfigError
+from kong_emulator.config.plugin_schema import normalize_config
 from kong_emulator.native import NativeRunner, native_infos, sandbox_settings, with_native_infos
-from kong_emulator.plugin_schema import normalize_config
-from kong_emulator.plugins_iterator import plugins_for
+from kong_emulator.runloop.context import Headers, LogSnapshot, UpstreamRequest
+from kong_emulator.runloop.plugins_iterator import plugins_for
 
 
 class _External:

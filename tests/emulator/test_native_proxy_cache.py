@@ -8,9 +8,9 @@ import time
 
 import pytest
 import requests
-from kong_emulator.context import ClientRequest, Headers, RequestContext
-from kong_emulator.entities import Plugin, Route
-from kong_emulator.errors import ConfigError
+from kong_emulator.config.entities import Plugin, Route
+from kong_emulator.config.errors import ConfigError
+from kong_emulator.config.plugin_schema import normalize_config
 from kong_emulator.native import native_infos
 from kong_emulator.native.proxy_cache import (
     ProxyCache,
@@ -19,7 +19,7 @@ from kong_emulator.native.proxy_cache import (
     parse_directive_header,
     store_for,
 )
-from kong_emulator.plugin_schema import normalize_config
+from kong_emulator.runloop.context import ClientRequest, Headers, RequestContext
 from kong_emulator.testing import EmulatorProcess
 from sample_backend.testing import running
 

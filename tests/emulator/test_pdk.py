@@ -6,10 +6,10 @@ import json
 
 import pytest
 from emu_support import make_ctx
-from kong_emulator.context import Headers, LogSnapshot
-from kong_emulator.entities import Consumer, Plugin, Route
+from kong_emulator.config.entities import Consumer, Plugin, Route
 from kong_emulator.pdk import PDK, LuaError, PDKEnv, step_method_for
-from kong_emulator.rpc import Bin
+from kong_emulator.plugin_servers.rpc import Bin
+from kong_emulator.runloop.context import Headers, LogSnapshot
 
 CONSUMER_ID = "8f9a4f3c-0d4e-4b8a-9f7e-2d1c0b9a8e7f"
 pdk = PDK(PDKEnv(node_id="node-1", trusted_ips=["10.0.0.0/8"], consumers={CONSUMER_ID: Consumer(CONSUMER_ID, "ann")}))

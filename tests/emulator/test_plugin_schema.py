@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from kong_emulator.entities import PluginInfo
-from kong_emulator.errors import ConfigError
-from kong_emulator.plugin_schema import lua_find, lua_pattern_to_regex, normalize_config, validate_plugin_info
+from kong_emulator.config.entities import PluginInfo
+from kong_emulator.config.errors import ConfigError
+from kong_emulator.config.plugin_schema import lua_find, lua_pattern_to_regex, normalize_config, validate_plugin_info
 
 WHERE = "in 'plugins' entity 'sv-quota' (plugins[0])"
 FIELDS = [

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from kong_emulator.entities import Consumer, DeclarativeConfig, Plugin, PluginInfo, Route, Service
-from kong_emulator.plugins_iterator import handler_order, lookup_order, plugins_for
+from kong_emulator.config.entities import Consumer, DeclarativeConfig, Plugin, PluginInfo, Route, Service
+from kong_emulator.runloop.plugins_iterator import handler_order, lookup_order, plugins_for
 
 ROUTE = Route(id="r", name="r", service_id="s")
 SERVICE = Service(id="s", name="s")

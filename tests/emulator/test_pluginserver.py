@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 from emu_support import PYTHON, SCRIPT, short_tmpdir
-from kong_emulator.pluginserver import (
+from kong_emulator.plugin_servers.pluginserver import (
     PluginServerError,
     PluginServerProcess,
     PluginServers,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from kong_emulator.entities import Route, Service
-from kong_emulator.router import (
+from kong_emulator.config.entities import Route, Service
+from kong_emulator.router.traditional import (
     Router,
     https_redirect_status,
     normalize_path,

@@ -8,7 +8,7 @@ import os
 import msgpack
 import pytest
 from emu_support import FakeServer, new_server, remove_server, short_tmpdir
-from kong_emulator.rpc import Bin, RpcClient, RPCError, RPCLuaError, RPCTimeout, SocketPool, pack_request
+from kong_emulator.plugin_servers.rpc import Bin, RpcClient, RPCError, RPCLuaError, RPCTimeout, SocketPool, pack_request
 
 
 def ok(req, result="r"):

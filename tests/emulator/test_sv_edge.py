@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 from emu_support import External, make_ctx
-from kong_emulator.context import Headers, UpstreamRequest
-from kong_emulator.entities import Plugin
-from kong_emulator.errors import ConfigError
+from kong_emulator.config.entities import Plugin
+from kong_emulator.config.errors import ConfigError
+from kong_emulator.config.plugin_schema import normalize_config
 from kong_emulator.native import NativeRunner, native_infos
 from kong_emulator.native.lua_plugins import load_infos
-from kong_emulator.plugin_schema import normalize_config
+from kong_emulator.runloop.context import Headers, UpstreamRequest
 from storyverse_plugins.common.identity import (
     IDENTITY_HEADER_PREFIX,
     IDENTITY_HEADERS,

@@ -17,8 +17,8 @@ import warnings
 import pytest
 import requests
 from cryptography import x509
+from kong_emulator.listeners.tls import local_ca
 from kong_emulator.testing import EmulatorProcess, free_port
-from kong_emulator.tls import local_ca
 from proxy_support import Upstream, assert_no_strict_failures, pairs_to_multimap
 
 

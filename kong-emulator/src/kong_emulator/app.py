@@ -17,20 +17,21 @@ import aiohttp
 import uvloop
 from aiohttp import web
 
-from kong_emulator import KONG_VERSION, tls
-from kong_emulator import conf as conf_mod
-from kong_emulator.balancer import Balancer
-from kong_emulator.bridge import PluginRunner
-from kong_emulator.declarative import BUNDLED_PLUGINS, load_declarative
-from kong_emulator.errors import ConfigError
-from kong_emulator.listener import KongAppRunner
+from kong_emulator import KONG_VERSION
+from kong_emulator.config import conf as conf_mod
+from kong_emulator.config.declarative import BUNDLED_PLUGINS, load_declarative
+from kong_emulator.config.errors import ConfigError
+from kong_emulator.listeners import tls
+from kong_emulator.listeners.listener import KongAppRunner
+from kong_emulator.listeners.status import ServerStats, StatusAPI, status_listeners
 from kong_emulator.native import NativeRunner, lua_plugins, sandbox_settings, with_native_infos
 from kong_emulator.pdk.base import PDKEnv
-from kong_emulator.plugins_iterator import plugins_for
-from kong_emulator.pluginserver import PluginServerError, PluginServers
-from kong_emulator.proxy import Engine, Proxy
-from kong_emulator.router import Router
-from kong_emulator.status import ServerStats, StatusAPI, status_listeners
+from kong_emulator.plugin_servers.bridge import PluginRunner
+from kong_emulator.plugin_servers.pluginserver import PluginServerError, PluginServers
+from kong_emulator.router.traditional import Router
+from kong_emulator.runloop.balancer import Balancer
+from kong_emulator.runloop.plugins_iterator import plugins_for
+from kong_emulator.runloop.proxy import Engine, Proxy
 
 log = logging.getLogger("kong_emulator")
 
@@ -159,7 +160,7 @@ class Emulator:
                 )
 
     def _tls_context(self):
-        """Kong's TLS for `ssl` listeners (kong_emulator.tls): ssl_cert/ssl_cert_key or Kong's default certificate."""
+        """Kong's TLS for `ssl` listeners (listeners/tls.py): ssl_cert/ssl_cert_key or Kong's default certificate."""
         try:
             settings = tls.settings_from_conf(self.conf.raw, self.conf.prefix)
             ctx = tls.server_context(settings)

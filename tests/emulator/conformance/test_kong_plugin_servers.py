@@ -12,9 +12,9 @@ import uuid
 import msgpack
 import pytest
 from emu_support import FakeServer, make_ctx
-from kong_emulator.bridge import PluginRunner
-from kong_emulator.entities import Plugin, PluginInfo
-from kong_emulator.rpc import RpcClient, RPCLuaError, RPCTimeout, SocketPool, pack_request
+from kong_emulator.config.entities import Plugin, PluginInfo
+from kong_emulator.plugin_servers.bridge import PluginRunner
+from kong_emulator.plugin_servers.rpc import RpcClient, RPCLuaError, RPCTimeout, SocketPool, pack_request
 from kong_emulator.testing import EmulatorProcess, PluginEntry
 from proxy_support import PLUGINS_DIR, Upstream
 

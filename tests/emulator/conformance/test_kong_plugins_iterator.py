@@ -4,8 +4,8 @@ lines 195-265; spec/01-unit/28-plugins-iterator/02-lookup_cfg_spec.lua) and in w
 from __future__ import annotations
 
 import pytest
-from kong_emulator.entities import Consumer, DeclarativeConfig, Plugin, PluginInfo, Route, Service
-from kong_emulator.plugins_iterator import plugins_for
+from kong_emulator.config.entities import Consumer, DeclarativeConfig, Plugin, PluginInfo, Route, Service
+from kong_emulator.runloop.plugins_iterator import plugins_for
 
 ROUTE = Route(id="r", name="r", service_id="s")
 SERVICE = Service(id="s", name="s")

@@ -4,8 +4,8 @@ route matches, and the path it sees (kong/tools/uri.lua normalize)."""
 from __future__ import annotations
 
 import pytest
-from kong_emulator.entities import Route, Service
-from kong_emulator.router import Router, normalize_path
+from kong_emulator.config.entities import Route, Service
+from kong_emulator.router.traditional import Router, normalize_path
 
 SVC = Service(id="s1", name="svc", host="backend", port=8080, path=None)
 

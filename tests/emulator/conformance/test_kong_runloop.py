@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 import requests
-from kong_emulator.conf import load_kong_conf
+from kong_emulator.config.conf import load_kong_conf
 from kong_emulator.testing import EmulatorProcess
 from proxy_support import Upstream
 

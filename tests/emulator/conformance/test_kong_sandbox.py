@@ -9,10 +9,10 @@ import uuid
 
 import pytest
 from emu_support import make_ctx
-from kong_emulator.context import Headers, UpstreamRequest
-from kong_emulator.entities import Plugin
+from kong_emulator.config.entities import Plugin
+from kong_emulator.config.plugin_schema import normalize_config
 from kong_emulator.native import NativeRunner, native_infos
-from kong_emulator.plugin_schema import normalize_config
+from kong_emulator.runloop.context import Headers, UpstreamRequest
 
 
 class _External:

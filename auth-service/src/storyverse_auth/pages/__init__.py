@@ -10,7 +10,7 @@ here) and the family page. No JavaScript: plain forms, answered with a page or a
 - **Framing**: ``Content-Security-Policy: frame-ancestors 'none'`` and ``X-Frame-Options: DENY`` on every page.
 
 Routed by the gateway as public routes (sv-jwt anonymous, per-IP limits; the pages authenticate the parent
-themselves) under ``/parent/...`` (scripts/gateway_routes.py ``PARENT_PAGES``); kept out of the OpenAPI document
+themselves) under ``/parent/...`` (gateway-config ``routes.FAMILY_PAGES``); kept out of the OpenAPI document
 of the service like the OAuth endpoints.
 """
 

@@ -23,7 +23,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from kong_emulator.entities import PluginInfo
+from kong_emulator.config.entities import PluginInfo
 from kong_emulator.native.serverless import Serverless
 from kong_emulator.native.serverless import info as serverless_info
 
@@ -61,7 +61,7 @@ def sandbox_settings(raw: Mapping[str, str] | None) -> tuple[str, tuple[str, ...
     raw = raw or {}
     mode = str(raw.get("untrusted_lua", "sandbox")).strip().lower() or "sandbox"
     if mode not in UNTRUSTED_LUA:
-        from kong_emulator.errors import ConfigError
+        from kong_emulator.config.errors import ConfigError
 
         raise ConfigError("expected one of: off, sandbox, on", where="in kong.conf", field="untrusted_lua")
     requires = str(raw.get("untrusted_lua_sandbox_requires", "") or "")

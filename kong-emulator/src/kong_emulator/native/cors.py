@@ -31,8 +31,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from kong_emulator import KONG_VERSION
-from kong_emulator.context import Headers
-from kong_emulator.entities import Plugin, PluginInfo
+from kong_emulator.config.entities import Plugin, PluginInfo
+from kong_emulator.runloop.context import Headers
 
 NAME = "cors"
 PRIORITY = 2000
@@ -169,7 +169,7 @@ class Cors:
             out.set("Access-Control-Max-Age", _tostring(conf["max_age"]))
         if conf.get("private_network") and req.get("Access-Control-Request-Private-Network") == "true":
             out.set("Access-Control-Allow-Private-Network", "true")
-        from kong_emulator.context import ExitResponse
+        from kong_emulator.runloop.context import ExitResponse
 
         ctx.exit = ExitResponse(200, b"", Headers([("Content-Length", "0")]), source="exit")
         ctx.response.source = "exit"

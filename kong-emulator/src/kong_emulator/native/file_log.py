@@ -1,7 +1,7 @@
 """Kong's bundled ``file-log`` plugin, run natively in Python (Kong 3.9).
 
 Kong sources (Kong/kong): `kong/plugins/file-log/handler.lua` (PRIORITY 9, a ``log`` handler only) and
-`kong/plugins/file-log/schema.lua`; the record is `kong/pdk/log.lua` ``serialize`` (`kong_emulator.serialize`).
+`kong/plugins/file-log/schema.lua`; the record is `kong/pdk/log.lua` ``serialize`` (`kong_emulator.pdk.serialize`).
 
 * ``log``: each ``custom_fields_by_lua`` expression is compiled in Kong's sandbox and run, its result set with
   ``kong.log.set_serialize_value(key, value)`` (here in the emulator's LuaJIT runtime, the same one that runs
@@ -28,7 +28,7 @@ import threading
 from typing import Any
 
 from kong_emulator import KONG_VERSION
-from kong_emulator.entities import Plugin, PluginInfo
+from kong_emulator.config.entities import Plugin, PluginInfo
 from kong_emulator.pdk.base import cjson_encode
 
 log = logging.getLogger("kong_emulator")

@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kong_emulator.entities import Plugin, PluginInfo
-from kong_emulator.errors import ConfigError
-from kong_emulator.plugin_schema import validate_plugin_info
+from kong_emulator.config.entities import Plugin, PluginInfo
+from kong_emulator.config.errors import ConfigError
+from kong_emulator.config.plugin_schema import validate_plugin_info
 
 log = logging.getLogger("kong_emulator")
 

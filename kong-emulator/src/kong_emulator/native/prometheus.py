@@ -15,7 +15,7 @@ refreshes) and `prometheus.lua` (knyar/nginx-lua-prometheus: the text format, ke
   ``bandwidth_metrics``: ``bandwidth_bytes{service,route,direction,workspace,consumer}`` (ingress = request.size,
   egress = response.size, only when > 0).
 * Metrics are node-wide (Kong: one ``prometheus_metrics`` shm shared by all workers), prefixed ``kong_`` on output,
-  and served by the Status API (`kong_emulator.status`) at ``/metrics``: every scrape refreshes the gauges
+  and served by the Status API (`kong_emulator.listeners.status`) at ``/metrics``: every scrape refreshes the gauges
   ``nginx_connections_total{node_id,subsystem,state}``, ``nginx_requests_total{node_id,subsystem}``,
   ``nginx_timers{state}``, ``datastore_reachable`` (1: db-less), ``node_info{node_id,version}``, the memory gauges,
   and ``upstream_target_health{upstream,target,address,state,subsystem}`` once any prometheus plugin has
@@ -34,7 +34,7 @@ import threading
 from typing import Any
 
 from kong_emulator import KONG_VERSION
-from kong_emulator.entities import Plugin, PluginInfo
+from kong_emulator.config.entities import Plugin, PluginInfo
 
 log = logging.getLogger("kong_emulator")
 
@@ -361,7 +361,7 @@ def _number(value: Any) -> float | None:
         return None
 
 
-EXPORTER = Exporter()  # the node's metrics, read by the Status API (kong_emulator.status)
+EXPORTER = Exporter()  # the node's metrics, read by the Status API (kong_emulator.listeners.status)
 
 
 class Prometheus:

@@ -41,10 +41,10 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from kong_emulator import KONG_VERSION
-from kong_emulator.context import ExitResponse, Headers
-from kong_emulator.entities import Plugin, PluginInfo
+from kong_emulator.config.entities import Plugin, PluginInfo
 from kong_emulator.native.proxy_cache_key import build_cache_key
-from kong_emulator.serialize import _querystring
+from kong_emulator.pdk.serialize import _querystring
+from kong_emulator.runloop.context import ExitResponse, Headers
 
 NAME = "proxy-cache"
 PRIORITY = 100

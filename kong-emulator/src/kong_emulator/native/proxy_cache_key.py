@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from kong_emulator.context import Headers
+from kong_emulator.runloop.context import Headers
 
 
 def _generate_key_from(args: dict[str, Any], fields: list[str]) -> str:

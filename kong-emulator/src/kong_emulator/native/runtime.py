@@ -33,13 +33,14 @@ from urllib.parse import quote, unquote, urlencode
 
 import lupa.luajit21 as luajit
 
-from kong_emulator import KONG_VERSION, kong_errors
-from kong_emulator.context import RequestContext
+from kong_emulator import KONG_VERSION
 from kong_emulator.native.bootstrap import BOOTSTRAP
 from kong_emulator.pdk import PDK, STEP_METHODS, TERMINAL_METHODS, LuaError
 from kong_emulator.pdk.base import REQUEST_PHASES, Call, lua_table
 from kong_emulator.pdk.misc import nginx_var
 from kong_emulator.pdk.response import record_exit
+from kong_emulator.runloop.context import RequestContext
+from kong_emulator.tools import kong_errors
 
 log = logging.getLogger("kong_emulator.kong")
 

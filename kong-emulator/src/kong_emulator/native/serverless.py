@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kong_emulator import KONG_VERSION
-from kong_emulator.entities import Plugin, PluginInfo
+from kong_emulator.config.entities import Plugin, PluginInfo
 from kong_emulator.pdk import LuaError
 from kong_emulator.pdk.response import unexpected_error
 

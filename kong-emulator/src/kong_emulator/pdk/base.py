@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kong_emulator.context import RequestContext
-from kong_emulator.entities import Consumer
+from kong_emulator.config.entities import Consumer
+from kong_emulator.runloop.context import RequestContext
 
 log = logging.getLogger("kong_emulator.kong")
 

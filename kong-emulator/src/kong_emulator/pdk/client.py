@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from kong_emulator.entities import Consumer
+from kong_emulator.config.entities import Consumer
 from kong_emulator.pdk.base import AUTH_AND_LATER, ROUTER_PHASES, Call, LuaError, is_str, lua_str, to_lua
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)

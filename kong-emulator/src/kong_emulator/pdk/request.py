@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote_plus
 
-from kong_emulator.context import Headers
 from kong_emulator.pdk.base import (
     Call,
     LuaError,
@@ -14,8 +13,9 @@ from kong_emulator.pdk.base import (
     is_str,
     lua_str,
 )
-from kong_emulator.router import normalize_path
-from kong_emulator.rpc import Bin
+from kong_emulator.plugin_servers.rpc import Bin
+from kong_emulator.router.traditional import normalize_path
+from kong_emulator.runloop.context import Headers
 
 MAX_REQ_HEADERS = 100  # lua_max_req_headers
 MAX_URI_ARGS = 100  # lua_max_uri_args

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from kong_emulator import kong_errors
-from kong_emulator.context import ExitResponse, Headers
-from kong_emulator.kong_errors import CONTENT_TYPE_JSON, TemplateMissing, response_type
 from kong_emulator.pdk.base import (
     HEADER_BODY_LOG,
     REWRITE_ACCESS_HEADER,
@@ -23,6 +20,9 @@ from kong_emulator.pdk.base import (
     multi_header_value,
 )
 from kong_emulator.pdk.request import MAX_REQ_HEADERS, headers_map
+from kong_emulator.runloop.context import ExitResponse, Headers
+from kong_emulator.tools import kong_errors
+from kong_emulator.tools.kong_errors import CONTENT_TYPE_JSON, TemplateMissing, response_type
 
 UNEXPECTED_BODY = b'{"message":"An unexpected error occurred"}'
 

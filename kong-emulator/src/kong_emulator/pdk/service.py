@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from kong_emulator.context import UpstreamRequest
 from kong_emulator.pdk.base import (
     HEADER_BODY_LOG,
     REWRITE_ACCESS,
@@ -27,7 +26,8 @@ from kong_emulator.pdk.base import (
     tostring,
 )
 from kong_emulator.pdk.request import MAX_REQ_HEADERS, headers_map
-from kong_emulator.rpc import Bin
+from kong_emulator.plugin_servers.rpc import Bin
+from kong_emulator.runloop.context import UpstreamRequest
 
 _METHODS = frozenset(
     "GET HEAD PUT POST DELETE OPTIONS MKCOL COPY MOVE PROPFIND PROPPATCH LOCK UNLOCK PATCH TRACE".split()

@@ -1,0 +1,112 @@
+"""nginx's HTTP layer in front of Kong's Lua, on aiohttp: what happens before any phase runs.
+
+* Request line and header limits are nginx's ``large_client_header_buffers 4 8k`` (kong.conf.default
+  ``nginx_http_large_client_header_buffers``): a request line that does not fit is **414**, a header line that does
+  not fit is **494** -- both, like any request nginx cannot parse (**400**), go to ``/kong_error_handler``
+  (kong/templates/nginx_kong.lua:100-102), which renders Kong's error template (kong/error_handlers.lua: 494 is sent
+  as 400 "Request header or cookie too large"). No request byte is echoed and nothing of it is logged: nginx logs
+  "client sent invalid request" at info level, without the line.
+* Responses carry no ``Server: Python/x aiohttp/y`` of aiohttp's own: Kong sets ``Server`` itself or clears it
+  (kong.conf ``headers``).
+
+aiohttp has no hook for its parser errors, so `KongAppRunner` swaps in a `RequestHandler` subclass (its
+``handle_error``) -- the only place the emulator reaches into aiohttp's internals.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from aiohttp import http_exceptions, web, web_protocol, web_server
+from aiohttp.http import SERVER_SOFTWARE
+
+from kong_emulator import KONG_VERSION
+from kong_emulator.tools import kong_errors
+
+log = logging.getLogger("kong_emulator.nginx")
+
+# one 8k buffer holds the request line ("GET " + URI + " HTTP/1.1\r\n") or one header line ("Name: value\r\n")
+REQUEST_LINE_LIMIT = 8192 - len("GET  HTTP/1.1\r\n")
+HEADER_LINE_LIMIT = 8192 - len(": \r\n")
+
+# error_handlers.lua:14-27 BODIES (the statuses nginx itself raises here)
+BAD_REQUEST = 400
+URI_TOO_LONG = 414
+HEADER_TOO_LARGE = 494
+
+
+class KongResponse(web.Response):
+    """A response without aiohttp's own ``Server`` header (Kong's header_filter decides that header; an upstream's
+    own ``Server`` passes)."""
+
+    async def _prepare_headers(self) -> None:
+        had_server = "Server" in self.headers
+        await super()._prepare_headers()
+        if not had_server and self.headers.get("Server") == SERVER_SOFTWARE:
+            del self.headers["Server"]
+
+
+def nginx_status(exc: BaseException | None) -> int:
+    """The status nginx answers for what aiohttp's parser refused."""
+    if isinstance(exc, http_exceptions.LineTooLong):
+        return URI_TOO_LONG if exc.args[1] == REQUEST_LINE_LIMIT else HEADER_TOO_LARGE
+    return BAD_REQUEST
+
+
+def error_response(status: int, server_tokens: bool = True) -> KongResponse:
+    """kong/error_handlers.lua for an unparsed request: no Accept seen, so kong.conf ``error_default_type``."""
+    message = kong_errors.default_message(status)
+    sent = 400 if status == HEADER_TOO_LARGE else status  # error_handlers.lua:59-61
+    request_id = uuid.uuid4().hex
+    content_type = kong_errors.mime_type(kong_errors.default_type())
+    body = kong_errors.render(content_type, message, request_id)
+    response = KongResponse(status=sent, body=body)
+    response.headers["Content-Type"] = content_type
+    if server_tokens:
+        response.headers["Server"] = f"kong/{KONG_VERSION}"
+    response.headers["X-Kong-Request-Id"] = request_id
+    response.force_close()
+    return response
+
+
+class KongRequestHandler(web_protocol.RequestHandler):
+    """aiohttp's connection handler with nginx's answer to requests it cannot parse."""
+
+    server_tokens = True
+
+    def handle_error(self, request, status: int = 500, exc: BaseException | None = None, message=None):
+        if isinstance(exc, http_exceptions.HttpProcessingError):
+            status = nginx_status(exc)
+            log.info("[nginx] client sent invalid request (%s): answered %d", type(exc).__name__, status)
+        else:  # an exception out of the handler: the emulator's bug, logged without the request
+            log.error("[emulator] unhandled error: %s", type(exc).__name__ if exc else status)
+            status = 500
+        if request.writer.output_size > 0:
+            raise ConnectionError("response already started")
+        return error_response(status, self.server_tokens)
+
+
+class _KongServer(web_server.Server):
+    server_tokens = True
+
+    def __call__(self) -> web_protocol.RequestHandler:
+        handler = KongRequestHandler(self, loop=self._loop, **self._kwargs)
+        handler.server_tokens = self.server_tokens
+        return handler
+
+
+class KongAppRunner(web.AppRunner):
+    """`web.AppRunner` whose connections use `KongRequestHandler` and nginx's line limits."""
+
+    def __init__(self, app: web.Application, *, server_tokens: bool = True, **kwargs) -> None:
+        kwargs.setdefault("max_line_size", REQUEST_LINE_LIMIT)
+        kwargs.setdefault("max_field_size", HEADER_LINE_LIMIT)
+        super().__init__(app, **kwargs)
+        self.server_tokens = server_tokens
+
+    async def _make_server(self) -> web_server.Server:
+        server = await super()._make_server()
+        server.__class__ = _KongServer
+        server.server_tokens = self.server_tokens
+        return server

@@ -1,0 +1,2 @@
+"""External plugin servers: process management, the MessagePack RPC and the PDK bridge
+(kong/runloop/plugin_servers/)."""

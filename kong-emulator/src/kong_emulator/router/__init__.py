@@ -1,0 +1,1 @@
+"""The traditional_compatible router (kong/router/)."""

@@ -1,0 +1,1 @@
+"""Helpers Kong keeps in kong/tools/ and kong/error_handlers.lua (error templates)."""

@@ -1,0 +1,308 @@
+"""Responses Kong itself produces (no route, upstream failures, plugin crashes), with Kong 3.x's exact bodies.
+
+Kong renders these from its error templates (`kong/tools/http.lua`, `kong/error_handlers.lua`); since 3.5 the JSON
+template carries the request id. Every template is used as `string.format(template, message, request_id)`: those
+are the only two values a template gets (Kong's own HTML/plain/XML templates use both as well).
+
+kong.conf `error_template_html|json|xml|plain` (default NONE) replace Kong's template of that format
+(`custom_error_templates` in kong/tools/http.lua): each file is read once, on first use; a missing or unreadable file
+is logged ("failed reading the custom <format> error template: <err>") and Kong's own template is used. The
+Content-Type stays the format's (`application/json; charset=utf-8` for a JSON template): a template cannot change it.
+`configure(conf)` installs a configuration's templates (the proxy calls it at start, as Kong reads kong.configuration).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+
+from kong_emulator.runloop.context import ExitResponse, Headers
+
+log = logging.getLogger("kong_emulator.kong")
+
+NO_ROUTE = "no Route matched with those values"
+BAD_GATEWAY = "An invalid response was received from the upstream server"
+GATEWAY_TIMEOUT = "The upstream server is timing out"
+UNEXPECTED = "An unexpected error occurred"
+NO_PEER = "failure to get a peer from the ring-balancer"
+NAME_RESOLUTION = "name resolution failed"
+
+# kong/tools/http.lua get_default_exit_body / HTTP_MESSAGES
+DEFAULT_MESSAGES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    406: "Not acceptable",
+    407: "Proxy authentication required",
+    408: "Request timeout",
+    409: "Conflict",
+    410: "Gone",
+    411: "Length required",
+    412: "Precondition failed",
+    413: "Payload too large",
+    414: "URI too long",
+    415: "Unsupported media type",
+    416: "Range not satisfiable",
+    417: "Expectation failed",
+    418: "I'm a teapot",
+    421: "Misdirected request",
+    422: "Unprocessable entity",
+    423: "Locked",
+    424: "Failed dependency",
+    425: "Too early",
+    426: "Upgrade required",
+    428: "Precondition required",
+    429: "Too many requests",
+    431: "Request header fields too large",
+    451: "Unavailable for legal reasons",
+    494: "Request header or cookie too large",
+    500: UNEXPECTED,
+    501: "Not implemented",
+    502: BAD_GATEWAY,
+    503: "The upstream server is currently unavailable",
+    504: GATEWAY_TIMEOUT,
+    505: "HTTP version not supported",
+    506: "Variant also negotiates",
+    507: "Insufficient storage",
+    508: "Loop detected",
+    510: "Not extended",
+    511: "Network authentication required",
+}
+
+JSON_TYPE = "application/json; charset=utf-8"
+TEMPLATE_FORMATS = ("html", "json", "xml", "plain")
+# get_error_template: the format of a MIME type, bare or with Kong's charset
+_FORMAT_OF = {
+    "application/json": "json",
+    "application/json; charset=utf-8": "json",
+    "text/html": "html",
+    "text/html; charset=utf-8": "html",
+    "application/xml": "xml",
+    "application/xml; charset=utf-8": "xml",
+    "text/plain": "plain",
+    "text/plain; charset=utf-8": "plain",
+}
+
+
+class TemplateMissing(ValueError):
+    """No template for a content type: a Lua error in Kong (`fmt(nil, ...)`)."""
+
+
+CONTENT_TYPE_JSON = "application/json; charset=utf-8"
+
+# kong/tools/http.lua (3.x) get_response_type / get_error_template
+_MIME = {
+    "application/grpc": "",
+    "text/html": "text/html; charset=utf-8",
+    "application/json": CONTENT_TYPE_JSON,
+    "text/plain": "text/plain; charset=utf-8",
+    "application/xml": "application/xml; charset=utf-8",
+    "application": CONTENT_TYPE_JSON,
+    "text": "text/plain; charset=utf-8",
+    "default": CONTENT_TYPE_JSON,
+}
+_TEMPLATES = {
+    "application/json": '{\n  "message":"%s",\n  "request_id":"%s"\n}',
+    "text/html": (
+        '<!doctype html>\n<html>\n  <head>\n    <meta charset="utf-8">\n    <title>Error</title>\n  </head>\n'
+        "  <body>\n    <h1>Error</h1>\n    <p>%s.</p>\n    <p>request_id: %s</p>\n  </body>\n</html>\n"
+    ),
+    "text/plain": "%s\nrequest_id: %s\n",
+    "application/xml": (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<error>\n  <message>%s</message>\n  <requestid>%s</requestid>\n'
+        "</error>\n"
+    ),
+}
+_ACCEPT = re.compile(
+    r"""((?:[a-z0-9][a-z0-9\-!\#$&^_+.]+|\*) / (?:[a-z0-9][a-z0-9\-!\#$&^_+.]+|\*))
+        (?: \s*;\s* q = ( 1(?:\.0{0,3}|) | 0(?:\.\d{0,3}|) ) | \s*;\s* [a-z0-9][a-z0-9\-!\#$&^_+.]+ (?:=[^;]*|) )*""",
+    re.X | re.I,
+)
+
+
+def mime_type(content: str) -> str:
+    """``get_mime_type(content, use_default=true)``."""
+    content = content.strip().split(";")[0]
+    major, _, minor = content.partition("/")
+    if not minor:
+        return _MIME["default"]
+    if minor == "*":
+        return _MIME["default"] if major == "*" else _MIME.get(major) or _MIME["default"]
+    return _MIME.get(content) or _MIME["default"]
+
+
+def response_type(accept: str | None) -> str:
+    """``get_response_type``: the highest-q media type of Accept that Kong has a template for; JSON by default."""
+    content_type = _MIME["default"]
+    if accept is None:
+        return content_type
+    best = 0.0
+    for value in accept.split(","):
+        m = _ACCEPT.match(value.strip())
+        if m:
+            q = float(m.group(2)) if m.group(2) else 1.0
+            if q > best:
+                best = q
+                content_type = mime_type(m.group(1))
+    return content_type
+
+
+def builtin_template(content_type: str) -> str:
+    for mime, template in _TEMPLATES.items():
+        if content_type in (mime, _MIME[mime]):
+            return template
+    raise TemplateMissing(f"bad argument #1 to 'fmt' (string expected, got nil): no template for {content_type}")
+
+
+_template_paths: dict[str, str | None] = {}
+_template_cache: dict[str, str | None] = {}
+_default_type = "text/plain"
+
+
+def configure(conf) -> None:
+    """Install kong.conf's `error_template_*` and `error_default_type` (a KongConf, or anything with `raw`)."""
+    global _default_type
+    raw = getattr(conf, "raw", None) or {}
+    _template_paths.clear()
+    _template_cache.clear()
+    for fmt in TEMPLATE_FORMATS:
+        value = raw.get(f"error_template_{fmt}")
+        _template_paths[fmt] = None if value in (None, "", "NONE") else str(value)
+    _default_type = raw.get("error_default_type") or "text/plain"
+
+
+def default_type() -> str:
+    """kong.configuration.error_default_type."""
+    return _default_type
+
+
+def custom_template(fmt: str) -> str | None:
+    """`custom_error_templates[fmt]`: the file's text, read once; None when unset or unreadable."""
+    if fmt in _template_cache:
+        return _template_cache[fmt]
+    path = _template_paths.get(fmt)
+    template = None
+    if path is not None:
+        if not os.path.exists(path):
+            err = "file not found"
+        else:
+            try:
+                with open(path, encoding="utf-8", errors="surrogateescape", newline="") as fh:
+                    template, err = fh.read(), None
+            except OSError as exc:
+                err = exc.strerror or str(exc)
+        if template is None:
+            log.error("[kong] failed reading the custom %s error template: %s", fmt, err)
+    _template_cache[fmt] = template
+    return template
+
+
+def error_template(content_type: str) -> str:
+    """`get_error_template(mime_type)`: the custom template of that format, else Kong's own."""
+    fmt = _FORMAT_OF.get(content_type)
+    custom = custom_template(fmt) if fmt else None
+    return custom if custom is not None else builtin_template(content_type)
+
+
+_LUA_SPEC = re.compile(r"%(?:%|[-+ #0]*\d*(?:\.\d+)?([sdq])|(.?))", re.S)
+
+
+def lua_format(template: str, *args: str) -> str:
+    """Lua's `string.format` for what error templates hold (`%s`, `%d`, `%q`, `%%`): extra arguments are ignored
+    (Lua does), a missing one is Lua's "bad argument #n to 'format' (no value)"."""
+    values = iter(args)
+    index = 1
+
+    def one(m: re.Match) -> str:
+        nonlocal index
+        if m.group(0) == "%%":
+            return "%"
+        if m.group(1) is None:
+            raise ValueError(f"invalid option '%{m.group(2)}' to 'format'")
+        index += 1
+        try:
+            value = next(values)
+        except StopIteration:
+            raise ValueError(f"bad argument #{index} to 'format' (no value)") from None
+        if m.group(1) == "q":
+            return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\\n") + '"'
+        spec = m.group(0)
+        if m.group(1) == "d":
+            try:
+                return spec % int(value)
+            except ValueError:
+                raise ValueError(f"bad argument #{index} to 'format' (number expected, got string)") from None
+        return spec % str(value)
+
+    return _LUA_SPEC.sub(one, template)
+
+
+def render(content_type: str, message: str, request_id: str) -> bytes:
+    """`fmt(get_error_template(mime_type), message, request_id)`; a custom template Lua could not format is logged
+    and Kong's own used (real Kong would fail that error response itself)."""
+    template = error_template(content_type)
+    try:
+        return lua_format(template, message, request_id).encode("utf-8", "surrogateescape")
+    except ValueError as exc:
+        log.error("[kong] custom error template for %s: %s", content_type, exc)
+        return (builtin_template(content_type) % (message, request_id)).encode()
+
+
+def default_message(status: int) -> str:
+    return DEFAULT_MESSAGES.get(status, f"The upstream server responded with {status}")
+
+
+def kong_error(
+    status: int,
+    message: str | None,
+    request_id: str,
+    accept: str | None = None,
+    *,
+    handler: bool = False,
+    source: str = "error",
+    default_type: str | None = None,
+) -> ExitResponse:
+    """A Kong-generated error, rendered from Kong's templates (`kong/tools/http.lua` ERROR_TEMPLATES).
+
+    Two paths in Kong pick the template differently:
+    - `kong.response.error(status, msg)` from the runloop (404 no route, 503 no peer): `get_response_type(Accept)`,
+      JSON when there is no Accept header; `kong.response.get_source()` is then "exit" (KONG_EXITED).
+    - nginx errors handed to `kong/error_handlers.lua` (`handler=True`: 502/504 upstream failures, 413, 500):
+      `get_mime_type(Accept or Content-Type or kong.conf error_default_type)`; get_source() is "error".
+    The JSON template is `{\n  "message":"%s",\n  "request_id":"%s"\n}`, not a compact json.dumps, unless
+    kong.conf names a custom template (`configure`). `default_type` None: kong.conf's `error_default_type`.
+    """
+    text = message or default_message(status)
+    if handler:
+        content_type = mime_type(accept if accept is not None else default_type or _default_type)
+    else:
+        content_type = response_type(accept)
+    body = render(content_type, text, request_id)
+    return ExitResponse(
+        status=status,
+        body=body,
+        headers=Headers([("Content-Type", content_type)]),
+        source=source,
+    )
+
+
+def _accept(ctx) -> str | None:
+    values = ctx.request.headers.get_all("Accept")
+    return ", ".join(values) if values else None
+
+
+def runloop_error(ctx, status: int, message: str | None) -> ExitResponse:
+    """`kong.response.error(status, message)` called by the runloop itself (404 no route, 503 no peer)."""
+    return kong_error(status, message, ctx.request_id, _accept(ctx), source="exit")
+
+
+def handler_error(ctx, status: int, message: str | None = None, default_type: str | None = None) -> ExitResponse:
+    """An nginx error status rendered by kong/error_handlers.lua: the template follows Accept, else the request's
+    Content-Type, else kong.conf `error_default_type` (text/plain by default)."""
+    accept = _accept(ctx)
+    if accept is None:
+        accept = ctx.request.headers.get("Content-Type")
+    return kong_error(status, message, ctx.request_id, accept, handler=True, default_type=default_type)
