@@ -2,7 +2,10 @@
 a parent signs in, enters a device's code and approves it (the device's poll then gets tokens that pass the
 gateway), denies another (its poll answers access_denied), and on the family page sees the children and signs one
 out of a device (its token is refused at the gateway from then on). A POST without the CSRF token is a 403, and
-every page refuses framing (CSP frame-ancestors 'none', X-Frame-Options DENY).
+every page refuses framing (CSP frame-ancestors 'none', X-Frame-Options DENY). The OAuth side of issue 20 on the
+same stack: RFC 9207 `iss` on the authorization redirects (success and error) through the gateway, the app in the
+connected-apps API and on the family page, disconnected there (its access token refused at the gateway, its
+refresh token dead), and a password change revoking a second grant the same way.
 
 Real parts: the auth service under gunicorn (PostgreSQL, Redis db 13), the emulator with every plugin server, the
 sample backend. Chromium and chromedriver are Debian packages (browser_support installs them when missing).
@@ -46,6 +49,7 @@ def gw(backend):
     try:
         wait_port(port, seconds=60, proc=auth)
         gateway.start()
+        gateway.auth_env = env
         yield gateway
     finally:
         failures = gateway.strict_failures()
@@ -84,7 +88,7 @@ def family(gw) -> dict:
     tablet = api(gw, "POST", "/api/v1/auth/child/login", {"family_code": code, "username": "ben", "pin": PIN},
                  **{"User-Agent": TABLET})  # fmt: skip
     assert tablet.status_code == 200, tablet.text
-    return {"email": email, "kids": kids, "tablet_token": tablet.json()["access_token"]}
+    return {"email": email, "kids": kids, "tablet_token": tablet.json()["access_token"], "token": token}
 
 
 @pytest.fixture(scope="module")
@@ -232,3 +236,102 @@ def test_every_page_refuses_framing(gw, path):
     for response in [*page.history, page]:
         assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"], response.url
         assert response.headers["X-Frame-Options"] == "DENY", response.url
+
+
+# -- OAuth (issue 20): iss, connected apps, password change ---------------------------------------------------------
+
+REDIRECT = "http://127.0.0.1:9/callback"  # never fetched: the test reads the Location header
+
+
+def _register_client(gw) -> str:
+    import json
+    import subprocess
+    import sys
+
+    from e2e_support import AUTH_DIR
+
+    argv = [sys.executable, "-m", "flask", "oauth-clients", "create", "--name", "Bedtime Reader", "--type", "public",
+            "--redirect-uri", REDIRECT, "--json"]  # fmt: skip
+    done = subprocess.run(argv, cwd=AUTH_DIR, env=gw.auth_env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)["client_id"]
+
+
+def _authorize(gw, client_id: str, email: str, action: str = "approve") -> dict:
+    """The consent page through the gateway, as a browser without JavaScript; the redirect's query."""
+    import base64
+    import hashlib
+    import html
+    import re
+    import secrets
+    from urllib.parse import parse_qs
+
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    params = {"response_type": "code", "client_id": client_id, "redirect_uri": REDIRECT, "scope": "openid profile",
+              "state": secrets.token_urlsafe(8), "code_challenge": challenge,
+              "code_challenge_method": "S256"}  # fmt: skip
+    web = requests.Session()
+    page = web.get(gw.url + "/oauth/authorize", params=params, timeout=30)
+    assert page.status_code == 200, page.text[:300]
+    csrf = html.unescape(re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1))
+    form = {**params, "csrf_token": csrf, "action": action, "email": email, "password": PASSWORD}
+    answer = web.post(gw.url + "/oauth/authorize", data=form, allow_redirects=False, timeout=30)
+    assert answer.status_code == 302 and answer.headers["Location"].startswith(REDIRECT + "?"), answer.text[:300]
+    got = {k: v[0] for k, v in parse_qs(urlsplit(answer.headers["Location"]).query).items()}
+    assert got["iss"] == ISSUER and got["state"] == params["state"], got  # RFC 9207
+    if action != "approve":
+        return got
+    token = requests.post(gw.url + "/oauth/token", timeout=30, data={
+        "grant_type": "authorization_code", "code": got["code"], "redirect_uri": REDIRECT, "client_id": client_id,
+        "code_verifier": verifier})  # fmt: skip
+    assert token.status_code == 200, token.text
+    return token.json()
+
+
+def _refused_at_the_gateway(gw, access_token: str) -> bool:
+    deadline = time.monotonic() + 10  # sv-jwt may hold a denylist answer briefly (its cache)
+    while time.monotonic() < deadline:
+        if api(gw, "GET", "/api/v1/auth/me", token=access_token).status_code == 401:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _refresh(gw, client_id: str, refresh_token: str) -> requests.Response:
+    form = {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": client_id}
+    return requests.post(gw.url + "/oauth/token", data=form, timeout=30)
+
+
+def test_oauth_iss_connected_apps_and_password_change_through_the_gateway(gw, family, browser, shots):
+    from selenium.webdriver.common.by import By
+
+    client_id = _register_client(gw)
+    assert _authorize(gw, client_id, family["email"], action="deny")["error"] == "access_denied"
+    first = _authorize(gw, client_id, family["email"])
+    assert api(gw, "GET", "/api/v1/auth/me", token=first["access_token"]).status_code == 200
+    apps = api(gw, "GET", "/api/v1/auth/connected-apps", token=family["token"])
+    assert apps.status_code == 200 and [a["client_id"] for a in apps.json()["apps"]] == [client_id], apps.text
+    refused = api(gw, "GET", "/api/v1/auth/connected-apps", token=family["tablet_token"])
+    assert refused.status_code in (401, 403)  # a child (this one's tablet session was ended above: 401)
+
+    _open_signed_in(browser, gw.url + "/parent/family", family["email"])
+    app_rows = browser.find_elements(By.CSS_SELECTOR, "li.app")
+    assert len(app_rows) == 1 and "Bedtime Reader" in app_rows[0].text
+    shots(browser, "family-connected-app")
+    app_rows[0].find_element(By.TAG_NAME, "button").click()
+    assert "disconnected" in _by_id(browser, "notice").text
+    assert not browser.find_elements(By.CSS_SELECTOR, "li.app")
+    shots(browser, "family-app-disconnected")
+    assert _refused_at_the_gateway(gw, first["access_token"])
+    assert _refresh(gw, client_id, first["refresh_token"]).json()["error"] == "invalid_grant"
+
+    second = _authorize(gw, client_id, family["email"])
+    assert api(gw, "GET", "/api/v1/auth/me", token=second["access_token"]).status_code == 200
+    body = {"current_password": PASSWORD, "new_password": "another long and quiet bedtime password"}
+    changed = api(gw, "POST", "/api/v1/auth/password/change", body, family["token"])
+    assert changed.status_code == 204, changed.text
+    assert _refused_at_the_gateway(gw, second["access_token"])
+    assert _refresh(gw, client_id, second["refresh_token"]).json()["error"] == "invalid_grant"
+    browser.get(gw.url + "/parent/family")  # the page session ended with the password change
+    assert urlsplit(browser.current_url).path == "/parent/sign-in"
