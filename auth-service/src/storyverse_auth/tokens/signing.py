@@ -20,10 +20,10 @@ from flask import current_app
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 from sqlalchemy import or_, select, text
 
-from . import secrets_box
-from .clock import now
-from .extensions import db
-from .models import SigningKey
+from .. import secrets_box
+from ..clock import now
+from ..extensions import db
+from ..models import SigningKey
 
 ALGORITHMS = ("RS256", "ES256", "EdDSA")
 PUBLISH_LEEWAY_SECONDS = 60

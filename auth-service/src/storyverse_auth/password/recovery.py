@@ -10,10 +10,10 @@ from flask import current_app
 from sqlalchemy import update
 
 from .. import mailer, metrics, secrets_box
+from ..auth.accounts import find_by_email
 from ..clock import now
 from ..extensions import db
 from ..models import PasswordResetToken
-from .accounts import find_by_email
 
 
 def _hash(token: str) -> str:

@@ -7,8 +7,8 @@ from apiflask.fields import UUID, Boolean, DateTime, Integer, List, Nested, Stri
 from apiflask.validators import Length, OneOf, Range, Regexp
 from marshmallow import ValidationError, validates_schema
 
-from . import controls
-from .schemas import _email_field, _password_field
+from ..children import controls
+from ..schemas import _email_field, _password_field
 
 _PRINTABLE = Regexp(r"^[^\x00-\x1f\x7f]*$", error="Control characters are not allowed.")
 _USERNAME = Regexp(

@@ -6,10 +6,10 @@ from typing import Any
 
 from apiflask import HTTPTokenAuth
 
-from . import metrics
-from .errors import APIError
-from .services import sessions
-from .tokens import decode_access_token
+from .. import metrics
+from ..errors import APIError
+from ..sessions import service as sessions
+from ..tokens.access import decode_access_token
 
 bearer = HTTPTokenAuth(scheme="Bearer", description="An access token issued by /api/auth/login or /refresh.")
 

@@ -12,7 +12,7 @@ from ..clock import now
 from ..errors import APIError
 from ..extensions import db
 from ..models import Account, Family
-from ..passwords import passwords, policy_violation
+from ..password.hashing import passwords, policy_violation
 from ..verification import service as verification
 
 

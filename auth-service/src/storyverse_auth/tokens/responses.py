@@ -7,10 +7,10 @@ from typing import Any
 
 from flask import request
 
-from . import metrics
-from .models import Account
-from .services import sessions
-from .tokens import Principal, issue_access_token
+from .. import metrics
+from ..models import Account
+from ..sessions import service as sessions
+from .access import Principal, issue_access_token
 
 
 def new_session(account: Account) -> dict[str, Any]:

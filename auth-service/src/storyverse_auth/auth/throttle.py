@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from flask import current_app
 
-from .. import keys, metrics
+from .. import metrics
+from .. import redis_keys as keys
 from ..errors import APIError
 from ..extensions import redis_store
 

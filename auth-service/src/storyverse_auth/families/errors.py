@@ -6,7 +6,7 @@ token endpoint answers with the RFC 8628 / RFC 6749 §5.2 error names as ``code`
 
 from __future__ import annotations
 
-from .errors import APIError
+from ..errors import APIError
 
 
 def parent_only() -> APIError:

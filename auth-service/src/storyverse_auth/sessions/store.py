@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.resources import files
 
-from .. import keys
+from .. import redis_keys as keys
 from ..extensions import redis_store
 
 ROTATED, GRACE, REUSED, GONE = 1, 2, 3, 0

@@ -16,13 +16,14 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import func, select, update
 
-from .. import family_errors, mailer, secrets_box
+from .. import mailer, secrets_box
+from ..auth import accounts, throttle
 from ..clock import now
 from ..errors import APIError
 from ..extensions import db
 from ..models import Account, FamilyInvitation
-from ..passwords import passwords
-from . import accounts, throttle
+from ..password.hashing import passwords
+from . import errors as family_errors
 
 MAX_PARENTS = 2
 # Overridable in the app config (FAMILY_INVITE_TTL, FAMILY_INVITE_URL); the URL also from the environment.

@@ -1,6 +1,6 @@
 """Child sign-in without e-mail: family code + username + PIN, and the RFC 8628 device authorization grant.
 
-PIN guesses are throttled by the password back-off (services/throttle.py) per (family code + username, IP) and
+PIN guesses are throttled by the password back-off (auth/throttle.py) per (family code + username, IP) and
 per IP; an unknown family or child verifies against the dummy hash so timing does not tell them apart. A correct PIN
 on a profile without consent is refused (403) without a session.
 
@@ -22,13 +22,15 @@ from flask import current_app
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
-from .. import family_errors, secrets_box
+from .. import secrets_box
+from ..auth import throttle
+from ..children import service as children
 from ..clock import now
 from ..errors import APIError
 from ..extensions import db
+from ..families import errors as family_errors
 from ..models import Account, DeviceAuthorization, Family
-from ..passwords import passwords
-from . import children, throttle
+from ..password.hashing import passwords
 
 USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"  # no vowels: no words; RFC 8628 §6.1
 USER_CODE_LENGTH = 8

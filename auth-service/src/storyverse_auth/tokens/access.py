@@ -11,11 +11,12 @@ from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.orm import aliased
 
-from . import controls, signing
-from .clock import now, now_ts
-from .errors import APIError
-from .extensions import db
-from .models import Account, Family
+from ..children import controls
+from ..clock import now, now_ts
+from ..errors import APIError
+from ..extensions import db
+from ..models import Account, Family
+from . import signing
 
 TOKEN_TYPE = "at+jwt"  # noqa: S105 (a media type, not a secret)
 LEEWAY_SECONDS = 30
@@ -177,7 +178,7 @@ def issue_access_token(principal: Principal, session_id: str) -> IssuedAccessTok
         **access_claims(principal, session_id),
     }
     if principal.role in ("parent", "admin"):
-        from .mfa.service import amr  # (late: mfa imports services, which import this module)
+        from ..mfa.service import amr  # (late: mfa imports services, which import this module)
 
         payload["amr"] = amr(session_id)  # RFC 8176: "pwd", plus "otp"/"mfa" once the session passed a step-up
     token = jwt.encode(payload, key.private_key, algorithm=key.algorithm, headers={"kid": key.kid, "typ": TOKEN_TYPE})

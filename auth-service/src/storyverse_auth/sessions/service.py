@@ -1,4 +1,4 @@
-"""Sessions and refresh-token rotation, on the Redis session store (session_store.py; issue 17).
+"""Sessions and refresh-token rotation, on the Redis session store (store.py; issue 17).
 
 A refresh token is ``svrt_<session id hex>.<generation>.<mac>`` with ``mac = HMAC(secret, "rt:<sid>:<gen>")``:
 opaque to clients and verifiable without a read. Rotation is one atomic script on the session's hash: the winner of
@@ -20,14 +20,15 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import bindparam, select, update
 
-from .. import audit, input_guard, keys, metrics, secrets_box
+from .. import audit, input_guard, metrics, secrets_box
+from .. import redis_keys as keys
 from ..clock import now, now_ts
 from ..errors import APIError
 from ..extensions import db, redis_store
 from ..models import Account, Family, Session
-from ..tokens import PRINCIPAL_COLUMNS, Principal, children_column
-from . import session_store
-from .session_store import GONE, GRACE, REUSED, ROTATED, StoredSession
+from ..tokens.access import PRINCIPAL_COLUMNS, Principal, children_column
+from . import store as session_store
+from .store import GONE, GRACE, REUSED, ROTATED, StoredSession
 
 PREFIX = "svrt_"
 MOVED = "moved_to_redis"

@@ -15,13 +15,14 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from .. import controls, family_errors
 from ..clock import now
 from ..extensions import db
+from ..families import errors as family_errors
 from ..models import Account, Consent, Family
-from ..passwords import passwords
-from ..tokens import Principal
-from . import sessions
+from ..password.hashing import passwords
+from ..sessions import service as sessions
+from ..tokens.access import Principal
+from . import controls
 
 MAX_CHILDREN = 16  # per family; well under the 64 ids the parent's `children` claim can carry
 CONSENT_METHOD = "parent_account_reauth"  # the parent signed in and re-entered the password
@@ -63,7 +64,7 @@ def stored_controls(child: Account) -> controls.Controls:
 
 
 def effective(child: Account) -> controls.ChildClaims:
-    """What the child's next access token will say (same computation as tokens.py)."""
+    """What the child's next access token will say (same computation as tokens/access.py)."""
     return Principal.of(child).child_controls()
 
 
