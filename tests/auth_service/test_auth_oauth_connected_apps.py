@@ -8,7 +8,7 @@ import re
 
 import pytest
 from auth_support import PASSWORD, assert_problem
-from storyverse_auth import keys
+from storyverse_auth import redis_keys as keys
 from storyverse_auth.extensions import redis_store
 from test_auth_oauth_kit import REDIRECT, oauth_error, oauth_kit, pkce, query, unverified
 

@@ -14,11 +14,11 @@ from typing import Any
 from apiflask import Schema
 from apiflask.fields import DateTime, Integer, List, Nested, String
 
+from ..auth.bearer import bearer, current_claims
 from ..errors import APIError
 from ..extensions import db
+from ..families import service as families
 from ..models import Account
-from ..security import bearer, current_claims
-from ..services import families
 from . import apps_bp as bp
 from . import grants
 from .models import OAuthClient

@@ -10,9 +10,10 @@ import uuid
 
 from flask import g, request
 
+from ..children import service as children
+from ..devices import service as devices
 from ..errors import APIError
 from ..extensions import db
-from ..services import children, devices
 from . import bp, session, views
 
 log = logging.getLogger(__name__)

@@ -11,11 +11,12 @@ import uuid
 
 from flask import g, request
 
-from ..controls import tier_limit
+from ..children import service as children
+from ..children.controls import tier_limit
 from ..errors import APIError
 from ..extensions import db
 from ..oauth import connected
-from ..services import children, sessions
+from ..sessions import service as sessions
 from . import bp, session, views
 
 log = logging.getLogger(__name__)

@@ -7,10 +7,10 @@ import logging
 from flask import g, request
 
 from .. import metrics
+from ..auth import accounts, throttle
 from ..errors import APIError
 from ..extensions import db
 from ..mfa import service as mfa
-from ..services import accounts, throttle
 from . import bp, session, views
 from .views import LOGIN_CSRF_COOKIE, SESSION_COOKIE
 
