@@ -52,6 +52,7 @@ bench: install services ## Run every benchmark; each writes docs/benchmarks*.md 
 .PHONY: kong-validate
 kong-validate: install ## Check kong.yml: generated files up to date (sv-gateway-config check), emulator schema validation, decK, routing matrix
 	$(BIN)/sv-gateway-config check
+	$(BIN)/sv-gateway-config check --settings gateway-config/examples/production.yaml
 	scripts/ensure-deck.sh
 	$(BIN)/python -m pytest tests/config -q
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from kong_yml_support import KONG_YML, generator, load
+from kong_yml_support import KONG_YML, REPO, generator, load
 from storyverse_gateway_config import cli
 
 # Today's ~45 routes render to ~60 KB of configuration; the issue's ceiling leaves room for more routes, never for
@@ -88,3 +88,16 @@ def test_a_deployment_renders_its_own_hosts(tmp_path):
 def test_bad_settings_are_refused(overrides, message):
     with pytest.raises(SystemExit, match=message):
         generator().load_settings(overrides=overrides)
+
+
+def test_the_production_example_validates_like_kong(tmp_path):
+    """Upstreams with health checks, https services with tls_verify and ca_certificates, the -read services: Kong's
+    schema (as the emulator transcribes it from Kong 3.9.1) accepts all of it."""
+    example = REPO / "gateway-config" / "examples" / "production.yaml"
+    out = tmp_path / "kong.prod.yml"
+    assert cli.main(["render", "--settings", str(example), "-o", str(out)]) == 0
+    config = load(out)
+    assert {u.name for u in config.upstreams.values()} >= {"auth.upstream", "stories.upstream"}
+    services = {s.name: s for s in config.services.values()}
+    assert services["stories-read"].retries == 2 and services["stories"].retries == 0
+    assert services["auth"].protocol == "https" and services["auth"].host == "auth.upstream"

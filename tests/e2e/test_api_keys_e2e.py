@@ -34,16 +34,16 @@ PASSWORD = "a long and quiet bedtime password"
 
 
 def _render_kong_yml(auth_url: str, backends: dict[str, str]) -> str:
-    import storyverse_gateway_config as gen_kong_yml
+    import storyverse_gateway_config as gateway_config
 
-    settings = gen_kong_yml.load_settings(
+    settings = gateway_config.load_settings(
         overrides={
             "services": {"auth": auth_url, **backends},
             "jwt": {"jwks_url": auth_url + "/.well-known/jwks.json", "issuer": ISSUER, "audience": "storyverse-api"},
             "redis": {"redis_host": "127.0.0.1", "redis_port": 6379, "redis_database": REDIS_DB},
         }
     )
-    return yaml.safe_dump(yaml.safe_load(gen_kong_yml.render(settings)), sort_keys=False)
+    return yaml.safe_dump(yaml.safe_load(gateway_config.render(settings)), sort_keys=False)
 
 
 @pytest.fixture(scope="module")

@@ -86,10 +86,10 @@ def single_file_tar(name: str, text: str, mode: int = 0o644) -> bytes:
 
 def render_kong_yml(issuer: str, redis_db: int) -> str:
     """The repository's kong.yml for the stack network: services by container name, Redis in its container."""
-    import storyverse_gateway_config as gen_kong_yml
+    import storyverse_gateway_config as gateway_config
 
     services = {"auth": "http://auth:8080", **{n: f"http://backend:{p}" for n, p in BACKEND_PORTS.items()}}
-    settings = gen_kong_yml.load_settings(
+    settings = gateway_config.load_settings(
         overrides={
             "services": services,
             "jwt": {
@@ -100,7 +100,7 @@ def render_kong_yml(issuer: str, redis_db: int) -> str:
             "redis": {"redis_host": "redis", "redis_port": 6379, "redis_database": redis_db},
         }
     )
-    return gen_kong_yml.render(settings)
+    return gateway_config.render(settings)
 
 
 @dataclass

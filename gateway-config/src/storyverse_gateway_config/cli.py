@@ -7,6 +7,10 @@ exits 1 naming each stale one.
 With --settings FILE (a deployment; gateway-config/examples/production.yaml documents every key): `render` writes
 that deployment's kong.yml to -o (`-o -`: standard output); `check` validates the settings and renders them, and with
 -o also compares that file. A bad setting is one line on standard error and exit status 2.
+
+--helm-values FILE (repeatable: the chart's values.yaml, then your -f files) takes the `discovery` setting from the
+Helm chart's values, with --release and --namespace for its `{release}`/`{namespace}`: the chart's discovery values
+are what the rendered upstreams use (the chart refuses a kong.yml whose targets disagree with them).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import sys
 from pathlib import Path
 
 from storyverse_gateway_config import api_table, kong, openapi
+from storyverse_gateway_config.discovery import from_helm_values
 from storyverse_gateway_config.paths import API_MD, DOCS_HTML, KONG_YML, OPENAPI_DIR, OPENAPI_JSON, REPO
 from storyverse_gateway_config.settings import SettingsError, load_settings
 
@@ -56,8 +61,15 @@ def check_repo() -> int:
     return 1 if stale else 0
 
 
-def deployment(command: str, settings_file: str, output: str | None) -> int:
-    text = kong.render(load_settings(settings_file))
+def deployment(args: argparse.Namespace) -> int:
+    command, settings_file, output = args.command, args.settings, args.output
+    overrides = {}
+    if args.helm_values:
+        try:
+            overrides["discovery"] = from_helm_values(args.helm_values, args.release, args.namespace)
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
+    text = kong.render(load_settings(settings_file, overrides))
     if command == "render":
         if output in (None, "-"):
             sys.stdout.write(text)
@@ -66,10 +78,9 @@ def deployment(command: str, settings_file: str, output: str | None) -> int:
             print(f"wrote {output}", file=sys.stderr)
         return 0
     if output and _stale({Path(output): text}):
-        print(f"{output} is not what {settings_file} renders: run {COMMAND} --settings {settings_file} -o {output}",
-              file=sys.stderr)  # fmt: skip
+        print(f"{output} is not what these settings render: run {COMMAND} with them -o {output}", file=sys.stderr)
         return 1
-    print(f"{settings_file}: valid", file=sys.stderr)
+    print(f"{settings_file or 'settings'}: valid", file=sys.stderr)
     return 0
 
 
@@ -78,14 +89,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("command", choices=("render", "check"))
     p.add_argument("--settings", metavar="FILE", help="a deployment's settings (examples/production.yaml)")
     p.add_argument("-o", "--output", metavar="FILE", help="with --settings: the deployment's kong.yml (- = stdout)")
+    p.add_argument("--helm-values", metavar="FILE", action="append", help="the chart's values files (discovery)")
+    p.add_argument("--release", help="with --helm-values: the Helm release name ({release})")
+    p.add_argument("--namespace", help="with --helm-values: the release's namespace ({namespace})")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        if args.settings:
-            return deployment(args.command, args.settings, args.output)
+        if args.settings or args.helm_values:
+            return deployment(args)
         if args.output:
             print("-o needs --settings (the repository's files have fixed places)", file=sys.stderr)
             return 2

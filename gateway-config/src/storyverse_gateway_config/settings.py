@@ -2,8 +2,9 @@
 service and Redis, the API versions. Validated with pydantic; a bad file is one error line (`SettingsError`).
 
 `LOCAL` is what `make run` starts (scripts/run_stack.py). A settings file (gateway-config/examples/production.yaml
-documents every key) is applied over it key by key: `services`, `jwt` and `redis` merge one level deep, any other
-key replaces the local value. Keys not given keep their local value.
+documents every key) is applied over it key by key: `services`, `jwt`, `redis`, `discovery` and `upstream_tls`
+merge key by key (nested mappings too), any other key replaces the local value. Keys not given keep their local
+value.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from storyverse_gateway_config.discovery import Discovery, UpstreamTls
 from storyverse_gateway_config.routes import SERVICE_TIMEOUTS_MS
 
 SERVICE_NAMES = tuple(SERVICE_TIMEOUTS_MS)
@@ -48,8 +50,14 @@ LOCAL: dict[str, Any] = {
     # Multiplies every rate limit, daily quota and sv-quota's abuse threshold. 1 in every deployment; a test that
     # must never meet a limit (the schemathesis run, tests/e2e/test_gateway_schemathesis.py) raises it.
     "limit_scale": 1,
+    # Kong upstreams per service with Kubernetes DNS targets, active and passive health checks, retries only for
+    # idempotent routes (gateway-config/examples/production.yaml explains each key). Off locally: each service's
+    # `url` above is where Kong sends its requests.
+    "discovery": {"enabled": False},
+    # TLS from Kong to the services: the CA that signs their certificates (https services only).
+    "upstream_tls": {},
 }
-MERGED = ("services", "jwt", "redis")  # merged one level deep; every other key is replaced whole
+MERGED = ("services", "jwt", "redis", "discovery", "upstream_tls")  # merged key by key; the others replaced whole
 
 
 class SettingsError(SystemExit):
@@ -118,6 +126,8 @@ class Settings(_Strict):
     docs_url: str
     access_log: str = Field(min_length=1)
     limit_scale: int = Field(ge=1)
+    discovery: Discovery
+    upstream_tls: UpstreamTls
 
     @field_validator("services")
     @classmethod
@@ -127,6 +137,14 @@ class Settings(_Strict):
                 raise ValueError(f"{name}: {url!r} is not an http(s) URL")
         return value
 
+    @model_validator(mode="after")
+    def _every_service_discovered(self) -> Settings:
+        missing = [name for name in self.services if name not in self.discovery.backends]
+        unknown = [name for name in self.discovery.backends if name not in SERVICE_NAMES]
+        if unknown or (missing and self.discovery.enabled):
+            raise ValueError(f"discovery.backends: missing {missing}, unknown {unknown}")
+        return self
+
     @field_validator("versions")
     @classmethod
     def _one_current(cls, value: list[Version]) -> list[Version]:
@@ -134,6 +152,14 @@ class Settings(_Strict):
         if len(current) != 1:
             raise ValueError(f"exactly one API version must be current, got {current}")
         return value
+
+
+def _merge_into(base: dict[str, Any], layer: dict[str, Any]) -> None:
+    for key, value in layer.items():
+        if isinstance(base.get(key), dict) and isinstance(value, dict):
+            _merge_into(base[key], value)
+        else:
+            base[key] = value
 
 
 def _merge(layers: list[dict[str, Any]]) -> dict[str, Any]:
@@ -145,7 +171,7 @@ def _merge(layers: list[dict[str, Any]]) -> dict[str, Any]:
             if key not in merged:
                 raise SettingsError(f"unknown setting {key!r} (known: {', '.join(merged)})")
             if key in MERGED and isinstance(value, dict):
-                merged[key].update(value)
+                _merge_into(merged[key], copy.deepcopy(value))
             else:
                 merged[key] = value
     return merged
@@ -161,9 +187,17 @@ def _one_line(error: ValidationError, source: str) -> str:
     return f"{source}: {where}: {message}{more}"
 
 
+def _relative_to(layer: Any, base: Path) -> Any:
+    """A relative upstream_tls.ca_certificate_file in a settings file is relative to that file."""
+    tls = layer.get("upstream_tls") if isinstance(layer, dict) else None
+    if isinstance(tls, dict) and isinstance(tls.get("ca_certificate_file"), str):
+        tls["ca_certificate_file"] = str(base / tls["ca_certificate_file"])  # an absolute path stays as it is
+    return layer
+
+
 def read_file(path: str | Path) -> dict[str, Any]:
     try:
-        return yaml.safe_load(Path(path).read_text()) or {}
+        return _relative_to(yaml.safe_load(Path(path).read_text()) or {}, Path(path).resolve().parent)
     except OSError as exc:
         raise SettingsError(f"settings file {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:

@@ -15,6 +15,7 @@ from storyverse_gateway_config.kong.plugins import (
     quota_config,
     route_plugins,
 )
+from storyverse_gateway_config.kong.upstreams import ca_certificates, kong_services, upstreams
 from storyverse_gateway_config.settings import load_settings
 
 
@@ -84,37 +85,39 @@ def retired_route(version: dict[str, Any], settings: dict[str, Any]) -> dict[str
     }
 
 
-def services(settings: dict[str, Any]) -> list[dict[str, Any]]:
+def service_routes(name: str, settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every route of one backend: each endpoint per live version; the auth service also carries the CORS preflight
+    and the retired versions' 410 routes."""
+    routes = []
+    for version in settings["versions"]:
+        if version["status"] == "retired":
+            continue
+        for ep in R.ENDPOINTS:
+            if ep.service == name and (ep.versioned or version["status"] == "current"):
+                routes.append(route(ep, version, settings))
+    if name == "auth":
+        routes.append(preflight_route(settings["versions"], settings))
+        routes += [retired_route(v, settings) for v in settings["versions"] if v["status"] == "retired"]
+    return routes
+
+
+def services(settings: dict[str, Any], ca_ids: list[str]) -> list[dict[str, Any]]:
     out = []
-    for name, url in settings["services"].items():
-        connect, read = R.SERVICE_TIMEOUTS_MS[name]
-        svc: dict[str, Any] = {
-            "name": name,
-            "url": url,
-            "retries": 0,
-            "connect_timeout": connect,
-            "read_timeout": read,
-            "write_timeout": read,
-            "routes": [],
-        }
-        for version in settings["versions"]:
-            if version["status"] == "retired":
-                continue
-            for ep in R.ENDPOINTS:
-                if ep.service == name and (ep.versioned or version["status"] == "current"):
-                    svc["routes"].append(route(ep, version, settings))
-        if name == "auth":
-            svc["routes"].append(preflight_route(settings["versions"], settings))
-            svc["routes"] += [retired_route(v, settings) for v in settings["versions"] if v["status"] == "retired"]
-        out.append(svc)
+    for name in settings["services"]:
+        out += kong_services(name, service_routes(name, settings), settings, ca_ids)
     return out
 
 
 def build(settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """The declarative config as a dict (what kong.yml holds, minus its comments)."""
     settings = settings or load_settings()
-    return {
-        "_format_version": "3.0",
-        "services": services(settings),
-        "plugins": global_plugins(settings),
-    }
+    cas = ca_certificates(settings)
+    config: dict[str, Any] = {"_format_version": "3.0"}
+    if cas:
+        config["ca_certificates"] = cas
+    config["services"] = services(settings, [ca["id"] for ca in cas])
+    ups = upstreams(settings)
+    if ups:
+        config["upstreams"] = ups
+    config["plugins"] = global_plugins(settings)
+    return config

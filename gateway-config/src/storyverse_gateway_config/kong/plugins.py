@@ -18,6 +18,7 @@ from typing import Any
 from storyverse_plugins.common.identity import IDENTITY_HEADER_PREFIX, IDENTITY_HEADERS
 
 from storyverse_gateway_config import routes as R
+from storyverse_gateway_config.kong.upstreams import base_url
 from storyverse_gateway_config.paths import DOCS_HTML, OPENAPI_JSON
 
 # Routes whose sv-quota needs its log phase: sv-quota-log (same config) settles the daily quota's reservations and
@@ -119,7 +120,8 @@ def route_plugins(ep: R.Endpoint, version: dict[str, Any], settings: dict[str, A
     plugins.append({"name": "sv-quota", "config": quota})
     if ep.daily_quota or ep.name in LOGIN_ROUTES:
         plugins.append({"name": "sv-quota-log", "config": copy.deepcopy(quota)})
-    plugins += [_with_services(copy.deepcopy(p), settings["services"]) for p in ep.extra_plugins]
+    urls = {name: base_url(name, settings) for name in settings["services"]}
+    plugins += [_with_services(copy.deepcopy(p), urls) for p in ep.extra_plugins]
     if ep.cache:
         plugins.append({"name": "proxy-cache", "config": copy.deepcopy(R.CACHE)})
     edge = route_edge(ep, version, settings)

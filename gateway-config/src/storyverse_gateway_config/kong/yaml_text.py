@@ -95,8 +95,10 @@ HEADER = """\
 #     routes and adds `Deprecation` (RFC 9745), `Sunset` (RFC 8594) and `Link` headers in a header_filter; `retired`
 #     answers 410.
 #
-# Hosts: the upstream URLs, JWKS URL, issuer and Redis below are the local ones (`make run`, scripts/run_stack.py).
-# A deployment renders its own file: `sv-gateway-config render --settings <env>.yaml -o kong.<env>.yml`, then
+# Hosts: the repository's kong.yml has the local ones (`make run`, scripts/run_stack.py: service URLs, JWKS URL,
+# issuer and Redis on 127.0.0.1). A deployment renders its own file, with upstreams and health checks (settings
+# `discovery`) and TLS to the services (`upstream_tls`), as gateway-config/examples/production.yaml explains:
+# `sv-gateway-config render --settings <env>.yaml [--helm-values ...] -o kong.<env>.yml`, then
 # `helm upgrade ... --set-file gateway.declarativeConfig=kong.<env>.yml` (the chart embeds the file verbatim).
 #
 # Bundled plugins `cors`, `prometheus`, `proxy-cache` (memory) and `file-log` run in Kong and as native
@@ -127,15 +129,34 @@ def route_comment(rt: dict[str, Any]) -> str:
     return f"      # {methods} {display_path(ep) if ep else rt['paths'][0]}: {what} ({', '.join(rt['tags'])})\n"
 
 
+CA_COMMENT = """
+# -- CA certificates: the services' certificates are verified against these (settings `upstream_tls`) -------------
+ca_certificates:
+"""
+
+UPSTREAMS_COMMENT = """
+# -- Upstreams (settings `discovery`): one per service, its target the service's Kubernetes DNS name --------------
+# Active checks probe each target's health endpoint; passive checks count proxied 5xx answers, timeouts and failed
+# connections. A target that fails leaves the balancer until the active checks see it healthy again. Services named
+# `<name>-read` carry a backend's GET/HEAD routes with `retries` > 0; everything else keeps `retries: 0`.
+upstreams:
+"""
+
+
 def render(settings: dict[str, Any] | None = None) -> str:
     config = build(settings)
-    parts = [HEADER, '\n_format_version: "3.0"\n', SERVICES_COMMENT]
+    parts = [HEADER, '\n_format_version: "3.0"\n']
+    if "ca_certificates" in config:
+        parts += [CA_COMMENT, dump(config["ca_certificates"], indent=2)]
+    parts.append(SERVICES_COMMENT)
     for svc in config["services"]:
         routes = svc.pop("routes")
         parts.append(f"\n  # {svc['name']} service: {len(routes)} routes\n")
         parts.append(dump([svc], indent=2) + "    routes:\n")
         for rt in routes:
             parts.append(route_comment(rt) + dump([rt], indent=6))
+    if "upstreams" in config:
+        parts += [UPSTREAMS_COMMENT, dump(config["upstreams"], indent=2)]
     parts.append(PLUGINS_COMMENT)
     parts.append(dump(config["plugins"], indent=2))
     return "".join(parts)

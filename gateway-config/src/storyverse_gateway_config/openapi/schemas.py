@@ -29,7 +29,7 @@ def _envelope(name: str, many: bool) -> dict[str, Any]:
 BACKEND_SCHEMAS: dict[str, Any] = {
     "StoryIn": _obj(
         {
-            "title": {"type": "string", "minLength": 1, "maxLength": 200},
+            "title": {"type": "string", "minLength": 1, "maxLength": 200, "examples": ["The Sleepy Dragon"]},
             "text": {"type": "string", "description": "The story itself."},
             "universe_id": {**ID, "description": "The universe the story is set in."},
             "character_ids": {"type": "array", "items": ID, "maxItems": 25},
@@ -75,7 +75,7 @@ BACKEND_SCHEMAS: dict[str, Any] = {
     },
     "CharacterIn": _obj(
         {
-            "name": {"type": "string", "minLength": 1, "maxLength": 100},
+            "name": {"type": "string", "minLength": 1, "maxLength": 100, "examples": ["Pip the fox"]},
             "description": {"type": "string"},
             "universe_id": ID,
         },
@@ -83,13 +83,21 @@ BACKEND_SCHEMAS: dict[str, Any] = {
     ),
     "Character": {"allOf": [{"$ref": "#/components/schemas/CharacterIn"}, _obj({"id": ID}, ["id"])]},
     "UniverseIn": _obj(
-        {"name": {"type": "string", "minLength": 1, "maxLength": 100}, "description": {"type": "string"}},
+        {
+            "name": {"type": "string", "minLength": 1, "maxLength": 100, "examples": ["The Moonlit Forest"]},
+            "description": {"type": "string"},
+        },
         ["name"],
     ),
     "Universe": {"allOf": [{"$ref": "#/components/schemas/UniverseIn"}, _obj({"id": ID}, ["id"])]},
     "GenerationIn": _obj(
         {
-            "prompt": {"type": "string", "minLength": 1, "maxLength": 2000},
+            "prompt": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 2000,
+                "examples": ["A dragon who is afraid of the dark"],
+            },
             "story_id": {**ID, "description": "The story this is for (optional)."},
         },
         ["prompt"],
