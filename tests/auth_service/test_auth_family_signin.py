@@ -98,7 +98,7 @@ def test_device_code_response(client):
     grant = start(client)
     assert USER_CODE.match(grant["user_code"])
     assert (grant["expires_in"], grant["interval"]) == (600, 5)
-    assert grant["verification_uri"] == "http://localhost:3000/device"
+    assert grant["verification_uri"] == "http://localhost:8000/parent/device"
     assert grant["verification_uri_complete"].endswith("?user_code=" + quote(grant["user_code"]))
     assert len(grant["device_code"]) >= 43
     assert start(client)["user_code"] != grant["user_code"]

@@ -82,6 +82,9 @@ AUTH = [
     ("auth-api-keys", {"GET", "POST"}, "/auth/api-keys", "auth", {P, A}, False),
     ("auth-api-key-revoke", {"DELETE"}, f"/auth/api-keys/{UID}", "auth", {P, A}, False),
     ("auth-api-key-token", {"POST"}, "/auth/api-keys/token", "auth", None, False),
+    # issue 20: connected apps (parents only)
+    ("auth-connected-apps", {"GET"}, "/auth/connected-apps", "auth", {P}, False),
+    ("auth-connected-app-revoke", {"DELETE"}, f"/auth/connected-apps/{UID}", "auth", {P}, False),
 ]
 # answered by the gateway itself (sv-edge serves a file of the image), never proxied; routed via the auth service
 DOCS = [
@@ -96,6 +99,13 @@ UNVERSIONED = [  # (route name, methods, absolute path, service) — all public
     ("oauth-revoke", {"POST"}, "/oauth/revoke", "auth"),
     ("oauth-introspect", {"POST"}, "/oauth/introspect", "auth"),
     ("oauth-userinfo", {"GET", "POST"}, "/oauth/userinfo", "auth"),
+    # issue 20: the parent pages (they sign the parent in themselves)
+    ("parent-sign-in", {"GET", "POST"}, "/parent/sign-in", "auth"),
+    ("parent-sign-out", {"POST"}, "/parent/sign-out", "auth"),
+    ("parent-device", {"GET", "POST"}, "/parent/device", "auth"),
+    ("parent-family", {"GET"}, "/parent/family", "auth"),
+    ("parent-session-revoke", {"POST"}, "/parent/family/sessions/revoke", "auth"),
+    ("parent-app-revoke", {"POST"}, "/parent/family/apps/revoke", "auth"),
 ]
 BLOCK = "c3Y6cXVvdGE6djE6e2lwOjEwLjAuMC4xfTphYg"  # base64url of sv:quota:v1:{ip:10.0.0.1}:ab
 RATE_LIMITING = [  # the rate limiting service's admin API
@@ -213,8 +223,8 @@ def assert_plugins(plugins, route, roles, quota):
         assert edge.config["require"] == ["sv-quota"] + (["sv-quota-log"] if settles else [])
         served = {"v1-openapi": "storyverse.json", "v1-api-docs": "index.html"}.get(route.name)
         assert (edge.config["serve"] or {}).get("file") == served  # the gateway answers from a file of the image
-        # the provider's OAuth errors pass through unformatted
-        assert edge.config["pass_upstream_errors"] is route.name.startswith("oauth-")
+        # the provider's OAuth errors and the parent pages' HTML error pages pass through unformatted
+        assert edge.config["pass_upstream_errors"] is route.name.startswith(("oauth-", "parent-"))
     else:  # authenticated: the global strict sv-jwt; every protected mark required
         assert jwt.route_id is None and jwt.config["anonymous"] is False
         assert edge.config["require"] == PROTECTED + (["sv-quota-log"] if settles else [])

@@ -191,6 +191,21 @@ EXPECT: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {
         "self": row(204, 204, R, 204, R, 204, U),
         "other": row(404, 404, R, 404, R, 404, U),
     },
+    # issue 20: connected apps (nobody here connected an app: an unknown app id is the service's 404 for every parent;
+    # another parent's real app is a 404 too: tests/auth_service/test_auth_oauth_connected_apps.py)
+    ("auth-connected-apps", "GET"): {"-": row(200, 200, R, 200, R, R, U)},
+    ("auth-connected-app-revoke", "DELETE"): {"-": row(404, 404, R, 404, R, R, U)},
+    # the parent pages: public at the edge; a bearer token is not a page session. GETs (redirects followed) end on
+    # the sign-in page; a POST without the page's CSRF token is the page's 403; sign-out without a page session
+    # sends to the sign-in page (the signed-in flows: tests/e2e/test_parent_pages_chromium.py)
+    ("parent-sign-in", "GET"): {"-": everyone(200)},
+    ("parent-sign-in", "POST"): {"-": everyone(403)},
+    ("parent-sign-out", "POST"): {"-": everyone(200)},
+    ("parent-device", "GET"): {"-": everyone(200)},
+    ("parent-device", "POST"): {"-": everyone(403)},
+    ("parent-family", "GET"): {"-": everyone(200)},
+    ("parent-session-revoke", "POST"): {"-": everyone(403)},
+    ("parent-app-revoke", "POST"): {"-": everyone(403)},
     ("discovery", "GET"): {"-": everyone(200)},
     ("jwks", "GET"): {"-": everyone(200)},
     ("openapi", "GET"): {"-": everyone(200)},
@@ -567,13 +582,15 @@ class Requests:
                                                                "data": {"family_id": str(uuid.uuid4()),
                                                                         "subscription_id": "sub_" + name,
                                                                         "plan": "premium"}}),
+            "auth-connected-apps": ("/auth/connected-apps", None),
+            "auth-connected-app-revoke": (f"/auth/connected-apps/{uuid.uuid4()}", None),
             "auth-api-keys": ("/auth/api-keys", {"name": f"key {name}", "scopes": ["stories:read"]}
                               if m == "POST" else None),
         }  # fmt: skip
         if e in table:
             path, body = table[e]
             return path, token, body, None
-        if e in ("discovery", "jwks", "openapi", "api-docs"):
+        if e in ("discovery", "jwks", "openapi", "api-docs") or e.startswith("parent-"):
             return "", token, None, _route_path(e)
         if e.startswith(("stories-get", "stories-update", "stories-delete")):
             body = {"title": f"Retold {name}"} if m in ("PUT", "PATCH") else None

@@ -19,6 +19,7 @@ __all__ = ["create_app"]
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _FORM_BLUEPRINTS = frozenset({"oauth"})  # OAuth protocol endpoints take form bodies (RFC 6749)
+_HTML_FORM_BLUEPRINTS = frozenset({"pages"})  # the parent pages (pages/): HTML forms, no JavaScript
 
 
 def create_app(config: dict[str, Any] | None = None) -> APIFlask:
@@ -92,6 +93,10 @@ def register_blueprints(app: APIFlask) -> None:
 
     init_oauth(app)  # OAuth 2.1 / OIDC provider: /oauth/* and the client registry (its CLI too)
 
+    from .pages import bp as pages_bp
+
+    app.register_blueprint(pages_bp)  # issue 20: the parent pages (/parent/...): sign-in, device, family
+
 
 def register_commands(app: APIFlask) -> None:
     from . import models  # noqa: F401  (so Alembic autogenerate sees every table)
@@ -102,7 +107,7 @@ def register_commands(app: APIFlask) -> None:
 
 def _require_json_bodies() -> None:
     """415 for a request body that is not JSON (apiflask would otherwise ignore it)."""
-    if request.method not in _BODY_METHODS or request.blueprint in _FORM_BLUEPRINTS:
+    if request.method not in _BODY_METHODS or request.blueprint in _FORM_BLUEPRINTS | _HTML_FORM_BLUEPRINTS:
         return
     has_body = bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "")
     if has_body and not request.is_json:

@@ -90,7 +90,10 @@ class Settings(BaseSettings):
     )
     DEVICE_POLL_INTERVAL: int = _f(5, "RFC 8628 polling interval (s)", gt=0)
     DEVICE_CODE_TTL: int = _f(600, "Device-code lifetime (s)", gt=0)
-    DEVICE_VERIFICATION_URI: str = _f("http://localhost:3000/device", "Page where the parent enters the user code")
+    DEVICE_VERIFICATION_URI: str = _f(
+        "http://localhost:8000/parent/device",
+        "Page where the parent enters the user code (the auth service serves it: /parent/device, via the gateway)",
+    )
     RESET_TOKEN_TTL: int = _f(30 * 60, "Password-reset token lifetime (s)", gt=0)
     RESET_URL: str = _f(
         "http://localhost:3000/reset-password?token={token}", "Password-reset link; `{token}` is replaced"

@@ -261,7 +261,37 @@ RATE_LIMITING: tuple[Endpoint, ...] = (
              "The plans the gateway enforces", (ADMIN,), ((60, "minute"),)),
 )  # fmt: skip
 
-ENDPOINTS: tuple[Endpoint, ...] = SEED + AUTH_SERVICE + OAUTH + DOCS + RATE_LIMITING
+# -- issue 20 (families, round two): connected apps and the parent pages (auth service: oauth/connected.py, pages/) --
+# The connected-apps API: JSON, parents only (a co-parent's or another family's app is the service's 404). The parent
+# pages: server-rendered HTML forms, no JavaScript, unversioned under /parent/ (DEVICE_VERIFICATION_URI names
+# /parent/device). Public for sv-jwt like the OAuth consent page (the pages sign the parent in themselves: a
+# page-session cookie, a CSRF token on every form), limited per IP; their HTML answers, errors included, pass through
+# as the service wrote them (pass_upstream_errors); the gateway's own errors stay problem documents.
+PAGE_LIMITS = ((60, "minute"), (600, "hour"))
+FAMILY_PAGES: tuple[Endpoint, ...] = (
+    Endpoint("auth-connected-apps", ("GET",), "/auth/connected-apps", "auth",
+             "The third-party apps the parent has connected", (PARENT,), ((60, "minute"),)),
+    Endpoint("auth-connected-app-revoke", ("DELETE",), f"/auth/connected-apps/(?<app_id>{UUID})", "auth",
+             "Disconnect an app: its refresh and access tokens stop working", (PARENT,), ((30, "minute"),)),
+    Endpoint("parent-sign-in", ("GET", "POST"), "/parent/sign-in", "auth",
+             "Parent pages: sign in (password, and the authenticator code when set up)",
+             limits=((20, "minute"), (200, "hour")), versioned=False, protocol_errors=True),
+    Endpoint("parent-sign-out", ("POST",), "/parent/sign-out", "auth", "Parent pages: sign out",
+             limits=PAGE_LIMITS, versioned=False, protocol_errors=True),
+    Endpoint("parent-device", ("GET", "POST"), "/parent/device", "auth",
+             "Parent pages: enter a device's code and approve or deny it (RFC 8628)",
+             limits=PAGE_LIMITS, versioned=False, protocol_errors=True),
+    Endpoint("parent-family", ("GET",), "/parent/family", "auth",
+             "Parent pages: the family (children, controls, devices, connected apps)",
+             limits=PAGE_LIMITS, versioned=False, protocol_errors=True),
+    Endpoint("parent-session-revoke", ("POST",), "/parent/family/sessions/revoke", "auth",
+             "Parent pages: sign a child out of one device", limits=PAGE_LIMITS, versioned=False,
+             protocol_errors=True),
+    Endpoint("parent-app-revoke", ("POST",), "/parent/family/apps/revoke", "auth",
+             "Parent pages: disconnect an app", limits=PAGE_LIMITS, versioned=False, protocol_errors=True),
+)  # fmt: skip
+
+ENDPOINTS: tuple[Endpoint, ...] = SEED + AUTH_SERVICE + OAUTH + DOCS + RATE_LIMITING + FAMILY_PAGES
 
 # proxy-cache (Kong's bundled plugin, memory strategy; the emulator runs it natively) on the `cache=True` routes.
 # Kong keys entries by route, method, path and query, plus the Kong consumer. Our callers are not Kong consumers

@@ -38,7 +38,7 @@ USER_CODE_LENGTH = 8
 DEVICE_CODE_TTL = 600
 DEVICE_POLL_INTERVAL = 5
 SLOW_DOWN_STEP = 5
-VERIFICATION_URI = os.environ.get("DEVICE_VERIFICATION_URI", "http://localhost:3000/device")
+VERIFICATION_URI = os.environ.get("DEVICE_VERIFICATION_URI", "http://localhost:8000/parent/device")
 
 
 def normalise_code(code: str) -> str:

@@ -161,3 +161,31 @@ def revoke_client(client_pk: uuid.UUID, reason: str) -> int:
 
 def is_live(grant_id: uuid.UUID) -> bool:
     return db.session.scalar(select(OAuthGrant.id).where(OAuthGrant.id == grant_id, *_live(now()))) is not None
+
+
+def revoke_account(account_id: uuid.UUID, reason: str, client_pk: uuid.UUID | None = None) -> int:
+    """Revoke every live grant of the account (only those of ``client_pk`` when given): their refresh tokens stop
+    working and every access token issued under them is denylisted for the gateway. How many were revoked."""
+    where = [OAuthGrant.account_id == account_id, OAuthGrant.revoked_at.is_(None)]
+    if client_pk is not None:
+        where.append(OAuthGrant.client_pk == client_pk)
+    ids = db.session.scalars(
+        update(OAuthGrant)
+        .where(*where)
+        .values(revoked_at=now(), revoke_reason=reason)
+        .returning(OAuthGrant.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    for gid in ids:
+        denylist(gid)
+    return len(ids)
+
+
+def live_for_account(account_id: uuid.UUID) -> list[OAuthGrant]:
+    """The account's live grants (not revoked, not expired, used within the idle lifetime), oldest first."""
+    stmt = (
+        select(OAuthGrant)
+        .where(OAuthGrant.account_id == account_id, *_live(now()))
+        .order_by(OAuthGrant.created_at, OAuthGrant.id)
+    )
+    return list(db.session.scalars(stmt))

@@ -47,4 +47,5 @@ def provider_metadata(issuer: str, algorithm: str) -> dict[str, Any]:
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
         "claims_parameter_supported": False,
+        "authorization_response_iss_parameter_supported": True,  # RFC 9207 (oauth/server.py handle_response)
     }

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from authlib.common.urls import add_params_to_uri
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Payload, FlaskOAuth2Request
 from authlib.oauth2.rfc6749 import ClientMixin, TokenMixin, grants
@@ -74,6 +75,16 @@ class Server(AuthorizationServer):
 
     def save_token(self, token, request):
         """Access tokens are self-contained JWTs; grants were stored when they were created."""
+
+    def handle_response(self, status_code, payload, headers):
+        """RFC 9207 §2: every authorization response, success or error, names the issuer (``iss``). The only
+        redirects this server writes are authorization responses (the other endpoints answer JSON), and every one of
+        them, including the error redirects the consent page sends itself (``handle_error_response``), passes here.
+        Authlib's ``rfc9207.IssuerParameter`` hooks ``create_authorization_response`` only, so it would miss those."""
+        response = super().handle_response(status_code, payload, headers)
+        if response.status_code == 302 and response.location:
+            response.location = add_params_to_uri(response.location, {"iss": current_app.config["ISSUER"]})
+        return response
 
 
 def _parent(account_id: uuid.UUID) -> Account:

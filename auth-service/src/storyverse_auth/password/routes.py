@@ -1,4 +1,6 @@
-"""Forgot / reset / change password. A reset or a change revokes every session and notifies by mail."""
+"""Forgot / reset / change password. A reset or a change revokes every session and every OAuth grant of the account
+(third-party apps' refresh tokens; their access tokens are denylisted at the gateway by ``sid``): whoever knew the
+old password may have connected an app, so the apps must be connected again."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from ..auth.timing import response_floor
 from ..errors import APIError
 from ..extensions import db
 from ..models import Account
+from ..oauth import grants
 from ..schemas import AcceptedOut, ChangeIn, ForgotIn, ResetIn
 from ..sessions import service as sessions
 from . import recovery
@@ -57,6 +60,7 @@ def reset(body: dict):
         raise APIError.invalid_reset_token()
     accounts.set_password(account, body["new_password"])  # policy failure rolls back: the token stays usable
     revoked = sessions.revoke_all(account.id, "password_reset")
+    revoked += grants.revoke_account(account.id, "password_reset")
     db.session.commit()
     metrics.inc("sv_auth_password_resets_total", stage="completed")
     log.info("password reset", extra={"event": "password_reset", "account_id": str(account.id), "count": revoked})
@@ -67,7 +71,7 @@ def reset(body: dict):
 @bp.auth_required(bearer)
 @bp.input(ChangeIn, arg_name="body")
 @bp.output({}, status_code=204)
-@bp.doc(summary="Change the password (revokes every session)", responses=[401, 422, 429])
+@bp.doc(summary="Change the password (revokes every session and every connected app)", responses=[401, 422, 429])
 def change(body: dict):
     claims = current_claims()
     account = db.session.get(Account, uuid.UUID(claims["sub"]))
@@ -81,6 +85,7 @@ def change(body: dict):
         raise APIError.invalid_credentials()
     accounts.set_password(account, body["new_password"])
     revoked = sessions.revoke_all(account.id, "password_change")
+    revoked += grants.revoke_account(account.id, "password_change")
     sessions.denylist_jti(claims["jti"], claims["exp"], claims.get("sid"))
     db.session.commit()
     log.info("password change", extra={"event": "password_change", "account_id": str(account.id), "count": revoked})

@@ -16,6 +16,7 @@ from storyverse_gateway_config.openapi.operations import (
     oauth_operation,
     ref,
 )
+from storyverse_gateway_config.openapi.pages import page_operation
 from storyverse_gateway_config.openapi.schemas import (
     BACKEND_SCHEMAS,
     DESCRIPTION,
@@ -79,6 +80,8 @@ def operation(auth_doc: dict[str, Any], ep: R.Endpoint, method: str) -> dict[str
         op = docs_operation(ep, method)
     elif ep.name.startswith("oauth-"):
         op = oauth_operation(ep, method)
+    elif ep.name.startswith("parent-"):
+        op = page_operation(ep, method)
     elif ep.service in ("auth", "rate-limiting"):
         op = auth_operation(auth_doc, ep, method)
     else:
