@@ -8,8 +8,8 @@ import re
 
 import pytest
 from auth_support import PASSWORD, assert_problem
-from storyverse_auth import redis_keys as keys
 from storyverse_auth.extensions import redis_store
+from storyverse_contracts.keys import revoked_sid_key
 from test_auth_oauth_kit import REDIRECT, oauth_error, oauth_kit, pkce, query, unverified
 
 NEW_PASSWORD = "a brand new bedtime passphrase"
@@ -24,7 +24,7 @@ def oauth(app, client, auth, family):
 def _denylisted(app, access_token: str) -> bool:
     sid = unverified(access_token)[1]["sid"]
     with app.app_context():
-        return bool(redis_store.client.exists(keys.revoked_sid(sid)))
+        return bool(redis_store.client.exists(revoked_sid_key(sid)))
 
 
 def _apps(client, auth, tokens) -> list[dict]:
