@@ -32,9 +32,8 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "kong-emulator" / "src"))
 
-from kong_emulator.config.localenv import read_conf_values, relocate  # noqa: E402
+from kong_emulator.config.localenv import read_conf_values, relocate  # noqa: E402  (installed by make install)
 from kong_emulator.listeners.tls import LocalCA, issue_cert, local_ca  # noqa: E402
 from request_lines import brief_line, follow, problem_line  # noqa: E402  (scripts/request_lines.py)
 

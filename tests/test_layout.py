@@ -104,3 +104,62 @@ def test_the_check_catches_a_service_reaching_into_another(tmp_path):
         f"{reach} imports storyverse_ratelimit",
     ]
     assert violations("sample_backend", [clean], ours) == []
+
+
+def _product_modules() -> list[Path]:
+    """Every Python file of the shipped packages and the stack runner: tests and benchmarks are not product code."""
+    roots = [p for p in REPO.glob("*/src") if p.is_dir()] + [REPO / "auth-service" / "migrations", REPO / "scripts"]
+    return sorted(f for root in roots for f in root.rglob("*.py") if "tests" not in f.relative_to(REPO).parts)
+
+
+def _oversized(path: Path, name: str, max_module: int = 500, max_function: int = 60) -> list[str]:
+    text = path.read_text()
+    lines = len(text.splitlines())
+    found = [f"{name}: {lines} lines"] if lines > max_module else []
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            length = node.end_lineno - node.lineno + 1
+            if length > max_function:
+                found.append(f"{name}:{node.lineno} {node.name}() {length} lines")
+    return found
+
+
+def test_no_product_module_over_500_lines_or_function_over_60():
+    modules = _product_modules()
+    assert len(modules) > 100  # the walk found the packages
+    assert [problem for path in modules for problem in _oversized(path, str(path.relative_to(REPO)))] == []
+
+
+def test_the_size_check_catches_a_long_function_and_module(tmp_path):
+    source = tmp_path / "long.py"
+    body = "\n".join(f"    x{i} = {i}" for i in range(60))
+    source.write_text(f"def f():\n{body}\n" + "\n" * 440)
+    assert _oversized(source, "long.py") == ["long.py: 501 lines", "long.py:1 f() 61 lines"]
+
+
+# The plugin server runs a plugin's entry file as `python ENTRY.py` would (kong-pdk's contract: Kong starts
+# `python3 /path/sv-x.py`), which puts the file's directory first on sys.path: mirroring that is its job.
+SYS_PATH_AS_PYTHON_DOES = {"kong-pluginserver/src/kong_pluginserver/__main__.py"}
+
+
+def _edits_sys_path(path: Path) -> bool:
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        target = node.func.value if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) else None
+        if isinstance(node, ast.Assign | ast.AugAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            target = next((t for t in targets if isinstance(t, ast.Attribute)), None)
+        if isinstance(target, ast.Attribute) and target.attr == "path" and getattr(target.value, "id", None) == "sys":
+            return True
+    return False
+
+
+def test_no_sys_path_edits_in_product_code(tmp_path):
+    edits = {str(p.relative_to(REPO)) for p in _product_modules() if _edits_sys_path(p)}
+    assert edits == SYS_PATH_AS_PYTHON_DOES
+    for planted_code in ("sys.path.insert(0, 'x')", "sys.path = ['x']", "sys.path += ['x']"):
+        planted = tmp_path / "planted.py"
+        planted.write_text(f"import sys\n{planted_code}\n")
+        assert _edits_sys_path(planted), planted_code
+    planted.write_text("import os, sys\nos.stat(sys.path[0])\n")
+    assert not _edits_sys_path(planted)

@@ -34,7 +34,6 @@ def upgrade():
         conn.execute(families.update().where(families.c.id == family_id).values(family_code=_code()))
     op.alter_column("families", "family_code", nullable=False)
     op.create_unique_constraint("families_family_code_key", "families", ["family_code"])
-
     with op.batch_alter_table("accounts", schema=None) as batch_op:
         batch_op.add_column(sa.Column("username", sa.String(length=32), nullable=True))
         batch_op.add_column(sa.Column("birth_year", sa.Integer(), nullable=True))
@@ -50,7 +49,12 @@ def upgrade():
             unique=True,
             postgresql_where="username IS NOT NULL",
         )
+    _create_consents()
+    _create_family_invitations()
+    _create_device_authorizations()
 
+
+def _create_consents():
     op.create_table(
         "consents",
         sa.Column("id", sa.Uuid(), nullable=False),
@@ -66,6 +70,8 @@ def upgrade():
     )
     op.create_index("ix_consents_child_id", "consents", ["child_id"], unique=False)
 
+
+def _create_family_invitations():
     op.create_table(
         "family_invitations",
         sa.Column("token_hash", sa.String(length=64), nullable=False),
@@ -81,6 +87,8 @@ def upgrade():
     )
     op.create_index("ix_family_invitations_family_id", "family_invitations", ["family_id"], unique=False)
 
+
+def _create_device_authorizations():
     op.create_table(
         "device_authorizations",
         sa.Column("device_code_hash", sa.String(length=64), nullable=False),

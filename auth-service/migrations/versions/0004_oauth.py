@@ -21,6 +21,12 @@ def _tz() -> sa.DateTime:
 
 
 def upgrade():
+    _create_oauth_clients()
+    _create_oauth_grants()
+    _create_oauth_authorization_codes()
+
+
+def _create_oauth_clients():
     op.create_table(
         "oauth_clients",
         sa.Column("id", sa.Uuid(), nullable=False),
@@ -41,6 +47,9 @@ def upgrade():
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("client_id"),
     )
+
+
+def _create_oauth_grants():
     op.create_table(
         "oauth_grants",
         sa.Column("id", sa.Uuid(), nullable=False),
@@ -61,6 +70,9 @@ def upgrade():
     )
     op.create_index("ix_oauth_grants_account_id", "oauth_grants", ["account_id"])
     op.create_index("ix_oauth_grants_client_pk", "oauth_grants", ["client_pk"])
+
+
+def _create_oauth_authorization_codes():
     op.create_table(
         "oauth_authorization_codes",
         sa.Column("code_hash", sa.String(length=64), nullable=False),

@@ -66,79 +66,86 @@ HOP_BY_HOP = frozenset(
 )  # fmt: skip
 
 
+_CONFIG_FIELDS: list[dict[str, Any]] = [
+    {
+        "response_code": {
+            "type": "array",
+            "default": [200, 301, 404],
+            "elements": {"type": "integer", "between": [100, 900]},
+            "len_min": 1,
+            "required": True,
+        }
+    },
+    {
+        "request_method": {
+            "type": "array",
+            "default": ["GET", "HEAD"],
+            "elements": {"type": "string", "one_of": ["HEAD", "GET", "POST", "PATCH", "PUT"]},
+            "required": True,
+        }
+    },
+    {
+        "content_type": {
+            "type": "array",
+            "default": ["text/plain", "application/json"],
+            "elements": {"type": "string"},
+            "required": True,
+        }
+    },
+    {"cache_ttl": {"type": "integer", "default": 300, "gt": 0}},
+    {"strategy": {"type": "string", "one_of": list(STRATEGY_TYPES), "required": True}},
+    {"cache_control": {"type": "boolean", "default": False, "required": True}},
+    {"ignore_uri_case": {"type": "boolean", "default": False, "required": False}},
+    {"storage_ttl": {"type": "integer"}},
+    {
+        "memory": {
+            "type": "record",
+            "fields": [
+                {
+                    "dictionary_name": {
+                        "type": "string",
+                        "required": True,
+                        "default": "kong_db_cache",
+                    }
+                }
+            ],
+        }
+    },
+    {"vary_query_params": {"type": "array", "elements": {"type": "string"}}},
+    {"vary_headers": {"type": "array", "elements": {"type": "string"}}},
+    {
+        "response_headers": {
+            "type": "record",
+            "required": True,
+            # Kong fills a missing required record from its fields' defaults
+            "default": {"age": True, "X-Cache-Status": True, "X-Cache-Key": True},
+            "fields": [
+                {"age": {"type": "boolean", "default": True}},
+                {"X-Cache-Status": {"type": "boolean", "default": True}},
+                {"X-Cache-Key": {"type": "boolean", "default": True}},
+            ],
+        }
+    },
+]
+
+
 def schema() -> dict[str, Any]:
     """``kong/plugins/proxy-cache/schema.lua`` (3.9)."""
     return {
         "name": NAME,
-        "fields": [
-            {
-                "config": {
-                    "type": "record",
-                    "fields": [
-                        {
-                            "response_code": {
-                                "type": "array",
-                                "default": [200, 301, 404],
-                                "elements": {"type": "integer", "between": [100, 900]},
-                                "len_min": 1,
-                                "required": True,
-                            }
-                        },
-                        {
-                            "request_method": {
-                                "type": "array",
-                                "default": ["GET", "HEAD"],
-                                "elements": {"type": "string", "one_of": ["HEAD", "GET", "POST", "PATCH", "PUT"]},
-                                "required": True,
-                            }
-                        },
-                        {
-                            "content_type": {
-                                "type": "array",
-                                "default": ["text/plain", "application/json"],
-                                "elements": {"type": "string"},
-                                "required": True,
-                            }
-                        },
-                        {"cache_ttl": {"type": "integer", "default": 300, "gt": 0}},
-                        {"strategy": {"type": "string", "one_of": list(STRATEGY_TYPES), "required": True}},
-                        {"cache_control": {"type": "boolean", "default": False, "required": True}},
-                        {"ignore_uri_case": {"type": "boolean", "default": False, "required": False}},
-                        {"storage_ttl": {"type": "integer"}},
-                        {
-                            "memory": {
-                                "type": "record",
-                                "fields": [
-                                    {
-                                        "dictionary_name": {
-                                            "type": "string",
-                                            "required": True,
-                                            "default": "kong_db_cache",
-                                        }
-                                    }
-                                ],
-                            }
-                        },
-                        {"vary_query_params": {"type": "array", "elements": {"type": "string"}}},
-                        {"vary_headers": {"type": "array", "elements": {"type": "string"}}},
-                        {
-                            "response_headers": {
-                                "type": "record",
-                                "required": True,
-                                # Kong fills a missing required record from its fields' defaults
-                                "default": {"age": True, "X-Cache-Status": True, "X-Cache-Key": True},
-                                "fields": [
-                                    {"age": {"type": "boolean", "default": True}},
-                                    {"X-Cache-Status": {"type": "boolean", "default": True}},
-                                    {"X-Cache-Key": {"type": "boolean", "default": True}},
-                                ],
-                            }
-                        },
-                    ],
-                }
-            }
-        ],
+        "fields": [{"config": {"type": "record", "fields": copy.deepcopy(_CONFIG_FIELDS)}}],
     }
+
+
+def _stale(conf: dict, cc: dict, age: int, ttl: int) -> bool:
+    """The cached entry must be refreshed (handler.lua's freshness checks: request Cache-Control, else cache_ttl)."""
+    if not conf["cache_control"]:
+        return age > conf["cache_ttl"]
+    if _num(cc.get("max-age")) is not None and age > cc["max-age"]:
+        return True
+    if _num(cc.get("max-stale")) is not None and age - ttl > cc["max-stale"]:
+        return True
+    return _num(cc.get("min-fresh")) is not None and ttl - age < cc["min-fresh"]
 
 
 def _entity_check(config: Any) -> str | None:
@@ -378,16 +385,11 @@ class ProxyCache:
             store.purge(key)
             return self._signal(conf, ctx, pctx, key, "Bypass")
         now = int(self.clock())
-        age = now - res["timestamp"]
-        if conf["cache_control"]:
-            if _num(cc.get("max-age")) is not None and age > cc["max-age"]:
-                return self._signal(conf, ctx, pctx, key, "Refresh")
-            if _num(cc.get("max-stale")) is not None and age - res["ttl"] > cc["max-stale"]:
-                return self._signal(conf, ctx, pctx, key, "Refresh")
-            if _num(cc.get("min-fresh")) is not None and res["ttl"] - age < cc["min-fresh"]:
-                return self._signal(conf, ctx, pctx, key, "Refresh")
-        elif age > conf["cache_ttl"]:
+        if _stale(conf, cc, now - res["timestamp"], res["ttl"]):
             return self._signal(conf, ctx, pctx, key, "Refresh")
+        self._serve_hit(conf, ctx, res, now)
+
+    def _serve_hit(self, conf: dict, ctx, res: dict, now: int) -> None:
         body = res["body"]
         shared_res = {k: v for k, v in res.items() if k not in ("headers", "body", "req_body")}
         ctx.shared["proxy_cache_hit"] = {
