@@ -188,7 +188,7 @@ def _top(part: str) -> bool:
 
 
 def _placeholder(part: str) -> bool:
-    return part.startswith(("<", "{")) or re.fullmatch(r"[A-Z][A-Z0-9_]*(?:\.\w+)?|[\d.]*", part) is not None
+    return part.startswith(("<", "{")) or re.fullmatch(r"[A-Z][A-Z0-9_]*(?:\.\w+)?|\d[\d.]*", part) is not None
 
 
 def _attribute_of_file(ref: str, line: Line) -> bool:
@@ -546,7 +546,7 @@ PROBE = REPO / "docs" / "probe.md"  # a document that would sit in docs/ (never 
 
 def test_checker_reports_each_kind_of_dangling_reference():
     text = (
-        "See `scripts/gen_kong_yml.py` and kong-plugins/src/storyverse_plugins/jwt_auth/nothing.py.\n"
+        "See `scripts/gen_kong_yml.py`, kong-plugins/src/storyverse_plugins/jwt_auth/nothing.py, [x](../nothing.md).\n"
         "`storyverse_plugins.common.identity.NO_SUCH_NAME` and `storyverse_nothing.x`; `python -m bench.nope`\n"
         "Run `make no-such-target`, `flask keys spin`, `flask privacy purge --nope`, `sv-gateway-config lint`.\n"
         "`sv-ratelimit sync --all`, then docs/architecture.md §99.\n"
@@ -555,6 +555,7 @@ def test_checker_reports_each_kind_of_dangling_reference():
     for ref in (
         "scripts/gen_kong_yml.py",
         "jwt_auth/nothing.py",
+        "../nothing.md",
         "NO_SUCH_NAME",
         "storyverse_nothing.x",
         "bench.nope",
