@@ -11,8 +11,8 @@ the chart README) and the chart's templates/NOTES.txt. What is checked, line by 
   my-values.yaml`, `-o kong.prod.yml`: the reader's own file), MIME types and other slashed words without an extension.
 - Kong's and kong-python-pdk's source (`kong/runloop/handler.lua`, `mp_rpc.lua`, `kong_pdk/cli.py`): a path that is
   not in this repository is looked up in the Kong 3.9.1 checkout ($KONG_SOURCE, default /work/ref/kong-3.9.1) and the
-  kong-python-pdk checkout ($KONG_PDK_SOURCE); where a checkout is absent such paths are not checked (counted in
-  UNCHECKED, never reported as passing references).
+  kong-python-pdk checkout ($KONG_PDK_SOURCE); where a checkout is absent such paths are not checked, and the test
+  says so in a warning listing them.
 - Python modules of this repository (`storyverse_plugins.common.identity`, `storyverse_auth.wsgi:app`, any package
   under */src/): the longest module prefix must exist and the next name must be defined in it (and a class's member
   after that); `python -m X` must name a module of the repository (or an installed one).
@@ -32,6 +32,7 @@ import bisect
 import fnmatch
 import os
 import re
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -525,8 +526,12 @@ def dangling_in(doc: Path, text: str | None = None) -> list[str]:
 
 
 def test_documents_name_only_what_exists():
+    UNCHECKED.clear()
     dangling = [problem for doc in documents() for problem in dangling_in(doc)]
     assert not dangling, f"{len(dangling)} dangling references:\n" + "\n".join(dangling)
+    if UNCHECKED:  # no Kong / kong-python-pdk checkout here: say what went unchecked, never pass it silently
+        names = f"{len(UNCHECKED)} Kong source references not checked (no checkout at {KONG_REF})"
+        warnings.warn(f"{names}: {UNCHECKED}", stacklevel=1)
 
 
 def test_section_citations_name_existing_sections():
