@@ -6,7 +6,7 @@
 One dashboard per service of the seed's table (API Gateway: request rate, latency, error rate, endpoint popularity;
 Authentication: login rate, token issuance rate, failed attempts; Rate Limiting: throttled requests, quota
 utilisation, abuse detections). Panels are declared as data below; the chart ships the files in ConfigMaps that the
-Grafana sidecar loads (label grafana_dashboard: "1"). tests/deploy/test_dashboards.py checks that every metric a
+Grafana sidecar loads (label grafana_dashboard: "1"). tests/deploy/test_alerts.py checks that every metric a
 panel queries is one an exporter really serves.
 """
 

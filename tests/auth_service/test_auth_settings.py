@@ -27,14 +27,12 @@ def test_the_readme_table_is_generated_from_the_settings():
 
 
 def test_settings_the_issue_named_come_from_the_environment(monkeypatch):
-    monkeypatch.setenv("USAGE_SYNC_INTERVAL", "45")
     monkeypatch.setenv("FAMILY_INVITE_TTL", "3600")
     monkeypatch.setenv("API_KEY_PLANS", '{"partner-gold": ["admin"]}')
     monkeypatch.setenv("DEVICE_CODE_TTL", "120")
     monkeypatch.setenv("SMTP_SECURITY", "tls")
     monkeypatch.setenv("DB_POOL_PRE_PING", "1")
     app = create_app({"TESTING": True})  # read now, long after the import
-    assert app.config["USAGE_SYNC_INTERVAL"] == 45
     assert app.config["FAMILY_INVITE_TTL"] == 3600
     assert app.config["API_KEY_PLANS"] == {"partner-gold": ("admin",)}
     assert app.config["DEVICE_CODE_TTL"] == 120

@@ -127,7 +127,6 @@ class Settings(BaseSettings):
     MIGRATIONS_DIR: str = _f(str(_DEFAULT_MIGRATIONS), "Alembic migrations directory")
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = _f("INFO", "Level of the JSON logs")
     TRUST_PROXY_HOPS: int = _f(1, "X-Forwarded-For hops trusted for the client IP (0 when not behind Kong)", ge=0)
-    USAGE_SYNC_INTERVAL: int = _f(0, "Seconds between usage syncs in each worker; 0 = only `flask usage sync`", ge=0)
     API_KEY_PLANS: dict[str, tuple[str, ...]] | None = _f(
         None, 'JSON: API-key plan -> roles allowed to own it, e.g. `{"partner-basic": ["parent", "admin"]}`'
     )

@@ -1,6 +1,6 @@
 """Read-only view of the two auth-service tables the usage view needs (same PostgreSQL database): a family's tier and
 time zone, and its children's names and own daily limits. The service never writes them; the columns used here are
-the whole contract (tests/rate_limiting_service/test_rls_directory.py checks them against the auth models)."""
+the whole contract (tests/rate_limiting_service/test_rls_plans.py checks them against the auth models)."""
 
 from __future__ import annotations
 
