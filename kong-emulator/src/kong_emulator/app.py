@@ -13,7 +13,6 @@ import signal
 import sys
 from collections.abc import Mapping
 
-import aiohttp
 import uvloop
 from aiohttp import web
 
@@ -32,6 +31,7 @@ from kong_emulator.router.traditional import Router
 from kong_emulator.runloop.balancer import Balancer
 from kong_emulator.runloop.plugins_iterator import plugins_for
 from kong_emulator.runloop.proxy import Engine, Proxy
+from kong_emulator.runloop.upstream import upstream_session
 
 log = logging.getLogger("kong_emulator")
 
@@ -124,9 +124,7 @@ class Emulator:
             balancer=Balancer(declarative.upstreams),
             infos=infos,
             plugins_for=plugins_for,
-            session=aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=60), auto_decompress=False
-            ),
+            session=upstream_session(),
             strict=conf.emulator_strict,
             server_tokens="server_tokens" in headers or "off" not in headers,
             latency_tokens="latency_tokens" in headers,

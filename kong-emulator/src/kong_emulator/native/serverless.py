@@ -140,6 +140,12 @@ class Serverless:
         self._compiled[key] = (plugin.config, funcs)
         return funcs
 
+    def runs(self, plugin: Plugin, phase: str) -> bool:
+        """Whether `run_phase` does anything: only phases with chunks run (Kong's ``no_op`` for the others)."""
+        if phase == "response":
+            return bool(plugin.config.get("header_filter") or plugin.config.get("body_filter"))
+        return phase in PHASE_FIELDS and bool(plugin.config.get(phase))
+
     def run_phase(self, plugin: Plugin, phase: str, ctx, worker: int) -> None:
         """One event of the emulator's ``phase``; Lua errors end like Kong's phase runner ends them."""
         from kong_emulator.native.runtime import NativeCall

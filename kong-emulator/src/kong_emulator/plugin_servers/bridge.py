@@ -255,10 +255,10 @@ class Worker:
                 self._instances.pop(key, None)
                 raise RPCError(f"Could not claim instance_id for {plugin.name} (key: {key})")
             info = self._instances.get(key)
+        seq = getattr(plugin, "seq", None) or self.seq  # plugin_conf's __seq__, without building the conf
+        if info is not None and info.id is not None and info.seq == seq and info.conf.get("__plugin_id") == key:
+            return info.id
         conf = self.plugin_conf(plugin)
-        if info is not None and info.id is not None and info.seq == conf["__seq__"]:
-            if info.conf.get("__plugin_id") == key:
-                return info.id
         old_id = info.id if info is not None else None
         if info is None:
             info = self._instances[key] = _Instance(conf=conf, seq=conf["__seq__"])

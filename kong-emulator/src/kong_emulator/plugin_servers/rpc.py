@@ -88,6 +88,7 @@ class Connection(asyncio.Protocol):
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.idle = False
         self.closed = False
         self.released_at = 0.0  # loop time it went back to the pool
@@ -97,10 +98,15 @@ class Connection(asyncio.Protocol):
 
     def connection_made(self, transport) -> None:
         self.transport = transport
+        self.loop = asyncio.get_running_loop()
 
     def data_received(self, data: bytes) -> None:
         if self.idle:
             self.close()
+            return
+        waiter = self._waiter
+        if waiter is not None and not self._chunks and not waiter.done():
+            waiter.set_result(data)  # straight to the reader waiting for it
             return
         self._chunks.append(data)
         self._wake()
@@ -129,14 +135,16 @@ class Connection(asyncio.Protocol):
         while not self._chunks:
             if self.closed:
                 return b""
-            loop = asyncio.get_running_loop()
+            loop = self.loop
             waiter = self._waiter = loop.create_future()
             timer = loop.call_at(deadline, _expire, waiter)
             try:
-                await waiter
+                data = await waiter  # the bytes (data_received), or None (EOF, close)
             finally:
                 self._waiter = None
                 timer.cancel()
+            if data is not None:
+                return data
         return self._chunks.popleft()
 
     def peer_gone(self) -> bool:
@@ -184,21 +192,28 @@ class SocketPool:
 
     async def acquire(self) -> Connection:
         """An idle live connection, or a new one (``ngx.socket.connect``); raises `RPCError` on failure."""
+        conn = self.take()
+        return conn if conn is not None else await self.open()
+
+    def take(self) -> Connection | None:
+        """``acquire`` without the connect: an idle live connection, or None (then `open` one)."""
         self._acquired += 1
-        fresh = self.fresh_every and self._acquired % self.fresh_every == 0
-        now = asyncio.get_running_loop().time()
-        while self._idle and not fresh:
-            conn = self._idle.pop()
+        if self.fresh_every and self._acquired % self.fresh_every == 0:
+            return None
+        idle = self._idle
+        while idle:
+            conn = idle.pop()
             # nginx closes an idle connection as soon as its event loop sees the peer's EOF or data; a connection
             # reused within a millisecond is checked by that event alone, an older one also by a peek, in case
             # the close happened while this coroutine kept the loop busy
-            if not conn.closed and (now - conn.released_at < IDLE_PEEK_AFTER or not conn.peer_gone()):
+            if not conn.closed and (conn.loop.time() - conn.released_at < IDLE_PEEK_AFTER or not conn.peer_gone()):
                 conn.idle = False
                 return conn
             conn.close()
-        return await self._open()
+        return None
 
-    async def _open(self) -> Connection:
+    async def open(self) -> Connection:
+        """A new connection (``ngx.socket.connect``); raises `RPCError` on failure."""
         loop = asyncio.get_running_loop()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.setblocking(False)
@@ -217,7 +232,7 @@ class SocketPool:
         conn.discard()
         if not conn.closed and len(self._idle) < self.size:
             conn.idle = True
-            conn.released_at = asyncio.get_running_loop().time()
+            conn.released_at = conn.loop.time()
             self._idle.append(conn)
         else:
             conn.close()
@@ -258,26 +273,44 @@ class RpcClient:
         msg_id = self.msg_id
         if self.trace is not None:
             self.trace.append((method, params))
-        conn = await self.pool.acquire()
-        deadline = asyncio.get_running_loop().time() + self.timeout
+        pool = self.pool
+        conn = pool.take()
+        if conn is None:
+            conn = await pool.open()
+        deadline = conn.loop.time() + self.timeout
         try:
-            result = await self._exchange(conn, msg_id, pack_request(msg_id, method, params), deadline)
+            conn.send(pack_request(msg_id, method, params))
+            chunk = await conn.recv(deadline)
+            try:  # the usual reply: one whole object in one read (anything else: the reader below decides)
+                data = _unpackb(chunk)
+            except (ValueError, TypeError, msgpack.UnpackException):  # part of an object, or more than one
+                data = None
+            if type(data) is list and data and data[0] != 2:
+                result = _response(data, msg_id)
+            else:
+                result = await self._read(conn, msg_id, chunk, deadline)
         except TimeoutError:
             # mp_rpc.lua:195-198: the reader fails and Kong calls c:setkeepalive() -- the connection goes back to
             # the pool while the server still owes this reply; the next call on it may read that reply instead
-            self.pool.release(conn)
+            pool.release(conn)
             raise RPCTimeout() from None
         except BaseException:
             conn.close()
             raise
-        self.pool.release(conn)
+        pool.release(conn)
         return result
 
-    async def _exchange(self, conn: Connection, msg_id: int, payload: bytes, deadline: float) -> Any:
-        conn.send(payload)
+    async def _read(self, conn: Connection, msg_id: int, chunk: bytes, deadline: float) -> Any:
+        """Kong's ``mp_unpacker`` reader from the first bytes on: notifications, then the response."""
         unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, unicode_errors=LUA_BYTES)  # one per call
         fed = done = 0  # bytes received / bytes of complete objects
         while True:
+            if not chunk:
+                if fed != done:  # closed in the middle of an object
+                    raise RPCLuaError("missing bytes")
+                raise RPCError("no data")
+            unpacker.feed(chunk)
+            fed += len(chunk)
             for data in unpacker:
                 done = unpacker.tell()
                 if type(data) is list and data and data[0] == 2:  # notification: [2, label, args]
@@ -286,12 +319,10 @@ class RpcClient:
                     continue
                 return _response(data, msg_id)
             chunk = await conn.recv(deadline)
-            if not chunk:
-                if fed != done:  # closed in the middle of an object
-                    raise RPCLuaError("missing bytes")
-                raise RPCError("no data")
-            unpacker.feed(chunk)
-            fed += len(chunk)
+
+
+def _unpackb(chunk: bytes) -> Any:
+    return msgpack.unpackb(chunk, raw=False, strict_map_key=False, unicode_errors=LUA_BYTES)
 
 
 def _response(data: Any, msg_id: int) -> Any:

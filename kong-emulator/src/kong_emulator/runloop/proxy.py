@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import posixpath
 import time
-import uuid
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -109,7 +109,7 @@ def build_client_request(request: web.Request, body: bytes, listen_port: int) ->
         path=normalize_request_path(raw_path),
         raw_path=raw_path,
         raw_query=raw_query,
-        headers=Headers.from_pairs(request.raw_headers_decoded()),
+        headers=Headers.from_raw(request.raw_headers),  # the bytes as sent, as Lua strings
         body=body,
         client_ip=client_ip,
         forwarded_ip=client_ip,
@@ -117,14 +117,6 @@ def build_client_request(request: web.Request, body: bytes, listen_port: int) ->
         start_time=time.time(),
         client_port=client_port,
     )
-
-
-def _raw_headers_decoded(self: web.Request) -> list[tuple[str, str]]:
-    """The header lines as Lua strings: their bytes as sent (non-UTF-8 bytes kept as surrogate escapes)."""
-    return [(k.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape")) for k, v in self.raw_headers]
-
-
-web.Request.raw_headers_decoded = _raw_headers_decoded  # type: ignore[attr-defined]
 
 
 def body_chunks(body: bytes, proxied: bool) -> list[tuple[bytes, bool]]:
@@ -155,7 +147,9 @@ class Proxy:
         plugins = self._plugins_memo.get(key)
         if plugins is None:
             engine = self.engine
-            plugins = list(engine.plugins_for(engine.declarative, route, service, consumer, phase, engine.infos))
+            plugins = engine.plugins_for(engine.declarative, route, service, consumer, phase, engine.infos)
+            runs = getattr(engine.runner, "runs", None)  # natives with nothing to do in this phase are left out
+            plugins = [p for p in plugins if runs is None or runs(p, phase)]
             if len(self._plugins_memo) > 65536:
                 self._plugins_memo.clear()
             self._plugins_memo[key] = plugins
@@ -172,7 +166,7 @@ class Proxy:
             body, too_large = b"", True
         creq = build_client_request(request, body, self.listen_port)
         creq.forwarded_ip = self._realip(creq)
-        ctx = RequestContext(request=creq, request_id=uuid.uuid4().hex)
+        ctx = RequestContext(request=creq, request_id=os.urandom(16).hex())  # $kong_request_id: 16 random bytes
         t0 = time.monotonic()
         try:
             if too_large:
@@ -189,14 +183,12 @@ class Proxy:
         ctx.latencies["request"] = int((time.monotonic() - t0) * 1000)
         response = KongResponse(status=status, body=out_body)
         keep_length = creq.method == "HEAD" and not out_body  # HEAD: the length the GET body would have
-        for name, value in headers.items():
-            if name.lower() not in HOP_BY_HOP and (name.lower() != "content-length" or keep_length):
-                response.headers.add(
-                    name if name.isascii() else wire_text(name), value if value.isascii() else wire_text(value)
-                )
-        line = self.access_log.line(ctx, status, len(out_body))
-        if line is not None:
-            access_log.info("%s", line)
+        out = response.headers
+        for lname, (name, value) in zip(headers.lower_names(), headers.items(), strict=True):
+            if lname not in HOP_BY_HOP and (lname != "content-length" or keep_length):
+                out.add(name if name.isascii() else wire_text(name), value if value.isascii() else wire_text(value))
+        if self.access_log.enabled and access_log.isEnabledFor(logging.INFO):  # nobody reads a line not written
+            access_log.info("%s", self.access_log.line(ctx, status, len(out_body)))
         self._schedule_log(ctx, status, headers, len(out_body))
         return response
 
@@ -225,7 +217,7 @@ class Proxy:
         ctx.route, ctx.service, ctx.captures = match.route, match.service, match.captures
         # `match_t.prefix` (X-Forwarded-Prefix): what strip_path removed
         ctx.router_prefix = match.matched_path if match.route.strip_path else None  # type: ignore[attr-defined]
-        headers = Headers([(k, v) for k, v in ctx.request.headers.items() if k.lower() not in HOP_BY_HOP])
+        headers = ctx.request.headers.without(HOP_BY_HOP)
         ctx.upstream = UpstreamRequest(
             method=ctx.request.method,
             path=match.upstream_path,
@@ -438,7 +430,7 @@ class Proxy:
         connection = ", ".join(headers.get_all("Connection"))
         if connection and connection not in ("keep-alive", "close", "upgrade"):
             listed = {t.strip().lower() for t in connection.split(",")} - {"close", "upgrade", "keep-alive"}
-        out = Headers([(k, v) for k, v in headers.items() if k.lower() not in HOP_BY_HOP | listed])
+        out = headers.without(HOP_BY_HOP | listed if listed else HOP_BY_HOP)
         for name, value in ctx.response.headers.items():  # what access-phase plugins set wins
             out.set(name, value)
         ctx.response.headers, ctx.response.status, ctx.response.source = out, status, "service"

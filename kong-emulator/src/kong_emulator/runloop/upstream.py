@@ -7,6 +7,7 @@ no healthy target → 503, every one of them a Kong JSON error.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 
@@ -151,7 +152,7 @@ async def send(engine, ctx: RequestContext, t0: float):
     body = ctx.request.body if up.body is None else up.body
     ctx.upstream_uri = _join_query(up.path, up.raw_query)
     url = f"{up.scheme}://{_host_for_url(host)}:{port}{ctx.upstream_uri}"
-    timeout = aiohttp.ClientTimeout(sock_connect=service.connect_timeout / 1000, sock_read=service.read_timeout / 1000)
+    timeout = _timeout(service.connect_timeout, service.read_timeout)
     ctx.latencies["kong"] = int((time.monotonic() - t0) * 1000)
     sent = time.monotonic()
     ctx.nginx_ctx["tries"] = [{"ip": host, "port": port, "balancer_latency": 0}]
@@ -170,13 +171,7 @@ async def send(engine, ctx: RequestContext, t0: float):
             auto_decompress=False,
         ) as resp:
             payload = await resp.read()
-            status, rheaders = (
-                resp.status,
-                Headers.from_pairs(
-                    (k.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape"))
-                    for k, v in resp.raw_headers
-                ),
-            )
+            status, rheaders = resp.status, Headers.from_raw(resp.raw_headers)
     except TimeoutError:
         ctx.latencies["proxy"] = int((time.monotonic() - sent) * 1000)
         _report(engine, balanced, "timeout")
@@ -193,6 +188,28 @@ async def send(engine, ctx: RequestContext, t0: float):
     if up.method != "HEAD":  # a HEAD answer has no body to measure: nginx passes the upstream's Content-Length
         rheaders.clear("Content-Length")
     return status, rheaders, payload
+
+
+@functools.lru_cache(maxsize=256)
+def _timeout(connect_ms: int, read_ms: int) -> aiohttp.ClientTimeout:
+    """The service's timeouts as aiohttp's (an immutable value: one per pair of numbers)."""
+    return aiohttp.ClientTimeout(sock_connect=connect_ms / 1000, sock_read=read_ms / 1000)
+
+
+def upstream_session() -> aiohttp.ClientSession:
+    """The HTTP client standing in for nginx's proxy module: a keep-alive pool without a limit, bodies passed as
+    they come (no decompression), no cookie jar (nginx never stores an upstream's Set-Cookie, let alone sends it
+    on another client's request) and none of aiohttp's default request headers (nginx adds no Accept,
+    Accept-Encoding, User-Agent or Content-Type the client did not send)."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=60),
+        auto_decompress=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        skip_auto_headers=_NOT_NGINX,
+    )
+
+
+_NOT_NGINX = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
 
 
 def _default_type(engine) -> str:
