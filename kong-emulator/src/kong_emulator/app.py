@@ -141,8 +141,8 @@ class Emulator:
         for host, port, flags in listeners:
             secure = "ssl" in flags
             proxy = (tls.HTTPSProxy if secure else Proxy)(self.engine, port)
-            app = web.Application(client_max_size=self.conf.client_max_body_size, middlewares=[self.stats.middleware])
-            app.router.add_route("*", r"/{tail:[\s\S]*}", proxy.handle)  # any path, a decoded %0A included
+            app = web.Application(client_max_size=self.conf.client_max_body_size)
+            app.router.add_route("*", r"/{tail:[\s\S]*}", self.stats.counted(proxy.handle))  # any path, %0A too
             runner = KongAppRunner(app, access_log=None, handle_signals=False, server_tokens=proxy.enabled("server"))
             await runner.setup()
             self.stats.watch(runner.server)

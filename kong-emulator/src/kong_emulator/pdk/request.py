@@ -75,7 +75,7 @@ def get_header(c: Call, name=None, *_):
         values = c.saved.request_headers.get_all(lua_str(name).replace("_", "-"))
         return values[0] if values else None
     c.need_request()
-    return nginx_http_var(c.ctx.request.headers, _name(name))
+    return nginx_http_var(c.ctx.request.headers, name.replace("_", "-") if type(name) is str else _name(name))
 
 
 def nginx_http_var(headers: Headers, name: str) -> str | None:

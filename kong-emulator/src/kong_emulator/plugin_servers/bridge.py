@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kong_emulator.config.entities import DEFAULT_WS_ID, Plugin
-from kong_emulator.pdk import PDK, TERMINAL_METHODS, Call, LuaError, PDKEnv, step_method_for
+from kong_emulator.pdk import PDK, STEP_METHODS, TERMINAL_METHODS, Call, LuaError, PDKEnv, step_method_for
 from kong_emulator.pdk.base import to_lua
 from kong_emulator.pdk.response import unexpected_error
 from kong_emulator.plugin_servers.rpc import (
@@ -217,7 +217,8 @@ class Worker:
             if method in TERMINAL_METHODS:
                 return  # Kong yields (access) or ngx.exit()s: no Step for this event ever again
             params = {"EventId": event_id} if result is None else {"EventId": event_id, "Data": result}
-            step = await rpc.call(step_method_for(method, result), params)
+            step_method = STEP_METHODS.get(method, "plugin.Step") if type(result) is not dict else None
+            step = await rpc.call(step_method or step_method_for(method, result), params)
 
     def _lua_error(self, call: Call, exc: LuaError) -> None:
         """A Lua error out of the phase handler: logged; outside log, Kong answers 500 (KONG_UNEXPECTED)."""

@@ -15,6 +15,7 @@ connection, back to the pool after each reply, so successive calls of one event 
 from __future__ import annotations
 
 import asyncio
+import math
 import socket
 from collections import deque
 from collections.abc import Callable
@@ -25,6 +26,7 @@ import msgpack
 KONG_READ_TIMEOUT = 60.0  # nginx's default lua_socket_read_timeout; Kong's templates never change it
 KONG_POOL_SIZE = 256  # lua_socket_pool_size
 IDLE_PEEK_AFTER = 0.001  # seconds idle after which acquire also peeks at a pooled connection
+CLOCK_SLACK = 0.001  # libuv's timers count whole milliseconds
 
 # lua-MessagePack 'string_compat': str → raw family without str8; use_bin_type=False gives exactly that.
 # A Lua string is bytes: the emulator holds one as a str whose non-UTF-8 bytes are surrogate escapes, and packs it
@@ -93,6 +95,7 @@ class Connection(asyncio.Protocol):
         self.closed = False
         self.released_at = 0.0  # loop time it went back to the pool
         self.sock: socket.socket | None = None
+        self.timeouts: ReadTimeouts | None = None  # the pool's; None: one loop timer per read
         self._chunks: deque[bytes] = deque()
         self._waiter: asyncio.Future | None = None
 
@@ -137,12 +140,19 @@ class Connection(asyncio.Protocol):
                 return b""
             loop = self.loop
             waiter = self._waiter = loop.create_future()
-            timer = loop.call_at(deadline, _expire, waiter)
+            timeouts = self.timeouts
+            if timeouts is not None:
+                timeouts.add(waiter, deadline)
+            else:
+                timer = loop.call_at(deadline, _expire, waiter)
             try:
                 data = await waiter  # the bytes (data_received), or None (EOF, close)
             finally:
                 self._waiter = None
-                timer.cancel()
+                if timeouts is not None:
+                    timeouts.discard(waiter)
+                else:
+                    timer.cancel()
             if data is not None:
                 return data
         return self._chunks.popleft()
@@ -175,6 +185,41 @@ def _expire(waiter: asyncio.Future) -> None:
         waiter.set_exception(TimeoutError())
 
 
+class ReadTimeouts:
+    """The read deadlines of one loop's waiting reads, served by a single loop timer set to the earliest of them
+    (a timer per read would be armed and cancelled ~10 times per request). A read ends with `TimeoutError` once
+    the loop's clock reaches its deadline, as with a timer of its own."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._waiting: dict[asyncio.Future, float] = {}  # waiter → deadline (loop time)
+        self._timer: asyncio.TimerHandle | None = None
+        self._at = math.inf  # when the timer fires
+
+    def add(self, waiter: asyncio.Future, deadline: float) -> None:
+        self._waiting[waiter] = deadline
+        if deadline < self._at:
+            self._arm(deadline)
+
+    def discard(self, waiter: asyncio.Future) -> None:
+        self._waiting.pop(waiter, None)  # the timer stays: when it fires it re-arms for what is left
+
+    def _arm(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._at = when
+        self._timer = self.loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self._timer, self._at = None, math.inf
+        now = self.loop.time() + CLOCK_SLACK  # a loop timer may fire up to a tick before its time
+        for waiter in [w for w, d in self._waiting.items() if d <= now]:
+            del self._waiting[waiter]
+            _expire(waiter)
+        if self._waiting:
+            self._arm(min(self._waiting.values()))
+
+
 class SocketPool:
     """Idle keepalive connections to one Unix socket, for one simulated worker (OpenResty's cosocket pool, LIFO).
 
@@ -188,6 +233,7 @@ class SocketPool:
         self.fresh_every = fresh_every
         self._idle: deque[Connection] = deque()
         self._acquired = 0
+        self._timeouts: ReadTimeouts | None = None
         self.opened = 0  # connections opened so far (for tests and stats)
 
     async def acquire(self) -> Connection:
@@ -224,6 +270,9 @@ class SocketPool:
             sock.close()
             raise RPCError(_connect_error(exc)) from None
         conn.sock = sock
+        if self._timeouts is None or self._timeouts.loop is not loop:
+            self._timeouts = ReadTimeouts(loop)
+        conn.timeouts = self._timeouts
         self.opened += 1
         return conn
 

@@ -80,10 +80,15 @@ class Headers:
         return [items[i][1] for i, k in enumerate(self._lower) if k == lname]
 
     def set(self, name: str, value: str | list[str]) -> None:
-        self.clear(name)
         lname = name.lower()
-        for v in value if isinstance(value, list) else [value]:
-            self._items.append((name, str(v)))
+        if lname in self._lower:
+            self._drop(lname)
+        if isinstance(value, list):
+            for v in value:
+                self._items.append((name, str(v)))
+                self._lower.append(lname)
+        else:
+            self._items.append((name, value if type(value) is str else str(value)))
             self._lower.append(lname)
         self._vars = None
 
@@ -95,10 +100,13 @@ class Headers:
     def clear(self, name: str) -> None:
         lname = name.lower()
         if lname in self._lower:
-            keep = [i for i, k in enumerate(self._lower) if k != lname]
-            self._items = [self._items[i] for i in keep]
-            self._lower = [self._lower[i] for i in keep]
-            self._vars = None
+            self._drop(lname)
+
+    def _drop(self, lname: str) -> None:
+        keep = [i for i, k in enumerate(self._lower) if k != lname]
+        self._items = [self._items[i] for i in keep]
+        self._lower = [self._lower[i] for i in keep]
+        self._vars = None
 
     def lower_names(self) -> list[str]:
         """The lower-case names, in order (do not change the list)."""

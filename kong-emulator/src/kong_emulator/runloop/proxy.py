@@ -86,6 +86,8 @@ class Engine:
 
 def normalize_request_path(raw_path: str) -> str:
     """nginx's `$uri`: percent-decoded, slashes merged, dot segments resolved."""
+    if raw_path[:1] == "/" and "%" not in raw_path and "//" not in raw_path and "/." not in raw_path:
+        return raw_path  # nothing to decode, merge or resolve (the usual path)
     path = unquote(raw_path, errors="surrogateescape")  # nginx decodes to bytes, valid UTF-8 or not
     while "//" in path:
         path = path.replace("//", "/")

@@ -162,8 +162,8 @@ async def send(engine, ctx: RequestContext, t0: float):
             url,
             headers=[
                 (k if k.isascii() else wire_text(k), v if v.isascii() else wire_text(v))
-                for k, v in headers.items()
-                if k.lower() != "content-length"
+                for lk, (k, v) in zip(headers.lower_names(), headers.items(), strict=True)
+                if lk != "content-length"
             ],
             data=body if body else None,
             timeout=timeout,
