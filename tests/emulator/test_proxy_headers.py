@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import socket
 
 import pytest
 import requests
@@ -254,3 +255,21 @@ def test_an_upstreams_set_cookie_never_comes_back_on_a_later_request(gw):
     assert "cookie" not in h
     _, _, h = echo(gw, "/named/echo", {"Cookie": "mine=1"})
     assert h["cookie"] == ["mine=1"]  # the client's own Cookie header passes as sent
+
+
+def _raw_exchange(gw: EmulatorProcess, expect: str) -> bytes:
+    """Everything the emulator sends for one POST with ``Expect: <expect>`` (the connection closes after it)."""
+    head = f"POST /plain/x HTTP/1.1\r\nHost: t\r\nExpect: {expect}\r\nConnection: close\r\nContent-Length: 3\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as sock:
+        sock.sendall(head.encode() + b"abc")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data
+
+
+def test_expect_100_continue_gets_the_interim_response_and_other_expectations_are_ignored(gw):
+    """nginx's ngx_http_test_expect (what Kong's proxy_pass runs when it reads the body): `Expect: 100-continue` on
+    HTTP/1.1 gets `100 Continue` first; an unknown expectation is ignored -- no 417."""
+    assert _raw_exchange(gw, "100-continue").startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 ")
+    assert _raw_exchange(gw, "something-else").startswith(b"HTTP/1.1 200 ")

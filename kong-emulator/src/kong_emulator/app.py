@@ -21,7 +21,7 @@ from kong_emulator.config import conf as conf_mod
 from kong_emulator.config.declarative import BUNDLED_PLUGINS, load_declarative
 from kong_emulator.config.errors import ConfigError
 from kong_emulator.listeners import tls
-from kong_emulator.listeners.listener import KongAppRunner
+from kong_emulator.listeners.listener import KongServerRunner
 from kong_emulator.listeners.status import ServerStats, StatusAPI, status_listeners
 from kong_emulator.native import NativeRunner, lua_plugins, sandbox_settings, with_native_infos
 from kong_emulator.pdk.base import PDKEnv
@@ -56,7 +56,7 @@ class Emulator:
         self.conf = kong_conf
         self.servers = PluginServers(kong_conf.pluginservers)
         self.engine: Engine | None = None
-        self.runners: list[web.AppRunner] = []
+        self.runners: list[web.BaseRunner] = []
         self.proxies: list[Proxy] = []
         self.stats = ServerStats()  # kong.nginx.get_statistics() for the Status API
         self.status_api: StatusAPI | None = None
@@ -141,9 +141,12 @@ class Emulator:
         for host, port, flags in listeners:
             secure = "ssl" in flags
             proxy = (tls.HTTPSProxy if secure else Proxy)(self.engine, port)
-            app = web.Application(client_max_size=self.conf.client_max_body_size)
-            app.router.add_route("*", r"/{tail:[\s\S]*}", self.stats.counted(proxy.handle))  # any path, %0A too
-            runner = KongAppRunner(app, access_log=None, handle_signals=False, server_tokens=proxy.enabled("server"))
+            runner = KongServerRunner(
+                self.stats.counted(proxy.handle),  # every request, whatever its path (a decoded %0A too)
+                client_max_size=self.conf.client_max_body_size,
+                server_tokens=proxy.enabled("server"),
+                access_log=None,
+            )
             await runner.setup()
             self.stats.watch(runner.server)
             site_tls = tls_ctx if secure else None

@@ -27,7 +27,7 @@ import aiohttp
 from aiohttp import web
 
 from kong_emulator import KONG_VERSION
-from kong_emulator.listeners.listener import KongResponse
+from kong_emulator.listeners.listener import KongResponse, continue_if_expected
 from kong_emulator.pdk.serialize import serialize
 from kong_emulator.plugin_servers.bridge import PluginProtocolError as StrictModeError
 from kong_emulator.runloop.access_log import AccessLog
@@ -160,6 +160,7 @@ class Proxy:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         too_large = False
         try:
+            await continue_if_expected(request)
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             # nginx refuses a body over client_max_body_size with 413 before any Lua phase runs; Kong's
