@@ -186,7 +186,9 @@ class Worker:
     async def _handle_event(self, plugin: Plugin, call: Call) -> bool:
         """``Rpc:handle_event``; True when Kong would call it again ("no plugin instance")."""
         try:
-            instance_id = await self._instance_id(plugin)
+            instance_id = self._running_id(plugin)
+            if instance_id is None:
+                instance_id = await self._instance_id(plugin)
             await self._bridge_loop(plugin.name, instance_id, call)
         except RPCLuaError as exc:
             raise LuaError(str(exc)) from None
@@ -256,9 +258,9 @@ class Worker:
                 self._instances.pop(key, None)
                 raise RPCError(f"Could not claim instance_id for {plugin.name} (key: {key})")
             info = self._instances.get(key)
-        seq = getattr(plugin, "seq", None) or self.seq  # plugin_conf's __seq__, without building the conf
-        if info is not None and info.id is not None and info.seq == seq and info.conf.get("__plugin_id") == key:
-            return info.id
+        running = self._running_id(plugin)
+        if running is not None:
+            return running
         conf = self.plugin_conf(plugin)
         old_id = info.id if info is not None else None
         if info is None:
@@ -266,6 +268,14 @@ class Worker:
         else:
             info.id = None
         return await self._start_instance(plugin, info, conf, old_id)
+
+    def _running_id(self, plugin: Plugin) -> int | None:
+        """The instance id ``get_instance_id`` reuses as it is: same ``__seq__`` and ``__plugin_id``, not claimed."""
+        info = self._instances.get(plugin.id)
+        if info is None or info.id is None:
+            return None
+        seq = getattr(plugin, "seq", None) or self.seq  # plugin_conf's __seq__, without building the conf
+        return info.id if info.seq == seq and info.conf.get("__plugin_id") == plugin.id else None
 
     async def _start_instance(self, plugin: Plugin, info: _Instance, conf: dict, old_id: int | None) -> int:
         rpc = self.rpc(plugin.name)

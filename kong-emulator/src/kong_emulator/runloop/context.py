@@ -97,6 +97,23 @@ class Headers:
         self._lower.append(name.lower())
         self._vars = None
 
+    def apply(self, ops: list[tuple[str, str | None]]) -> None:
+        """``set(name, value)``, or ``clear(name)`` where value is None, for each pair in order -- in one pass:
+        the names no pair touches keep their place, then each set name follows in the order of its last pair."""
+        last: dict[str, tuple[str, str | None]] = {}
+        for name, value in ops:
+            lname = name.lower()
+            last.pop(lname, None)  # the dict's order: the order of each name's last operation
+            last[lname] = (name, value)
+        keep = [i for i, k in enumerate(self._lower) if k not in last]
+        items = [self._items[i] for i in keep]
+        lower = [self._lower[i] for i in keep]
+        for lname, (name, value) in last.items():
+            if value is not None:
+                items.append((name, value))
+                lower.append(lname)
+        self._items, self._lower, self._vars = items, lower, None
+
     def clear(self, name: str) -> None:
         lname = name.lower()
         if lname in self._lower:

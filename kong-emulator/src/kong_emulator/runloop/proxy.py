@@ -16,6 +16,7 @@ HEAD, 204 and 304).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import posixpath
@@ -80,6 +81,14 @@ class Engine:
     strict_errors: list[str] | None = None
     pdk_env: object | None = None  # pdk.base.PDKEnv: trusted_ips, node id
 
+    @functools.cached_property
+    def upstream_request_id(self) -> bool:
+        """nginx_kong.lua `> if enabled_headers_upstream["X-Kong-Request-Id"]` (kong.conf headers_upstream)."""
+        upstream_headers = getattr(self.conf, "headers_upstream", None)
+        if upstream_headers is not None:
+            return "x-kong-request-id" in {h.lower() for h in upstream_headers}
+        return self.request_id_header
+
     def is_trusted(self, address: str) -> bool:
         return self.pdk_env is not None and self.pdk_env.is_trusted(address)
 
@@ -142,6 +151,7 @@ class Proxy:
         kong_errors.configure(engine.conf)  # error_template_* / error_default_type, as kong.configuration
         self.access_log = AccessLog(getattr(engine.conf, "raw", None) or {})
         self._plugins_memo: dict[tuple, list] = {}
+        self._enabled_headers = getattr(engine.conf, "enabled_headers", None)  # the conf does not change
 
     def _plugins(self, route, service, consumer, phase: str) -> list:
         """``engine.plugins_for`` for this scope and phase, remembered (the configuration does not change)."""
@@ -361,7 +371,7 @@ class Proxy:
 
     def enabled(self, name: str) -> bool:
         """kong.configuration.enabled_headers (kong.conf `headers`, token groups expanded)."""
-        enabled = getattr(self.engine.conf, "enabled_headers", None)
+        enabled = self._enabled_headers
         if enabled is None:  # an Engine built without a KongConf: the old per-group flags
             group = {"server": "server_tokens", "via": "server_tokens", "x-kong-request-id": "request_id_header"}
             return bool(getattr(self.engine, group.get(name, "latency_tokens")))
