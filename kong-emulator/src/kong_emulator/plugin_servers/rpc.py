@@ -132,6 +132,19 @@ class Connection(asyncio.Protocol):
             raise RPCError("closed")
         self.transport.write(payload)
 
+    def wait(self, deadline: float) -> asyncio.Future | None:
+        """`recv`'s wait without a coroutine: a future for the next bytes (None: EOF or close) with the read
+        timeout at ``deadline``, or None when bytes or EOF are already there; `waited` when it is done."""
+        if self._chunks or self.closed or self.timeouts is None:
+            return None
+        waiter = self._waiter = self.loop.create_future()
+        self.timeouts.add(waiter, deadline)
+        return waiter
+
+    def waited(self, waiter: asyncio.Future) -> None:
+        self._waiter = None
+        self.timeouts.discard(waiter)
+
     async def recv(self, deadline: float) -> bytes:
         """The next bytes received, b"" once the peer closed (Kong's reader then sees no data); `TimeoutError` at
         `deadline` (loop time), like the cosocket's read timeout."""
@@ -329,12 +342,22 @@ class RpcClient:
         deadline = conn.loop.time() + self.timeout
         try:
             conn.send(pack_request(msg_id, method, params))
-            chunk = await conn.recv(deadline)
+            waiter = conn.wait(deadline)  # the usual case: nothing received yet (else `recv` below)
+            chunk = None
+            if waiter is not None:
+                try:
+                    chunk = await waiter
+                finally:
+                    conn.waited(waiter)
+            if chunk is None:
+                chunk = await conn.recv(deadline)
             try:  # the usual reply: one whole object in one read (anything else: the reader below decides)
                 data = _unpackb(chunk)
             except (ValueError, TypeError, msgpack.UnpackException):  # part of an object, or more than one
                 data = None
-            if type(data) is list and data and data[0] != 2:
+            if type(data) is list and len(data) == 4 and data[0] == 1 and data[1] == msg_id and data[2] is None:
+                result = data[3]  # _response's answer for a plain success
+            elif type(data) is list and data and data[0] != 2:
                 result = _response(data, msg_id)
             else:
                 result = await self._read(conn, msg_id, chunk, deadline)
