@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PACKAGES := -e plans -e kong-emulator -e kong-pluginserver -e kong-plugins -e auth-service -e rate-limiting-service -e sample-backend
+PACKAGES := -e plans -e gateway-config -e kong-emulator -e kong-pluginserver -e kong-plugins -e auth-service -e rate-limiting-service -e sample-backend
 
 .DEFAULT_GOAL := help
 
@@ -50,9 +50,9 @@ bench: install services ## Run every benchmark; each writes docs/benchmarks*.md 
 	$(BIN)/python -m bench.pluginserver_bench
 
 .PHONY: kong-validate
-kong-validate: install ## Check kong.yml: generated file up to date, emulator schema validation, decK, routing matrix
-	$(BIN)/python scripts/gen_openapi.py --check
-	$(BIN)/python scripts/gen_kong_yml.py --check
+kong-validate: install ## Check kong.yml: generated files up to date (sv-gateway-config check), emulator schema validation, decK, routing matrix
+	$(BIN)/sv-gateway-config check
+	$(BIN)/sv-gateway-config check --settings gateway-config/examples/production.yaml
 	scripts/ensure-deck.sh
 	$(BIN)/python -m pytest tests/config -q
 

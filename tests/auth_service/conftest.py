@@ -14,9 +14,10 @@ import pytest
 from auth_support import PASSWORD, TABLES, TEST_DB_URL, TEST_REDIS_URL, AuthActions, FakeClock, ensure_database
 from flask_migrate import upgrade
 from sqlalchemy import text
-from storyverse_auth import create_app, signing
+from storyverse_auth import create_app
 from storyverse_auth.extensions import db
 from storyverse_auth.redis_topology import client_for
+from storyverse_auth.tokens import signing
 from werkzeug.serving import make_server
 
 

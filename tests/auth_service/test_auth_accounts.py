@@ -6,9 +6,9 @@ import pytest
 from argon2 import extract_parameters
 from auth_support import PASSWORD, assert_problem
 from storyverse_auth.extensions import db, redis_store
-from storyverse_auth.keys import throttle_account_ip, throttle_lock
 from storyverse_auth.models import Account
-from storyverse_auth.passwords import Passwords
+from storyverse_auth.password.hashing import Passwords
+from storyverse_auth.redis_keys import throttle_account_ip, throttle_lock
 
 
 def test_register_creates_parent_and_family(app, client, auth, outbox):

@@ -13,8 +13,8 @@ from sqlalchemy import select
 from storyverse_auth import secrets_box
 from storyverse_auth.apikeys.models import ApiKey
 from storyverse_auth.extensions import db
-from storyverse_auth.keys import revoked_sid
-from storyverse_auth.tokens import decode_access_token
+from storyverse_auth.redis_keys import revoked_sid
+from storyverse_auth.tokens.access import decode_access_token
 
 BODY = {"name": "bedtime-app", "scopes": ["stories:read", "stories:generate"], "plan": "partner-basic"}
 

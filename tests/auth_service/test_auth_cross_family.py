@@ -3,7 +3,7 @@ of the gateway's denylist) denylists nothing unless the caller owns what it name
 
 import jwt
 from auth_support import TEST_REDIS_URL, assert_problem
-from storyverse_auth.keys import revoked_sid
+from storyverse_auth.redis_keys import revoked_sid
 from storyverse_auth.redis_topology import client_for
 from test_auth_oauth_kit import oauth_kit, pkce
 

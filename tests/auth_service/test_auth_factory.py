@@ -9,7 +9,7 @@ from auth_support import assert_problem
 from storyverse_auth import create_app
 from storyverse_auth.config import DEV_KEY_ENCRYPTION_KEY, Config, ProdConfig
 from storyverse_auth.logs import JSONFormatter
-from storyverse_auth.passwords import Passwords
+from storyverse_auth.password.hashing import Passwords
 
 
 def test_config_defaults_come_from_the_environment():

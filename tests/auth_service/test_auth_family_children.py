@@ -6,9 +6,9 @@ import uuid
 import pytest
 from auth_support import PASSWORD, assert_problem
 from storyverse_auth.extensions import db, redis_store
-from storyverse_auth.keys import account_sessions
-from storyverse_auth.keys import session as session_key
 from storyverse_auth.models import Account, Consent, Session
+from storyverse_auth.redis_keys import account_sessions
+from storyverse_auth.redis_keys import session as session_key
 
 
 def test_get_family_shows_code_parents_and_children(client, family):
@@ -110,7 +110,7 @@ def test_premium_tier_allows_twenty(app, family):
 
 
 def test_child_limit(app, family, monkeypatch):
-    from storyverse_auth.services import children
+    from storyverse_auth.children import service as children
 
     monkeypatch.setattr(children, "MAX_CHILDREN", 2)
     tokens = family.parent()

@@ -4,7 +4,7 @@ effect at the next refresh, and tightening changes that sign the child out."""
 import jwt
 import pytest
 from auth_support import assert_problem
-from storyverse_auth import controls
+from storyverse_auth.children import controls
 from storyverse_auth.extensions import db
 from storyverse_auth.models import Account
 

@@ -11,10 +11,10 @@ from sqlalchemy import select
 from storyverse_auth import secrets_box
 from storyverse_auth.clock import now
 from storyverse_auth.extensions import db, redis_store
-from storyverse_auth.keys import account_sessions, revoked_sid
-from storyverse_auth.keys import session as session_key
 from storyverse_auth.models import Account, Session, SessionEvent
-from storyverse_auth.services.sessions import MOVED, refresh_token_for
+from storyverse_auth.redis_keys import account_sessions, revoked_sid
+from storyverse_auth.redis_keys import session as session_key
+from storyverse_auth.sessions.service import MOVED, refresh_token_for
 
 
 def refresh(client, token: str):

@@ -7,9 +7,9 @@ import jwt
 import requests
 from auth_support import assert_problem
 from storyverse_auth.extensions import db, redis_store
-from storyverse_auth.keys import revoked_jti, revoked_sid
-from storyverse_auth.keys import session as session_key
 from storyverse_auth.models import Session
+from storyverse_auth.redis_keys import revoked_jti, revoked_sid
+from storyverse_auth.redis_keys import session as session_key
 
 
 def refresh(client, token: str):

@@ -10,10 +10,10 @@ import pytest
 from auth_support import assert_problem
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from storyverse_auth import signing
 from storyverse_auth.extensions import db
 from storyverse_auth.models import SigningKey
 from storyverse_auth.secrets_box import KeyEncryptionError, decrypt
+from storyverse_auth.tokens import signing
 
 
 def _jwks(client) -> dict:

@@ -31,11 +31,10 @@ EXPECTED_UNSUPPORTED: list[str] = []  # cors, proxy-cache, file-log, prometheus 
 
 
 def generator():
-    """scripts/gen_kong_yml.py as a module."""
-    scripts = str(REPO / "scripts")
-    if scripts not in sys.path:
-        sys.path.insert(0, scripts)
-    return importlib.import_module("gen_kong_yml")
+    """The kong.yml renderer (gateway-config: `load_settings`, `render`)."""
+    import storyverse_gateway_config
+
+    return storyverse_gateway_config
 
 
 @functools.cache

@@ -2,8 +2,8 @@
 intended plugins; every other method or path gets no route (Kong's 404). In-process: the emulator's Router and
 plugins_iterator over the loaded kong.yml, no processes.
 
-The expectations are written out here, independently of scripts/gateway_routes.py, so a change to the table that
-changes the public API fails until this list (the contract) is changed too.
+The expectations are written out here, independently of the route table (storyverse_gateway_config.routes), so a
+change to the table that changes the public API fails until this list (the contract) is changed too.
 """
 
 from __future__ import annotations

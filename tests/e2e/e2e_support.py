@@ -127,22 +127,26 @@ class KongGateway(EmulatorProcess):
 
 
 def render_kong_yml(
-    auth_url: str, backends: dict[str, str], issuer: str, redis_db: int, rate_limiting_url: str | None = None
+    auth_url: str,
+    backends: dict[str, str],
+    issuer: str,
+    redis_db: int,
+    rate_limiting_url: str | None = None,
+    upstream_ca: str | None = None,
 ) -> str:
-    """The repository's kong.yml (scripts/gen_kong_yml.py) for a test stack: its auth service, backends and Redis db."""
-    import sys
-
-    sys.path.insert(0, str(REPO / "scripts"))
-    import gen_kong_yml
+    """The repository's kong.yml (storyverse_gateway_config) for a test stack: its auth service, backends and Redis
+    db. An https URL is a TLS hop (`tls_verify: true`); `upstream_ca` (a CA PEM file) is what those hops trust."""
+    import storyverse_gateway_config as gateway_config
 
     services = {"auth": auth_url, **backends}
     if rate_limiting_url:
         services["rate-limiting"] = rate_limiting_url
-    settings = gen_kong_yml.load_settings(
+    settings = gateway_config.load_settings(
         overrides={
             "services": services,
             "jwt": {"jwks_url": auth_url + "/.well-known/jwks.json", "issuer": issuer, "audience": "storyverse-api"},
             "redis": {"redis_host": "127.0.0.1", "redis_port": 6379, "redis_database": redis_db},
+            "upstream_tls": {"ca_certificate_file": upstream_ca} if upstream_ca else {},
         }
     )
-    return gen_kong_yml.render(settings)
+    return gateway_config.render(settings)

@@ -2,7 +2,7 @@
 
 Before: `/api/v1/auth/api-keys*` had no route (Kong's 404) and kong.yml configured no partner plans, so a key's token
 (`tier` = its plan) was metered as `basic`: 5 generations a day. Now: a parent issues a key, exchanges it for an
-access token, and generates with the plan's limits (scripts/gateway_routes.py `PLANS`).
+access token, and generates with the plan's limits (storyverse_gateway_config.routes `PLANS`).
 
 The stack is the repository's kong.yml rendered for this module's ports (nothing else changed), the Kong emulator with
 every plugin server (strict mode), the real auth service under gunicorn, PostgreSQL, Redis and the sample backend.
@@ -13,7 +13,6 @@ journey does it with SQL, as the authorization matrix sets a family's tier.
 
 from __future__ import annotations
 
-import sys
 import time
 import uuid
 
@@ -23,7 +22,7 @@ import pytest
 import redis
 import requests
 import yaml
-from e2e_support import REPO, KongGateway, auth_env, repo_plugins, start_auth_service
+from e2e_support import KongGateway, auth_env, repo_plugins, start_auth_service
 from kong_emulator.testing import free_port, wait_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -35,17 +34,16 @@ PASSWORD = "a long and quiet bedtime password"
 
 
 def _render_kong_yml(auth_url: str, backends: dict[str, str]) -> str:
-    sys.path.insert(0, str(REPO / "scripts"))
-    import gen_kong_yml
+    import storyverse_gateway_config as gateway_config
 
-    settings = gen_kong_yml.load_settings(
+    settings = gateway_config.load_settings(
         overrides={
             "services": {"auth": auth_url, **backends},
             "jwt": {"jwks_url": auth_url + "/.well-known/jwks.json", "issuer": ISSUER, "audience": "storyverse-api"},
             "redis": {"redis_host": "127.0.0.1", "redis_port": 6379, "redis_database": REDIS_DB},
         }
     )
-    return yaml.safe_dump(yaml.safe_load(gen_kong_yml.render(settings)), sort_keys=False)
+    return yaml.safe_dump(yaml.safe_load(gateway_config.render(settings)), sort_keys=False)
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,8 @@
 """The authorization matrix through the whole layer (issue 5 acceptance).
 
 {parent A, co-parent A, child A1, parent B, child B1, admin, anonymous} × every method of every routed endpoint
-(`scripts/gateway_routes.py`: the 16 seed endpoints and the auth service's), with path parameters naming family A's
-and family B's resources → the status declared in `EXPECT`, written from docs/api.md's roles before running.
+(`storyverse_gateway_config.routes`: the 16 seed endpoints and the auth service's), with path parameters naming
+family A's and family B's resources → the status declared in `EXPECT`, written from docs/api.md's roles before running.
 
 The stack is the repository's kong.yml rendered for this module's ports, the Kong emulator with every plugin server
 (strict mode), the real auth service under gunicorn, PostgreSQL, Redis and the sample backend. The principals are
@@ -44,7 +44,6 @@ import yaml
 from authz_support import Principal, SmtpSink, call, link_token, problem_code, session_of
 from e2e_support import (
     AUTH_DIR,
-    REPO,
     KongGateway,
     auth_env,
     rate_limiting_env,
@@ -243,10 +242,9 @@ def _route_path(name: str) -> str:
 
 
 def _routes():
-    sys.path.insert(0, str(REPO / "scripts"))
-    import gateway_routes
+    from storyverse_gateway_config import routes
 
-    return gateway_routes
+    return routes
 
 
 @pytest.fixture(scope="module")

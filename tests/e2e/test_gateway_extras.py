@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import time
 import uuid
 
 import pytest
 import redis
 import requests
-from e2e_support import REPO, KongGateway, auth_env, repo_plugins, start_auth_service
+from e2e_support import KongGateway, auth_env, repo_plugins, start_auth_service
 from kong_emulator.testing import free_port, wait_port
 
 REDIS_DB = 8  # shared by the auth service (revocations) and the plugins (denylist, limits) in this module
@@ -30,10 +29,9 @@ def stack(backend, tmp_path_factory):
     port = free_port()
     auth = start_auth_service(port, auth_env(DATABASE, REDIS_DB, ISSUER))
     auth_url = f"http://127.0.0.1:{port}"
-    sys.path.insert(0, str(REPO / "scripts"))
-    import gen_kong_yml
+    import storyverse_gateway_config as gateway_config
 
-    settings = gen_kong_yml.load_settings(
+    settings = gateway_config.load_settings(
         overrides={
             "services": {"auth": auth_url, **backend},
             "jwt": {"jwks_url": auth_url + "/.well-known/jwks.json", "issuer": ISSUER},
@@ -41,7 +39,7 @@ def stack(backend, tmp_path_factory):
             "access_log": str(access_log),
         }
     )
-    gw = KongGateway(gen_kong_yml.render(settings), repo_plugins())
+    gw = KongGateway(gateway_config.render(settings), repo_plugins())
     try:
         wait_port(port, seconds=60, proc=auth)
         gw.start()

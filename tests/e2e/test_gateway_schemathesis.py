@@ -14,7 +14,6 @@ mode so the module runs in a few minutes on the shared machine.
 
 from __future__ import annotations
 
-import sys
 import time
 import uuid
 from collections import Counter
@@ -26,7 +25,6 @@ import redis
 import requests
 import schemathesis
 from e2e_support import (
-    REPO,
     KongGateway,
     auth_env,
     rate_limiting_env,
@@ -55,10 +53,9 @@ ENDS_A_SESSION = ("/auth/logout", "/auth/sessions/", "/auth/password/change")
 
 
 def _render_kong_yml(auth_url: str, backends: dict[str, str], rate_limiting_url: str) -> str:
-    sys.path.insert(0, str(REPO / "scripts"))
-    import gen_kong_yml
+    import storyverse_gateway_config as gateway_config
 
-    settings_ = gen_kong_yml.load_settings(
+    settings_ = gateway_config.load_settings(
         overrides={
             "services": {"auth": auth_url, "rate-limiting": rate_limiting_url, **backends},
             "jwt": {"jwks_url": auth_url + "/.well-known/jwks.json", "issuer": ISSUER, "audience": "storyverse-api"},
@@ -66,7 +63,7 @@ def _render_kong_yml(auth_url: str, backends: dict[str, str], rate_limiting_url:
             "limit_scale": LIMIT_SCALE,
         }
     )
-    return gen_kong_yml.render(settings_)
+    return gateway_config.render(settings_)
 
 
 @pytest.fixture(scope="module")

@@ -43,17 +43,16 @@ def stack(backend):
     port = free_port()
     auth = start_auth_service(port, auth_env(DATABASE, REDIS_DB, ISSUER))
     auth_url = f"http://127.0.0.1:{port}"
-    sys.path.insert(0, str(REPO / "scripts"))
-    import gen_kong_yml
+    import storyverse_gateway_config as gateway_config
 
-    settings = gen_kong_yml.load_settings(
+    settings = gateway_config.load_settings(
         overrides={
             "services": {"auth": auth_url, **backend},
             "jwt": {"jwks_url": auth_url + "/.well-known/jwks.json", "issuer": ISSUER},
             "redis": {"redis_database": REDIS_DB},
         }
     )
-    gw = KongGateway(gen_kong_yml.render(settings), repo_plugins())
+    gw = KongGateway(gateway_config.render(settings), repo_plugins())
     try:
         wait_port(port, seconds=60, proc=auth)
         gw.start()

@@ -2,9 +2,9 @@
 
 - ``Account``: register + login through the auth service's HTTP API (real access and refresh tokens).
 - ``sign_with_auth_service_key``: tokens signed by the auth service's own active signing key, read from its database
-  through its own code (``storyverse_auth.signing.active_key``, test KEK). Used only where the auth service will not
-  issue the token we need (``nbf`` in the future, ``crit``, a different ``typ``...): the signature is then genuinely
-  valid, so each test proves that the one claim or header under test is what gets the token refused.
+  through its own code (``storyverse_auth.tokens.signing.active_key``, test KEK). Used only where the auth service
+  will not issue the token we need (``nbf`` in the future, ``crit``, a different ``typ``...): the signature is then
+  genuinely valid, so each test proves that the one claim or header under test is what gets the token refused.
 - ``CountingProxy``: an HTTP proxy in front of the auth service's JWKS that counts fetches and can be switched to
   "down" or "garbage"; ``Listener`` counts any hit (for ``jku``/``x5u``: the gateway must never fetch them).
 - ``FakeRedis``: a TCP server speaking just enough RESP to answer ``EXISTS`` with something that is not a count.

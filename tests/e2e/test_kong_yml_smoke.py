@@ -25,10 +25,9 @@ AUTH_DB, AUTH_REDIS_DB, ISSUER = "storyverse_e2e_kong_yml", 13, "http://storyver
 
 
 def generator():
-    sys.path.insert(0, str(REPO / "scripts"))
-    import gen_kong_yml
+    import storyverse_gateway_config as gateway_config
 
-    return gen_kong_yml
+    return gateway_config
 
 
 @pytest.fixture(scope="module")

@@ -139,7 +139,7 @@ def test_revoked_session_is_revoked_and_read_in_the_same_exists(redis12):
 
 def test_the_keys_are_the_ones_the_auth_service_writes_and_share_one_cluster_slot():
     from redis.crc import key_slot
-    from storyverse_auth import keys
+    from storyverse_auth import redis_keys as keys
 
     assert revoked_sid_key("s") == keys.revoked_sid("s")
     assert revoked_jti_key("j", "s") == keys.revoked_jti("j", "s")
@@ -235,7 +235,7 @@ def test_a_pushed_revocation_is_enforced_and_steady_state_needs_no_redis_read(re
     every push before its PING was applied, which is what bounds the delay by denylist_cache_ms."""
     import time
 
-    from storyverse_auth import keys
+    from storyverse_auth import redis_keys as keys
     from storyverse_plugins.jwt_auth.denylist import RevocationWatch
 
     settings = RedisSettings(db=REDIS_DB)

@@ -6,7 +6,7 @@ Images (built from this checkout, cached by the engine between runs):
   storyverse/sample-backend:local   docker-compose.yml's inline Dockerfile (one source of truth)
 Containers on one user-defined network (names are the DNS names kong.yml uses): postgres, redis, auth (after a
 one-shot migration container), backend, kong (DB-less; the image's kong.conf; kong.yml rendered by
-scripts/gen_kong_yml.py for this network and copied in before start). Host ports are published on random ports so
+storyverse_gateway_config for this network and copied in before start). Host ports are published on random ports so
 the same end-to-end assertions reach Kong, the backend and PostgreSQL from the test process.
 
 The build context is a tar of only what the Dockerfiles COPY (the repository has no .dockerignore and holds .venv).
@@ -86,11 +86,10 @@ def single_file_tar(name: str, text: str, mode: int = 0o644) -> bytes:
 
 def render_kong_yml(issuer: str, redis_db: int) -> str:
     """The repository's kong.yml for the stack network: services by container name, Redis in its container."""
-    sys.path.insert(0, str(REPO / "scripts"))
-    import gen_kong_yml
+    import storyverse_gateway_config as gateway_config
 
     services = {"auth": "http://auth:8080", **{n: f"http://backend:{p}" for n, p in BACKEND_PORTS.items()}}
-    settings = gen_kong_yml.load_settings(
+    settings = gateway_config.load_settings(
         overrides={
             "services": services,
             "jwt": {
@@ -101,7 +100,7 @@ def render_kong_yml(issuer: str, redis_db: int) -> str:
             "redis": {"redis_host": "redis", "redis_port": 6379, "redis_database": redis_db},
         }
     )
-    return gen_kong_yml.render(settings)
+    return gateway_config.render(settings)
 
 
 @dataclass

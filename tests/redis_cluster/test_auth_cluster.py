@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 from flask_migrate import upgrade
 from sqlalchemy import text
-from storyverse_auth import create_app, signing
+from storyverse_auth import create_app
 from storyverse_auth.extensions import db, redis_store
-from storyverse_auth.keys import session as session_key
+from storyverse_auth.redis_keys import session as session_key
 from storyverse_auth.redis_topology import RedisCluster
+from storyverse_auth.tokens import signing
 
 REPO = Path(__file__).resolve().parents[2]
 AUTH_TESTS = REPO / "tests" / "auth_service"

@@ -14,9 +14,10 @@ import pytest
 import redis
 from flask_migrate import upgrade
 from kong_emulator.testing import free_port
-from storyverse_auth import create_app, signing
+from storyverse_auth import create_app
 from storyverse_auth.extensions import db, redis_store
-from storyverse_auth.keys import session as session_key
+from storyverse_auth.redis_keys import session as session_key
+from storyverse_auth.tokens import signing
 
 PASSWORD = "correct horse battery staple twice"
 MASTER = "svauth"

@@ -9,10 +9,11 @@ from flask import request
 from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import audit, input_guard, logs, mailer, metrics, passwords
+from . import audit, input_guard, logs, mailer, metrics
 from .config import ProdConfig, check_production, config_class, environment_config
 from .errors import PROBLEM_MIMETYPE, PROBLEM_SCHEMA, APIError, register_error_handlers
 from .extensions import db, migrate, redis_store
+from .password import hashing as passwords
 
 __all__ = ["create_app"]
 
@@ -57,29 +58,29 @@ def register_extensions(app: APIFlask) -> None:
 
 
 def register_blueprints(app: APIFlask) -> None:
-    from .auth import bp as auth_bp
-    from .children import bp as children_bp
-    from .devices import bp as devices_bp
-    from .families import bp as families_bp
-    from .ops import bp as ops_bp
-    from .password import bp as password_bp
-    from .sessions import bp as sessions_bp
-    from .wellknown import bp as wellknown_bp
+    from .auth.routes import bp as auth_bp
+    from .children.routes import bp as children_bp
+    from .devices.routes import bp as devices_bp
+    from .families.routes import bp as families_bp
+    from .ops.routes import bp as ops_bp
+    from .password.routes import bp as password_bp
+    from .sessions.routes import bp as sessions_bp
+    from .wellknown.routes import bp as wellknown_bp
 
     for bp in (auth_bp, sessions_bp, password_bp, families_bp, children_bp, devices_bp, wellknown_bp, ops_bp):
         app.register_blueprint(bp)
 
-    from .admin import bp as admin_bp
-    from .apikeys import bp as apikeys_bp
+    from .admin.cli import bp as admin_bp
+    from .apikeys.routes import bp as apikeys_bp
 
     # Usage analytics and the admin API moved to the rate limiting service (rate-limiting-service/).
     for bp in (apikeys_bp, admin_bp):
         app.register_blueprint(bp)
 
-    from .billing import bp as billing_bp
-    from .mfa import bp as mfa_bp
-    from .privacy import bp as privacy_bp
-    from .verification import bp as verification_bp
+    from .billing.routes import bp as billing_bp
+    from .mfa.routes import bp as mfa_bp
+    from .privacy.routes import bp as privacy_bp
+    from .verification.routes import bp as verification_bp
 
     for bp in (billing_bp, verification_bp, mfa_bp, privacy_bp):  # issue 20: family features, round two
         app.register_blueprint(bp)

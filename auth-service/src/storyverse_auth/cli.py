@@ -9,9 +9,9 @@ from flask.cli import AppGroup, with_appcontext
 from psycopg2 import sql
 from sqlalchemy.engine import make_url
 
-from . import signing
 from .extensions import db
 from .models import SigningKey
+from .tokens import signing
 
 keys_cli = AppGroup("keys", help="Manage JWT signing keys.")
 sessions_cli = AppGroup("sessions", help="Manage the session store.")
@@ -51,7 +51,7 @@ def list_keys() -> None:
 @click.option("--batch", default=500, show_default=True, help="Sessions per PostgreSQL transaction.")
 def move_to_redis(batch: int) -> None:
     """Move every live session still in PostgreSQL to Redis (idempotent; sessions also move on first use)."""
-    from .services.sessions import move_all_to_redis
+    from .sessions.service import move_all_to_redis
 
     click.echo(f"moved={move_all_to_redis(batch)}")
 

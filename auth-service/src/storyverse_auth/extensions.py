@@ -21,7 +21,7 @@ migrate = Migrate()
 
 class RedisClient:
     """A Redis client bound to an app: standalone, Sentinel or Cluster by ``REDIS_URL`` (redis_topology.py).
-    The gateway reads some of the same keys (keys.py).
+    The gateway reads some of the same keys (redis_keys.py).
 
     Built on first use, not in ``init_app``: a Cluster client reads the slot map when it is created, and a worker
     must start (and answer 503 problems) while Redis is down rather than crash-loop."""

@@ -85,7 +85,7 @@ class Account(db.Model):
     username: Mapped[str | None] = mapped_column(String(32))
     birth_year: Mapped[int | None] = mapped_column(Integer)
     pin_hash: Mapped[str | None] = mapped_column(String(255))
-    # Parental controls (the parent's settings; tokens apply the age-band and tier caps, see controls.py).
+    # Parental controls (the parent's settings; tokens apply the age-band and tier caps, see children/controls.py).
     max_content_rating: Mapped[str | None] = mapped_column(String(16))
     daily_story_limit: Mapped[int | None] = mapped_column(Integer)
     allowed_hours: Mapped[str | None] = mapped_column(String(16))
@@ -121,7 +121,7 @@ class SigningKey(db.Model):
 
 
 class Session(db.Model):
-    """A session as PostgreSQL kept it before sessions moved to Redis (services/session_store.py, issue 17): read
+    """A session as PostgreSQL kept it before sessions moved to Redis (sessions/store.py, issue 17): read
     only to move live rows (``revoke_reason = 'moved_to_redis'``); a later release drops the table."""
 
     __tablename__ = "sessions"

@@ -9,7 +9,7 @@
   failover (MOVED, a refreshed map) with a few retries.
 
 Every key the service writes for one subject shares a hash tag where a command or script touches several
-(``keys.py``), so the same code runs on all three.
+(``redis_keys.py``), so the same code runs on all three.
 """
 
 from __future__ import annotations

@@ -277,6 +277,9 @@ capabilities:
 {{- $m = append $m "networkPolicy: networkPolicy.enabled needs redis.cidrs (the Redis endpoint's CIDR blocks)" -}}
 {{- end -}}
 {{- end -}}
+{{- range $line := splitList "\n" (include "storyverse.discovery.problems" .) -}}
+{{- if $line }}{{ $m = append $m $line }}{{ end -}}
+{{- end -}}
 {{- range $line := splitList "\n" (include "storyverse.ops.problems" .) -}}
 {{- if $line }}{{ $m = append $m $line }}{{ end -}}
 {{- end -}}

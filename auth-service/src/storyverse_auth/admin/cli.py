@@ -5,13 +5,16 @@ from __future__ import annotations
 import uuid
 
 import click
+from apiflask import APIBlueprint
 
+from ..auth.accounts import find_by_email, normalise_email
 from ..clock import now
 from ..extensions import db
 from ..models import Account, Family
-from ..passwords import passwords, policy_violation
-from ..services.accounts import find_by_email, normalise_email
-from . import bp
+from ..password.hashing import passwords, policy_violation
+
+# cli_group=None: `flask create-admin EMAIL` is a top-level command.
+bp = APIBlueprint("admin", __name__, cli_group=None)
 
 
 @bp.cli.command("create-admin")

@@ -5,15 +5,20 @@ from __future__ import annotations
 import logging
 import uuid
 
-from apiflask import APIKeyHeaderAuth
+from apiflask import APIBlueprint, APIKeyHeaderAuth
 
+from ..auth.bearer import bearer, current_claims
 from ..errors import APIError
 from ..extensions import db
 from ..mfa import service as mfa
 from ..models import Account
-from ..security import bearer, current_claims
-from . import bp, errors, service
+from . import errors, service
+from .guard import refuse_api_key_tokens
 from .schemas import ApiKeyCreatedOut, ApiKeyIn, ApiKeysOut, ExchangeIn, ExchangeOut
+
+bp = APIBlueprint("apikeys", __name__, url_prefix="/api/auth/api-keys", tag="API keys")
+
+bp.before_app_request(refuse_api_key_tokens)
 
 log = logging.getLogger(__name__)
 

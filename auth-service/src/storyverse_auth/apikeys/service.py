@@ -18,11 +18,13 @@ import jwt
 from flask import current_app
 from sqlalchemy import func, select, update
 
-from .. import keys, metrics, secrets_box, signing
+from .. import metrics, secrets_box
+from .. import redis_keys as keys
 from ..clock import now, now_ts
 from ..extensions import db, redis_store
 from ..models import Account
-from ..tokens import TOKEN_TYPE, IssuedAccessToken
+from ..tokens import signing
+from ..tokens.access import TOKEN_TYPE, IssuedAccessToken
 from . import errors
 from .models import ApiKey
 

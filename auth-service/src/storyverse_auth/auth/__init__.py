@@ -1,5 +1,3 @@
-from apiflask import APIBlueprint
-
-bp = APIBlueprint("auth", __name__, url_prefix="/api/auth", tag="Auth")
-
-from . import routes  # noqa: E402,F401
+"""Accounts: register, login, refresh, logout, me (routes); registration and authentication (accounts), the
+brute-force back-off (throttle), equal response times (timing) and the bearer check of the service's own endpoints
+(bearer)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 
+from apiflask import APIBlueprint
 from flask import request
 
 from .. import metrics
@@ -12,11 +13,13 @@ from ..errors import APIError
 from ..extensions import db
 from ..models import Account
 from ..schemas import AcceptedOut, LoginIn, LogoutIn, MeOut, RefreshIn, RegisterIn, TokenOut
-from ..security import bearer, current_claims
-from ..services import accounts, sessions, throttle
-from ..timing import response_floor
-from ..tokens import Principal, issue_access_token
-from . import bp
+from ..sessions import service as sessions
+from ..tokens.access import Principal, issue_access_token
+from . import accounts, throttle
+from .bearer import bearer, current_claims
+from .timing import response_floor
+
+bp = APIBlueprint("auth", __name__, url_prefix="/api/auth", tag="Auth")
 
 log = logging.getLogger(__name__)
 

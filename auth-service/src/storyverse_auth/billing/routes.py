@@ -5,15 +5,18 @@ from __future__ import annotations
 import logging
 import uuid
 
+from apiflask import APIBlueprint
 from flask import request
 
+from ..auth.bearer import bearer, current_claims
 from ..clock import now_ts
 from ..extensions import db
+from ..families import service as families
 from ..mfa import service as mfa
-from ..security import bearer, current_claims
-from ..services import families
-from . import bp, errors, service, signature
+from . import errors, service, signature
 from .schemas import PlanChangeIn, PlanChangeOut, PlanOut, WebhookEventIn, WebhookOut
+
+bp = APIBlueprint("billing", __name__, url_prefix="/api/auth", tag="Plans")
 
 log = logging.getLogger(__name__)
 

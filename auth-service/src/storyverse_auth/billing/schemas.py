@@ -6,7 +6,7 @@ from apiflask import Schema
 from apiflask.fields import UUID, DateTime, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf, Range, Regexp
 
-from .. import controls
+from ..children import controls
 
 _ID = Regexp(r"^[A-Za-z0-9_\-]+$", error="Letters, digits, '_' and '-'.")
 _PLANS = OneOf(tuple(controls.TIER_DAILY_STORY_LIMIT))

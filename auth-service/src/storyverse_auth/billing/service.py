@@ -2,7 +2,7 @@
 
 The provider is the source of truth for what a family pays for: a parent's request only hands back where to pay
 (or cancel), and ``families.tier`` changes when a signed ``subscription.activated`` / ``subscription.canceled``
-event arrives. Tokens read the tier from the database at every refresh (services/sessions.py), so the new plan is in
+event arrives. Tokens read the tier from the database at every refresh (sessions/service.py), so the new plan is in
 the family's tokens at their next refresh; sv-quota keeps one counter per family and local day whatever the plan, so
 **on the day of a change the stories already made count against the new plan's limit** (basic → premium after 5
 stories leaves 15; premium → basic after 7 leaves none until the family's midnight).
@@ -20,7 +20,7 @@ from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 
-from .. import controls
+from ..children import controls
 from ..clock import now
 from ..extensions import db
 from ..models import Account, Family

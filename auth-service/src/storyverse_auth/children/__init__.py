@@ -1,5 +1,1 @@
-from apiflask import APIBlueprint
-
-bp = APIBlueprint("children", __name__, url_prefix="/api/auth/children", tag="Children")
-
-from . import routes  # noqa: E402,F401
+"""Child profiles (routes, service) and the parental controls tokens carry (controls: pure rules)."""

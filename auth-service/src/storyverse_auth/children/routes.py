@@ -6,18 +6,22 @@ import logging
 import uuid
 from typing import Any
 
+from apiflask import APIBlueprint
 from flask import request
 
-from .. import token_responses
+from ..auth.bearer import bearer, current_claims
 from ..extensions import db
-from ..family_schemas import ChildCreatedOut, ChildCreateIn, ChildOut, ChildPatchIn, ChildrenOut, ConsentIn, PinIn
+from ..families import service as families
+from ..families.schemas import ChildCreatedOut, ChildCreateIn, ChildOut, ChildPatchIn, ChildrenOut, ConsentIn, PinIn
 from ..mfa import service as mfa
 from ..models import Account
 from ..schemas import SessionsOut
-from ..security import bearer, current_claims
-from ..services import children, families, sessions
+from ..sessions import service as sessions
+from ..tokens import responses as token_responses
 from ..verification import service as verification
-from . import bp
+from . import service as children
+
+bp = APIBlueprint("children", __name__, url_prefix="/api/auth/children", tag="Children")
 
 log = logging.getLogger(__name__)
 

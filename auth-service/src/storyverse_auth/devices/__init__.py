@@ -1,5 +1,1 @@
-from apiflask import APIBlueprint
-
-bp = APIBlueprint("devices", __name__, url_prefix="/api/auth", tag="Child sign-in")
-
-from . import routes  # noqa: E402,F401
+"""Child sign-in without e-mail and the RFC 8628 device authorization grant (routes, service)."""

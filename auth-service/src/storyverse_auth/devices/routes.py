@@ -5,16 +5,20 @@ from __future__ import annotations
 import logging
 from urllib.parse import urlencode
 
+from apiflask import APIBlueprint
 from flask import request
 
-from .. import metrics, token_responses
+from .. import metrics
+from ..auth.bearer import bearer, current_claims
 from ..errors import APIError
 from ..extensions import db
-from ..family_schemas import ChildLoginIn, DeviceApproveIn, DeviceCodeIn, DeviceCodeOut, DeviceDenyIn, DeviceTokenIn
+from ..families import service as families
+from ..families.schemas import ChildLoginIn, DeviceApproveIn, DeviceCodeIn, DeviceCodeOut, DeviceDenyIn, DeviceTokenIn
 from ..schemas import TokenOut
-from ..security import bearer, current_claims
-from ..services import devices, families
-from . import bp
+from ..tokens import responses as token_responses
+from . import service as devices
+
+bp = APIBlueprint("devices", __name__, url_prefix="/api/auth", tag="Child sign-in")
 
 log = logging.getLogger(__name__)
 

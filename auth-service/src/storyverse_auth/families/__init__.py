@@ -1,5 +1,2 @@
-from apiflask import APIBlueprint
-
-bp = APIBlueprint("families", __name__, url_prefix="/api/auth/family", tag="Family")
-
-from . import routes  # noqa: E402,F401
+"""Families: the caller's family and co-parent invitations (routes, service), their request and response schemas
+(schemas) and the problems families, children and device sign-in answer with (errors)."""

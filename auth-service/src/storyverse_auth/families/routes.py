@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import logging
 
-from .. import token_responses
+from apiflask import APIBlueprint
+
+from ..auth.bearer import bearer, current_claims
+from ..children import service as children
 from ..extensions import db
-from ..family_schemas import FamilyDetailOut, InviteIn, JoinIn
 from ..schemas import AcceptedOut, TokenOut
-from ..security import bearer, current_claims
-from ..services import children, families
-from . import bp
+from ..tokens import responses as token_responses
+from . import service as families
+from .schemas import FamilyDetailOut, InviteIn, JoinIn
+
+bp = APIBlueprint("families", __name__, url_prefix="/api/auth/family", tag="Family")
 
 log = logging.getLogger(__name__)
 

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import logging
 
+from apiflask import APIBlueprint
 from flask import request
 
-from .. import token_responses
+from ..auth.bearer import bearer, current_claims
 from ..errors import APIError
 from ..extensions import db
-from ..security import bearer, current_claims
-from ..services import families
-from . import bp, service
+from ..families import service as families
+from ..tokens import responses as token_responses
+from . import service
 from .schemas import CodeIn, EnrolIn, EnrolOut, MfaStatusOut, RecoveryCodesOut, VerifiedOut, VerifyIn
+
+bp = APIBlueprint("mfa", __name__, url_prefix="/api/auth/mfa", tag="MFA")
 
 log = logging.getLogger(__name__)
 

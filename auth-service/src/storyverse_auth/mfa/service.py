@@ -10,7 +10,7 @@ commit.
   sensitive action needs the check to be at most ``MFA_STEP_UP_SECONDS`` (600) old when the parent has a confirmed
   factor, else ``401 mfa_required`` with RFC 9470's ``insufficient_user_authentication`` challenge. No factor, no
   step-up (the password re-entry the actions already ask for stays the check). Redis down: the error handler's 503.
-- Failed codes are throttled per (account, IP) and per IP with the login back-off (services/throttle.py), and per
+- Failed codes are throttled per (account, IP) and per IP with the login back-off (auth/throttle.py), and per
   account: ``MFA_MAX_FAILURES`` (10) in ``MFA_FAILURE_WINDOW`` (900 s) locks codes out until the window passes.
 """
 
@@ -29,11 +29,11 @@ from flask import current_app
 from sqlalchemy import delete, func, select, update
 
 from .. import secrets_box
+from ..auth import throttle
 from ..clock import now, now_ts
 from ..errors import APIError
 from ..extensions import db, redis_store
 from ..models import Account
-from ..services import throttle
 from .models import RecoveryCode, TotpFactor
 
 ISSUER_NAME = "StoryVerse"

@@ -11,9 +11,9 @@ from apiflask import Schema
 from apiflask.fields import Boolean, List, Nested, String
 from apiflask.validators import Length, OneOf, Regexp
 
+from ..auth.bearer import bearer, current_claims
 from ..errors import APIError
 from ..extensions import db
-from ..security import bearer, current_claims
 from . import admin_bp as bp
 from . import clients
 from .models import CLIENT_TYPES, GRANT_TYPES

@@ -17,7 +17,8 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import select, update
 
-from .. import keys, metrics, secrets_box
+from .. import metrics, secrets_box
+from .. import redis_keys as keys
 from ..clock import now
 from ..extensions import db, redis_store
 from .models import OAuthGrant

@@ -11,10 +11,11 @@ import jwt
 from authlib.oidc.core.util import create_half_hash
 from flask import current_app
 
-from .. import metrics, signing
+from .. import metrics
 from ..clock import now_ts
 from ..models import Account
-from ..tokens import TOKEN_TYPE, Principal, access_claims
+from ..tokens import signing
+from ..tokens.access import TOKEN_TYPE, Principal, access_claims
 from . import grants
 from .models import OAuthClient
 

@@ -22,12 +22,14 @@ from flask import current_app, g, make_response, render_template, request
 from sqlalchemy import select
 
 from .. import metrics, secrets_box
+from ..auth import accounts, throttle
 from ..clock import now_ts
+from ..devices import service as devices
 from ..errors import APIError
 from ..extensions import db
 from ..models import Account
-from ..services import accounts, devices, sessions, throttle
-from ..tokens import decode_access_token
+from ..sessions import service as sessions
+from ..tokens.access import decode_access_token
 from . import bp, issue
 from .models import OAuthGrant
 from .scopes import SCOPES

@@ -30,10 +30,10 @@ from .. import secrets_box
 from ..clock import now, now_ts
 from ..errors import APIError
 from ..extensions import db, redis_store
-from ..keys import revoked_jti, revoked_sid
 from ..models import Account
-from ..services import sessions
-from ..tokens import decode_access_token
+from ..redis_keys import revoked_jti, revoked_sid
+from ..sessions import service as sessions
+from ..tokens.access import decode_access_token
 from . import clients, issue
 from . import grants as grant_store
 from .models import OAuthAuthorizationCode, OAuthClient

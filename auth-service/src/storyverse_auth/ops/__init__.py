@@ -1,5 +1,1 @@
-from apiflask import APIBlueprint
-
-bp = APIBlueprint("ops", __name__, tag="Operations")
-
-from . import routes  # noqa: E402,F401
+"""Operations: liveness, readiness and Prometheus metrics (routes)."""

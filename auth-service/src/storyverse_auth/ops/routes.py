@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import redis
+from apiflask import APIBlueprint
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -12,7 +13,8 @@ from .. import metrics
 from ..errors import APIError
 from ..extensions import db, redis_store
 from ..schemas import StatusOut
-from . import bp
+
+bp = APIBlueprint("ops", __name__, tag="Operations")
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,2 @@
-from apiflask import APIBlueprint
-
-bp = APIBlueprint("password", __name__, url_prefix="/api/auth/password", tag="Password")
-
-from . import routes  # noqa: E402,F401
+"""Passwords: forgot / reset / change (routes), argon2id hashing and the password rules (hashing), reset tokens
+(recovery)."""

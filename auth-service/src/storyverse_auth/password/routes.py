@@ -5,17 +5,21 @@ from __future__ import annotations
 import logging
 import uuid
 
+from apiflask import APIBlueprint
 from flask import request
 
 from .. import metrics
+from ..auth import accounts, throttle
+from ..auth.bearer import bearer, current_claims
+from ..auth.timing import response_floor
 from ..errors import APIError
 from ..extensions import db
 from ..models import Account
 from ..schemas import AcceptedOut, ChangeIn, ForgotIn, ResetIn
-from ..security import bearer, current_claims
-from ..services import accounts, recovery, sessions, throttle
-from ..timing import response_floor
-from . import bp
+from ..sessions import service as sessions
+from . import recovery
+
+bp = APIBlueprint("password", __name__, url_prefix="/api/auth/password", tag="Password")
 
 log = logging.getLogger(__name__)
 

@@ -6,14 +6,18 @@ import logging
 import uuid
 
 import click
+from apiflask import APIBlueprint
 from flask import request
 
+from ..auth.bearer import bearer, current_claims
+from ..children import service as children
 from ..extensions import db
+from ..families import service as families
 from ..mfa import service as mfa
-from ..security import bearer, current_claims
-from ..services import children, families
-from . import bp, service
+from . import service
 from .schemas import DeletionIn, DeletionOut, ExportOut
+
+bp = APIBlueprint("privacy", __name__, url_prefix="/api/auth", tag="Privacy", cli_group="privacy")
 
 log = logging.getLogger(__name__)
 

@@ -29,6 +29,7 @@ from sqlalchemy import delete, func, select, update
 from ..apikeys import service as apikeys
 from ..apikeys.models import ApiKey
 from ..billing.models import Subscription
+from ..children import service as children
 from ..clock import now
 from ..errors import APIError
 from ..extensions import db
@@ -36,7 +37,7 @@ from ..mfa import service as mfa
 from ..models import Account, Consent, DeviceAuthorization, Family
 from ..oauth import grants
 from ..oauth.models import OAuthClient, OAuthGrant
-from ..services import children, sessions
+from ..sessions import service as sessions
 from .models import AccountDeletion
 
 GRACE_SECONDS = 7 * 24 * 3600

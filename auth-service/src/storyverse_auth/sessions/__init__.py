@@ -1,5 +1,1 @@
-from apiflask import APIBlueprint
-
-bp = APIBlueprint("sessions", __name__, url_prefix="/api/auth/sessions", tag="Sessions")
-
-from . import routes  # noqa: E402,F401
+"""Sessions: the caller's sessions (routes), refresh-token rotation (service) on the Redis session store (store)."""

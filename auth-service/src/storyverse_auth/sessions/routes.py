@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import uuid
 
+from apiflask import APIBlueprint
+
+from ..auth.bearer import bearer, current_claims
 from ..errors import APIError
 from ..extensions import db
 from ..schemas import SessionsOut
-from ..security import bearer, current_claims
-from ..services import sessions
-from . import bp
+from . import service as sessions
+
+bp = APIBlueprint("sessions", __name__, url_prefix="/api/auth/sessions", tag="Sessions")
 
 
 @bp.get("")

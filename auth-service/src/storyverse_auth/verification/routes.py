@@ -5,14 +5,18 @@ from __future__ import annotations
 import logging
 import uuid
 
+from apiflask import APIBlueprint
+
 from .. import metrics
+from ..auth.bearer import bearer, current_claims
 from ..errors import APIError
 from ..extensions import db
 from ..models import Account
 from ..schemas import AcceptedOut
-from ..security import bearer, current_claims
-from . import bp, service
+from . import service
 from .schemas import VerifyIn
+
+bp = APIBlueprint("verification", __name__, url_prefix="/api/auth/email", tag="E-mail verification")
 
 log = logging.getLogger(__name__)
 

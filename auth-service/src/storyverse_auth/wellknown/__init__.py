@@ -1,5 +1,1 @@
-from apiflask import APIBlueprint
-
-bp = APIBlueprint("wellknown", __name__, url_prefix="/.well-known", tag="Discovery")
-
-from . import routes  # noqa: E402,F401
+"""Discovery: the JWKS and the discovery document (routes)."""

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from apiflask import APIBlueprint
 from flask import current_app, url_for
 
-from .. import signing
 from ..extensions import db
 from ..oauth.metadata import provider_metadata
-from . import bp
+from ..tokens import signing
+
+bp = APIBlueprint("wellknown", __name__, url_prefix="/.well-known", tag="Discovery")
 
 _JWKS_DOC = {
     200: {

@@ -32,7 +32,8 @@ SHARED_QUOTA = "sv_quota"
 SHARED_QUOTA_LOG = "sv_quota_log"
 
 # Upstream identity headers, set only by the gateway; any client-sent copy is removed first. THE one definition of
-# the names: scripts/gen_kong_yml.py renders them (and the prefix) into the global sv-edge's strip_headers.
+# the names: gateway-config (storyverse_gateway_config.kong) renders them (and the prefix) into the global sv-edge's
+# strip_headers.
 IDENTITY_HEADERS = {
     "sub": "X-User-Id",
     "role": "X-User-Role",

@@ -74,7 +74,7 @@ def login_failures_key(tag: str) -> str:
 
 BLOCKS_INDEX = PREFIX + "{abuse}:blocks"  # one slot of its own: written after a block is set, read by admins
 
-# -- revocation (written by the auth service, storyverse_auth/keys.py, which must build them identically) -----------
+# -- revocation (written by the auth service, storyverse_auth/redis_keys.py, which must build them identically) -------
 # Both keys of a session share the hash tag {s:<sid>}, so sv-jwt reads them in ONE round trip on Redis Cluster too;
 # a token without a session is tagged by its own jti:
 #   sv:revoked:{s:<sid>}:sid          every access token of the session is revoked

@@ -1,1 +1,0 @@
-"""Domain services: functions that add to the session and never commit (the view commits)."""

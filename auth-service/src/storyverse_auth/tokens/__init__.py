@@ -1,0 +1,1 @@
+"""Access tokens (RFC 9068), their signing keys and the token bodies the endpoints return."""
