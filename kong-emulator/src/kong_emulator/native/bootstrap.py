@@ -420,8 +420,8 @@ function api.pdk()
   return kong, ngx
 end
 
-function api.new_table()
-  return {}
+function api.new_table(...)
+  return { ... }
 end
 
 function api.type(v)

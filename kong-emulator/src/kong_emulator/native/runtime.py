@@ -102,9 +102,9 @@ class _RequestTables:
     __slots__ = ("ngx_ctx", "ngx_ctx_seen", "plugin", "shared", "shared_seen")
 
     def __init__(self, state: LuaState) -> None:
-        self.shared = state.lua.table()
+        self.shared = state.api.new_table()  # a call into Lua: cheaper than lupa's LuaRuntime.table()
         self.shared_seen: dict[Any, Any] = {}
-        self.ngx_ctx = state.lua.table()
+        self.ngx_ctx = state.api.new_table()
         self.ngx_ctx_seen: dict[Any, Any] = {}
         self.plugin: dict[str, Any] = {}
 
@@ -325,8 +325,8 @@ class LuaState:
         self._sync_in(nginx_ctx, tables.ngx_ctx, tables.ngx_ctx_seen)
         plugin_ctx = tables.plugin.get(plugin_id)
         if plugin_ctx is None:
-            plugin_ctx = tables.plugin[plugin_id] = self.lua.table()
-        arg = self.lua.table(body if body is not None else b"", eof)  # ngx.arg
+            plugin_ctx = tables.plugin[plugin_id] = self.api.new_table()
+        arg = self.api.new_table(body if body is not None else b"", eof)  # ngx.arg
         self.call, self.body, self.eof = call, body, eof
         shared_filled = ngx_ctx_filled = True  # unknown (the run failed in Python): copy back
         try:
