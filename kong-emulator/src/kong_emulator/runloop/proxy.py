@@ -80,6 +80,8 @@ class Engine:
     request_id_header: bool = True
     strict_errors: list[str] | None = None
     pdk_env: object | None = None  # pdk.base.PDKEnv: trusted_ips, node id
+    upstream_tls: object | None = None  # upstream_ssl.UpstreamTLS (built on first use from conf and kong.yml)
+    resolver: object | None = None  # dns.KongResolver; None: names go to the HTTP client as they are
 
     @functools.cached_property
     def upstream_request_id(self) -> bool:
@@ -120,6 +122,7 @@ def build_client_request(request: web.Request, body: bytes, listen_port: int) ->
         path=normalize_request_path(raw_path),
         raw_path=raw_path,
         raw_query=raw_query,
+        request_uri=request.raw_path,
         headers=Headers.from_raw(request.raw_headers),  # the bytes as sent, as Lua strings
         body=body,
         client_ip=client_ip,
@@ -210,8 +213,10 @@ class Proxy:
         ctx.phase = "rewrite"
         await self._run_plugins(ctx, "rewrite", global_only=True)
         if ctx.exit is None:
+            # the router reads $request_uri, not nginx's decoded $uri: atc.lua:446-449 strip_uri_args(var.request_uri)
+            # = router/utils.lua:57-63 normalize(req_uri, true) (tools/uri.lua:78-165: reserved %XX stay encoded)
             match = engine.router.match(
-                ctx.request.method, ctx.request.host, ctx.request.path, ctx.request.headers, ctx.request.scheme
+                ctx.request.method, ctx.request.host, ctx.request.raw_path, ctx.request.headers, ctx.request.scheme
             )
             if match is None:
                 # handler.lua access.before: `return kong.response.error(404, "no Route matched with those values")`
