@@ -129,19 +129,21 @@ def main() -> None:
                 stats.sort_stats("tottime").print_stats(30)
                 stats.sort_stats("cumtime").print_stats("kong_emulator", 40)
             return
+        load = [os.getloadavg()[0]]
         with tempfile.TemporaryDirectory() as d:
             base_src = base_tree(args.base, Path(d))
             base, ours = [], []
             for _ in range(args.rounds):  # alternate, so both see the same machine load
                 base.append(run_case(base_src, backend_port, args.requests, args.concurrency))
                 ours.append(run_case(None, backend_port, args.requests, args.concurrency))
+                load.append(os.getloadavg()[0])
     finally:
         backend.terminate()
         backend.wait(10)
-    report(min(base), min(ours), base, ours, args)
+    report(min(base), min(ours), base, ours, args, load)
 
 
-def report(base: float, ours: float, base_all: list[float], ours_all: list[float], args) -> None:
+def report(base: float, ours: float, base_all: list[float], ours_all: list[float], args, load: list[float]) -> None:
     command = (
         f"python -m bench.emulator_bench -n {args.requests} -c {args.concurrency} -r {args.rounds} --base {args.base}"
     )
@@ -162,7 +164,10 @@ def report(base: float, ours: float, base_all: list[float], ours_all: list[float
             f"| base {args.base} (before issue 14) | {base:,.0f} | {', '.join(f'{x:,.0f}' for x in base_all)} |",
             f"| this tree | {ours:,.0f} | {', '.join(f'{x:,.0f}' for x in ours_all)} |",
             "",
-            f"Ratio this tree / base: **{ours / base:.2f}**.",
+            f"Ratio this tree / base: **{ours / base:.2f}** (best / best); per round "
+            f"{', '.join(f'{o / b:.2f}' for o, b in zip(ours_all, base_all, strict=True))}. "
+            f"Machine load (1-minute load average, at the start and after each round): "
+            f"{', '.join(f'{x:.1f}' for x in load)} on {os.cpu_count()} cores.",
             "",
         ]
     )

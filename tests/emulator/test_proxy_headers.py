@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import socket
 
 import pytest
 import requests
@@ -33,6 +34,14 @@ services:
   url: {up.url}/headers
   routes:
   - {{name: made-headers, paths: ["/made-headers"]}}
+- name: named-host-cookies
+  url: http://localhost:{up.port}/headers
+  routes:
+  - {{name: named-host-cookies, paths: ["/named/cookies"]}}
+- name: named-host-echo
+  url: http://localhost:{up.port}/echo
+  routes:
+  - {{name: named-host-echo, paths: ["/named/echo"]}}
 """
 
 
@@ -227,3 +236,40 @@ def test_head_is_proxied_with_the_upstreams_content_length_and_no_body(gw):
     assert resp.status == 200 and body == b""
     assert int(resp.getheader("Content-Length")) > 0  # what the upstream declared for its (unsent) body
     assert resp.getheader("Via") == KONG_VIA
+
+
+def test_nginx_adds_no_request_headers_the_client_did_not_send(gw):
+    """proxy_pass forwards the client's headers plus Kong's proxy_set_header lines (nginx_kong.lua), nothing else:
+    no default Accept, Accept-Encoding, User-Agent, or Content-Type for a body sent without one."""
+    _, seen, h = echo(gw, "/plain/x", {"Accept-Encoding": "br"}, method="POST", body=b"raw")
+    assert "user-agent" not in h and "accept" not in h and "content-type" not in h
+    assert h["accept-encoding"] == ["br"]
+    assert seen["body"] == "raw"
+
+
+def test_an_upstreams_set_cookie_never_comes_back_on_a_later_request(gw):
+    """nginx keeps no cookie jar: a Set-Cookie from the upstream (here a named host, whose cookies an HTTP client
+    library would store) goes to that client only and is never sent upstream on another request."""
+    assert requests.get(gw.url + "/named/cookies", timeout=10).status_code == 201
+    _, _, h = echo(gw, "/named/echo")
+    assert "cookie" not in h
+    _, _, h = echo(gw, "/named/echo", {"Cookie": "mine=1"})
+    assert h["cookie"] == ["mine=1"]  # the client's own Cookie header passes as sent
+
+
+def _raw_exchange(gw: EmulatorProcess, expect: str) -> bytes:
+    """Everything the emulator sends for one POST with ``Expect: <expect>`` (the connection closes after it)."""
+    head = f"POST /plain/x HTTP/1.1\r\nHost: t\r\nExpect: {expect}\r\nConnection: close\r\nContent-Length: 3\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as sock:
+        sock.sendall(head.encode() + b"abc")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data
+
+
+def test_expect_100_continue_gets_the_interim_response_and_other_expectations_are_ignored(gw):
+    """nginx's ngx_http_test_expect (what Kong's proxy_pass runs when it reads the body): `Expect: 100-continue` on
+    HTTP/1.1 gets `100 Continue` first; an unknown expectation is ignored -- no 417."""
+    assert _raw_exchange(gw, "100-continue").startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 ")
+    assert _raw_exchange(gw, "something-else").startswith(b"HTTP/1.1 200 ")

@@ -13,7 +13,6 @@ import signal
 import sys
 from collections.abc import Mapping
 
-import aiohttp
 import uvloop
 from aiohttp import web
 
@@ -22,7 +21,7 @@ from kong_emulator.config import conf as conf_mod
 from kong_emulator.config.declarative import BUNDLED_PLUGINS, load_declarative
 from kong_emulator.config.errors import ConfigError
 from kong_emulator.listeners import tls
-from kong_emulator.listeners.listener import KongAppRunner
+from kong_emulator.listeners.listener import KongServerRunner
 from kong_emulator.listeners.status import ServerStats, StatusAPI, status_listeners
 from kong_emulator.native import NativeRunner, lua_plugins, sandbox_settings, with_native_infos
 from kong_emulator.pdk.base import PDKEnv
@@ -34,6 +33,7 @@ from kong_emulator.runloop.dns import KongResolver
 from kong_emulator.runloop.healthcheck import HealthCheckers
 from kong_emulator.runloop.plugins_iterator import plugins_for
 from kong_emulator.runloop.proxy import Engine, Proxy
+from kong_emulator.runloop.upstream import upstream_session
 from kong_emulator.runloop.upstream_ssl import UpstreamTLS, probe_context
 
 log = logging.getLogger("kong_emulator")
@@ -59,7 +59,7 @@ class Emulator:
         self.conf = kong_conf
         self.servers = PluginServers(kong_conf.pluginservers)
         self.engine: Engine | None = None
-        self.runners: list[web.AppRunner] = []
+        self.runners: list[web.BaseRunner] = []
         self.proxies: list[Proxy] = []
         self.stats = ServerStats()  # kong.nginx.get_statistics() for the Status API
         self.status_api: StatusAPI | None = None
@@ -141,9 +141,7 @@ class Emulator:
             balancer=Balancer(declarative.upstreams),
             infos=infos,
             plugins_for=plugins_for,
-            session=aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=60), auto_decompress=False
-            ),
+            session=upstream_session(),
             strict=conf.emulator_strict,
             server_tokens="server_tokens" in headers or "off" not in headers,
             latency_tokens="latency_tokens" in headers,
@@ -162,9 +160,12 @@ class Emulator:
         for host, port, flags in listeners:
             secure = "ssl" in flags
             proxy = (tls.HTTPSProxy if secure else Proxy)(self.engine, port)
-            app = web.Application(client_max_size=self.conf.client_max_body_size, middlewares=[self.stats.middleware])
-            app.router.add_route("*", r"/{tail:[\s\S]*}", proxy.handle)  # any path, a decoded %0A included
-            runner = KongAppRunner(app, access_log=None, handle_signals=False, server_tokens=proxy.enabled("server"))
+            runner = KongServerRunner(
+                self.stats.counted(proxy.handle),  # every request, whatever its path (a decoded %0A too)
+                client_max_size=self.conf.client_max_body_size,
+                server_tokens=proxy.enabled("server"),
+                access_log=None,
+            )
             await runner.setup()
             self.stats.watch(runner.server)
             site_tls = tls_ctx if secure else None

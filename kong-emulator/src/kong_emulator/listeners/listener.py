@@ -14,17 +14,18 @@
 * Responses carry no ``Server: Python/x aiohttp/y`` of aiohttp's own: Kong sets ``Server`` itself or clears it
   (kong.conf ``headers``).
 
-aiohttp has no hook for its parser errors, so `KongAppRunner` swaps in a `RequestHandler` subclass (its
+aiohttp has no hook for its parser errors, so `KongServerRunner` uses a `RequestHandler` subclass (its
 ``handle_error``) -- the only place the emulator reaches into aiohttp's internals.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 
 from aiohttp import http_exceptions, web, web_protocol, web_server
-from aiohttp.http import SERVER_SOFTWARE
+from aiohttp.http import SERVER_SOFTWARE, HttpVersion11
 
 from kong_emulator import KONG_VERSION
 from kong_emulator.tools import kong_errors
@@ -146,18 +147,28 @@ class _KongServer(web_server.Server):
         return handler
 
 
-class KongAppRunner(web.AppRunner):
-    """`web.AppRunner` whose connections use `KongRequestHandler` and nginx's line limits."""
+class KongServerRunner(web.ServerRunner):
+    """aiohttp's low-level server for one proxy listener: every request goes to ``handler`` (no aiohttp routing or
+    middleware -- Kong's router is the emulator's own), on connections with `KongRequestHandler`, nginx's line
+    limits and ``client_max_size`` (nginx ``client_max_body_size``, 0 = no limit) for the body."""
 
-    def __init__(self, app: web.Application, *, server_tokens: bool = True, **kwargs) -> None:
+    def __init__(self, handler, *, client_max_size: int, server_tokens: bool = True, **kwargs) -> None:
         kwargs.setdefault("max_line_size", REQUEST_LINE_LIMIT)
         kwargs.setdefault("max_field_size", HEADER_LINE_LIMIT)
         kwargs.setdefault("max_headers", MAX_HEADER_LINES)
-        super().__init__(app, **kwargs)
-        self.server_tokens = server_tokens
+        loop = asyncio.get_running_loop()
 
-    async def _make_server(self) -> web_server.Server:
-        server = await super()._make_server()
-        server.__class__ = _KongServer
-        server.server_tokens = self.server_tokens
-        return server
+        def make_request(message, payload, protocol, writer, task) -> web.BaseRequest:
+            return web.BaseRequest(message, payload, protocol, writer, task, loop, client_max_size=client_max_size)
+
+        server = _KongServer(handler, request_factory=make_request, loop=loop, **kwargs)
+        server.server_tokens = server_tokens
+        super().__init__(server, handle_signals=False)
+
+
+async def continue_if_expected(request: web.BaseRequest) -> None:
+    """nginx's ``ngx_http_test_expect`` before the body is read: an HTTP/1.1 request with ``Expect: 100-continue``
+    gets the interim ``100 Continue``; any other expectation is ignored (nginx answers no 417)."""
+    if request.version >= HttpVersion11 and request.headers.get("Expect", "").lower() == "100-continue":
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the response proper has not started

@@ -65,14 +65,19 @@ class ServerStats:
         server.connection_made = connection_made
         server.connection_lost = connection_lost
 
-    @web.middleware
-    async def middleware(self, request: web.Request, handler):
-        self.total_requests += 1
-        self.writing += 1
-        try:
-            return await handler(request)
-        finally:
-            self.writing -= 1
+    def counted(self, handler):
+        """``handler`` counting the requests it serves (total, in flight); a plain wrapper rather than an aiohttp
+        middleware, which would put aiohttp's middleware chain on every request."""
+
+        async def counting(request: web.Request):
+            self.total_requests += 1
+            self.writing += 1
+            try:
+                return await handler(request)
+            finally:
+                self.writing -= 1
+
+        return counting
 
     def snapshot(self) -> dict[str, int]:
         active = max(self.accepted - self.closed, 0)

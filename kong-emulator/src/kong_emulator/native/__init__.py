@@ -122,6 +122,14 @@ class NativeRunner:
             )
         return st
 
+    def runs(self, plugin, phase: str) -> bool:
+        """False when `run_phase` of ``plugin`` in ``phase`` is a no-op by its configuration alone (a serverless
+        plugin with no chunks for the phase): the proxy leaves it out of that phase's lists, which are built once
+        per scope from the configuration the emulator started with."""
+        native = self.natives.get(plugin.name)
+        runs = getattr(native, "runs", None)
+        return True if runs is None else runs(plugin, phase)
+
     async def run_phase(self, plugin, phase: str, ctx) -> None:
         native = self.natives.get(plugin.name)
         if native is None:

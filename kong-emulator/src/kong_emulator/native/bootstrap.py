@@ -399,19 +399,20 @@ function api.check(code)
   return err
 end
 
--- one event: the phase function in a coroutine (exit yields), the request's tables swapped in
+-- one event: the phase function in a coroutine (exit yields), the request's tables swapped in; also tells
+-- whether kong.ctx.shared and ngx.ctx hold anything afterwards (empty ones need no copying back)
 function api.run(fn, shared, plugin_ctx, ngx_ctx, arg)
   cur.shared, cur.plugin, cur.ngx_ctx, cur.arg = shared, plugin_ctx, ngx_ctx, arg
   local co = co_create(fn)
   local ok, err = co_resume(co)
   cur.shared, cur.plugin, cur.ngx_ctx, cur.arg = nil, nil, nil, nil
   if not ok then
-    return "error", tostring(err)
+    return "error", tostring(err), next(shared) ~= nil, next(ngx_ctx) ~= nil
   end
   if co_status(co) == "suspended" then
-    return "exit"
+    return "exit", nil, next(shared) ~= nil, next(ngx_ctx) ~= nil
   end
-  return "ok"
+  return "ok", nil, next(shared) ~= nil, next(ngx_ctx) ~= nil
 end
 
 -- the PDK tables, for custom Lua plugins (lua_plugins.py), which see them as globals
@@ -419,8 +420,8 @@ function api.pdk()
   return kong, ngx
 end
 
-function api.new_table()
-  return {}
+function api.new_table(...)
+  return { ... }
 end
 
 function api.type(v)

@@ -102,7 +102,7 @@ class _RequestTables:
     __slots__ = ("ngx_ctx", "ngx_ctx_seen", "plugin", "shared", "shared_seen")
 
     def __init__(self, state: LuaState) -> None:
-        self.shared = state.api.new_table()
+        self.shared = state.api.new_table()  # a call into Lua: cheaper than lupa's LuaRuntime.table()
         self.shared_seen: dict[Any, Any] = {}
         self.ngx_ctx = state.api.new_table()
         self.ngx_ctx_seen: dict[Any, Any] = {}
@@ -326,19 +326,23 @@ class LuaState:
         plugin_ctx = tables.plugin.get(plugin_id)
         if plugin_ctx is None:
             plugin_ctx = tables.plugin[plugin_id] = self.api.new_table()
-        arg = self.to_lua([body if body is not None else b"", eof])
+        arg = self.api.new_table(body if body is not None else b"", eof)  # ngx.arg
         self.call, self.body, self.eof = call, body, eof
+        shared_filled = ngx_ctx_filled = True  # unknown (the run failed in Python): copy back
         try:
-            result = self.api.run(fn, tables.shared, plugin_ctx, tables.ngx_ctx, arg)
+            status, message, shared_filled, ngx_ctx_filled = self.api.run(
+                fn, tables.shared, plugin_ctx, tables.ngx_ctx, arg
+            )
         finally:
             self.call = None
-            self._sync_out(tables.shared, shared, tables.shared_seen)
-            self._sync_out(tables.ngx_ctx, nginx_ctx, tables.ngx_ctx_seen)
+            if shared_filled or tables.shared_seen:  # an empty table that was empty before: nothing changed
+                self._sync_out(tables.shared, shared, tables.shared_seen)
+            if ngx_ctx_filled or tables.ngx_ctx_seen:
+                self._sync_out(tables.ngx_ctx, nginx_ctx, tables.ngx_ctx_seen)
         if body is not None:
             chunk = arg[1]  # nil or "" drops the chunk; ngx.arg[2] = true ends the body here
             self.body = chunk if isinstance(chunk, bytes) else b"" if chunk is None else _s(str(chunk))
             self.eof = bool(arg[2])
-        status, message = result if isinstance(result, tuple) else (result, None)
         return status.decode(), self.from_lua(message) if message is not None else None
 
     def _sync_in(self, py: dict, table, seen: dict) -> None:

@@ -135,23 +135,29 @@ class Serverless:
         self._compiled[key] = (plugin.config, funcs)
         return funcs
 
+    def runs(self, plugin: Plugin, phase: str) -> bool:
+        """Whether `run_phase` does anything: only phases with chunks run (Kong's ``no_op`` for the others)."""
+        if phase == "response":
+            return bool(plugin.config.get("header_filter") or plugin.config.get("body_filter"))
+        return phase in PHASE_FIELDS and bool(plugin.config.get(phase))
+
     def run_phase(self, plugin: Plugin, phase: str, ctx, worker: int) -> None:
         """One event of the emulator's ``phase``; Lua errors end like Kong's phase runner ends them."""
-        from kong_emulator.native.runtime import NativeCall
-
         if phase == "response":
             for kong_phase in ("header_filter", "body_filter"):
                 if plugin.config.get(kong_phase):
-                    self._event(plugin, kong_phase, ctx, worker, NativeCall)
+                    self._event(plugin, kong_phase, ctx, worker)
                     if ctx.exit is not None:
                         return
             return
         if phase in PHASE_FIELDS and plugin.config.get(phase):
-            self._event(plugin, phase, ctx, worker, NativeCall)
+            self._event(plugin, phase, ctx, worker)
 
-    def _event(self, plugin: Plugin, phase: str, ctx, worker: int, call_type) -> None:
+    def _event(self, plugin: Plugin, phase: str, ctx, worker: int) -> None:
+        from kong_emulator.native.runtime import NativeCall  # lupa is loaded when a chunk first runs
+
         state = self.states(worker)
-        call = call_type(ctx, state.pdk.env, phase, plugin.name)
+        call = NativeCall(ctx, state.pdk.env, phase, plugin.name)
         try:
             fn = self._functions(worker, plugin)[phase.encode()]
         except LuaError as exc:

@@ -6,6 +6,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from kong_emulator.pdk.base import (
+    REQUEST_PHASES,
     Call,
     LuaError,
     check_max,
@@ -74,8 +75,9 @@ def get_header(c: Call, name=None, *_):
             return None
         values = c.saved.request_headers.get_all(lua_str(name).replace("_", "-"))
         return values[0] if values else None
-    c.need_request()
-    return nginx_http_var(c.ctx.request.headers, _name(name))
+    if c.phase == "log" or c.phase not in REQUEST_PHASES:
+        c.need_request()  # raises
+    return nginx_http_var(c.ctx.request.headers, name.replace("_", "-") if type(name) is str else _name(name))
 
 
 def nginx_http_var(headers: Headers, name: str) -> str | None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kong_emulator.config.entities import DEFAULT_WS_ID, Plugin
-from kong_emulator.pdk import PDK, TERMINAL_METHODS, Call, LuaError, PDKEnv, step_method_for
+from kong_emulator.pdk import PDK, STEP_METHODS, TERMINAL_METHODS, Call, LuaError, PDKEnv, step_method_for
 from kong_emulator.pdk.base import to_lua
 from kong_emulator.pdk.response import unexpected_error
 from kong_emulator.plugin_servers.rpc import (
@@ -186,7 +186,9 @@ class Worker:
     async def _handle_event(self, plugin: Plugin, call: Call) -> bool:
         """``Rpc:handle_event``; True when Kong would call it again ("no plugin instance")."""
         try:
-            instance_id = await self._instance_id(plugin)
+            instance_id = self._running_id(plugin)
+            if instance_id is None:
+                instance_id = await self._instance_id(plugin)
             await self._bridge_loop(plugin.name, instance_id, call)
         except RPCLuaError as exc:
             raise LuaError(str(exc)) from None
@@ -217,7 +219,8 @@ class Worker:
             if method in TERMINAL_METHODS:
                 return  # Kong yields (access) or ngx.exit()s: no Step for this event ever again
             params = {"EventId": event_id} if result is None else {"EventId": event_id, "Data": result}
-            step = await rpc.call(step_method_for(method, result), params)
+            step_method = STEP_METHODS.get(method, "plugin.Step") if type(result) is not dict else None
+            step = await rpc.call(step_method or step_method_for(method, result), params)
 
     def _lua_error(self, call: Call, exc: LuaError) -> None:
         """A Lua error out of the phase handler: logged; outside log, Kong answers 500 (KONG_UNEXPECTED)."""
@@ -255,16 +258,24 @@ class Worker:
                 self._instances.pop(key, None)
                 raise RPCError(f"Could not claim instance_id for {plugin.name} (key: {key})")
             info = self._instances.get(key)
+        running = self._running_id(plugin)
+        if running is not None:
+            return running
         conf = self.plugin_conf(plugin)
-        if info is not None and info.id is not None and info.seq == conf["__seq__"]:
-            if info.conf.get("__plugin_id") == key:
-                return info.id
         old_id = info.id if info is not None else None
         if info is None:
             info = self._instances[key] = _Instance(conf=conf, seq=conf["__seq__"])
         else:
             info.id = None
         return await self._start_instance(plugin, info, conf, old_id)
+
+    def _running_id(self, plugin: Plugin) -> int | None:
+        """The instance id ``get_instance_id`` reuses as it is: same ``__seq__`` and ``__plugin_id``, not claimed."""
+        info = self._instances.get(plugin.id)
+        if info is None or info.id is None:
+            return None
+        seq = getattr(plugin, "seq", None) or self.seq  # plugin_conf's __seq__, without building the conf
+        return info.id if info.seq == seq and info.conf.get("__plugin_id") == plugin.id else None
 
     async def _start_instance(self, plugin: Plugin, info: _Instance, conf: dict, old_id: int | None) -> int:
         rpc = self.rpc(plugin.name)

@@ -15,6 +15,7 @@ connection, back to the pool after each reply, so successive calls of one event 
 from __future__ import annotations
 
 import asyncio
+import math
 import socket
 from collections import deque
 from collections.abc import Callable
@@ -25,6 +26,7 @@ import msgpack
 KONG_READ_TIMEOUT = 60.0  # nginx's default lua_socket_read_timeout; Kong's templates never change it
 KONG_POOL_SIZE = 256  # lua_socket_pool_size
 IDLE_PEEK_AFTER = 0.001  # seconds idle after which acquire also peeks at a pooled connection
+CLOCK_SLACK = 0.001  # libuv's timers count whole milliseconds
 
 # lua-MessagePack 'string_compat': str → raw family without str8; use_bin_type=False gives exactly that.
 # A Lua string is bytes: the emulator holds one as a str whose non-UTF-8 bytes are surrogate escapes, and packs it
@@ -88,19 +90,26 @@ class Connection(asyncio.Protocol):
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.idle = False
         self.closed = False
         self.released_at = 0.0  # loop time it went back to the pool
         self.sock: socket.socket | None = None
+        self.timeouts: ReadTimeouts | None = None  # the pool's; None: one loop timer per read
         self._chunks: deque[bytes] = deque()
         self._waiter: asyncio.Future | None = None
 
     def connection_made(self, transport) -> None:
         self.transport = transport
+        self.loop = asyncio.get_running_loop()
 
     def data_received(self, data: bytes) -> None:
         if self.idle:
             self.close()
+            return
+        waiter = self._waiter
+        if waiter is not None and not self._chunks and not waiter.done():
+            waiter.set_result(data)  # straight to the reader waiting for it
             return
         self._chunks.append(data)
         self._wake()
@@ -123,20 +132,42 @@ class Connection(asyncio.Protocol):
             raise RPCError("closed")
         self.transport.write(payload)
 
+    def wait(self, deadline: float) -> asyncio.Future | None:
+        """`recv`'s wait without a coroutine: a future for the next bytes (None: EOF or close) with the read
+        timeout at ``deadline``, or None when bytes or EOF are already there; `waited` when it is done."""
+        if self._chunks or self.closed or self.timeouts is None:
+            return None
+        waiter = self._waiter = self.loop.create_future()
+        self.timeouts.add(waiter, deadline)
+        return waiter
+
+    def waited(self, waiter: asyncio.Future) -> None:
+        self._waiter = None
+        self.timeouts.discard(waiter)
+
     async def recv(self, deadline: float) -> bytes:
         """The next bytes received, b"" once the peer closed (Kong's reader then sees no data); `TimeoutError` at
         `deadline` (loop time), like the cosocket's read timeout."""
         while not self._chunks:
             if self.closed:
                 return b""
-            loop = asyncio.get_running_loop()
+            loop = self.loop
             waiter = self._waiter = loop.create_future()
-            timer = loop.call_at(deadline, _expire, waiter)
+            timeouts = self.timeouts
+            if timeouts is not None:
+                timeouts.add(waiter, deadline)
+            else:
+                timer = loop.call_at(deadline, _expire, waiter)
             try:
-                await waiter
+                data = await waiter  # the bytes (data_received), or None (EOF, close)
             finally:
                 self._waiter = None
-                timer.cancel()
+                if timeouts is not None:
+                    timeouts.discard(waiter)
+                else:
+                    timer.cancel()
+            if data is not None:
+                return data
         return self._chunks.popleft()
 
     def peer_gone(self) -> bool:
@@ -167,6 +198,41 @@ def _expire(waiter: asyncio.Future) -> None:
         waiter.set_exception(TimeoutError())
 
 
+class ReadTimeouts:
+    """The read deadlines of one loop's waiting reads, served by a single loop timer set to the earliest of them
+    (a timer per read would be armed and cancelled ~10 times per request). A read ends with `TimeoutError` once
+    the loop's clock reaches its deadline, as with a timer of its own."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._waiting: dict[asyncio.Future, float] = {}  # waiter → deadline (loop time)
+        self._timer: asyncio.TimerHandle | None = None
+        self._at = math.inf  # when the timer fires
+
+    def add(self, waiter: asyncio.Future, deadline: float) -> None:
+        self._waiting[waiter] = deadline
+        if deadline < self._at:
+            self._arm(deadline)
+
+    def discard(self, waiter: asyncio.Future) -> None:
+        self._waiting.pop(waiter, None)  # the timer stays: when it fires it re-arms for what is left
+
+    def _arm(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._at = when
+        self._timer = self.loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self._timer, self._at = None, math.inf
+        now = self.loop.time() + CLOCK_SLACK  # a loop timer may fire up to a tick before its time
+        for waiter in [w for w, d in self._waiting.items() if d <= now]:
+            del self._waiting[waiter]
+            _expire(waiter)
+        if self._waiting:
+            self._arm(min(self._waiting.values()))
+
+
 class SocketPool:
     """Idle keepalive connections to one Unix socket, for one simulated worker (OpenResty's cosocket pool, LIFO).
 
@@ -180,25 +246,33 @@ class SocketPool:
         self.fresh_every = fresh_every
         self._idle: deque[Connection] = deque()
         self._acquired = 0
+        self._timeouts: ReadTimeouts | None = None
         self.opened = 0  # connections opened so far (for tests and stats)
 
     async def acquire(self) -> Connection:
         """An idle live connection, or a new one (``ngx.socket.connect``); raises `RPCError` on failure."""
+        conn = self.take()
+        return conn if conn is not None else await self.open()
+
+    def take(self) -> Connection | None:
+        """``acquire`` without the connect: an idle live connection, or None (then `open` one)."""
         self._acquired += 1
-        fresh = self.fresh_every and self._acquired % self.fresh_every == 0
-        now = asyncio.get_running_loop().time()
-        while self._idle and not fresh:
-            conn = self._idle.pop()
+        if self.fresh_every and self._acquired % self.fresh_every == 0:
+            return None
+        idle = self._idle
+        while idle:
+            conn = idle.pop()
             # nginx closes an idle connection as soon as its event loop sees the peer's EOF or data; a connection
             # reused within a millisecond is checked by that event alone, an older one also by a peek, in case
             # the close happened while this coroutine kept the loop busy
-            if not conn.closed and (now - conn.released_at < IDLE_PEEK_AFTER or not conn.peer_gone()):
+            if not conn.closed and (conn.loop.time() - conn.released_at < IDLE_PEEK_AFTER or not conn.peer_gone()):
                 conn.idle = False
                 return conn
             conn.close()
-        return await self._open()
+        return None
 
-    async def _open(self) -> Connection:
+    async def open(self) -> Connection:
+        """A new connection (``ngx.socket.connect``); raises `RPCError` on failure."""
         loop = asyncio.get_running_loop()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.setblocking(False)
@@ -209,6 +283,9 @@ class SocketPool:
             sock.close()
             raise RPCError(_connect_error(exc)) from None
         conn.sock = sock
+        if self._timeouts is None or self._timeouts.loop is not loop:
+            self._timeouts = ReadTimeouts(loop)
+        conn.timeouts = self._timeouts
         self.opened += 1
         return conn
 
@@ -217,7 +294,7 @@ class SocketPool:
         conn.discard()
         if not conn.closed and len(self._idle) < self.size:
             conn.idle = True
-            conn.released_at = asyncio.get_running_loop().time()
+            conn.released_at = conn.loop.time()
             self._idle.append(conn)
         else:
             conn.close()
@@ -258,26 +335,54 @@ class RpcClient:
         msg_id = self.msg_id
         if self.trace is not None:
             self.trace.append((method, params))
-        conn = await self.pool.acquire()
-        deadline = asyncio.get_running_loop().time() + self.timeout
+        pool = self.pool
+        conn = pool.take()
+        if conn is None:
+            conn = await pool.open()
+        deadline = conn.loop.time() + self.timeout
         try:
-            result = await self._exchange(conn, msg_id, pack_request(msg_id, method, params), deadline)
+            conn.send(pack_request(msg_id, method, params))
+            waiter = conn.wait(deadline)  # the usual case: nothing received yet (else `recv` below)
+            chunk = None
+            if waiter is not None:
+                try:
+                    chunk = await waiter
+                finally:
+                    conn.waited(waiter)
+            if chunk is None:
+                chunk = await conn.recv(deadline)
+            try:  # the usual reply: one whole object in one read (anything else: the reader below decides)
+                data = _unpackb(chunk)
+            except (ValueError, TypeError, msgpack.UnpackException):  # part of an object, or more than one
+                data = None
+            if type(data) is list and len(data) == 4 and data[0] == 1 and data[1] == msg_id and data[2] is None:
+                result = data[3]  # _response's answer for a plain success
+            elif type(data) is list and data and data[0] != 2:
+                result = _response(data, msg_id)
+            else:
+                result = await self._read(conn, msg_id, chunk, deadline)
         except TimeoutError:
             # mp_rpc.lua:195-198: the reader fails and Kong calls c:setkeepalive() -- the connection goes back to
             # the pool while the server still owes this reply; the next call on it may read that reply instead
-            self.pool.release(conn)
+            pool.release(conn)
             raise RPCTimeout() from None
         except BaseException:
             conn.close()
             raise
-        self.pool.release(conn)
+        pool.release(conn)
         return result
 
-    async def _exchange(self, conn: Connection, msg_id: int, payload: bytes, deadline: float) -> Any:
-        conn.send(payload)
+    async def _read(self, conn: Connection, msg_id: int, chunk: bytes, deadline: float) -> Any:
+        """Kong's ``mp_unpacker`` reader from the first bytes on: notifications, then the response."""
         unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, unicode_errors=LUA_BYTES)  # one per call
         fed = done = 0  # bytes received / bytes of complete objects
         while True:
+            if not chunk:
+                if fed != done:  # closed in the middle of an object
+                    raise RPCLuaError("missing bytes")
+                raise RPCError("no data")
+            unpacker.feed(chunk)
+            fed += len(chunk)
             for data in unpacker:
                 done = unpacker.tell()
                 if type(data) is list and data and data[0] == 2:  # notification: [2, label, args]
@@ -286,12 +391,10 @@ class RpcClient:
                     continue
                 return _response(data, msg_id)
             chunk = await conn.recv(deadline)
-            if not chunk:
-                if fed != done:  # closed in the middle of an object
-                    raise RPCLuaError("missing bytes")
-                raise RPCError("no data")
-            unpacker.feed(chunk)
-            fed += len(chunk)
+
+
+def _unpackb(chunk: bytes) -> Any:
+    return msgpack.unpackb(chunk, raw=False, strict_map_key=False, unicode_errors=LUA_BYTES)
 
 
 def _response(data: Any, msg_id: int) -> Any:

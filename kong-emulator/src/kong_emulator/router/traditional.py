@@ -311,14 +311,17 @@ class Router:
         req_path = normalize_path(path.split("?", 1)[0] or "/")
         req_host, host_port = split_host_port(host or "")
         req_port = port or host_port or (443 if scheme == "https" else 80)
-        req_headers = request_header_values(headers)
+        req_headers = None  # the header values are gathered only when a matcher tests headers
         for m in self._matchers:
             if m.methods and method not in m.methods:
                 continue
             if m.hosts and not _host_ok(m.hosts, req_host.lower(), req_port):
                 continue
-            if m.headers and not _headers_ok(m.headers, req_headers):
-                continue
+            if m.headers:
+                if req_headers is None:
+                    req_headers = request_header_values(headers)
+                if not _headers_ok(m.headers, req_headers):
+                    continue
             if m.snis and scheme == "https" and sni not in m.snis:
                 continue
             found = _match_path(m.paths, req_path) if m.paths else (None, None)

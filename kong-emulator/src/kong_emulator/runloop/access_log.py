@@ -36,16 +36,20 @@ class AccessLog:
         self.format = KONG_LOG_FORMAT
         if len(parts) > 1:
             self.format = custom_formats(conf_raw).get(parts[1], KONG_LOG_FORMAT)
-        self._parts = _compile(self.format)
+        # the format as (literal text, variable getter or None) pairs, each getter looked up once here
+        self._parts = [
+            (literal, None if var is None else VARIABLES.get(var) or _http_or_unknown(var))
+            for literal, var in _compile(self.format)
+        ]
 
     def line(self, ctx: RequestContext, status: int, body_size: int) -> str | None:
         if not self.enabled:
             return None
         out = []
-        for literal, var in self._parts:
+        for literal, get in self._parts:
             out.append(literal)
-            if var is not None:
-                value = VARIABLES.get(var, _http_or_unknown(var))(ctx, status, body_size)
+            if get is not None:
+                value = get(ctx, status, body_size)
                 out.append(escape(value) if value else "-")
         return "".join(out)
 

@@ -6,6 +6,7 @@ request from `upstream` and the client response from `response`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,19 +36,36 @@ class Headers:
     def __init__(self, items: list[tuple[str, str]] | None = None) -> None:
         self._items: list[tuple[str, str]] = items if items is not None else []
         self._lower: list[str] = [k.lower() for k, _ in self._items]
-        self._vars: list[str] | None = None  # nginx variable spellings of the names, made on first use
+        self._vars: dict[str, tuple[str, ...]] | None = None  # nginx variable spelling → values, made on first use
 
-    def var_values(self, var: str) -> list[str]:
+    def var_values(self, var: str) -> tuple[str, ...]:
         """The values of the headers whose name, lower-cased with '-' read as '_', is ``var`` (nginx's
         ``$http_<var>`` lookup)."""
-        if self._vars is None:
-            self._vars = [k.replace("-", "_") for k in self._lower]
-        items = self._items
-        return [items[i][1] for i, k in enumerate(self._vars) if k == var]
+        index = self._vars
+        if index is None:  # built once per set of headers: every change below drops it
+            lists: dict[str, list[str]] = {}
+            for k, (_, v) in zip(self._lower, self._items, strict=True):
+                lists.setdefault(k.replace("-", "_"), []).append(v)
+            index = self._vars = {k: tuple(v) for k, v in lists.items()}
+        return index.get(var, ())
 
     @classmethod
     def from_pairs(cls, pairs) -> Headers:
         return cls([(str(k), str(v)) for k, v in pairs])
+
+    @classmethod
+    def from_raw(cls, raw: Iterable[tuple[bytes, bytes]]) -> Headers:
+        """Header lines as Lua strings: their bytes as sent (non-UTF-8 bytes kept as surrogate escapes)."""
+        return cls([(k.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape")) for k, v in raw])
+
+    def without(self, lower_names: Set[str]) -> Headers:
+        """A copy without the headers whose lower-case name is in ``lower_names``."""
+        out = Headers.__new__(Headers)
+        keep = [i for i, k in enumerate(self._lower) if k not in lower_names]
+        out._items = [self._items[i] for i in keep]
+        out._lower = [self._lower[i] for i in keep]
+        out._vars = None
+        return out
 
     def get(self, name: str) -> str | None:
         lname = name.lower()
@@ -62,10 +80,15 @@ class Headers:
         return [items[i][1] for i, k in enumerate(self._lower) if k == lname]
 
     def set(self, name: str, value: str | list[str]) -> None:
-        self.clear(name)
         lname = name.lower()
-        for v in value if isinstance(value, list) else [value]:
-            self._items.append((name, str(v)))
+        if lname in self._lower:
+            self._drop(lname)
+        if isinstance(value, list):
+            for v in value:
+                self._items.append((name, str(v)))
+                self._lower.append(lname)
+        else:
+            self._items.append((name, value if type(value) is str else str(value)))
             self._lower.append(lname)
         self._vars = None
 
@@ -74,13 +97,37 @@ class Headers:
         self._lower.append(name.lower())
         self._vars = None
 
+    def apply(self, ops: list[tuple[str, str | None]]) -> None:
+        """``set(name, value)``, or ``clear(name)`` where value is None, for each pair in order -- in one pass:
+        the names no pair touches keep their place, then each set name follows in the order of its last pair."""
+        last: dict[str, tuple[str, str | None]] = {}
+        for name, value in ops:
+            lname = name.lower()
+            last.pop(lname, None)  # the dict's order: the order of each name's last operation
+            last[lname] = (name, value)
+        keep = [i for i, k in enumerate(self._lower) if k not in last]
+        items = [self._items[i] for i in keep]
+        lower = [self._lower[i] for i in keep]
+        for lname, (name, value) in last.items():
+            if value is not None:
+                items.append((name, value))
+                lower.append(lname)
+        self._items, self._lower, self._vars = items, lower, None
+
     def clear(self, name: str) -> None:
         lname = name.lower()
         if lname in self._lower:
-            keep = [i for i, k in enumerate(self._lower) if k != lname]
-            self._items = [self._items[i] for i in keep]
-            self._lower = [self._lower[i] for i in keep]
-            self._vars = None
+            self._drop(lname)
+
+    def _drop(self, lname: str) -> None:
+        keep = [i for i, k in enumerate(self._lower) if k != lname]
+        self._items = [self._items[i] for i in keep]
+        self._lower = [self._lower[i] for i in keep]
+        self._vars = None
+
+    def lower_names(self) -> list[str]:
+        """The lower-case names, in order (do not change the list)."""
+        return self._lower
 
     def lower_items(self) -> list[tuple[str, str]]:
         """(lower-case name, value) pairs, in order."""
@@ -97,7 +144,9 @@ class Headers:
         return list(self._items)
 
     def copy(self) -> Headers:
-        return Headers(list(self._items))
+        out = Headers.__new__(Headers)
+        out._items, out._lower, out._vars = list(self._items), list(self._lower), self._vars
+        return out
 
     def __contains__(self, name: str) -> bool:
         return name.lower() in self._lower

@@ -16,10 +16,11 @@ HEAD, 204 and 304).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import os
 import posixpath
 import time
-import uuid
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -27,7 +28,7 @@ import aiohttp
 from aiohttp import web
 
 from kong_emulator import KONG_VERSION
-from kong_emulator.listeners.listener import KongResponse
+from kong_emulator.listeners.listener import KongResponse, continue_if_expected
 from kong_emulator.pdk.serialize import serialize
 from kong_emulator.plugin_servers.bridge import PluginProtocolError as StrictModeError
 from kong_emulator.runloop.access_log import AccessLog
@@ -82,12 +83,22 @@ class Engine:
     upstream_tls: object | None = None  # upstream_ssl.UpstreamTLS (built on first use from conf and kong.yml)
     resolver: object | None = None  # dns.KongResolver; None: names go to the HTTP client as they are
 
+    @functools.cached_property
+    def upstream_request_id(self) -> bool:
+        """nginx_kong.lua `> if enabled_headers_upstream["X-Kong-Request-Id"]` (kong.conf headers_upstream)."""
+        upstream_headers = getattr(self.conf, "headers_upstream", None)
+        if upstream_headers is not None:
+            return "x-kong-request-id" in {h.lower() for h in upstream_headers}
+        return self.request_id_header
+
     def is_trusted(self, address: str) -> bool:
         return self.pdk_env is not None and self.pdk_env.is_trusted(address)
 
 
 def normalize_request_path(raw_path: str) -> str:
     """nginx's `$uri`: percent-decoded, slashes merged, dot segments resolved."""
+    if raw_path[:1] == "/" and "%" not in raw_path and "//" not in raw_path and "/." not in raw_path:
+        return raw_path  # nothing to decode, merge or resolve (the usual path)
     path = unquote(raw_path, errors="surrogateescape")  # nginx decodes to bytes, valid UTF-8 or not
     while "//" in path:
         path = path.replace("//", "/")
@@ -112,7 +123,7 @@ def build_client_request(request: web.Request, body: bytes, listen_port: int) ->
         raw_path=raw_path,
         raw_query=raw_query,
         request_uri=request.raw_path,
-        headers=Headers.from_pairs(request.raw_headers_decoded()),
+        headers=Headers.from_raw(request.raw_headers),  # the bytes as sent, as Lua strings
         body=body,
         client_ip=client_ip,
         forwarded_ip=client_ip,
@@ -120,14 +131,6 @@ def build_client_request(request: web.Request, body: bytes, listen_port: int) ->
         start_time=time.time(),
         client_port=client_port,
     )
-
-
-def _raw_headers_decoded(self: web.Request) -> list[tuple[str, str]]:
-    """The header lines as Lua strings: their bytes as sent (non-UTF-8 bytes kept as surrogate escapes)."""
-    return [(k.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape")) for k, v in self.raw_headers]
-
-
-web.Request.raw_headers_decoded = _raw_headers_decoded  # type: ignore[attr-defined]
 
 
 def body_chunks(body: bytes, proxied: bool) -> list[tuple[bytes, bool]]:
@@ -151,6 +154,7 @@ class Proxy:
         kong_errors.configure(engine.conf)  # error_template_* / error_default_type, as kong.configuration
         self.access_log = AccessLog(getattr(engine.conf, "raw", None) or {})
         self._plugins_memo: dict[tuple, list] = {}
+        self._enabled_headers = getattr(engine.conf, "enabled_headers", None)  # the conf does not change
 
     def _plugins(self, route, service, consumer, phase: str) -> list:
         """``engine.plugins_for`` for this scope and phase, remembered (the configuration does not change)."""
@@ -158,7 +162,9 @@ class Proxy:
         plugins = self._plugins_memo.get(key)
         if plugins is None:
             engine = self.engine
-            plugins = list(engine.plugins_for(engine.declarative, route, service, consumer, phase, engine.infos))
+            plugins = engine.plugins_for(engine.declarative, route, service, consumer, phase, engine.infos)
+            runs = getattr(engine.runner, "runs", None)  # natives with nothing to do in this phase are left out
+            plugins = [p for p in plugins if runs is None or runs(p, phase)]
             if len(self._plugins_memo) > 65536:
                 self._plugins_memo.clear()
             self._plugins_memo[key] = plugins
@@ -167,6 +173,7 @@ class Proxy:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         too_large = False
         try:
+            await continue_if_expected(request)
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             # nginx refuses a body over client_max_body_size with 413 before any Lua phase runs; Kong's
@@ -175,7 +182,7 @@ class Proxy:
             body, too_large = b"", True
         creq = build_client_request(request, body, self.listen_port)
         creq.forwarded_ip = self._realip(creq)
-        ctx = RequestContext(request=creq, request_id=uuid.uuid4().hex)
+        ctx = RequestContext(request=creq, request_id=os.urandom(16).hex())  # $kong_request_id: 16 random bytes
         t0 = time.monotonic()
         try:
             if too_large:
@@ -192,14 +199,12 @@ class Proxy:
         ctx.latencies["request"] = int((time.monotonic() - t0) * 1000)
         response = KongResponse(status=status, body=out_body)
         keep_length = creq.method == "HEAD" and not out_body  # HEAD: the length the GET body would have
-        for name, value in headers.items():
-            if name.lower() not in HOP_BY_HOP and (name.lower() != "content-length" or keep_length):
-                response.headers.add(
-                    name if name.isascii() else wire_text(name), value if value.isascii() else wire_text(value)
-                )
-        line = self.access_log.line(ctx, status, len(out_body))
-        if line is not None:
-            access_log.info("%s", line)
+        out = response.headers
+        for lname, (name, value) in zip(headers.lower_names(), headers.items(), strict=True):
+            if lname not in HOP_BY_HOP and (lname != "content-length" or keep_length):
+                out.add(name if name.isascii() else wire_text(name), value if value.isascii() else wire_text(value))
+        if self.access_log.enabled and access_log.isEnabledFor(logging.INFO):  # nobody reads a line not written
+            access_log.info("%s", self.access_log.line(ctx, status, len(out_body)))
         self._schedule_log(ctx, status, headers, len(out_body))
         return response
 
@@ -230,7 +235,7 @@ class Proxy:
         ctx.route, ctx.service, ctx.captures = match.route, match.service, match.captures
         # `match_t.prefix` (X-Forwarded-Prefix): what strip_path removed
         ctx.router_prefix = match.matched_path if match.route.strip_path else None  # type: ignore[attr-defined]
-        headers = Headers([(k, v) for k, v in ctx.request.headers.items() if k.lower() not in HOP_BY_HOP])
+        headers = ctx.request.headers.without(HOP_BY_HOP)
         ctx.upstream = UpstreamRequest(
             method=ctx.request.method,
             path=match.upstream_path,
@@ -371,7 +376,7 @@ class Proxy:
 
     def enabled(self, name: str) -> bool:
         """kong.configuration.enabled_headers (kong.conf `headers`, token groups expanded)."""
-        enabled = getattr(self.engine.conf, "enabled_headers", None)
+        enabled = self._enabled_headers
         if enabled is None:  # an Engine built without a KongConf: the old per-group flags
             group = {"server": "server_tokens", "via": "server_tokens", "x-kong-request-id": "request_id_header"}
             return bool(getattr(self.engine, group.get(name, "latency_tokens")))
@@ -443,7 +448,7 @@ class Proxy:
         connection = ", ".join(headers.get_all("Connection"))
         if connection and connection not in ("keep-alive", "close", "upgrade"):
             listed = {t.strip().lower() for t in connection.split(",")} - {"close", "upgrade", "keep-alive"}
-        out = Headers([(k, v) for k, v in headers.items() if k.lower() not in HOP_BY_HOP | listed])
+        out = headers.without(HOP_BY_HOP | listed if listed else HOP_BY_HOP)
         for name, value in ctx.response.headers.items():  # what access-phase plugins set wins
             out.set(name, value)
         ctx.response.headers, ctx.response.status, ctx.response.source = out, status, "service"

@@ -7,6 +7,7 @@ no healthy target → 503, every one of them a Kong JSON error.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
@@ -53,8 +54,9 @@ def _joined(headers: Headers, name: str) -> str | None:
     return ", ".join(values) if values else None
 
 
-def _forwarded_headers(engine, ctx: RequestContext, headers: Headers) -> None:
-    """kong/runloop/handler.lua access.before + the `proxy_set_header` lines of kong/templates/nginx_kong.lua.
+def _forwarded_headers(engine, ctx: RequestContext) -> list[tuple[str, str | None]]:
+    """kong/runloop/handler.lua access.before + the `proxy_set_header` lines of kong/templates/nginx_kong.lua, as
+    `Headers.apply` operations.
 
     Trust is decided on `$realip_remote_addr` (the peer). From a trusted peer the client's X-Forwarded-Proto/
     -Host/-Port/-Path/-Prefix are kept, otherwise Kong's own values replace them. X-Forwarded-For appends the
@@ -80,37 +82,42 @@ def _forwarded_headers(engine, ctx: RequestContext, headers: Headers) -> None:
         prefix = _stripped_prefix(ctx)
         forwarded_prefix = prefix if prefix != "/" else None
     xff = _joined(src, "X-Forwarded-For")
-    headers.set("X-Forwarded-For", f"{xff}, {req.client_ip}" if xff else req.forwarded_ip)
-    headers.set("X-Forwarded-Proto", forwarded_proto)
-    headers.set("X-Forwarded-Host", forwarded_host)
-    headers.set("X-Forwarded-Port", forwarded_port)
-    headers.set("X-Forwarded-Path", forwarded_path)
-    if forwarded_prefix:
-        headers.set("X-Forwarded-Prefix", forwarded_prefix)
-    else:
-        headers.clear("X-Forwarded-Prefix")
-    headers.set("X-Real-IP", req.forwarded_ip)
     # 3.x `var.upstream_via`: the client's Via, then `<http version> kong/<version>`
     req_via = _joined(src, "Via")
     version = f"{req.http_version:g}"  # Lua tostring(ngx.req.http_version()): 1.1 -> "1.1", 1.0 -> "1"
     kong_via = f"{version} kong/{KONG_VERSION}"
-    headers.set("Via", f"{req_via}, {kong_via}" if req_via else kong_via)
+    return [
+        ("X-Forwarded-For", f"{xff}, {req.client_ip}" if xff else req.forwarded_ip),
+        ("X-Forwarded-Proto", forwarded_proto),
+        ("X-Forwarded-Host", forwarded_host),
+        ("X-Forwarded-Port", forwarded_port),
+        ("X-Forwarded-Path", forwarded_path),
+        ("X-Forwarded-Prefix", forwarded_prefix or None),  # None: not sent
+        ("X-Real-IP", req.forwarded_ip),
+        ("Via", f"{req_via}, {kong_via}" if req_via else kong_via),
+    ]
 
 
-def _connection_headers(ctx: RequestContext, headers: Headers) -> None:
-    """handler.lua access.after and nginx's proxy defaults for connection-level request headers."""
+def _connection_headers(ctx: RequestContext) -> list[tuple[str, str | None]]:
+    """handler.lua access.after and nginx's proxy defaults for connection-level request headers (`Headers.apply`
+    operations)."""
+    ops: list[tuple[str, str | None]] = []
     src = ctx.request.headers
     connection = src.get("Connection")
     if connection is not None and connection not in ("keep-alive", "close", "upgrade"):
         for name in (t.strip().lower() for t in connection.split(",")):
             if name and name != "upgrade":  # upgrade is only kept for websockets, which we do not proxy
-                headers.clear(name)
-    for name in ("Proxy", "Proxy-Connection", "Keep-Alive", "Expect", "Upgrade", "TE"):
-        headers.clear(name)  # nginx_kong.lua sets TE/Upgrade from $upstream_te/$upstream_upgrade, empty = dropped
+                ops.append((name, None))
+    # nginx_kong.lua sets TE/Upgrade from $upstream_te/$upstream_upgrade, empty = dropped
+    ops += _DROPPED
     te = src.get("TE")
     if te is not None and "trailers" in (t.strip() for t in te.split(",")):
-        headers.set("TE", "trailers")
-    headers.set("Connection", "keep-alive")  # $upstream_connection
+        ops.append(("TE", "trailers"))
+    ops.append(("Connection", "keep-alive"))  # $upstream_connection
+    return ops
+
+
+_DROPPED = [(name, None) for name in ("Proxy", "Proxy-Connection", "Keep-Alive", "Expect", "Upgrade", "TE")]
 
 
 def _stripped_prefix(ctx: RequestContext) -> str | None:
@@ -205,7 +212,7 @@ async def _try(engine, ctx: RequestContext, address: str, port: int, host: str, 
     service, up = ctx.service, ctx.upstream
     headers = _request_headers(engine, ctx, host, port)
     url = URL(f"{up.scheme}://{_host_for_url(address)}:{port}{ctx.upstream_uri}", encoded=True)
-    timeout = aiohttp.ClientTimeout(sock_connect=service.connect_timeout / 1000, sock_read=service.read_timeout / 1000)
+    timeout = _timeout(service.connect_timeout, service.read_timeout)
     tls = {}
     if up.scheme == "https":
         tls = {"ssl": engine_tls(engine).context_for(service), "server_hostname": ssl_name(headers.get("Host") or host)}
@@ -215,8 +222,8 @@ async def _try(engine, ctx: RequestContext, address: str, port: int, host: str, 
             url,
             headers=[
                 (k if k.isascii() else wire_text(k), v if v.isascii() else wire_text(v))
-                for k, v in headers.items()
-                if k.lower() != "content-length"
+                for lk, (k, v) in zip(headers.lower_names(), headers.items(), strict=True)
+                if lk != "content-length"
             ],
             data=body if body else None,
             timeout=timeout,
@@ -225,13 +232,7 @@ async def _try(engine, ctx: RequestContext, address: str, port: int, host: str, 
             **tls,
         ) as resp:
             payload = await resp.read()
-            status, rheaders = (
-                resp.status,
-                Headers.from_pairs(
-                    (k.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape"))
-                    for k, v in resp.raw_headers
-                ),
-            )
+            status, rheaders = resp.status, Headers.from_raw(resp.raw_headers)
     except aiohttp.ConnectionTimeoutError:
         raise _Failed("timeout", sent=False) from None
     except TimeoutError:  # aiohttp's read timeout: the request was sent
@@ -251,22 +252,39 @@ def _request_headers(engine, ctx: RequestContext, host: str, port: int) -> Heade
     """The upstream request's headers for this try (the Host header follows the target, init.lua:1354-1364)."""
     up = ctx.upstream
     headers = up.headers
+    ops = []
     if not ctx.route.preserve_host or "Host" not in ctx.request.headers:
         default = DEFAULT_PORTS.get(up.scheme)
-        headers.set("Host", host if port == default else f"{host}:{port}")
-    _forwarded_headers(engine, ctx, headers)
-    _connection_headers(ctx, headers)
-    # nginx_kong.lua: `> if enabled_headers_upstream["X-Kong-Request-Id"]` (kong.conf headers_upstream)
-    upstream_headers = getattr(engine.conf, "headers_upstream", None)
-    if upstream_headers is not None:
-        send_id = "x-kong-request-id" in {h.lower() for h in upstream_headers}
-    else:
-        send_id = engine.request_id_header
-    if send_id:
-        headers.set("X-Kong-Request-Id", ctx.request_id)
-    else:
-        headers.clear("X-Kong-Request-Id")
+        ops.append(("Host", host if port == default else f"{host}:{port}"))
+    ops += _forwarded_headers(engine, ctx)
+    ops += _connection_headers(ctx)
+    ops.append(("X-Kong-Request-Id", ctx.request_id if engine.upstream_request_id else None))  # headers_upstream
+    headers.apply(ops)
     return headers
+
+
+@functools.lru_cache(maxsize=256)
+def _timeout(connect_ms: int, read_ms: int) -> aiohttp.ClientTimeout:
+    """The service's timeouts as aiohttp's (an immutable value: one per pair of numbers)."""
+    return aiohttp.ClientTimeout(sock_connect=connect_ms / 1000, sock_read=read_ms / 1000)
+
+
+def upstream_session() -> aiohttp.ClientSession:
+    """The HTTP client standing in for nginx's proxy module: a keep-alive pool without a limit, bodies passed as
+    they come (no decompression), no cookie jar (nginx never stores an upstream's Set-Cookie, let alone sends it
+    on another client's request) and none of aiohttp's default request headers (nginx adds no Accept,
+    Accept-Encoding, User-Agent or Content-Type the client did not send). TLS is per request: `_try` passes the
+    service's context (upstream_ssl.UpstreamTLS) and SNI, both part of aiohttp's pool key, so a kept-alive
+    connection is only reused for the same verification and name."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=60),
+        auto_decompress=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        skip_auto_headers=_NOT_NGINX,
+    )
+
+
+_NOT_NGINX = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
 
 
 def engine_tls(engine) -> UpstreamTLS:
