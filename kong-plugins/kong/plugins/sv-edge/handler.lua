@@ -7,7 +7,7 @@
 --                  request (sv-jwt's, never the client's), the version-less upstream path, docs files, `respond`
 --   header_filter  sv-quota's RateLimit/quota headers, a proxy-cache hit's own X-Request-Id, Deprecation/Sunset,
 --   body_filter    and RFC 9457 problem documents for every error (problem.lua)
---   log            the access log's request_id and user_id; cookies and secret query arguments never logged
+--   log            the access log's request_id and user_id; cookies, a Referer's query and secret query arguments never logged
 -- PRIORITY 800: after sv-jwt 1450, sv-rbac 950, sv-quota 910, sv-quota-log 909 and sv-expand 810 (their marks are
 -- in by then), before proxy-cache 100 (a cache hit never skips the guard, and its key sees the gateway's identity).
 local problem = require "kong.plugins.sv-edge.problem"
@@ -230,6 +230,25 @@ local function redact(uri, names)
   return uri
 end
 
+-- A Referer is the web app's page URL: on the reset-password, verify-email and join-family pages its query holds the
+-- one-time token (auth-service RESET_URL ...?token=). Its query is never logged, whatever the names in it.
+local function referer_without_query(value)
+  return type(value) == "string" and (gsub(value, "%?.*$", "?REDACTED")) or value
+end
+
+local function redact_referer(set)
+  local referer = kong.request.get_headers(MAX_HEADERS)["referer"]
+  if type(referer) == "table" then
+    local out = {}
+    for i, value in ipairs(referer) do
+      out[i] = referer_without_query(value)
+    end
+    set("request.headers.referer", out)
+  elseif type(referer) == "string" and find(referer, "?", 1, true) then
+    set("request.headers.referer", referer_without_query(referer))
+  end
+end
+
 -- kong.log.set_serialize_value before the serializers (file-log 9, ...) read the record
 function SvEdge:log(conf)
   local set = kong.log.set_serialize_value
@@ -242,6 +261,7 @@ function SvEdge:log(conf)
   end
   set("request.headers.cookie", nil)
   set("response.headers.set-cookie", nil)
+  redact_referer(set)
   local names = conf.redact_query_args
   if #names == 0 then
     return
