@@ -16,6 +16,7 @@ HEAD, 204 and 304).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import posixpath
 import time
@@ -82,6 +83,14 @@ class Engine:
 
     def is_trusted(self, address: str) -> bool:
         return self.pdk_env is not None and self.pdk_env.is_trusted(address)
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
 
 
 def normalize_request_path(raw_path: str) -> str:
@@ -257,7 +266,9 @@ class Proxy:
         if header.lower() == "proxy_protocol":
             return creq.client_ip
         values = [v.strip() for raw in creq.headers.get_all(header) for v in raw.split(",") if v.strip()]
-        if not values:
+        # ngx_http_get_forwarded_addr_internal: an address that does not parse declines the whole header (the peer
+        # stays $remote_addr), so "not-an-ip" from a trusted peer never becomes the client address.
+        if not values or not all(_is_ip(v) for v in values):
             return creq.client_ip
         if not conf.real_ip_recursive:
             return values[-1]
