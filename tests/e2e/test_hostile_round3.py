@@ -253,16 +253,11 @@ def test_no_path_spelling_creates_a_story_past_the_daily_quota(stack):
     assert len(parent.call("GET", "/stories").json()["items"]) == 5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="emulator kinder than Kong 3.9.1: it routes on nginx's decoded $uri (runloop/proxy.py passes "
-    "ctx.request.path, where %2F is already '/') and matches route regexes with Python's `$`, which also matches "
-    "before a trailing newline. Kong routes on var.request_uri normalised by kong.tools.uri.normalize, which keeps "
-    "reserved %2F encoded (kong/router/atc.lua:446, kong/router/utils.lua:57-63, kong/tools/uri.lua:28,48-58), and "
-    "its regexes are Rust regex::Regex ('^' .. path, kong/router/transform.lua:323-327) where `$` is end of text "
-    "only: both paths are 404 'no Route matched' in Kong, here they reach v1-stories-create.",
-)
 def test_the_emulator_routes_encoded_slash_and_trailing_newline_as_kong(stack):
+    """Kong routes on var.request_uri normalised by kong.tools.uri.normalize, which keeps a reserved %2F encoded
+    (kong/router/atc.lua:446, kong/router/utils.lua:57-63, kong/tools/uri.lua:28,48-58), with Rust regexes where `$`
+    is the end of the text (kong/router/transform.lua:323-327): both are 404 there, and were routed to
+    v1-stories-create by the emulator (nginx's decoded $uri, Python's `$` before a final newline)."""
     parent = new_parent(stack)
     auth = b"Authorization: Bearer %s\r\nX-Real-IP: %s\r\n" % (parent.access.encode(), parent.ip.encode())
     for path in (b"/api/v1%2Fstories", b"/api/v1/stories%0A"):

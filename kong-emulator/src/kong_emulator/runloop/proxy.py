@@ -214,8 +214,8 @@ class Proxy:
         ctx.phase = "rewrite"
         await self._run_plugins(ctx, "rewrite", global_only=True)
         if ctx.exit is None:
-            match = engine.router.match(
-                ctx.request.method, ctx.request.host, ctx.request.path, ctx.request.headers, ctx.request.scheme
+            match = engine.router.match(  # the raw request_uri, normalised by the router (atc.lua:446, utils.lua:63)
+                ctx.request.method, ctx.request.host, ctx.request.raw_path, ctx.request.headers, ctx.request.scheme
             )
             if match is None:
                 # handler.lua access.before: `return kong.response.error(404, "no Route matched with those values")`
