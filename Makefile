@@ -4,15 +4,25 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PACKAGES := -e plans -e gateway-config -e kong-emulator -e kong-pluginserver -e kong-plugins -e auth-service -e rate-limiting-service -e sample-backend
+PACKAGES := -e contracts -e servicekit -e process-metrics -e plans -e gateway-config -e kong-emulator -e kong-pluginserver -e kong-plugins -e auth-service -e rate-limiting-service -e sample-backend
 
 .DEFAULT_GOAL := help
 
+# pip's own progress is shown, one line per package as it is collected, downloaded and built; dropped are the lines that
+# repeat on every run ("Requirement already satisfied") and each build's bookkeeping. Errors never are.
+PIP_QUIET_LINES := -e '^Requirement already satisfied' -e "^WARNING: Location '.*' is ignored" -e '^Looking in ' \
+	-e '^  \(Installing build dependencies\|Checking if build backend\|Getting requirements to build\|Preparing \(editable \)\?metadata\)' \
+	-e '^  \(Created wheel\|Stored in directory\)' -e "finished with status 'done'" \
+	-e '^ \+\(Attempting uninstall\|Found existing installation\|Uninstalling \|Successfully uninstalled\)'
+
 $(STAMP): constraints.txt requirements-dev.txt */pyproject.toml
-	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt $(PACKAGES) -r requirements-dev.txt
+	@command -v $(PYTHON) >/dev/null || { echo "[install] need $(PYTHON) on PATH"; exit 1; }
+	@test -x $(BIN)/python || { echo "[install] creating the virtualenv $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	@echo "[install] installing the packages and dev tools into $(VENV) (the first time takes a few minutes)"
+	@set -o pipefail; $(BIN)/pip install --disable-pip-version-check --progress-bar off -c constraints.txt \
+		$(PACKAGES) -r requirements-dev.txt 2>&1 | { grep --line-buffered -v $(PIP_QUIET_LINES) || true; }
 	@touch $(STAMP)
+	@echo "[install] done: $(VENV) is ready"
 
 .PHONY: install
 install: $(STAMP) ## Create the virtualenv and install every package (editable, pinned by constraints.txt)
@@ -22,7 +32,8 @@ services: ## Make sure PostgreSQL and Redis are running (start or install them i
 	@scripts/ensure-services.sh
 
 .PHONY: test
-test: install services ## Run the whole test suite (sets everything up first)
+test: install services ## Run the whole test suite (sets everything up first, headless Chromium included)
+	@scripts/ensure-browser.sh
 	$(BIN)/python -m pytest
 
 .PHONY: run

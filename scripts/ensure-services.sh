@@ -13,15 +13,11 @@ wait_port() {
   return 1
 }
 
-apt_install() {
-  if [ "$(id -u)" != 0 ]; then log "missing $*; not root, cannot install"; return 1; fi
-  log "installing $* with apt"
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
-}
+apt_install() { APT_TAG=services "$(dirname "$0")/apt-install.sh" "$@"; }
 
 ensure_postgres() {
   port_open 5432 && return 0
+  log "PostgreSQL is not listening on 127.0.0.1:5432"
   command -v pg_ctlcluster >/dev/null || apt_install postgresql postgresql-client
   local ver
   ver=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n1)
@@ -33,6 +29,7 @@ ensure_postgres() {
 
 ensure_redis() {
   port_open 6379 && return 0
+  log "Redis is not listening on 127.0.0.1:6379"
   command -v redis-server >/dev/null || apt_install redis-server redis-tools
   log "starting Redis"
   mkdir -p /var/lib/redis /var/log/redis 2>/dev/null || true

@@ -7,6 +7,17 @@
 - the Kong emulator on :8000 (HTTP) and :8443 (HTTPS), which starts one plugin server per plugin from kong.conf
   (kong_pluginserver; ``SV_PLUGIN_SERVER=kong-pdk make run`` selects kong-pdk's own server, the fallback);
   the HTTPS listener uses a certificate from a throw-away local CA under run/tls/ (trust run/tls/ca.crt)
+
+TLS on every hop: the auth service, the rate limiting service and the sample backend serve HTTPS only, with
+certificates from the same CA (run/tls/<service>.crt); Kong reaches them through run/kong.yml, the repository's
+kong.yml rendered with https URLs, `tls_verify` and that CA (`upstream_tls.ca_certificate_file`). The processes
+that call a service themselves (plugin servers for the JWKS, the rate limiting service) trust the CA through
+SSL_CERT_FILE.
+
+Output: a line per process started, then a banner with the URLs; then one line per request
+(`method path status latency request_id`) and the emulator's warnings and errors. The full JSON record of each
+request (file-log) goes to run/access.log, each process's output to run/<name>.log (backend, auth, rate-limiting,
+emulator); a process that fails to start or exits prints the end of its log.
 """
 
 from __future__ import annotations
@@ -24,7 +35,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "kong-emulator" / "src"))
 
 from kong_emulator.config.localenv import read_conf_values, relocate  # noqa: E402
-from kong_emulator.listeners.tls import local_ca  # noqa: E402
+from kong_emulator.listeners.tls import LocalCA, issue_cert, local_ca  # noqa: E402
+from request_lines import brief_line, follow, problem_line  # noqa: E402  (scripts/request_lines.py)
 
 # The paths kong.conf names in the gateway image (Dockerfile), relocated to this checkout for local runs and tests.
 IMAGE_PYTHON = "/opt/storyverse/venv/bin/python3"
@@ -71,9 +83,72 @@ def local_environ(repo: str | Path, prefix: str | Path, **extra: str) -> dict[st
     return env
 
 
-def start(name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
-    print(f"[run] starting {name}: {' '.join(argv)}", flush=True)
-    return subprocess.Popen(argv, env=env or dict(os.environ), cwd=REPO, start_new_session=True)
+def _rel(path: Path) -> str:
+    return os.path.relpath(path, Path.cwd())
+
+
+def start(name: str, argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    """`argv` in the background, its output appended to `log` (the terminal keeps the banner and request lines)."""
+    print(f"[run] starting {name} (output: {_rel(log)})", flush=True)
+    with open(log, "ab") as out:
+        return subprocess.Popen(argv, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def step(argv: list[str], log: Path, **kwargs) -> None:
+    """A setup command (migrations, tables) with its output in `log`; CalledProcessError when it fails."""
+    with open(log, "ab") as out:
+        subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, check=True, **kwargs)
+
+
+def show_tail(what: str, log: Path, lines: int = 30) -> None:
+    """A failure on the terminal: what failed and the end of its output."""
+    text = log.read_text(errors="replace").splitlines()[-lines:] if log.exists() else []
+    print(f"[run] {what}; the end of {_rel(log)}:", *text, sep="\n", flush=True)
+
+
+def wait_tls(port: int, ca_file: Path, seconds: float = 60) -> bool:
+    """The service on `port` completes a TLS handshake verified against the local CA."""
+    import socket
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=str(ca_file))
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with (
+                socket.create_connection(("127.0.0.1", port), timeout=1) as raw,
+                ctx.wrap_socket(raw, server_hostname="127.0.0.1"),
+            ):
+                return True
+        except OSError:
+            time.sleep(0.2)
+    return False
+
+
+def service_tls(run_dir: Path) -> tuple[LocalCA, dict[str, tuple[Path, Path]]]:
+    """The local CA (the proxy's :8443 certificate) and a server certificate for each local service."""
+    ca = local_ca(run_dir / "tls")  # reused while valid; delete run/tls/ for a new CA
+    return ca, {name: issue_cert(ca, name) for name in ("auth", "rate-limiting", "backend")}
+
+
+def render_local_kong_yml(run_dir: Path, ca_file: Path) -> Path:
+    """run/kong.yml: the repository's kong.yml for this stack, every service over https verified against the local
+    CA, the JSON access log (file-log) in run/access.log."""
+    import storyverse_gateway_config as gen_kong_yml
+
+    ports = {"auth": AUTH_PORT, **BACKEND_PORTS, "rate-limiting": RATE_LIMITING_PORT}
+    services = {name: f"https://127.0.0.1:{port}" for name, port in ports.items()}
+    settings = gen_kong_yml.load_settings(
+        overrides={
+            "services": services,
+            "jwt": {"jwks_url": f"{services['auth']}/.well-known/jwks.json"},
+            "upstream_tls": {"ca_certificate_file": str(ca_file)},
+            "access_log": str(run_dir / "access.log"),
+        }
+    )
+    out = run_dir / "kong.yml"
+    out.write_text(gen_kong_yml.render(settings))
+    return out
 
 
 def wait_http(url: str, seconds: float = 30) -> bool:
@@ -120,8 +195,7 @@ def _interrupt(*_args) -> None:
 
 
 def main() -> int:
-    py = sys.executable
-    run_dir = REPO / "run"
+    run_dir = Path(os.environ.get("SV_RUN_DIR") or REPO / "run")  # the CA, run/kong.yml, the access log
     run_dir.mkdir(exist_ok=True)
     procs: list[tuple[str, subprocess.Popen]] = []
     ports = (PROXY_PORT, TLS_PORT, AUTH_PORT, RATE_LIMITING_PORT, *BACKEND_PORTS.values())
@@ -130,32 +204,36 @@ def main() -> int:
         print(f"[run] ports already in use: {busy} (another `make run`?); stop it first", flush=True)
         return 1
     signal.signal(signal.SIGTERM, _interrupt)
+    logs = {name: run_dir / f"{name}.log" for name in ("backend", "auth", "rate-limiting", "emulator")}
+    for log in logs.values():
+        log.write_text("")  # this run's output only
     try:
-        backend_args = [f"{n}={p}" for n, p in BACKEND_PORTS.items()]
-        procs.append(("sample backend", start("sample backend", [py, "-m", "sample_backend", *backend_args])))
-        auth = _start_auth(py)
-        if auth:
-            procs.append(("auth service", auth))
-            procs.append(("rate limiting service", _start_rate_limiting(py)))
-        tls = local_ca(run_dir / "tls")  # reused while valid; delete run/tls/ for a new CA
+        ca, certs = service_tls(run_dir)
+        if not _start_services(procs, ca.ca_cert, certs, logs):
+            return 1
+        access_log = run_dir / "access.log"
+        access_log.write_text("")
         env = local_environ(
             REPO,
             run_dir,
-            KONG_DECLARATIVE_CONFIG=str(REPO / "kong.yml"),
+            KONG_DECLARATIVE_CONFIG=str(render_local_kong_yml(run_dir, ca.ca_cert)),
             KONG_PROXY_LISTEN=f"127.0.0.1:{PROXY_PORT}, 127.0.0.1:{TLS_PORT} ssl",
-            KONG_SSL_CERT=str(tls.cert),
-            KONG_SSL_CERT_KEY=str(tls.key),
+            KONG_SSL_CERT=str(ca.cert),
+            KONG_SSL_CERT_KEY=str(ca.key),
+            SSL_CERT_FILE=str(ca.ca_cert),  # plugin servers fetch the JWKS over https
         )
-        print(f"[run] plugin servers: {env.get('SV_PLUGIN_SERVER') or 'kong-pluginserver'}", flush=True)
-        procs.append(("kong emulator", start("kong emulator", [py, "-m", "kong_emulator", "-c", "kong.conf"], env)))
-        if not wait_http(f"http://127.0.0.1:{PROXY_PORT}/"):
-            print("[run] the emulator did not come up; see its output above", flush=True)
+        emulator = [sys.executable, "-m", "kong_emulator", "-c", "kong.conf"]
+        procs.append(("emulator", start("the Kong emulator and its plugin servers", emulator, env, logs["emulator"])))
+        if not wait_http(f"http://127.0.0.1:{PROXY_PORT}/", 90):
+            show_tail("the emulator did not come up", logs["emulator"])
             return 1
-        _print_urls(auth is not None, tls.ca_cert)
-        while all(p.poll() is None for _, p in procs):
-            time.sleep(0.5)
-        dead = [n for n, p in procs if p.poll() is not None]
-        print(f"[run] {', '.join(dead)} exited; stopping the stack", flush=True)
+        _print_urls(ca.ca_cert, access_log, run_dir, env.get("SV_PLUGIN_SERVER") or "kong-pluginserver")
+        follow(
+            {access_log: brief_line, logs["emulator"]: problem_line}, lambda: all(p.poll() is None for _, p in procs)
+        )
+        for name, proc in procs:
+            if proc.poll() is not None:
+                show_tail(f"{name} exited (status {proc.returncode}); stopping the stack", logs[name])
         return 1
     except KeyboardInterrupt:
         print("\n[run] stopping", flush=True)
@@ -164,48 +242,83 @@ def main() -> int:
         stop_all(procs)
 
 
-def _start_auth(py: str) -> subprocess.Popen | None:
-    if not (REPO / "auth-service" / "wsgi.py").exists():
-        return None
+def _start_services(procs: list, ca_file: Path, certs: dict[str, tuple[Path, Path]], logs: dict[str, Path]) -> bool:
+    """The sample backend, the auth service and the rate limiting service, HTTPS only; False (and the end of the
+    failing one's log on the terminal) if one did not come up."""
+    backend = [f"{n}={p}" for n, p in BACKEND_PORTS.items()]
+    backend += ["--tls-cert", str(certs["backend"][0]), "--tls-key", str(certs["backend"][1])]
+    argv = [sys.executable, "-m", "sample_backend", *backend]
+    procs.append(("backend", start("the sample backend", argv, dict(os.environ), logs["backend"])))
+    for name, starter, ports in (
+        ("auth", lambda: _start_auth(sys.executable, certs["auth"], logs["auth"]), (AUTH_PORT,)),
+        (
+            "rate-limiting",
+            lambda: _start_rate_limiting(sys.executable, certs["rate-limiting"], ca_file, logs["rate-limiting"]),
+            (RATE_LIMITING_PORT, *BACKEND_PORTS.values()),
+        ),
+    ):
+        try:
+            procs.append((name, starter()))
+        except subprocess.CalledProcessError as exc:
+            show_tail(f"{name}: `{' '.join(map(str, exc.cmd[1:]))}` failed", logs[name])
+            return False
+        for port in ports:
+            if not wait_tls(port, ca_file):
+                show_tail(
+                    f"nothing answers TLS on :{port}", logs["backend" if port in BACKEND_PORTS.values() else name]
+                )
+                return False
+    return True
+
+
+def _gunicorn_tls(pair: tuple[Path, Path]) -> list[str]:
+    return ["--certfile", str(pair[0]), "--keyfile", str(pair[1])]
+
+
+def _start_auth(py: str, tls: tuple[Path, Path], log: Path) -> subprocess.Popen:
     env = dict(os.environ)
     env.setdefault("FLASK_APP", "wsgi:app")
     env.setdefault("ISSUER", f"http://localhost:{PROXY_PORT}")
-    for step in (["create-db"], ["db", "upgrade"], ["keys", "ensure"]):
-        subprocess.run([py, "-m", "flask", *step], cwd=REPO / "auth-service", env=env, check=True)
+    print("[run] preparing the auth service's database and signing keys", flush=True)
+    for cmd in (["create-db"], ["db", "upgrade"], ["keys", "ensure"]):
+        step([py, "-m", "flask", *cmd], log, cwd=REPO / "auth-service", env=env)
     argv = [py, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{AUTH_PORT}", "--chdir", "auth-service"]
-    argv += ["-c", str(REPO / "auth-service" / "gunicorn.conf.py"), "wsgi:app"]  # its log redaction
-    return start("auth service", argv, env)
+    argv += ["-c", str(REPO / "auth-service" / "gunicorn.conf.py"), *_gunicorn_tls(tls), "wsgi:app"]
+    return start("the auth service", argv, env, log)
 
 
-def _start_rate_limiting(py: str) -> subprocess.Popen:
+def _start_rate_limiting(py: str, tls: tuple[Path, Path], ca_file: Path, log: Path) -> subprocess.Popen:
     """The same database and Redis as the auth service: `DATABASE_URL`/`REDIS_URL` when set, else the same defaults
     (storyverse on 127.0.0.1, Redis db 0, where kong.yml's sv-quota counts)."""
     env = dict(os.environ)
     env.setdefault("ISSUER", f"http://localhost:{PROXY_PORT}")
-    env.setdefault("JWKS_URL", f"http://127.0.0.1:{AUTH_PORT}/.well-known/jwks.json")
+    env.setdefault("JWKS_URL", f"https://127.0.0.1:{AUTH_PORT}/.well-known/jwks.json")
     env.setdefault("USAGE_SYNC_INTERVAL", USAGE_SYNC_INTERVAL)
-    subprocess.run([py, "-m", "storyverse_ratelimit.cli", "init-db"], cwd=REPO, env=env, check=True)
-    argv = [py, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{RATE_LIMITING_PORT}", "storyverse_ratelimit.wsgi:app"]
-    return start("rate limiting service", argv, env)
+    env["SSL_CERT_FILE"] = str(ca_file)  # the JWKS over https
+    step([py, "-m", "storyverse_ratelimit.cli", "init-db"], log, cwd=REPO, env=env)
+    argv = [py, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{RATE_LIMITING_PORT}", *_gunicorn_tls(tls)]
+    return start("the rate limiting service", [*argv, "storyverse_ratelimit.wsgi:app"], env, log)
 
 
-def _print_urls(auth: bool, ca_cert: Path) -> None:
-    print("\n[run] StoryVerse gateway stack is up:", flush=True)
-    print(
-        f"  proxy (Kong emulator)  http://127.0.0.1:{PROXY_PORT}/  e.g. curl -i localhost:{PROXY_PORT}/api/v1/stories"
-    )
-    ca = os.path.relpath(ca_cert, Path.cwd())
-    print(f"  proxy over TLS         https://localhost:{TLS_PORT}/  (TLS 1.2+, certificate from the local CA {ca})")
-    print(f"                         e.g. curl -i --cacert {ca} https://localhost:{TLS_PORT}/api/v1/stories")
-    if auth:
-        print(f"  auth service           http://127.0.0.1:{AUTH_PORT}/")
-        print(
-            f"  rate limiting service  http://127.0.0.1:{RATE_LIMITING_PORT}/  (usage synced every "
-            f"{USAGE_SYNC_INTERVAL} s; /metrics)"
-        )
-    for name, port in BACKEND_PORTS.items():
-        print(f"  {name:<22} http://127.0.0.1:{port}/  (sample backend, stand-in)")
-    print("  Ctrl-C stops everything.\n", flush=True)
+def _print_urls(ca_cert: Path, access_log: Path, run_dir: Path, plugin_server: str) -> None:
+    ca = _rel(ca_cert)
+    lines = [
+        "",
+        "=" * 78,
+        "StoryVerse gateway stack is up (Ctrl-C stops everything)",
+        f"  proxy                  http://localhost:{PROXY_PORT}/",
+        f"  proxy over TLS         https://localhost:{TLS_PORT}/   (trust {ca})",
+        f"  API docs               http://localhost:{PROXY_PORT}/api/v1/docs",
+        f"  auth service           https://localhost:{AUTH_PORT}/",
+        f"  rate limiting service  https://localhost:{RATE_LIMITING_PORT}/   (usage sync: {USAGE_SYNC_INTERVAL} s)",
+        f"  backends (stand-ins)   https://localhost:{min(BACKEND_PORTS.values())}-{max(BACKEND_PORTS.values())}/",
+        f"  try: curl -i --cacert {ca} https://localhost:{TLS_PORT}/api/v1/stories",
+        "  below: one line per request (method path status latency request_id) and the emulator's warnings;",
+        f"  full JSON records in {_rel(access_log)}, each process's output in {_rel(run_dir)}/<name>.log",
+        f"  plugin servers: {plugin_server}",
+        "=" * 78,
+    ]
+    print("\n".join(lines), flush=True)
 
 
 if __name__ == "__main__":

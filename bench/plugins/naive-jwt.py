@@ -11,7 +11,7 @@ import json
 
 import jwt
 import redis
-from storyverse_plugins.common.keys import revoked_jti_key, revoked_sid_key
+from storyverse_contracts.keys import revoked_jti_key, revoked_sid_key
 
 Schema = (
     {"jwks_url": {"type": "string", "required": True}},
@@ -68,7 +68,7 @@ class Plugin:
             )
         except jwt.PyJWTError:
             return kong.response.exit(401, json.dumps({"status": 401}), {"Content-Type": "application/problem+json"})
-        sid = claims.get("sid")  # the auth service's keys (storyverse_plugins.common.keys), one call per key
+        sid = claims.get("sid")  # the auth service's keys (storyverse_contracts.keys), one call per key
         if self.redis.exists(revoked_jti_key(claims["jti"], sid)) or (sid and self.redis.exists(revoked_sid_key(sid))):
             return kong.response.exit(401, json.dumps({"status": 401}), {"Content-Type": "application/problem+json"})
         for name in IDENTITY.values():

@@ -82,16 +82,21 @@ DASHBOARDS: dict[str, tuple[str, list[tuple[str, str, list[tuple[str, str]]]]]] 
             ("Throttled requests (429) by policy", "reqps", [
                 (f"sum by (policy) (rate(sv_quota_throttled_total{{{NS}}}[5m]))", "{{policy}}"),
             ]),
-            ("Quota utilisation: share of checks above 80% / at 100% of the quota", "percentunit", [
+            ("Quota utilisation: share of checks above 80% / at 100% of the quota, mean fill", "percentunit", [
                 (
-                    f'1 - sum by (quota) (rate(sv_quota_utilisation_bucket{{{NS},le="0.8"}}[15m]))'
-                    f' / sum by (quota) (rate(sv_quota_utilisation_bucket{{{NS},le="+Inf"}}[15m]))',
+                    f'1 - sum by (quota) (rate(sv_quota_utilisation_ratio_bucket{{{NS},le="0.8"}}[15m]))'
+                    f' / sum by (quota) (rate(sv_quota_utilisation_ratio_count{{{NS}}}[15m]))',
                     "{{quota}} > 80%",
                 ),
                 (
-                    f'1 - sum by (quota) (rate(sv_quota_utilisation_bucket{{{NS},le="1.0"}}[15m]))'
-                    f' / sum by (quota) (rate(sv_quota_utilisation_bucket{{{NS},le="+Inf"}}[15m]))',
+                    f'1 - sum by (quota) (rate(sv_quota_utilisation_ratio_bucket{{{NS},le="1.0"}}[15m]))'
+                    f' / sum by (quota) (rate(sv_quota_utilisation_ratio_count{{{NS}}}[15m]))',
                     "{{quota}} over",
+                ),
+                (
+                    f"sum by (quota) (rate(sv_quota_utilisation_ratio_sum{{{NS}}}[15m]))"
+                    f" / sum by (quota) (rate(sv_quota_utilisation_ratio_count{{{NS}}}[15m]))",
+                    "{{quota}} mean fill",
                 ),
             ]),
             ("Abuse detections", "short", [
@@ -104,6 +109,7 @@ DASHBOARDS: dict[str, tuple[str, list[tuple[str, str, list[tuple[str, str]]]]]] 
             ("Redis errors and fail-open", "reqps", [
                 (f"sum by (op) (rate(sv_quota_redis_errors_total{{{NS}}}[5m]))", "redis errors {{op}}"),
                 (f"sum by (op) (rate(sv_quota_fail_open_total{{{NS}}}[5m]))", "fail open {{op}}"),
+                (f"max by (pod) (sv_quota_redis_breaker_open{{{NS}}})", "breaker open {{pod}}"),
             ]),
         ],
     ),

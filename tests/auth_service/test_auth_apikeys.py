@@ -13,8 +13,8 @@ from sqlalchemy import select
 from storyverse_auth import secrets_box
 from storyverse_auth.apikeys.models import ApiKey
 from storyverse_auth.extensions import db
-from storyverse_auth.redis_keys import revoked_sid
 from storyverse_auth.tokens.access import decode_access_token
+from storyverse_contracts.keys import revoked_sid_key
 
 BODY = {"name": "bedtime-app", "scopes": ["stories:read", "stories:generate"], "plan": "partner-basic"}
 
@@ -93,7 +93,7 @@ def test_revoked_key_cannot_be_exchanged_and_its_tokens_are_denied(client, famil
     assert response.status_code == 204
     assert_problem(exchange(client, issued["key"]), 401, "invalid_api_key")
     # Outstanding tokens carry sid = key id: the gateway's denylist refuses them at once.
-    assert redis.Redis.from_url(TEST_REDIS_URL).exists(revoked_sid(issued["id"]))
+    assert redis.Redis.from_url(TEST_REDIS_URL).exists(revoked_sid_key(issued["id"]))
     assert claims_of(token)["sid"] == issued["id"]
     listed = client.get("/api/auth/api-keys", headers=family.headers(parent)).get_json()["api_keys"]
     assert listed[0]["revoked_at"] is not None

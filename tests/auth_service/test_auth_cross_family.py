@@ -3,8 +3,8 @@ of the gateway's denylist) denylists nothing unless the caller owns what it name
 
 import jwt
 from auth_support import TEST_REDIS_URL, assert_problem
-from storyverse_auth.redis_keys import revoked_sid
 from storyverse_auth.redis_topology import client_for
+from storyverse_contracts.keys import revoked_sid_key
 from test_auth_oauth_kit import oauth_kit, pkce
 
 
@@ -13,7 +13,7 @@ def _sid(access_token: str) -> str:
 
 
 def _assert_not_denylisted(sid: str) -> None:
-    assert not client_for(TEST_REDIS_URL).exists(revoked_sid(sid))
+    assert not client_for(TEST_REDIS_URL).exists(revoked_sid_key(sid))
 
 
 def test_deleting_another_familys_session_leaves_the_victims_tokens_working(client, auth):

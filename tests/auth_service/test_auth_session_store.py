@@ -12,9 +12,10 @@ from storyverse_auth import secrets_box
 from storyverse_auth.clock import now
 from storyverse_auth.extensions import db, redis_store
 from storyverse_auth.models import Account, Session, SessionEvent
-from storyverse_auth.redis_keys import account_sessions, revoked_sid
+from storyverse_auth.redis_keys import account_sessions
 from storyverse_auth.redis_keys import session as session_key
 from storyverse_auth.sessions.service import MOVED, refresh_token_for
+from storyverse_contracts.keys import revoked_sid_key
 
 
 def refresh(client, token: str):
@@ -106,7 +107,7 @@ def test_revoke_all_reaches_sessions_not_yet_moved(app, client, auth):
     assert client.post("/api/auth/logout", json={"scope": "global"}, headers=auth.bearer(parent)).status_code == 204
     assert_problem(refresh(client, token), 401, "invalid_refresh_token")
     with app.app_context():
-        assert redis_store.client.exists(revoked_sid(str(sid)))
+        assert redis_store.client.exists(revoked_sid_key(str(sid)))
 
 
 def test_bulk_move_cli_moves_live_sessions_only(app, client, auth, runner):

@@ -8,8 +8,8 @@ import requests
 from auth_support import assert_problem
 from storyverse_auth.extensions import db, redis_store
 from storyverse_auth.models import Session
-from storyverse_auth.redis_keys import revoked_jti, revoked_sid
 from storyverse_auth.redis_keys import session as session_key
+from storyverse_contracts.keys import revoked_jti_key, revoked_sid_key
 
 
 def refresh(client, token: str):
@@ -86,9 +86,9 @@ def test_logout_local_denylists_the_access_token(app, client, auth):
     assert response.status_code == 204
     jti = jwt.decode(tokens["access_token"], options={"verify_signature": False})["jti"]
     with app.app_context():
-        ttl = redis_store.client.ttl(revoked_jti(jti, tokens["session_id"]))
+        ttl = redis_store.client.ttl(revoked_jti_key(jti, tokens["session_id"]))
         assert 0 < ttl <= 601
-        assert redis_store.client.exists(revoked_sid(tokens["session_id"]))
+        assert redis_store.client.exists(revoked_sid_key(tokens["session_id"]))
     assert_problem(client.get("/api/auth/me", headers=auth.bearer(tokens)), 401, "token_revoked")
     assert_problem(refresh(client, tokens["refresh_token"]), 401, "invalid_refresh_token")
 

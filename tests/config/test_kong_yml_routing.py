@@ -12,7 +12,7 @@ import pytest
 from kong_emulator.router.traditional import Router
 from kong_emulator.runloop.plugins_iterator import plugins_for
 from kong_yml_support import KONG_YML, load, plugin_infos
-from storyverse_plugins.common.identity import IDENTITY_HEADER_PREFIX, IDENTITY_HEADERS
+from storyverse_contracts.identity import IDENTITY_HEADER_PREFIX, IDENTITY_HEADERS
 
 UID = "0b6f3c1e-6a4e-4f6b-9d7a-2f1e5c3b9a10"
 P, C, A = "parent", "child", "admin"
@@ -319,7 +319,7 @@ def test_global_plugins(config):
     assert [rule["roles"] for rule in globals_["sv-rbac"].config["rules"]] == [["admin"]]
     edge = globals_["sv-edge"].config
     assert edge["require"] == PROTECTED  # every route is guarded unless it says otherwise
-    # the identity header names come from their one definition (storyverse_plugins.common.identity)
+    # the identity header names come from their one definition (storyverse_contracts.identity)
     assert edge["strip_headers"] == list(IDENTITY_HEADERS.values())
     assert edge["strip_header_prefixes"] == [IDENTITY_HEADER_PREFIX]
     assert "access_token" in edge["redact_query_args"] and edge["strip_version"] is True

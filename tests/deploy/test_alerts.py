@@ -27,6 +27,7 @@ EXPECTED_ALERTS = {
     "StoryVersePluginServerUnavailable",
     "StoryVerseRateLimitingMetricsDown",
     "StoryVerseRedisUnavailable",
+    "StoryVerseRedisBreakerOpen",
     "StoryVerseQuotaFailOpen",
     "StoryVerseFailedLoginSurge",
     "StoryVerseAbuseDetections",
@@ -115,7 +116,7 @@ SEED_TABLE = {
     "storyverse-auth": {"sv_auth_logins_total", "sv_auth_tokens_issued_total", "sv_auth_failed_attempts_total"},
     "storyverse-rate-limiting": {
         "sv_quota_throttled_total",
-        "sv_quota_utilisation_bucket",
+        "sv_quota_utilisation_ratio_bucket",
         "sv_quota_abuse_blocks_total",
     },
 }

@@ -107,7 +107,7 @@ def test_rate_limiting_image_runs_what_the_chart_runs():
     assert [arg for op, arg in stage if op == "USER"][-1] == "10001:10001"  # the chart's runAsUser
     assert ("CMD", '["gunicorn", "--bind", "0.0.0.0:8080", "storyverse_ratelimit.wsgi:app"]') in stage
     build = " ".join(arg for op, arg in instructions(dockerfile) if op in ("COPY", "RUN"))
-    assert "/src/plans /src/rate-limiting-service" in build  # the shared plans package ships in the image
+    assert "/src/plans /src/process-metrics /src/rate-limiting-service" in build  # the shared packages ship in it
     chart = (CHART / "templates" / "rate-limiting-deployment.yaml").read_text()
     assert "command: [sv-ratelimit, init-db]" in chart and '"storyverse_ratelimit.wsgi:app"' in chart
     kong = " ".join(arg for op, arg in instructions(KONG_DOCKERFILE) if op in ("COPY", "RUN"))

@@ -4,6 +4,7 @@ public https URLs (the auth service refuses the rest at start)."""
 from __future__ import annotations
 
 import pytest
+import yaml
 from helm_support import containers, deployment, documents, find
 
 
@@ -111,8 +112,8 @@ def test_gunicorn_writes_no_second_access_log(default):
 
 def test_production_render_acceptance(renders):
     """The issue's acceptance on the fullest production values (monitoring on): no outbox, HTTPS-only edge with
-    HSTS, the maintenance CronJobs, the alerts and the dashboards. (Kong -> auth and Kong -> backends are still plain
-    HTTP inside the cluster: not asserted here, see docs/operations.md §3.)"""
+    HSTS, TLS on every hop behind it (test_every_hop_behind_the_proxy_is_tls), the maintenance CronJobs, the alerts
+    and the dashboards."""
     docs = documents(renders["external-redis-values"])
     kinds = [(d["kind"], d["metadata"]["name"]) for d in docs]
     auth_env = _env(deployment(docs, "auth"), "authentication")
@@ -126,3 +127,64 @@ def test_production_render_acceptance(renders):
     assert {n for k, n in kinds if k == "CronJob"} == {f"storyverse-{c}" for c in CRON}
     assert ("PrometheusRule", "storyverse-alerts") in kinds
     assert sum(1 for k, n in kinds if k == "ConfigMap" and n.endswith("-dashboard")) == 3
+    assert_tls_on_every_hop(docs)
+
+
+CA = "/etc/storyverse/internal-ca/ca.crt"
+
+
+def _secret_volumes(doc: dict) -> dict[str, str]:
+    return {v["name"]: v["secret"]["secretName"] for v in doc["spec"]["template"]["spec"]["volumes"] if "secret" in v}
+
+
+def assert_tls_on_every_hop(docs: list[dict]) -> None:
+    """Kong -> auth and Kong -> rate limiting over HTTPS with certificates from Secrets, verified against the CA from a
+    Secret (Kong, the plugin servers' JWKS fetch, the rate limiting service's); probes and scrapes over HTTPS."""
+    for component, container, secret in (
+        ("auth", "authentication", "storyverse-auth-tls"),
+        ("rate-limiting", "rate-limiting", "storyverse-rate-limiting-tls"),
+    ):
+        dep = deployment(docs, component)
+        spec = containers(dep)[container]
+        assert spec["command"][:2] == ["gunicorn", "--bind"]
+        assert ["--certfile", "/etc/storyverse/tls/tls.crt", "--keyfile", "/etc/storyverse/tls/tls.key"] == (
+            spec["command"][3:7]
+        )
+        assert _secret_volumes(dep)["server-tls"] == secret
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert spec[probe]["httpGet"]["scheme"] == "HTTPS"
+    rls_env = _env(deployment(docs, "rate-limiting"), "rate-limiting")
+    assert rls_env["JWKS_URL"]["value"].startswith("https://") and rls_env["SSL_CERT_FILE"]["value"] == CA
+    gateway = deployment(docs, "gateway")
+    env = _env(gateway, "api-gateway")
+    assert env["KONG_NGINX_PROXY_PROXY_SSL_VERIFY"]["value"] == "on"
+    assert env["KONG_NGINX_PROXY_PROXY_SSL_TRUSTED_CERTIFICATE"]["value"] == CA
+    assert _secret_volumes(gateway)["internal-ca"] == "storyverse-internal-ca"
+    for name, spec in containers(gateway).items():
+        if name.endswith("-plugin-server"):  # sv-jwt fetches the JWKS over https
+            assert {"name": "SSL_CERT_FILE", "value": CA} in spec["env"], name
+    assert env["KONG_PROXY_ACCESS_LOG"]["value"] == "off"  # file-log's JSON line is the one request line
+
+
+def test_every_hop_behind_the_proxy_is_tls(renders):
+    for name in ("default-values", "existing-secrets-values"):
+        assert_tls_on_every_hop(documents(renders[name]))
+    kong_yml = yaml.safe_load(
+        find(documents(renders["default-values"]), "ConfigMap", "gateway-config")["data"]["kong.yml"]
+    )
+    assert all(s["url"].startswith("https://") and s["tls_verify"] is True for s in kong_yml["services"])
+
+
+def test_cert_manager_issues_the_internal_certificates(renders):
+    docs = documents(renders["external-redis-values"])
+    certs = {d["spec"]["secretName"]: d for d in docs if d["kind"] == "Certificate"}
+    for secret, service in (("storyverse-auth-tls", "auth"), ("storyverse-rate-limiting-tls", "rate-limiting")):
+        assert f"storyverse-{service}" in certs[secret]["spec"]["dnsNames"]
+        assert certs[secret]["spec"]["issuerRef"] == {
+            "name": "storyverse-internal-ca", "kind": "ClusterIssuer", "group": "cert-manager.io",
+        }  # fmt: skip
+
+
+def test_plugin_servers_started_by_kong_get_the_ca_through_nginx_main_env(renders):
+    env = _env(deployment(documents(renders["existing-secrets-values"]), "gateway"), "api-gateway")
+    assert "SSL_CERT_FILE" in env["KONG_NGINX_MAIN_ENV"]["value"].split("; env ")

@@ -103,6 +103,27 @@ CRD_SCHEMAS = {
                                 "port": {"type": "string"},
                                 "path": {"type": "string"},
                                 "interval": {"type": "string"},
+                                "scheme": {"enum": ["http", "https"]},
+                                "tlsConfig": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "serverName": {"type": "string"},
+                                        "ca": {
+                                            "type": "object",
+                                            "properties": {
+                                                "secret": {
+                                                    "type": "object",
+                                                    "required": ["name", "key"],
+                                                    "properties": {
+                                                        "name": {"type": "string"},
+                                                        "key": {"type": "string"},
+                                                    },
+                                                }
+                                            },
+                                        },
+                                    },
+                                },
                             },
                         },
                     },

@@ -6,7 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from helm_support import containers, documents, find, pod_spec
+from helm_support import REPO, containers, documents, find, pod_spec
 
 # The seed's three services as it gives them (its EKS Auto Mode Deployments): name, `app` label, container, requests,
 # limits, all in the seed's own notation. Quantities are compared by value ("0.5" CPU is "500m").
@@ -108,8 +108,16 @@ def test_every_plugin_server_is_its_own_container_in_every_gateway_pod(default):
     assert figures == {p: busy if p in ("sv-jwt", "sv-quota") else light for p in PLUGIN_SERVERS}
     ports = {c["name"]: [p["containerPort"] for p in c.get("ports", [])] for c in spec["initContainers"]}
     assert ports["sv-quota-plugin-server"] == [9542] and ports["sv-quota-log-plugin-server"] == [9543]
-    env = {e["name"]: e["value"] for e in containers(deployment(default, "gateway"))["sv-quota-plugin-server"]["env"]}
-    assert env == {"SV_QUOTA_METRICS_PORT": "9542", "SV_QUOTA_METRICS_HOST": "0.0.0.0"}
+    sidecars = containers(deployment(default, "gateway"))
+    ca = {"SSL_CERT_FILE": "/etc/storyverse/internal-ca/ca.crt"}  # internalTls: sv-jwt's JWKS over https
+    env = {e["name"]: e["value"] for e in sidecars["sv-quota-plugin-server"]["env"]}
+    assert env == {"SV_QUOTA_METRICS_PORT": "9542", "SV_QUOTA_METRICS_HOST": "0.0.0.0", **ca}
+    # sv-quota-log's entry file reads its own variable (kong-plugins/plugins/sv-quota-log.py): abuse detections from
+    # 401/403 answers (its log phase) are only scraped when the chart sets that one
+    env = {e["name"]: e["value"] for e in sidecars["sv-quota-log-plugin-server"]["env"]}
+    assert env == {"SV_QUOTA_LOG_METRICS_PORT": "9543", "SV_QUOTA_METRICS_HOST": "0.0.0.0", **ca}
+    served = (REPO / "kong-plugins" / "plugins" / "sv-quota-log.py").read_text()
+    assert 'serve_from_env("SV_QUOTA_LOG_METRICS_PORT")' in served
 
 
 def test_hpas_cover_the_seed_scaling_scenarios(default):
@@ -239,7 +247,7 @@ def test_proxy_tls_is_1_2_or_later_from_a_secret(default):
 
 def test_cert_manager_certificate_fills_the_tls_secret(all_docs):
     docs = all_docs["external-redis-values"]
-    (cert,) = [d for d in docs if d["kind"] == "Certificate"]
+    (cert,) = [d for d in docs if d["kind"] == "Certificate" and d["metadata"]["name"].endswith("-gateway-tls")]
     gateway = deployment(docs, "gateway")
     secret = {v["name"]: v for v in pod_spec(gateway)["volumes"]}["proxy-tls"]["secret"]["secretName"]
     assert cert["spec"]["secretName"] == secret
@@ -313,7 +321,7 @@ def test_migrations_run_before_the_auth_pods_with_their_secret(default):
 def test_helm_test_hook_calls_healthz(default):
     pod = find(default, "Pod", "helm-test")
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
-    assert containers(pod)["healthz"]["command"][-1] == "http://storyverse-auth:80/healthz"
+    assert containers(pod)["healthz"]["command"][-1] == "https://storyverse-auth:443/healthz"  # internalTls
 
 
 def _fluent_bit_sections(conf: str) -> list[tuple[str, dict[str, str]]]:

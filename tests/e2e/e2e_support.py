@@ -43,8 +43,23 @@ def auth_env(database: str, redis_db: int, issuer: str, **extra: str) -> dict[st
     return env
 
 
-def start_auth_service(port: int, env: dict[str, str]):
-    """Fresh database, migrations, signing keys, then gunicorn (a real WSGI server) on `port`."""
+def tls_args(tls: tuple[Path, Path] | None) -> list[str]:
+    """gunicorn's HTTPS-only flags for a (certificate, key) pair (`issue_cert`), none for plain HTTP."""
+    return ["--certfile", str(tls[0]), "--keyfile", str(tls[1])] if tls else []
+
+
+def local_tls(directory: Path, *names: str) -> tuple[Path, dict[str, tuple[Path, Path]]]:
+    """The local CA under `directory` (as `make run`'s run/tls/) and a server certificate for each name: (CA file,
+    name → (certificate, key)). Trust the CA file (SSL_CERT_FILE for processes, the renderer's upstream_tls)."""
+    from kong_emulator.listeners.tls import issue_cert, local_ca
+
+    ca = local_ca(directory)
+    return ca.ca_cert, {name: issue_cert(ca, name) for name in names}
+
+
+def start_auth_service(port: int, env: dict[str, str], tls: tuple[Path, Path] | None = None):
+    """Fresh database, migrations, signing keys, then gunicorn (a real WSGI server) on `port`; HTTPS only with a
+    `tls` (certificate, key) pair."""
     import subprocess
     import sys
 
@@ -61,7 +76,7 @@ def start_auth_service(port: int, env: dict[str, str]):
         subprocess.run([sys.executable, "-m", "flask", *step], cwd=AUTH_DIR, env=env, check=True, capture_output=True)
     argv = [sys.executable, "-m", "gunicorn", "-w", "2", "-k", "gthread", "--threads", "4"]
     argv += ["-b", f"127.0.0.1:{port}", "--chdir", str(AUTH_DIR), "-c", str(AUTH_DIR / "gunicorn.conf.py"), "wsgi:app"]
-    return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(argv + tls_args(tls), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def repo_plugins() -> list[PluginEntry]:
@@ -80,8 +95,8 @@ def rate_limiting_env(auth: dict[str, str], auth_url: str, sync_interval: int = 
     return env
 
 
-def start_rate_limiting_service(port: int, env: dict[str, str]):
-    """`sv-ratelimit init-db`, then gunicorn (a real WSGI server) on `port`."""
+def start_rate_limiting_service(port: int, env: dict[str, str], tls: tuple[Path, Path] | None = None):
+    """`sv-ratelimit init-db`, then gunicorn (a real WSGI server) on `port`; HTTPS only with a `tls` pair."""
     import subprocess
     import sys
 
@@ -89,7 +104,7 @@ def start_rate_limiting_service(port: int, env: dict[str, str]):
     subprocess.run(cli, env=env, check=True, capture_output=True, timeout=60)
     argv = [sys.executable, "-m", "gunicorn", "-w", "2", "-k", "gthread", "--threads", "4"]
     argv += ["-b", f"127.0.0.1:{port}", "storyverse_ratelimit.wsgi:app"]
-    return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(argv + tls_args(tls), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 # -- the emulator in Kong's real mode ----------------------------------------------------------------------------------

@@ -102,3 +102,22 @@ def test_a_restarted_pod_starts_from_zero(pods):
     assert failures(a["url"]) == 0.0
     fail_logins(a["url"], 1)
     assert failures(a["url"]) == 1.0
+
+
+def process_samples(text: str) -> dict[str, set[str]]:
+    """role → pids of the pod's process_cpu_seconds_total samples."""
+    out: dict[str, set[str]] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "process_cpu_seconds_total":
+                out.setdefault(s.labels["role"], set()).add(s.labels["pid"])
+    return out
+
+
+def test_process_metrics_cover_the_master_and_every_worker(pods):
+    pod, procs = pods
+    text = requests.get(pod[1]["url"] + "/metrics", timeout=60).text
+    roles = process_samples(text)
+    assert roles["master"] == {str(procs[1].pid)}  # `python -m gunicorn` is the master
+    assert len(roles["worker"]) == 2 and str(procs[1].pid) not in roles["worker"]
+    assert "process_resident_memory_bytes" in text and "process_open_fds" in text

@@ -41,7 +41,7 @@ from kong_emulator.testing import PluginEntry, free_port, wait_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_journeys import PASSWORD, Client, new_child
-from test_quota_e2e import claims_of, quota_keys, wait_for
+from test_quota_e2e import claims_of, held_units, quota_key, wait_for
 
 REDIS_DB = 9
 DATABASE = "storyverse_fail_closed"
@@ -253,7 +253,7 @@ def assert_nothing_uncharged(parent: Client, lapse: bool = False) -> None:
     """Every story the backend holds for this family is charged to its daily quota: committed, or still held by a
     reservation. With `lapse` (after an sv-quota-log fault), once every reservation has lapsed: committed alone (a
     lapsed reservation counts as charged; the next decision of the family moves it into `used`)."""
-    counter, reservations = quota_keys(claims_of(parent.access))
+    counter = quota_key(claims_of(parent.access))
     rdb = redis.Redis(db=REDIS_DB)
 
     def used() -> int:
@@ -270,7 +270,7 @@ def assert_nothing_uncharged(parent: Client, lapse: bool = False) -> None:
         assert wait_for(lambda: created <= used()), (created, used())  # the log phase settles after the response
         assert used() <= 5  # charged once: a lapsed unit moved from held to used, never counted twice
     else:
-        assert created <= used() + rdb.zcard(reservations) <= 5 + 6, created
+        assert created <= used() + held_units(rdb, counter) <= 5 + 6, created
 
 
 def recovers(stack) -> bool:
@@ -353,7 +353,7 @@ def test_a_story_whose_settlement_is_lost_is_charged_after_the_lapse(stack):
     its server dies or hangs between access and log). The stories are created; their reservations lapse after
     reservation_ttl and count as charged, so killing or hanging that server never buys a sixth story."""
     parent = new_parent(stack)
-    counter, reservations = quota_keys(claims_of(parent.access))
+    counter = quota_key(claims_of(parent.access))
     rdb = redis.Redis(db=REDIS_DB)
     crash = stack.crash_dir / "crash-log-sv-quota-log"
     needle = "unhandled exception in log: RuntimeError: injected crash at log time"  # the emulator logs each once
@@ -366,7 +366,7 @@ def test_a_story_whose_settlement_is_lost_is_charged_after_the_lapse(stack):
         assert wait_for(lambda: stack.output().count(needle) >= before + 3, 10)
     finally:
         crash.unlink()
-    assert rdb.zcard(reservations) == 3 and int(rdb.hget(counter, "used") or 0) == 0  # held, never settled
+    assert held_units(rdb, counter) == 3 and int(rdb.hget(counter, "used") or 0) == 0  # held, never settled
     assert_nothing_uncharged(parent, lapse=True)  # a fourth story, then all four charged
     assert int(rdb.hget(counter, "used") or 0) == 4
     assert create_story(parent, 4).status_code == 201

@@ -65,7 +65,8 @@ class Account:
 _MINT = r"""
 import json, sys
 import jwt
-from storyverse_auth import create_app, signing
+from storyverse_auth import create_app
+from storyverse_auth.tokens import signing
 
 def b64(data):
     import base64

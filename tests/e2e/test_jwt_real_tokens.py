@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from e2e_support import AUTH_DIR, KongGateway, auth_env, repo_plugin
 from jwt.algorithms import RSAAlgorithm
 from kong_emulator.testing import free_port, wait_port
-from storyverse_plugins.common.keys import revoked_jti_key, revoked_sid_key
+from storyverse_contracts.keys import revoked_jti_key, revoked_sid_key
 from test_jwt_real_kit import (
     Account,
     CountingProxy,

@@ -4,7 +4,8 @@ through the emulator to the real sv-jwt plugin server and the sample backend.
 
 The auth service runs on its own database (storyverse_e2e_oauth) and Redis db 10 (sv-jwt reads its denylist there),
 started with the same helpers as the shared `auth_service` fixture. Chromium and chromedriver are Debian packages;
-the `chromium` fixture installs them (apt-get) and selenium (pip, pinned by constraints.txt) when missing.
+`make test` installs them first (scripts/ensure-browser.sh, with its progress); the `chromium` fixture runs the same
+script when they are missing, and installs selenium (pip, pinned by constraints.txt) if it is.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import secrets
 import shutil
 import subprocess
@@ -266,12 +266,8 @@ def test_discovery_document_of_the_running_service(provider):
 def _ensure_browser() -> tuple[str, str]:
     """chromium + chromedriver (Debian packages) and selenium (pip): installed when missing, never skipped."""
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and driver):
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-q"], check=True, env=env, capture_output=True)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-q", "chromium", "chromium-driver"], check=True, env=env, capture_output=True
-        )
+    if not (chromium and driver):  # `make test` runs the same script first, with its progress on the terminal
+        subprocess.run([str(REPO / "scripts" / "ensure-browser.sh")], check=True)  # apt's output shown on failure
         chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     try:
         import selenium  # noqa: F401

@@ -19,7 +19,7 @@ import pytest
 import redis
 import requests
 from e2e_support import repo_plugin
-from storyverse_plugins.common import keys
+from storyverse_contracts import keys
 from storyverse_plugins.quota.tiers import local_day
 
 DB = 6
@@ -87,10 +87,13 @@ def rdb():
     client.flushdb()
 
 
-def quota_keys(claims: dict) -> tuple[str, str]:
-    tag = keys.subject_tag(claims, None)
-    counter = keys.quota_key(tag, "fam", local_day(time.time(), claims["tz"]).date)
-    return counter, keys.reservations_key(counter)
+def quota_key(claims: dict) -> str:
+    """The family's counter hash of today: used, grant and a field r:<rid> per held unit."""
+    return keys.quota_key(keys.subject_tag(claims, None), "fam", local_day(time.time(), claims["tz"]).date)
+
+
+def held_units(rdb: redis.Redis, counter: str) -> int:
+    return sum(1 for field in rdb.hkeys(counter) if field.startswith(keys.RESERVATION.encode()))
 
 
 def wait_for(predicate, seconds: float = 5.0):
@@ -105,8 +108,8 @@ def wait_for(predicate, seconds: float = 5.0):
 
 def settled_usage(rdb: redis.Redis, claims: dict, seconds: float = 5.0) -> int:
     """Committed units once no reservation is in flight (bounded wait)."""
-    counter, reservations = quota_keys(claims)
-    assert wait_for(lambda: rdb.zcard(reservations) == 0, seconds), "reservations still held"
+    counter = quota_key(claims)
+    assert wait_for(lambda: held_units(rdb, counter) == 0, seconds), "reservations still held"
     return int(rdb.hget(counter, "used") or 0)
 
 

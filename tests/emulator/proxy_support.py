@@ -25,7 +25,7 @@ class Upstream:
 
     GET /echo         -> JSON: the request line and headers as a list of pairs (repeats and case kept)
     GET /headers      -> 200 with upstream-made headers: X-Up, Via, Server, two Set-Cookie, a Connection-listed one
-    GET /slow?ms=N    -> sleeps, tracking how many requests are in flight at once (`max_inflight`)
+    * /slow?ms=N      -> sleeps; `slow_calls` counts calls, `max_inflight` the most in flight at once
     GET /who          -> its own name (for balancer distribution)
     """
 
@@ -35,6 +35,7 @@ class Upstream:
         self.inflight = 0
         self.max_inflight = 0
         self.hits = 0
+        self.slow_calls = 0
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -51,6 +52,7 @@ class Upstream:
                 {
                     "method": request.method,
                     "path_qs": request.path_qs,
+                    "raw_path": request.raw_path,  # the request target byte for byte
                     "headers": [[k, v] for k, v in request.headers.items()],
                     "body": body.decode("latin-1"),
                 }
@@ -68,6 +70,7 @@ class Upstream:
             return resp
 
         async def slow(request: web.Request) -> web.Response:
+            self.slow_calls += 1
             self.inflight += 1
             self.max_inflight = max(self.max_inflight, self.inflight)
             try:
@@ -84,7 +87,7 @@ class Upstream:
         app.router.add_route("*", "/echo", echo)
         app.router.add_route("*", r"/echo/{tail:[\s\S]*}", echo)
         app.router.add_get("/headers", headers)
-        app.router.add_get("/slow", slow)
+        app.router.add_route("*", "/slow", slow)
         app.router.add_get("/who", who)
         return app
 
@@ -92,7 +95,7 @@ class Upstream:
         asyncio.set_event_loop(self._loop)
 
         async def start() -> None:
-            self._runner = web.AppRunner(self._app(), access_log=None)
+            self._runner = web.AppRunner(self._app(), access_log=None, max_headers=10000)  # nginx has no count limit
             await self._runner.setup()
             await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
 

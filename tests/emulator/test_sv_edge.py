@@ -19,9 +19,8 @@ from kong_emulator.config.plugin_schema import normalize_config
 from kong_emulator.native import NativeRunner, native_infos
 from kong_emulator.native.lua_plugins import load_infos
 from kong_emulator.runloop.context import Headers, UpstreamRequest
+from storyverse_contracts.identity import IDENTITY_HEADER_PREFIX, IDENTITY_HEADERS
 from storyverse_plugins.common.identity import (
-    IDENTITY_HEADER_PREFIX,
-    IDENTITY_HEADERS,
     SHARED_IDENTITY,
     SHARED_QUOTA,
     SHARED_QUOTA_LOG,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import redis
-from storyverse_plugins.common.keys import revoked_jti_key, revoked_sid_key
+from storyverse_contracts.keys import revoked_jti_key, revoked_sid_key
 from storyverse_plugins.common.redis_pool import RedisSettings, get_client
 from storyverse_plugins.jwt_auth.cache import CachedToken, TokenCache, token_digest
 from storyverse_plugins.jwt_auth.denylist import DenylistUnavailable, RedisDenylist
@@ -137,13 +137,14 @@ def test_revoked_session_is_revoked_and_read_in_the_same_exists(redis12):
     ]
 
 
-def test_the_keys_are_the_ones_the_auth_service_writes_and_share_one_cluster_slot():
+def test_the_revocation_keys_keep_their_format_and_share_one_cluster_slot():
+    """The auth service writes these keys with the same builders (storyverse_contracts.keys); the formats are
+    stable across releases (a gateway and an auth service of different versions run side by side in a rollout)."""
     from redis.crc import key_slot
-    from storyverse_auth import redis_keys as keys
 
-    assert revoked_sid_key("s") == keys.revoked_sid("s")
-    assert revoked_jti_key("j", "s") == keys.revoked_jti("j", "s")
-    assert revoked_jti_key("j", None) == keys.revoked_jti("j", None)
+    assert revoked_sid_key("s") == "sv:revoked:{s:s}:sid"
+    assert revoked_jti_key("j", "s") == "sv:revoked:{s:s}:jti:j"
+    assert revoked_jti_key("j", None) == "sv:revoked:{j:j}:jti:j"
     for sid in ("0b9f3c52-8a51-4d8e-9a7e-2f1c3b4d5e6f", "another-session"):
         jtis = [f"jti-{n}" for n in range(50)]
         slots = {key_slot(revoked_jti_key(j, sid).encode()) for j in jtis} | {key_slot(revoked_sid_key(sid).encode())}
@@ -235,7 +236,6 @@ def test_a_pushed_revocation_is_enforced_and_steady_state_needs_no_redis_read(re
     every push before its PING was applied, which is what bounds the delay by denylist_cache_ms."""
     import time
 
-    from storyverse_auth import redis_keys as keys
     from storyverse_plugins.jwt_auth.denylist import RevocationWatch
 
     settings = RedisSettings(db=REDIS_DB)
@@ -249,8 +249,8 @@ def test_a_pushed_revocation_is_enforced_and_steady_state_needs_no_redis_read(re
         assert not any(denylist.is_revoked(f"jti-{s}", s) for s in sessions)
         assert denylist.reads == reads  # 1,024 tokens again: no Redis read at all
         t = time.monotonic()
-        redis12.set(keys.revoked_sid("sess-7"), "1", ex=60)  # the auth service's writer: "log out this device"
-        redis12.set(keys.revoked_jti("jti-sess-9", "sess-9"), "1", ex=60)  # logout of one token
+        redis12.set(revoked_sid_key("sess-7"), "1", ex=60)  # as the auth service writes it: "log out this device"
+        redis12.set(revoked_jti_key("jti-sess-9", "sess-9"), "1", ex=60)  # logout of one token
         assert wait(lambda: watch.confirmed_after(t)), "no PONG after the revocations"
         assert denylist.is_revoked("jti-sess-7", "sess-7") and denylist.is_revoked("jti-sess-9", "sess-9")
         assert denylist.is_revoked("another-token-of-7", "sess-7")
@@ -322,3 +322,9 @@ def wait(predicate, seconds: float = 5.0) -> bool:
     while not predicate() and time.monotonic() < deadline:
         time.sleep(0.01)
     return predicate()
+
+
+def test_distinct_tokens_never_share_a_digest_input():
+    """The old ascii/replace encoding mapped every non-ASCII character to '?': now the input is one-to-one."""
+    assert token_digest("a.b.\u00e9") != token_digest("a.b.\u00fc") != token_digest("a.b.?")
+    assert len(token_digest("a.b.\udcff")) == 32  # a surrogate-escaped byte (kong_pluginserver) does not raise

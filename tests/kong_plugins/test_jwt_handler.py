@@ -10,9 +10,9 @@ import time
 import uuid
 
 import pytest
+from storyverse_contracts.keys import revoked_jti_key, revoked_sid_key
 from storyverse_plugins import PRIORITIES
 from storyverse_plugins.common.identity import SHARED_IDENTITY
-from storyverse_plugins.common.keys import revoked_jti_key, revoked_sid_key
 from storyverse_plugins.common.problem import PROBLEM_JSON
 from storyverse_plugins.jwt_auth import gate as gate_module
 from storyverse_plugins.jwt_auth.handler import Plugin, priority
@@ -379,3 +379,48 @@ def test_headers_in_guard_public_route_without_token_is_one_round_trip(jwks_serv
     p = Plugin({**plugin_config(jwks_server.url, anonymous=True), "headers_in_guard": True})
     fk = run(p, fake_kong, SPOOFS)  # sv-edge strips them in rewrite, in Lua
     assert methods(fk) == ["kong.request.get_headers"] and fk.exited is None and fk.shared == {}
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (["Bearer abc.def.ghi"], "abc.def.ghi"),
+        (["Bearer  abc"], "abc"),  # the general path strips, as before
+        (["Bearer abc\t"], "abc"),
+        (["\tBearer abc"], "abc"),
+        (["BEARER abc"], "abc"),
+        (["Basic abc"], None),
+        (["Bearer a b"], "malformed"),
+        (["Bearer "], "malformed"),
+        (["Bearer caf\u00e9"], "malformed"),
+        (["Bearer a", "Bearer b"], "malformed"),
+    ],
+)
+def test_the_bearer_fast_path_keeps_every_rule(values, expected):
+    from storyverse_plugins.jwt_auth.gate import bearer_token
+    from storyverse_plugins.jwt_auth.tokens import Failure
+
+    found = bearer_token(values)
+    assert ("malformed" if isinstance(found, Failure) else found) == expected
+
+
+def test_a_cached_decision_is_shared_but_spoofs_are_cleared_per_request(plugin, fake_kong):
+    """The cache hit reuses the Allow built for the token; a request with client identity headers still gets its own
+    clears, and the next clean request is not affected by them."""
+    token = now_token()
+    first = plugin.gate.decide({"authorization": [f"Bearer {token}"]}).decision
+    spoofed = plugin.gate.decide({"authorization": [f"Bearer {token}"], "x-sv-debug": ["1"], "x-user-id": ["a"]})
+    clean = plugin.gate.decide({"authorization": [f"Bearer {token}"]}).decision
+    assert clean is first and "x-sv-debug" not in clean.upstream_headers
+    upstream = spoofed.decision.upstream_headers
+    assert upstream["x-sv-debug"] == [] and "x-user-id" not in upstream  # replaced by X-User-Id (set_headers)
+    assert upstream["X-User-Id"] == "user-1"
+
+
+def test_remembered_header_names_are_bounded(plugin):
+    from storyverse_plugins.jwt_auth import gate as gate_module
+
+    for n in range(gate_module.MAX_KNOWN_NAMES + 50):
+        plugin.gate._scan({f"x-random-{n}": ["v"]})
+    assert len(plugin.gate._known_names) == gate_module.MAX_KNOWN_NAMES
+    assert plugin.gate._scan({"x-sv-unseen": ["v"], "x_user_id": ["v"]})[1] == ["x-sv-unseen", "x_user_id"]

@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 import redis
-from storyverse_plugins.common import keys
+from storyverse_contracts import keys
 from storyverse_plugins.common.decision import Allow, Deny
 from storyverse_plugins.common.identity import SHARED_IDENTITY, SHARED_QUOTA_LOG, SHARED_REQUEST_ID
 from storyverse_plugins.common.redis_pool import RedisSettings, build_client
@@ -81,7 +81,7 @@ def test_block_is_read_in_the_same_decide_round_trip_and_writes_nothing(storage)
     lim = limiter_on(storage, cache=False)
     cfg = parse_config({"policies": [{"name": "h", "limit": 2, "period": "hour"}], "abuse": ABUSE})
     batch = build_batch(cfg, ID, None, "POST", NOW)
-    assert batch.block_key == keys.abuse_key("{f:f1}", "u1")
+    assert batch.block_key == keys.block_key(keys.abuse_key("{f:f1}", "u1")) == "sv:quota:v1:{f:f1}:blk:u:u1"
     assert isinstance(lim.check(batch).decision, Allow)
     for _ in range(3):
         strike(lim)
@@ -144,7 +144,9 @@ def test_admin_list_and_unblock(redis_db):
         ("account", "u1", "strikes", 1, 59),
         ("ip", "10.9.9.9", "strikes", 1, 59),
     ]
+    assert redis_db.exists("sv:quota:v1:{f:f1}:blk:u:u1")  # the copy decide.lua reads in its MGET
     assert abuse.unblock(redis_db, keys.abuse_key("{f:f1}", "u1"))
+    assert not redis_db.exists("sv:quota:v1:{f:f1}:blk:u:u1")
     batch = build_batch(USER_ROUTE, ID, None, "POST", NOW + 1)
     assert isinstance(lim.check(batch).decision, Allow)
     assert [b["subject"] for b in abuse.list_blocks(redis_db, now_ms=int(NOW * 1000) + 1000)] == ["10.9.9.9"]
@@ -365,7 +367,7 @@ class _Slow:
             if self.fail:
                 self.fail -= 1
                 raise redis.TimeoutError("Timeout reading from socket")
-            return [1, 0, 1, 99, 600, 0, 0]  # allowed, one rate state, not blocked
+            return [1, 0, None, None]  # allowed, not blocked, one rate: a fresh bucket (decide.lua's raw answer)
 
         return run
 

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import redis
-from storyverse_plugins.common import keys
+from storyverse_contracts import keys
 from storyverse_plugins.common.decision import Allow, Deny
 from storyverse_plugins.common.redis_pool import RedisSettings, build_client
 from storyverse_plugins.quota.limiter import Limiter, Options
@@ -142,8 +142,8 @@ def test_all_keys_of_a_request_share_one_slot():
     )
     batch = build_batch(cfg, ident(daily_story_limit=2), None, "POST", T0)
     all_keys = decide_args(batch)[0]
-    assert all_keys[-1] == keys.abuse_key("{f:fam1}", "u1")  # the account's abuse block: same slot, same script
-    assert len(all_keys) == 6 and all(k.startswith("sv:quota:v1:{f:fam1}:") for k in all_keys)
+    assert all_keys[1] == keys.block_key(keys.abuse_key("{f:fam1}", "u1"))  # the account's block: same slot, script
+    assert len(all_keys) == 4 and all(k.startswith("sv:quota:v1:{f:fam1}:") for k in all_keys)
     assert {redis.cluster.key_slot(k.encode()) for k in all_keys} == {redis.cluster.key_slot(b"{f:fam1}")}
     assert keys.subject_tag(None, "::1") == "{ip:::1}" and keys.subject_tag({"sub": "a{b}"}, None) == "{u:a_b_}"
 
@@ -255,7 +255,7 @@ def test_occasions_grants_and_child_limits(limiter, storage):
     who = ident()
     assert decide(limiter, cfg, who).decision.response_headers["X-Quota-Limit"] == "7"
     first = decide(limiter, cfg, who)
-    storage.grant(first.reservation.keys[0][0], 3)  # an admin grant: HINCRBY <counter> grant 3
+    storage.grant(first.reservation.keys[0], 3)  # an admin grant: HINCRBY <counter> grant 3
     assert decide(limiter, cfg, who).decision.response_headers["X-Quota-Limit"] == "10"
     child = ident(sub="kid", daily_story_limit="1")
     out = decide(limiter, cfg, child)
@@ -301,9 +301,12 @@ def test_lua_scripts_run_by_sha_and_survive_script_flush(redis_db):
     redis_db.script_flush()  # the script cache is volatile: the next call hits NOSCRIPT and reloads
     assert store.decide(build_batch(cfg, ident(), None, "POST", T0)).allowed
     assert redis_db.script_exists(store._scripts["decide"].sha) == [True]
-    assert "redis.call('GET'" in load_lua("decide.lua")
+    assert "redis.call('MGET'" in load_lua("decide.lua")
     hkey = batch.quota.counters[0].key
-    assert redis_db.zcard(keys.reservations_key(hkey)) == 2
+    fields = redis_db.hgetall(hkey)  # one hash per counter: used + a field per held unit (r:<rid> -> expiry ms)
+    assert fields[b"used"] == b"0"
+    assert fields[f"r:{batch.quota.rid}".encode()] == str(batch.quota.res_expiry_ms).encode()
+    assert sum(f.startswith(b"r:") for f in fields) == 2
     assert (
         abs(redis_db.pttl(hkey) - (batch.quota.expire_at_ms - batch.now_ms)) < 5_000
     )  # relative to the injected clock
@@ -320,3 +323,17 @@ def test_local_rates_keep_their_memory_bounded():
     assert len(local._tat) <= 2
     newest = build_batch(cfg, {"sub": "u4", "family_id": "f4"}, None, None, T0 + 1)
     assert not local.decide(newest)[0].allowed  # the newest subject is still remembered
+
+
+def test_a_lapsed_unit_settled_before_any_sweep_is_charged_even_on_release(limiter):
+    """No decision ran since the reservation lapsed (its r:<rid> field is still there): a late release must not
+    refund it (only a definite failure settled in time does), a late commit charges it once."""
+    cfg = quota_cfg(reservation_ttl=60)
+    who = ident(sub="late", family="late-fam")
+    a, b, c = (decide(limiter, cfg, who) for _ in range(3))
+    late_ms = int((T0 + 61) * 1000)
+    assert limiter.settle(a.reservation, False, late_ms) == (1,)  # a release after the lapse: charged
+    assert limiter.settle(b.reservation, True, late_ms) == (2,)
+    assert limiter.settle(b.reservation, True, late_ms) == (2,)  # once
+    assert limiter.settle(c.reservation, False, int((T0 + 59) * 1000)) == (2,)  # in time: refunded
+    assert decide(limiter, cfg, who, now=T0 + 62).decision.response_headers["X-Quota-Remaining"] == "2"

@@ -129,3 +129,34 @@ def test_rate_limits_hold_in_process_while_redis_is_down_and_the_outage_is_count
     assert limiter.metrics.value("degraded", "decide") == 5
     assert limiter.metrics.value("throttled", "m", "local") == 4
     assert limiter.metrics.value("fail_open", "quota") == 0
+
+
+def test_the_breaker_state_and_quota_utilisation_are_valid_prometheus_metrics(own_redis):
+    """Issue 18: a real histogram (buckets, _sum, _count; a ratio named _ratio) and a gauge that is 1 while the
+    breaker is open and 0 once it closes, as Prometheus' own parser reads them."""
+    from prometheus_client.parser import text_string_to_metric_families
+    from storyverse_plugins.quota.metrics import Metrics
+
+    limiter = limiter_for(own_redis.port)
+    metrics = limiter.metrics = Metrics()
+    metrics.watch_breaker(limiter.storage)
+
+    def scrape() -> dict:
+        return {s.name + repr(sorted(s.labels.items())): s.value for f in
+                text_string_to_metric_families(metrics.render()) for s in f.samples}  # fmt: skip
+
+    for _ in range(2):
+        check(limiter, "quota_closed")  # 0 of 5 used, then 1 held: 0.2 and 0.4 full when checked
+    families = {f.name: f.type for f in text_string_to_metric_families(metrics.render())}
+    assert families["sv_quota_utilisation_ratio"] == "histogram" and families["sv_quota_redis_breaker_open"] == "gauge"
+    samples = scrape()
+    assert samples["sv_quota_utilisation_ratio_count[('quota', 'stories')]"] == 2
+    assert abs(samples["sv_quota_utilisation_ratio_sum[('quota', 'stories')]"] - 0.6) < 1e-9
+    assert samples["sv_quota_utilisation_ratio_bucket[('le', '0.5'), ('quota', 'stories')]"] == 2
+    assert samples["sv_quota_redis_breaker_open[]"] == 0
+    own_redis.stop()
+    check(limiter, "rate_open")
+    assert scrape()["sv_quota_redis_breaker_open[]"] == 1
+    own_redis.start()
+    time.sleep(BREAKER_MS / 1000 + 0.05)
+    assert scrape()["sv_quota_redis_breaker_open[]"] == 0

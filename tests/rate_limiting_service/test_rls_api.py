@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 from rls_support import add_account, add_family
-from storyverse_plans.keys import BLOCKS_INDEX, child_key, family_key
+from storyverse_contracts.keys import BLOCKS_INDEX, child_key, family_key
 
 
 def assert_problem(resp, status: int, code: str) -> None:
@@ -72,7 +72,7 @@ def test_parent_sees_the_pool_each_child_and_the_history(client, signer, family,
     day = today()
     rdb.hset(family_key(family["id"], day), mapping={"used": 2, "grant": 1})
     rdb.hset(child_key(family["id"], family["kid"], day), mapping={"used": 2})
-    rdb.zadd(family_key(family["id"], day) + ":res", {"rid-1": int(time.time() * 1000) + 60_000})
+    rdb.hset(family_key(family["id"], day), "r:rid-1", int(time.time() * 1000) + 60_000)  # a unit in flight
     resp = client.get("/api/auth/usage?days=3", headers=parent_headers(signer, family))
     assert resp.status_code == 200, resp.get_json()
     body = resp.get_json()
@@ -120,12 +120,14 @@ def test_blocks_are_listed_and_lifted(client, admin, rdb):
     key = "sv:quota:v1:{ip:203.0.113.9}:ab"
     until = int(time.time() * 1000) + 600_000
     rdb.hset(key, mapping={"until": until, "kind": "ip", "subject": "203.0.113.9", "reason": "strikes", "level": 2})
+    rdb.set("sv:quota:v1:{ip:203.0.113.9}:blk", until, px=600_000)
     rdb.zadd(BLOCKS_INDEX, {key: until})
     (block,) = client.get("/api/rate-limits/blocks", headers=admin).get_json()["blocks"]
     assert (block["kind"], block["subject"], block["level"]) == ("ip", "203.0.113.9", 2)
     resp = client.delete(f"/api/rate-limits/blocks/{block['id']}", headers=admin)
     assert resp.get_json() == {"id": block["id"], "lifted": 1}
     assert rdb.hget(key, "until") is None and rdb.hget(key, "level") == "2"  # escalation remembered
+    assert not rdb.exists("sv:quota:v1:{ip:203.0.113.9}:blk")  # the copy sv-quota enforces is gone too
     assert client.get("/api/rate-limits/blocks", headers=admin).get_json()["blocks"] == []
     assert client.delete(f"/api/rate-limits/blocks/{block['id']}", headers=admin).get_json()["lifted"] == 0
     other = base64.urlsafe_b64encode(b"sv:auth:v1:something").decode().rstrip("=")

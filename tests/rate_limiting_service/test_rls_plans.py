@@ -8,9 +8,8 @@ import datetime as dt
 import pytest
 import yaml
 from rls_support import REPO
+from storyverse_contracts import keys
 from storyverse_plans import DEFAULT_PLANS, Occasion, Plan, daily_limit, local_day, plan_for
-from storyverse_plans import keys as shared
-from storyverse_plugins.common import keys as plugin_keys
 from storyverse_plugins.quota import tiers
 
 
@@ -63,15 +62,21 @@ def test_the_day_ends_at_local_midnight():
     assert local_day(now, "Not/AZone").date == "2026-03-01"  # a bad tz claim falls back to UTC
 
 
-def test_the_service_builds_the_plugins_keys():
-    tag = "{f:fam-1}"
+def test_the_counter_keys_keep_their_format():
+    """sv-quota writes and the service reads these keys with the same builders (storyverse_contracts.keys); the
+    formats are stable across releases (a gateway and a service of different versions run side by side)."""
+    tag = keys.subject_tag({"family_id": "fam-1"}, None)
+    assert tag == "{f:fam-1}"
     for scope in ("fam", "u:acc-1", "c:kid-1"):
-        assert shared.quota_key(tag, scope, "2026-12-24") == plugin_keys.quota_key(tag, scope, "2026-12-24")
-    counter = shared.family_key("fam-1", "2026-12-24")
-    assert counter == plugin_keys.quota_key(plugin_keys.subject_tag({"family_id": "fam-1"}, None), "fam", "2026-12-24")
-    assert shared.reservations_key(counter) == plugin_keys.reservations_key(counter)
-    assert shared.PREFIX == plugin_keys.PREFIX and shared.BLOCKS_INDEX == plugin_keys.BLOCKS_INDEX
-    assert shared.child_key("f{x}", "k", "2026-01-01") == plugin_keys.quota_key("{f:f_x_}", "c:k", "2026-01-01")
+        assert keys.quota_key(tag, scope, "2026-12-24") == f"sv:quota:v1:{{f:fam-1}}:q:{scope}:2026-12-24"
+    counter = keys.family_key("fam-1", "2026-12-24")
+    assert counter == keys.quota_key(tag, "fam", "2026-12-24")
+    assert keys.RESERVATION == "r:"  # a counter's field per held unit: r:<rid> -> expiry ms
+    assert keys.block_key("sv:quota:v1:{ip:1.2.3.4}:ab") == "sv:quota:v1:{ip:1.2.3.4}:blk"
+    assert keys.block_key(keys.abuse_key("{f:f1}", "u1")) == "sv:quota:v1:{f:f1}:blk:u:u1"
+    assert keys.user_key("fam-1", "acc-1", "2026-12-24") == keys.quota_key(tag, "u:acc-1", "2026-12-24")
+    assert keys.child_key("f{x}", "k", "2026-01-01") == "sv:quota:v1:{f:f_x_}:q:c:k:2026-01-01"  # braces cleaned
+    assert keys.BLOCKS_INDEX == "sv:quota:v1:{abuse}:blocks" and keys.OCCASIONS == "sv:quota:v1:{plans}:occasions"
 
 
 @pytest.mark.parametrize(
@@ -80,13 +85,13 @@ def test_the_service_builds_the_plugins_keys():
         ("sv:quota:v1:{f:F1}:q:fam:2026-12-24", ("F1", "family", "")),
         ("sv:quota:v1:{f:F1}:q:c:K1:2026-12-24", ("F1", "child", "K1")),
         ("sv:quota:v1:{u:U1}:q:u:U1:2026-12-24", ("", "user", "U1")),
-        ("sv:quota:v1:{f:F1}:q:fam:2026-12-24:res", None),
+        ("sv:quota:v1:{f:F1}:q:fam:2026-12-24:res", None),  # the old reservations zset: not a counter
         ("sv:quota:v1:{f:F1}:q:fam:2026-13-40", None),
         ("sv:quota:v1:{ip:1.2.3.4}:ab", None),
     ],
 )
 def test_counter_keys_parse(key, expected):
-    parsed = shared.parse_counter(key)
+    parsed = keys.parse_counter(key)
     assert (parsed and (parsed.family_id, parsed.scope, parsed.subject)) == expected
 
 
@@ -98,3 +103,11 @@ def test_the_directory_reads_columns_the_auth_models_have():
     assert {c.name for c in families.columns} <= set(Family.__table__.columns.keys())
     assert {c.name for c in accounts.columns} <= set(Account.__table__.columns.keys())
     assert set(UsageDaily.metadata.tables) == {"usage_daily"}  # init-db never creates the auth service's tables
+
+
+def test_a_route_naming_an_unknown_role_fails_at_import():
+    from storyverse_ratelimit.security import requires
+
+    with pytest.raises(ValueError, match="unknown roles"):
+        requires("admn")
+    assert callable(requires("admin", "parent"))

@@ -9,7 +9,7 @@ import time
 import pytest
 from rls_support import add_account, add_family
 from sqlalchemy import select
-from storyverse_plans.keys import BLOCKS_INDEX, OCCASIONS, child_key, family_key, user_key
+from storyverse_contracts.keys import BLOCKS_INDEX, OCCASIONS, child_key, family_key, user_key
 
 
 @pytest.fixture
@@ -37,16 +37,17 @@ def test_counters_become_rows_idempotently_and_never_lower(app, rdb, sync):
     rdb.hset(family_key("F1", day), mapping={"used": 4, "grant": 1})
     rdb.hset(child_key("F1", "K1", day), mapping={"used": 2})
     rdb.hset(user_key("F2", "U2", day), mapping={"used": 1})
-    rdb.zadd(family_key("F1", day) + ":res", {"rid": 1})  # reservations are not counters
+    rdb.hset(family_key("F1", day), "r:lapsed", 1)  # a held unit that lapsed unswept (sv-quota-log died): charged
+    rdb.hset(child_key("F1", "K1", day), "r:live", int(time.time() * 1000) + 60_000)  # in flight: not yet used
     result = sync()
     assert (result.counters, result.rows) == (3, 3)
-    expected = {("F1", "family", ""): (4, 1), ("F1", "child", "K1"): (2, 0), ("F2", "user", "U2"): (1, 0)}
+    expected = {("F1", "family", ""): (5, 1), ("F1", "child", "K1"): (2, 0), ("F2", "user", "U2"): (1, 0)}
     assert rows(app) == expected
     assert sync().counters == 3 and rows(app) == expected  # twice: same figures
     rdb.delete(family_key("F1", day))  # Redis lost a counter: the row keeps what was billed
     rdb.hset(child_key("F1", "K1", day), "used", 3)
     sync()
-    assert rows(app)[("F1", "family", "")] == (4, 1) and rows(app)[("F1", "child", "K1")] == (3, 0)
+    assert rows(app)[("F1", "family", "")] == (5, 1) and rows(app)[("F1", "child", "K1")] == (3, 0)
 
 
 def test_occasions_reach_the_plan_counters_once_and_follow_edits(app, rdb, sync):
@@ -150,3 +151,25 @@ def test_init_db_creates_the_table_on_an_empty_database():
         assert [i["name"] for i in inspect(engine).get_indexes("usage_daily")] == ["ix_usage_daily_day"]
     finally:
         engine.dispose()
+
+
+def test_the_service_reads_the_plugins_counters_and_charges_a_lapsed_unit(rdb):
+    """The layout contract, driven by sv-quota's own script: held units are in flight, and one that lapsed before
+    any decision swept it (sv-quota-log dead at log time) is already used in the service's view (issue 16)."""
+    from storyverse_plugins.common.redis_pool import RedisSettings, build_client
+    from storyverse_plugins.quota.policy import build_batch
+    from storyverse_plugins.quota.schema import parse_config
+    from storyverse_plugins.quota.storage import RedisStorage
+    from storyverse_ratelimit import counters
+
+    plugin = RedisStorage(lambda: build_client(RedisSettings(db=rdb.connection_pool.connection_kwargs["db"])))
+    cfg = parse_config({"quota": {"enabled": True, "reservation_ttl": 60}})
+    who = {"sub": "P1", "family_id": "FLAPSE", "tier": "basic", "tz": "UTC"}
+    now = time.time()
+    batches = [build_batch(cfg, who, None, "POST", now) for _ in range(2)]
+    assert all(plugin.decide(b).reserved for b in batches)
+    key = batches[0].quota.counters[0].key
+    (held,) = counters.read(rdb, [key], now_ms=int(now * 1000) + 1_000)
+    assert (held.used, held.in_flight) == (0, 2)
+    (lapsed,) = counters.read(rdb, [key], now_ms=int(now * 1000) + 61_000)  # unswept: nothing ran since
+    assert (lapsed.used, lapsed.in_flight) == (2, 0)

@@ -9,10 +9,17 @@ import redis
 from apiflask import APIFlask, HTTPError
 from flask import g, request
 from sqlalchemy.exc import OperationalError
+from storyverse_contracts.errors import (
+    INVALID_TOKEN,
+    PROBLEM_MIMETYPE,
+    STATUS_CODES,
+    TOKEN_EXPIRED,
+    TOKEN_REVOKED,
+    UNAVAILABLE,
+)
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
-PROBLEM_MIMETYPE = "application/problem+json"
 TYPE_BASE = "https://storyverse.dev/problems/"
 
 log = logging.getLogger(__name__)
@@ -32,21 +39,6 @@ PROBLEM_SCHEMA: dict[str, Any] = {
     },
 }
 
-_DEFAULT_CODES = {
-    400: "bad_request",
-    401: "invalid_token",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    409: "conflict",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    422: "validation_failed",
-    429: "too_many_requests",
-    500: "internal_error",
-    503: "unavailable",
-}
-
 
 class APIError(HTTPError):
     """An HTTP error with a stable machine code. Use the named constructors."""
@@ -61,19 +53,19 @@ class APIError(HTTPError):
 
     @classmethod
     def unauthenticated(cls, detail: str = "A valid bearer access token is required.") -> APIError:
-        return cls(401, "invalid_token", detail, {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        return cls(401, INVALID_TOKEN, detail, {"WWW-Authenticate": 'Bearer error="invalid_token"'})
 
     @classmethod
     def token_expired(cls) -> APIError:
         return cls(
-            401, "token_expired", "The access token has expired.", {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+            401, TOKEN_EXPIRED, "The access token has expired.", {"WWW-Authenticate": 'Bearer error="invalid_token"'}
         )
 
     @classmethod
     def token_revoked(cls) -> APIError:
         return cls(
             401,
-            "token_revoked",
+            TOKEN_REVOKED,
             "The access token has been revoked.",
             {"WWW-Authenticate": 'Bearer error="invalid_token"'},
         )
@@ -117,7 +109,7 @@ class APIError(HTTPError):
 
     @classmethod
     def unavailable(cls, detail: str) -> APIError:
-        return cls(503, "unavailable", detail)
+        return cls(503, UNAVAILABLE, detail)
 
 
 def problem(status: int, code: str, detail: str | None, errors: Any = None) -> dict[str, Any]:
@@ -138,7 +130,7 @@ def problem(status: int, code: str, detail: str | None, errors: Any = None) -> d
 
 def _render(error: HTTPError):
     status = error.status_code
-    code = error.extra_data.get("code") or _DEFAULT_CODES.get(status, "error")
+    code = error.extra_data.get("code") or STATUS_CODES.get(status, "error")
     detail = error.message if isinstance(error.message, str) else None
     errors = error.detail if isinstance(error.detail, dict) and error.detail else None
     if status == 422 and errors is not None and code == "validation_failed":

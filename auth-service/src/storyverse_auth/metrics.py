@@ -2,8 +2,10 @@
 
 Under gunicorn, ``PROMETHEUS_MULTIPROC_DIR`` (set by the image and the chart) turns on prometheus_client's
 multiprocess mode: every worker writes its samples to files in that directory and ``/metrics`` adds up the pod's
-workers (gunicorn.conf.py empties the directory at start and marks dead workers). Without it (development, tests)
-each app has its own registry, which also carries the process and platform collectors.
+workers (gunicorn.conf.py empties the directory at start and marks dead workers), and ``process_*`` comes for every
+process of the pod, labelled ``pid`` and ``role`` (storyverse_process_metrics: multiprocess mode has no process
+metrics of its own). Without it (development, tests) each app has its own registry, which also carries the process
+and platform collectors.
 
 Counters (the seed's Authentication row): ``sv_auth_logins_total{outcome}``, ``sv_auth_tokens_issued_total{kind}``,
 ``sv_auth_failed_attempts_total{reason}``, ``sv_auth_refresh_reuse_total``, ``sv_auth_password_resets_total{stage}``.
@@ -28,6 +30,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from storyverse_process_metrics import PodProcessCollector
 
 disable_created_metrics()  # no `*_created` series: Prometheus derives resets itself
 
@@ -84,6 +87,7 @@ class Metrics:
             return generate_latest(self.registry)
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=self.multiproc_dir)
+        registry.register(PodProcessCollector())
         return generate_latest(registry)
 
 

@@ -21,11 +21,12 @@ from sqlalchemy import (
     Uuid,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+from storyverse_contracts import identity, tiers
 
 from .extensions import db
 
-ROLES = ("parent", "child", "admin")
-TIERS = ("basic", "premium")
+ROLES = identity.ROLES
+TIERS = tiers.FAMILY_TIERS
 KEY_STATES = ("next", "active", "retired")
 DEVICE_STATES = ("pending", "approved", "denied", "consumed")
 # Crockford-style alphabet without I, L, O, U: family codes are read aloud and typed by children.
@@ -48,7 +49,7 @@ class Family(db.Model):
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     name: Mapped[str] = mapped_column(String(100))
     time_zone: Mapped[str] = mapped_column(String(64), default="UTC")
-    tier: Mapped[str] = mapped_column(String(16), default="basic")
+    tier: Mapped[str] = mapped_column(String(16), default=tiers.DEFAULT_TIER)
     created_at: Mapped[datetime] = mapped_column(_tz())
     # Shown to parents; children sign in with it + username + PIN (stored upper-case, no separators).
     family_code: Mapped[str] = mapped_column(String(16), unique=True, default=new_family_code)
@@ -75,7 +76,7 @@ class Account(db.Model):
     # Stored lower-cased; children may have no e-mail (docs/architecture.md §4).
     email: Mapped[str | None] = mapped_column(String(254), unique=True)
     password_hash: Mapped[str | None] = mapped_column(String(255))
-    role: Mapped[str] = mapped_column(String(16), default="parent")
+    role: Mapped[str] = mapped_column(String(16), default=identity.PARENT)
     display_name: Mapped[str] = mapped_column(String(100))
     age_band: Mapped[str | None] = mapped_column(String(16))
     content_rating: Mapped[str | None] = mapped_column(String(16))

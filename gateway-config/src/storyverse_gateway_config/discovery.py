@@ -66,7 +66,10 @@ class Discovery(_Strict):
 
 class UpstreamTls(_Strict):
     """Kong → services over TLS: every https service gets `tls_verify: true`; with a CA file its certificates become
-    Kong `ca_certificates` entities the services trust (otherwise Kong's own trust store applies)."""
+    Kong `ca_certificates` entities the services trust. Without one, nginx has NO default trust store for proxying
+    (`lua_ssl_trusted_certificate` serves Lua sockets only, Kong 3.9.1 nginx_kong_inject.lua:3-4): the only fallback
+    is `nginx_proxy_proxy_ssl_trusted_certificate` (the chart sets it from `internalTls.caSecretName`); with neither,
+    every handshake fails and Kong answers 502."""
 
     ca_certificate_file: str | None = None
     verify_depth: int | None = Field(default=None, ge=0, le=64)

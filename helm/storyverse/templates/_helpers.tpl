@@ -245,6 +245,9 @@ capabilities:
 {{- if and (eq (int $g.service.httpPort) 0) (not $g.tls.enabled) -}}
 {{- $m = append $m "gateway: gateway.service.httpPort is 0 and TLS is disabled: the proxy would expose no port" -}}
 {{- end -}}
+{{- if and .Values.internalTls.enabled (not .Values.internalTls.caSecretName) -}}
+{{- $m = append $m "internalTls: internalTls.enabled needs internalTls.caSecretName (a Secret with ca.crt)" -}}
+{{- end -}}
 {{- range $c := list "gateway" "auth" "rateLimiting" -}}
 {{- $w := index $.Values $c -}}
 {{- if $w.autoscaling.enabled -}}
@@ -332,7 +335,7 @@ capabilities:
   valueFrom:
     {{- include "storyverse.secretKeyRef" (dict "ctx" . "cred" .Values.redis "key" "redis-url") | nindent 4 }}
 - name: JWKS_URL
-  value: {{ printf "http://%s:%v/.well-known/jwks.json" (include "storyverse.componentName" (dict "ctx" . "component" "auth")) .Values.auth.servicePort | quote }}
+  value: {{ printf "%s://%s:%v/.well-known/jwks.json" (include "storyverse.internalTls.url" .) (include "storyverse.componentName" (dict "ctx" . "component" "auth")) .Values.auth.servicePort | quote }}
 - name: ISSUER
   value: {{ .Values.auth.issuer | quote }}
 - name: AUDIENCE
@@ -343,5 +346,62 @@ capabilities:
   value: {{ .Values.rateLimiting.gunicornArgs | quote }}
 {{- with .Values.rateLimiting.extraEnv }}
 {{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Internal TLS (internalTls): gunicorn's HTTPS flags, the probe scheme, the CA other processes trust, the mounts.
+     Call the server parts with (dict "ctx" $ "secret" <kubernetes.io/tls Secret name>). */}}
+{{- define "storyverse.internalTls.gunicornArgs" -}}
+{{- if .Values.internalTls.enabled }}, --certfile, /etc/storyverse/tls/tls.crt, --keyfile, /etc/storyverse/tls/tls.key{{ end }}
+{{- end }}
+
+{{- define "storyverse.internalTls.scheme" -}}
+{{ ternary "HTTPS" "HTTP" .Values.internalTls.enabled }}
+{{- end }}
+
+{{- define "storyverse.internalTls.url" -}}
+{{ ternary "https" "http" .Values.internalTls.enabled }}
+{{- end }}
+
+{{/* SSL_CERT_FILE: Python's default trust store (urllib, urllib3, PyJWKClient) becomes the internal CA. */}}
+{{- define "storyverse.internalTls.caEnv" -}}
+{{- if .Values.internalTls.enabled }}
+- name: SSL_CERT_FILE
+  value: /etc/storyverse/internal-ca/ca.crt
+{{- end }}
+{{- end }}
+
+{{- define "storyverse.internalTls.caMount" -}}
+{{- if .Values.internalTls.enabled }}
+- name: internal-ca
+  mountPath: /etc/storyverse/internal-ca/
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "storyverse.internalTls.caVolume" -}}
+{{- if .Values.internalTls.enabled }}
+- name: internal-ca
+  secret:
+    secretName: {{ .Values.internalTls.caSecretName }}
+    items:
+      - key: ca.crt
+        path: ca.crt
+{{- end }}
+{{- end }}
+
+{{- define "storyverse.internalTls.serverMount" -}}
+{{- if .ctx.Values.internalTls.enabled }}
+- name: server-tls
+  mountPath: /etc/storyverse/tls/
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "storyverse.internalTls.serverVolume" -}}
+{{- if .ctx.Values.internalTls.enabled }}
+- name: server-tls
+  secret:
+    secretName: {{ .secret }}
 {{- end }}
 {{- end }}

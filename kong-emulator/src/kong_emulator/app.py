@@ -30,8 +30,11 @@ from kong_emulator.plugin_servers.bridge import PluginRunner
 from kong_emulator.plugin_servers.pluginserver import PluginServerError, PluginServers
 from kong_emulator.router.traditional import Router
 from kong_emulator.runloop.balancer import Balancer
+from kong_emulator.runloop.dns import KongResolver
+from kong_emulator.runloop.healthcheck import HealthCheckers
 from kong_emulator.runloop.plugins_iterator import plugins_for
 from kong_emulator.runloop.proxy import Engine, Proxy
+from kong_emulator.runloop.upstream_ssl import UpstreamTLS, probe_context
 
 log = logging.getLogger("kong_emulator")
 
@@ -60,6 +63,7 @@ class Emulator:
         self.proxies: list[Proxy] = []
         self.stats = ServerStats()  # kong.nginx.get_statistics() for the Status API
         self.status_api: StatusAPI | None = None
+        self.health: HealthCheckers | None = None
 
     async def start(self) -> None:
         conf = self.conf
@@ -87,10 +91,23 @@ class Emulator:
                 "it is NOT applied here (real Kong applies it)",
                 name,
             )
+        if (conf.raw.get("nginx_proxy_proxy_ssl_verify") or "off").lower() != "on":
+            for service in declarative.services.values():
+                if service.protocol == "https" and service.tls_verify is None:
+                    log.warning(
+                        "[emulator] service '%s' is https without tls_verify: Kong does not verify its certificate",
+                        service.name or service.id,
+                    )
         await self._start_servers()
         self.engine = self._engine(declarative, infos)
         await self._listen()
         await self._listen_status(enabled)
+        self.health = HealthCheckers(
+            self.engine.balancer.upstreams.values(),
+            self.engine.resolver,
+            lambda b: probe_context(conf.raw, b.checks["active"]),
+        )
+        self.health.start()
 
     async def _start_servers(self) -> None:
         try:
@@ -133,6 +150,8 @@ class Emulator:
             request_id_header="x-kong-request-id" in headers,
             strict_errors=[],
             pdk_env=env,
+            upstream_tls=UpstreamTLS(conf.raw, declarative.ca_certificates),
+            resolver=KongResolver(conf.raw.get("dns_hostsfile") or "/etc/hosts"),
         )
 
     async def _listen(self) -> None:
@@ -187,6 +206,8 @@ class Emulator:
             raise StartupError(f"status_listen: cannot listen: {exc.strerror}") from exc
 
     async def stop(self) -> None:
+        if self.health is not None:
+            await self.health.stop()
         if self.status_api is not None:
             await self.status_api.stop()
         for proxy in self.proxies:

@@ -1,4 +1,4 @@
-"""`start_dedicated_server`: kong-pdk's dedicated-server CLI (`kong_pdk/cli.py`), serving with `server.UnixServer`.
+"""`start_dedicated_server`: kong-pdk's dedicated-server CLI (`kong_pdk/cli.py`), serving with `transport.UnixServer`.
 
 Same flags as kong-pdk: ``-p/--kong-prefix/-kong-prefix``, ``--socket-name`` (default ``<name>.sock``),
 ``--listen-queue-size``, ``--no-lua-style``, ``-v``, ``--version``, ``--dump/-dump`` (a one-element JSON list, no
@@ -24,14 +24,9 @@ import sys
 import time
 from importlib import metadata
 
-from kong_pluginserver.server import (
-    DEFAULT_BUDGET_MS,
-    KONG_STEP_WAIT_S,
-    PluginModule,
-    PluginServer,
-    UnixServer,
-    install_sigterm,
-)
+from kong_pluginserver.model import PluginModule
+from kong_pluginserver.server import DEFAULT_BUDGET_MS, KONG_STEP_WAIT_S, PluginServer
+from kong_pluginserver.transport import UnixServer, install_sigterm
 
 DEFAULT_SOCKET_NAME = "python_pluginserver.sock"
 SERVER_ENV = "SV_PLUGIN_SERVER"

@@ -1,10 +1,12 @@
 """Tiers and special occasions: the seed's "Basic tier: 5 stories per day, Premium tier: 20 stories per day, burst
-allowance for special occasions"."""
+allowance for special occasions". The plan names are storyverse_contracts.tiers; the numbers are here."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from storyverse_contracts.tiers import BASIC, DEFAULT_TIER, PARTNER_BASIC, PARTNER_PREMIUM, PREMIUM
 
 _OCCASION_DATE = re.compile(r"\A(?:\d{4}-)?\d{2}-\d{2}\Z")
 
@@ -38,13 +40,12 @@ class Occasion:
 
 
 DEFAULT_PLANS = (
-    Plan("basic", 5, 0),
-    Plan("premium", 20, 5),
+    Plan(BASIC, 5, 0),
+    Plan(PREMIUM, 20, 5),
     # API-key plans (high-volume access, the seed's "API key requirements"): a key's token carries its plan as `tier`
-    Plan("partner-basic", 100, 5),
-    Plan("partner-premium", 1000, 20),
+    Plan(PARTNER_BASIC, 100, 5),
+    Plan(PARTNER_PREMIUM, 1000, 20),
 )
-DEFAULT_TIER = "basic"
 
 
 def plan_for(tier: str | None, plans: tuple[Plan, ...] = DEFAULT_PLANS, default_tier: str = DEFAULT_TIER) -> Plan:

@@ -4,11 +4,11 @@ plugin (one Redis script, no extra hop); this service owns everything around it.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from apiflask import APIFlask
 
+from . import logs
 from .config import from_environment
 from .errors import register_error_handlers
 from .extensions import db, redis_store
@@ -27,7 +27,7 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
     app.config.from_mapping(from_environment())
     if config:
         app.config.update(config)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.init_app(app, app.config.get("LOG_LEVEL", "INFO"))
     db.init_app(app)
     redis_store.init_app(app)
     from . import models  # noqa: F401  (the table init-db creates)

@@ -2,8 +2,9 @@
 
 sv-quota blocks a subject (an account, or a client IP on anonymous routes) after too many 401/403/429 answers or
 too many distinct failed logins from one IP, for a time that doubles with each relapse. Each block is a hash
-(`until`, `kind`, `subject`, `reason`, `level`, `seen`) under the subject's hash tag, indexed in the zset
-storyverse_plans.keys.BLOCKS_INDEX (key -> block end, ms). A block's public id is its key in base64url, so
+(`until`, `kind`, `subject`, `reason`, `level`, `seen`) under the subject's hash tag, with the block's end also in a
+string key (storyverse_contracts.keys.block_key, what the plugin enforces), indexed in the zset
+storyverse_contracts.keys.BLOCKS_INDEX (key -> block end, ms). A block's public id is its key in base64url, so
 admins address it in a URL without the key's braces and colons.
 """
 
@@ -16,7 +17,7 @@ import time
 from typing import Any
 
 import redis
-from storyverse_plans.keys import BLOCKS_INDEX, PREFIX
+from storyverse_contracts.keys import BLOCKS_INDEX, PREFIX, block_key
 
 
 def block_id(key: str) -> str:
@@ -60,6 +61,7 @@ def list_blocks(client: redis.Redis, now_ms: int | None = None, limit: int = 100
 def unblock(client: redis.Redis, key: str) -> bool:
     """Lift a block now; True when one was set. The escalation level stays (a relapse is blocked longer); plugin
     servers that cached the block answer 429 until their cached entry ends (sv-quota `quota_cache_max` seconds)."""
-    lifted = bool(client.hdel(key, "until"))
+    lifted = bool(client.hdel(key, "until"))  # the admin's record
+    lifted = bool(client.delete(block_key(key))) or lifted  # the copy sv-quota enforces (decide.lua reads it)
     client.zrem(BLOCKS_INDEX, key)
     return lifted

@@ -23,6 +23,16 @@ def _int(name: str, default: int, minimum: int = 0) -> int:
     return value
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _log_level() -> str:
+    value = os.environ.get("LOG_LEVEL", "INFO").strip().upper()
+    if value not in LOG_LEVELS:
+        raise SettingError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {value!r}")
+    return value
+
+
 def from_environment() -> dict[str, Any]:
     """DATABASE_URL and REDIS_URL are shared with the auth service's deployment (same PostgreSQL database: the
     service owns `usage_daily` and reads `families`/`accounts`); JWKS_URL, ISSUER and AUDIENCE verify tokens."""
@@ -38,5 +48,6 @@ def from_environment() -> dict[str, Any]:
         "JWT_ALGORITHMS": ["RS256", "ES256", "EdDSA"],
         # seconds between usage syncs (and occasion sweeps); 0 = only `sv-ratelimit sync` (tests)
         "USAGE_SYNC_INTERVAL": _int("USAGE_SYNC_INTERVAL", 60),
+        "LOG_LEVEL": _log_level(),  # the JSON log lines (logs.py); DEBUG adds the idle usage-sync passes
         "TESTING": False,
     }

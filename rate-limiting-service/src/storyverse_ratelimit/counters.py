@@ -1,14 +1,15 @@
 """sv-quota's daily counters in Redis, as the service reads (usage, gauges) and writes (grants, occasions) them.
-The layout is storyverse_plans.keys; every key of one family shares its hash tag, so a family's reads are one
+The layout is storyverse_contracts.keys; every key of one family shares its hash tag, so a family's reads are one
 pipeline round trip on Redis Cluster too."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import redis
-from storyverse_plans.keys import COUNTER_PATTERN, CounterKey, parse_counter, reservations_key
+from storyverse_contracts.keys import COUNTER_PATTERN, RESERVATION, CounterKey, parse_counter
 
 # Raise the counter's `grant` by the change of the occasion's stories since the last sweep (`occ` remembers what
 # this counter already got), so a sweep is idempotent, an edited occasion corrects itself and admin grants stay.
@@ -47,20 +48,25 @@ def scan_counters(client: redis.Redis, count: int = 1000) -> Iterator[CounterKey
 
 
 def read(client: redis.Redis, keys: list[str], now_ms: int | None = None) -> list[Counter]:
-    """used, grant (and in-flight reservations when ``now_ms`` is given) of each counter, in one pipeline."""
+    """used, grant and in-flight reservations of each counter, in one pipeline (HGETALL: sv-quota keeps a counter's
+    held units in its hash as r:<rid> -> expiry ms). A unit whose expiry passed lapsed: sv-quota charges it (it sweeps
+    it into `used` at the counter's next decision), so it counts as used here already, never as nothing."""
+    now = int(time.time() * 1000) if now_ms is None else now_ms
     pipe = client.pipeline(transaction=False)
     for key in keys:
-        pipe.hmget(key, "used", "grant", "occ")
-        if now_ms is not None:
-            pipe.zcount(reservations_key(key), now_ms, "+inf")
-    replies = pipe.execute()
-    step = 2 if now_ms is not None else 1
-    out = []
-    for i in range(len(keys)):
-        used, grant, occasion = replies[i * step]
-        held = _int(replies[i * step + 1]) if now_ms is not None else 0
-        out.append(Counter(_int(used), _int(grant), held, _int(occasion)))
-    return out
+        pipe.hgetall(key)
+    return [_counter(h or {}, now) for h in pipe.execute()]
+
+
+def _counter(fields: dict, now_ms: int) -> Counter:
+    used, held = _int(fields.get("used")), 0
+    for name, value in fields.items():
+        if name.startswith(RESERVATION):
+            if _int(value) > now_ms:
+                held += 1
+            else:
+                used += 1  # lapsed: charged
+    return Counter(used, _int(fields.get("grant")), held, _int(fields.get("occ")))
 
 
 def add_grant(client: redis.Redis, keys: list[str], units: int, expire_at_s: int) -> list[int]:

@@ -10,22 +10,11 @@ import redis
 from apiflask import APIFlask, HTTPError
 from flask import request
 from sqlalchemy.exc import SQLAlchemyError
+from storyverse_contracts.errors import PROBLEM_MIMETYPE, STATUS_CODES, UNAUTHENTICATED, UNAVAILABLE
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
-PROBLEM_MIMETYPE = "application/problem+json"
 TYPE_BASE = "https://storyverse.dev/problems/"
-_CODES = {
-    400: "bad_request",
-    401: "invalid_token",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    415: "unsupported_media_type",
-    422: "validation_failed",
-    500: "internal_error",
-    503: "unavailable",
-}
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +28,7 @@ class APIError(HTTPError):
 
     @classmethod
     def unauthenticated(cls, detail: str = "A valid bearer access token is required.") -> APIError:
-        return cls(401, "unauthenticated", detail, {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        return cls(401, UNAUTHENTICATED, detail, {"WWW-Authenticate": 'Bearer error="invalid_token"'})
 
     @classmethod
     def forbidden(cls, code: str, detail: str) -> APIError:
@@ -51,7 +40,7 @@ class APIError(HTTPError):
 
     @classmethod
     def unavailable(cls, detail: str) -> APIError:
-        return cls(503, "unavailable", detail)
+        return cls(503, UNAVAILABLE, detail)
 
 
 def problem(status: int, code: str, detail: str | None, errors: Any = None) -> dict[str, Any]:
@@ -73,7 +62,7 @@ def problem(status: int, code: str, detail: str | None, errors: Any = None) -> d
 
 
 def _render(error: HTTPError):
-    code = (error.extra_data or {}).get("code") or _CODES.get(error.status_code, "error")
+    code = (error.extra_data or {}).get("code") or STATUS_CODES.get(error.status_code, "error")
     detail = error.message if isinstance(error.message, str) else None
     errors = error.detail if error.detail else None
     body = problem(error.status_code, code, detail, errors)

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 import redis
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from storyverse_contracts.keys import BLOCKS_INDEX, CounterKey
 from storyverse_plans import plan_for
-from storyverse_plans.keys import BLOCKS_INDEX, CounterKey
 
 from . import blocks, counters
 

@@ -2,7 +2,7 @@
 
 An occasion adds stories to every family's plan limit on a local date (`YYYY-MM-DD` once, `MM-DD` every year).
 Occasions known at deploy time can also be put in sv-quota's config (kong.yml `occasions`); the ones here live in
-Redis (storyverse_plans.keys.OCCASIONS) and reach the per-request decision without a kong.yml change: each sync
+Redis (storyverse_contracts.keys.OCCASIONS) and reach the per-request decision without a kong.yml change: each sync
 pass raises the `grant` of that day's plan-limited counters (the family pool, per-user quotas; a child's own limit
 is its parent's to set) by the occasion's stories, through the field sv-quota already reads. So a family gets them
 from the first sweep after its first story of the day (within USAGE_SYNC_INTERVAL).
@@ -11,8 +11,8 @@ from the first sweep after its first story of the day (within USAGE_SYNC_INTERVA
 from __future__ import annotations
 
 import redis
+from storyverse_contracts.keys import OCCASIONS, CounterKey
 from storyverse_plans import Occasion, occasion_extra
-from storyverse_plans.keys import OCCASIONS, CounterKey
 
 from . import counters
 

@@ -13,6 +13,7 @@ import uuid
 
 from apiflask import APIBlueprint
 from flask import Response, g
+from storyverse_contracts.identity import ADMIN, PARENT
 from storyverse_plans import DEFAULT_PLANS, Occasion
 
 from . import blocks, directory, occasions, usage
@@ -50,7 +51,7 @@ _CSV_DOC = {
 
 
 @usage_bp.get("")
-@requires("parent")
+@requires(PARENT)
 @usage_bp.input(UsageQueryIn, location="query", arg_name="query")
 @usage_bp.output(FamilyUsageOut)
 @usage_bp.doc(
@@ -78,12 +79,12 @@ def _is_uuid(value) -> bool:
 def require_admin() -> None:
     """The token says admin and so does the account now (a demoted admin's unexpired token is refused)."""
     found = directory.account(g.claims["sub"]) if _is_uuid(g.claims.get("sub")) else None
-    if found is None or found[0] != "admin":
+    if found is None or found[0] != ADMIN:
         raise APIError.forbidden("admin_only", "This endpoint is for administrators.")
 
 
 @admin_bp.get("/usage")
-@requires("admin")
+@requires(ADMIN)
 @admin_bp.input(ExportQueryIn, location="query", arg_name="query")
 @admin_bp.output(ExportOut)
 @admin_bp.doc(
@@ -119,7 +120,7 @@ def _csv(rows: list[dict], start: dt.date, end: dt.date) -> Response:
 
 
 @admin_bp.post("/grants")
-@requires("admin")
+@requires(ADMIN)
 @admin_bp.input(GrantIn, arg_name="body")
 @admin_bp.output(GrantOut)
 @admin_bp.doc(summary="Grant extra stories for today (family-local day) to a family or an account", responses=[404])
@@ -146,7 +147,7 @@ def grant(body: dict):
 
 
 @admin_bp.get("/blocks")
-@requires("admin")
+@requires(ADMIN)
 @admin_bp.output(BlocksOut)
 @admin_bp.doc(summary="Abuse blocks in force (IPs and accounts), longest remaining first", responses=[503])
 def list_blocks():
@@ -155,7 +156,7 @@ def list_blocks():
 
 
 @admin_bp.delete("/blocks/<string:block_id>")
-@requires("admin")
+@requires(ADMIN)
 @admin_bp.output(UnblockOut)
 @admin_bp.doc(summary="Lift an abuse block now (the escalation level is kept)", responses=[404])
 def unblock(block_id: str):
@@ -169,7 +170,7 @@ def unblock(block_id: str):
 
 
 @admin_bp.get("/occasions")
-@requires("admin")
+@requires(ADMIN)
 @admin_bp.output(OccasionsOut)
 @admin_bp.doc(summary="Special occasions: dates that add stories to every family's plan")
 def list_occasions():
@@ -182,7 +183,7 @@ def _occasions() -> dict:
 
 
 @admin_bp.put("/occasions/<string:date>")
-@requires("admin")
+@requires(ADMIN)
 @admin_bp.input(OccasionIn, arg_name="body")
 @admin_bp.output(OccasionsOut)
 @admin_bp.doc(summary="Set a special occasion (`YYYY-MM-DD` once or `MM-DD` every year, the family's local date)")
@@ -205,7 +206,7 @@ def _real_date(text: str) -> bool:
 
 
 @admin_bp.delete("/occasions/<string:date>")
-@requires("admin")
+@requires(ADMIN)
 @admin_bp.output({}, status_code=204)
 @admin_bp.doc(summary="Remove a special occasion (today's counters lose its stories on the next sync)")
 def delete_occasion(date: str):
@@ -216,7 +217,7 @@ def delete_occasion(date: str):
 
 
 @admin_bp.get("/plans")
-@requires("admin")
+@requires(ADMIN)
 @admin_bp.output(PlansOut)
 @admin_bp.doc(summary="The plans (tiers) the gateway enforces")
 def list_plans():

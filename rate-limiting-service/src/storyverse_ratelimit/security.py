@@ -13,6 +13,7 @@ from typing import Any
 
 import jwt
 from flask import current_app, g, request
+from storyverse_contracts.identity import ROLES
 
 from .errors import APIError
 
@@ -89,6 +90,9 @@ def bearer_claims() -> dict[str, Any]:
 
 def requires(*roles: str):
     """Verify the bearer token and require one of ``roles`` (claims in ``g.claims``)."""
+    unknown = set(roles) - set(ROLES)
+    if unknown:  # a typo would refuse everyone: fail at import, not at the first request
+        raise ValueError(f"unknown roles {sorted(unknown)}; roles are {ROLES}")
 
     def decorator(view):
         @wraps(view)

@@ -75,7 +75,8 @@ def sync_usage(client: redis.Redis | None = None, batch: int = BATCH) -> SyncRes
         rows += _upsert(payload)
         db.session.commit()
     gauges.store(client, summary)
-    log.info("usage sync", extra={"event": "usage_sync", "counters": seen, "rows": rows, "occasions": applied})
+    level = logging.INFO if rows or applied else logging.DEBUG  # an idle pass every interval is not news
+    log.log(level, "usage sync", extra={"event": "usage_sync", "counters": seen, "rows": rows, "occasions": applied})
     return SyncResult(seen, rows, applied)
 
 

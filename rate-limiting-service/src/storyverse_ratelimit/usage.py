@@ -12,8 +12,8 @@ import time
 from typing import Any
 
 from sqlalchemy import select
+from storyverse_contracts.keys import child_key, family_key, user_key
 from storyverse_plans import local_day, plan_for
-from storyverse_plans.keys import child_key, family_key, user_key
 
 from . import counters, directory
 from .extensions import db, redis_store

@@ -19,12 +19,14 @@ from typing import Any
 
 import jsonschema
 from aiohttp import web
+from storyverse_contracts.identity import IDENTITY_HEADERS as HEADER_OF
+from storyverse_contracts.ratings import CONTENT_RATINGS
 
 from sample_backend.schemas import BODIES
 
-IDENTITY_HEADERS = ("X-User-Id", "X-User-Role", "X-Family-Id", "X-Account-Tier", "X-Content-Rating")
-# Mildest first, as the auth service's `content_rating` claim (docs/backend-contract.md).
-CONTENT_RATINGS = ("TV-Y", "TV-Y7", "TV-G", "TV-PG", "TV-14")
+# The headers the gateway sets (storyverse_contracts.identity); ratings mildest first (docs/backend-contract.md).
+IDENTITY_HEADERS = tuple(HEADER_OF.values())
+_USER, _ROLE, _FAMILY, _RATING = (HEADER_OF[claim] for claim in ("sub", "role", "family_id", "content_rating"))
 
 
 def identity(request: web.Request) -> dict[str, str | None]:
@@ -116,8 +118,8 @@ class Caller:
     @classmethod
     def of(cls, request: web.Request) -> Caller | None:
         """None when the identity is missing or unreadable: the contract says refuse, never guess."""
-        user, role, family = (request.headers.get(h) for h in ("X-User-Id", "X-User-Role", "X-Family-Id"))
-        rating = request.headers.get("X-Content-Rating")
+        user, role, family = (request.headers.get(h) for h in (_USER, _ROLE, _FAMILY))
+        rating = request.headers.get(_RATING)
         if not (user and role and family):
             return None
         if rating is not None and rating not in CONTENT_RATINGS:

@@ -29,15 +29,19 @@ def _wait(port: int, proc: subprocess.Popen, seconds: float = 20.0) -> None:
 
 
 @contextmanager
-def running(*names: str) -> Iterator[dict[str, str]]:
-    """One process serving each named stand-in service on its own free port; name → base URL."""
+def running(*names: str, tls: tuple[str, str] | None = None) -> Iterator[dict[str, str]]:
+    """One process serving each named stand-in service on its own free port; name → base URL. `tls`: a
+    (certificate, key) pair: HTTPS only, the URLs are https://127.0.0.1:PORT."""
     ports = {name: _free_port() for name in names or ("echo",)}
     argv = [sys.executable, "-m", "sample_backend", *(f"{n}={p}" for n, p in ports.items())]
+    if tls:
+        argv += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
+    base = "https://127.0.0.1" if tls else "http://127.0.0.1"
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for port in ports.values():
             _wait(port, proc)
-        yield {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+        yield {name: f"{base}:{port}" for name, port in ports.items()}
     finally:
         proc.terminate()
         proc.wait(10)

@@ -97,3 +97,54 @@ def test_a_kong_answer_has_kongs_server_header_only(gw):
     # handler.lua header_filter: Server = kong/<version> (kong.conf headers = server_tokens), never the HTTP server's
     code, headers, _ = _send(gw.port, b"GET /nowhere HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
     assert code == 404 and headers["server"] == "kong/3.9.1"
+
+
+# ---- how many headers: nginx counts buffers, not lines ----------------------------------------------------------
+# nginx has no header count limit. ngx_http_request.c ngx_http_alloc_large_header_buffer: the head is read into one
+# client_header_buffer_size buffer (1k); the line being read when it is full moves whole into a new
+# large_client_header_buffers buffer (8k), at most 4 (kong.conf.default:1103-1111); needing a fifth is a 494.
+
+
+@pytest.mark.parametrize(
+    ("lines", "fits"),
+    [
+        ([19, 1005], True),  # the 1k buffer exactly
+        ([19, 1006, 2], True),  # the closing CRLF needs the first large buffer
+        ([19, *[8190] * 4, 2], True),  # four large buffers, the last one filled exactly by the CRLF
+        ([19, *[8190] * 3, 8191, 2], False),  # ... one byte more: a fifth
+        ([19, *[4100] * 8, 2], False),  # 33 KB in lines two of which never share a buffer
+        ([19, *[50] * 640, 2], True),  # 640 short headers, 32 KB
+    ],
+)
+def test_the_head_must_fit_nginx_buffers(lines, fits):
+    from kong_emulator.listeners.listener import fits_header_buffers
+
+    assert fits_header_buffers(lines) is fits
+
+
+def _many_headers(lines: list[str]) -> bytes:
+    head = "GET /api HTTP/1.1\r\nHost: h\r\nConnection: close\r\n" + "".join(f"{line}\r\n" for line in lines)
+    return (head + "\r\n").encode()
+
+
+def test_more_than_128_headers_are_proxied(gw):
+    code, _, body = _send(gw.port, _many_headers([f"X-H-{i}: v{i}" for i in range(300)]))
+    assert code == 200
+    sent = [k for k, _ in json.loads(body)["headers"] if k.startswith("X-H-")]
+    assert len(sent) == 300
+
+
+def test_four_full_large_buffers_pass_and_one_byte_more_is_494(gw):
+    # "GET /api HTTP/1.1\r\n", Host and Connection (47 bytes) in the 1k buffer, then four 8190-byte lines, one per
+    # large buffer; the closing CRLF fills the fourth exactly
+    lines = [f"X-B{i}: {'b' * 8182}" for i in range(4)]
+    code, _, _ = _send(gw.port, _many_headers(lines))
+    assert code == 200
+    lines[3] += "b"
+    _check_kong_body(_send(gw.port, _many_headers(lines)), 400, "Request header or cookie too large", secret="bbbb")
+
+
+def test_many_lines_under_8k_each_still_overflow_the_buffers(gw):
+    # 40 lines of 1 KB: each fits a buffer, 40 KB do not fit four (aiohttp alone would take them: under 128)
+    lines = [f"X-K{i:02}: {'k' * 1000}" for i in range(40)]
+    _check_kong_body(_send(gw.port, _many_headers(lines)), 400, "Request header or cookie too large", secret="kkkk")

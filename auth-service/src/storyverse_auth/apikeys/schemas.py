@@ -5,6 +5,7 @@ from __future__ import annotations
 from apiflask import Schema
 from apiflask.fields import UUID, DateTime, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf, Regexp
+from storyverse_contracts.tiers import PARTNER_BASIC
 
 from .service import DEFAULT_PLANS, SCOPES
 
@@ -21,7 +22,7 @@ class ApiKeyIn(Schema):
         metadata={"description": f"Any of: {', '.join(SCOPES)}."},
     )
     plan = String(
-        load_default="partner-basic",
+        load_default=PARTNER_BASIC,
         validate=_PLAN,
         metadata={"description": f"Metering plan (sv-quota tier). Default plans: {', '.join(DEFAULT_PLANS)}."},
     )

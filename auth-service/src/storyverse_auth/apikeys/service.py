@@ -17,9 +17,11 @@ from typing import Any
 import jwt
 from flask import current_app
 from sqlalchemy import func, select, update
+from storyverse_contracts.identity import ADMIN, PARENT
+from storyverse_contracts.keys import revoked_sid_key
+from storyverse_contracts.tiers import PARTNER_BASIC, PARTNER_PREMIUM
 
 from .. import metrics, secrets_box
-from .. import redis_keys as keys
 from ..clock import now, now_ts
 from ..extensions import db, redis_store
 from ..models import Account
@@ -32,8 +34,8 @@ PREFIX = "svk_"
 SCOPES = ("stories:read", "stories:write", "stories:generate", "usage:read")
 # Plan name -> who may assign it. Each plan's limits live in sv-quota's `plans` (kong.yml), keyed by the token's
 # `tier` claim, which is the plan name.
-DEFAULT_PLANS = {"partner-basic": ("parent", "admin"), "partner-premium": ("admin",)}
-OWNER_ROLES = ("parent", "admin")
+DEFAULT_PLANS = {PARTNER_BASIC: (PARENT, ADMIN), PARTNER_PREMIUM: (ADMIN,)}
+OWNER_ROLES = (PARENT, ADMIN)
 MAX_LIVE_KEYS = 10
 SECRET_BYTES = 32
 
@@ -94,7 +96,7 @@ def revoke(owner_id: uuid.UUID, key_id: uuid.UUID) -> bool:
         return False
     # Every token exchanged from the key carries sid = key id: deny them all for their remaining lifetime.
     ttl = int(current_app.config["ACCESS_TOKEN_TTL"]) + 60
-    redis_store.client.set(keys.revoked_sid(str(key_id)), "1", ex=ttl)
+    redis_store.client.set(revoked_sid_key(str(key_id)), "1", ex=ttl)
     return True
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
+from storyverse_contracts import tiers
 
 from ..children import controls
 from ..clock import now
@@ -27,7 +28,7 @@ from ..models import Account, Family
 from . import errors
 from .models import BillingEvent, Subscription
 
-PAID_PLANS = ("premium",)
+PAID_PLANS = (tiers.PREMIUM,)
 ACTIVATED, CANCELED = "subscription.activated", "subscription.canceled"
 EVENT_TYPES = (ACTIVATED, CANCELED)
 # Overridable in the app config (same names); the defaults are the web app's billing pages.
@@ -125,7 +126,7 @@ def _apply(family: Family, event: Event) -> str:
         if sub is None or sub.provider_subscription_id != event.subscription_id:
             return "ignored"  # not the subscription the family is on
         sub.status, sub.last_event_at, sub.updated_at = "canceled", created, now()
-        family.tier = "basic"
+        family.tier = tiers.DEFAULT_TIER
         return "applied"
     if event.plan not in PAID_PLANS:
         return "ignored"

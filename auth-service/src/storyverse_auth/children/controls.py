@@ -1,6 +1,6 @@
 """Parental controls: the scales sv-rbac and sv-quota read, and pure rules over them (no I/O, no clock).
 
-Age bands and content ratings use the gateway's default scales (``storyverse_plugins.rbac.schema``). A birth year
+Age bands and content ratings are the shared scales (``storyverse_contracts.ratings``, sv-rbac's defaults). A birth year
 gives the age the child has *surely* reached (``year - birth_year - 1``: the birthday may still be ahead), so a band
 is never older than the child. Each band has a ceiling rating; the parent's ``max_content_rating`` can only lower it.
 """
@@ -11,11 +11,14 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-AGE_BANDS = ("0-2", "3-5", "6-9", "10-12", "13-15", "16-17")
-CONTENT_RATINGS = ("TV-Y", "TV-Y7", "TV-G", "TV-PG", "TV-14")
+from storyverse_contracts.ratings import AGE_BANDS, CONTENT_RATINGS
+from storyverse_contracts.tiers import DEFAULT_TIER, FAMILY_TIERS
+from storyverse_plans import DEFAULT_PLANS
+
 BAND_RATING = {"0-2": "TV-Y", "3-5": "TV-Y", "6-9": "TV-Y7", "10-12": "TV-G", "13-15": "TV-PG", "16-17": "TV-14"}
 FEATURES = ("text", "image", "audio")
-TIER_DAILY_STORY_LIMIT = {"basic": 5, "premium": 20}
+# The family plans' daily stories (sv-quota meters the same numbers, storyverse_plans).
+TIER_DAILY_STORY_LIMIT = {p.tier: p.daily for p in DEFAULT_PLANS if p.tier in FAMILY_TIERS}
 MAX_CHILD_AGE = 17
 NO_LIMIT = "00:00-24:00"
 DEFAULT_ALLOWED_HOURS = "07:00-20:00"
@@ -52,7 +55,7 @@ def strictest(*ratings: str) -> str:
 
 
 def tier_limit(tier: str) -> int:
-    return TIER_DAILY_STORY_LIMIT.get(tier, TIER_DAILY_STORY_LIMIT["basic"])
+    return TIER_DAILY_STORY_LIMIT.get(tier, TIER_DAILY_STORY_LIMIT[DEFAULT_TIER])
 
 
 def parse_window(text: str) -> tuple[int, int] | None:

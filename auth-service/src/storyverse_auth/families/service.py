@@ -16,7 +16,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import func, select, update
 
-from .. import mailer, secrets_box
+from .. import mailer, secrets_box, single_use
 from ..auth import accounts, throttle
 from ..clock import now
 from ..errors import APIError
@@ -104,17 +104,9 @@ def invite(parent: Account, email: str) -> None:
 def join(token: str, password: str, display_name: str) -> Account:
     """Consume an invitation and create the co-parent's account in the inviting family."""
     ts = now()
-    row = db.session.execute(
-        update(FamilyInvitation)
-        .where(
-            FamilyInvitation.token_hash == _invite_hash(token),
-            FamilyInvitation.used_at.is_(None),
-            FamilyInvitation.expires_at > ts,
-        )
-        .values(used_at=ts)
-        .returning(FamilyInvitation.family_id, FamilyInvitation.email)
-        .execution_options(synchronize_session=False)
-    ).first()
+    row = single_use.spend(
+        FamilyInvitation, _invite_hash(token), ts, FamilyInvitation.family_id, FamilyInvitation.email
+    )
     if row is None:
         raise family_errors.invalid_invitation()
     family_id, email = row

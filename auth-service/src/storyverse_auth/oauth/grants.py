@@ -16,9 +16,9 @@ from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import select, update
+from storyverse_contracts.keys import revoked_sid_key
 
 from .. import metrics, secrets_box
-from .. import redis_keys as keys
 from ..clock import now
 from ..extensions import db, redis_store
 from .models import OAuthGrant
@@ -130,7 +130,7 @@ def rotate(token: str, client_pk: uuid.UUID) -> Rotation:
 def denylist(grant_id: uuid.UUID) -> None:
     """Every access token with ``sid`` = this grant is refused by the gateway until it would have expired."""
     ttl = int(current_app.config["ACCESS_TOKEN_TTL"]) + 60
-    redis_store.client.set(keys.revoked_sid(str(grant_id)), "1", ex=ttl)
+    redis_store.client.set(revoked_sid_key(str(grant_id)), "1", ex=ttl)
 
 
 def revoke(grant_id: uuid.UUID, reason: str) -> bool:

@@ -25,13 +25,13 @@ from authlib.oidc.core.grants import OpenIDCode
 from flask import Flask, current_app, g
 from flask import request as flask_request
 from sqlalchemy import select, update
+from storyverse_contracts.keys import revoked_jti_key, revoked_sid_key
 
 from .. import secrets_box
 from ..clock import now, now_ts
 from ..errors import APIError
 from ..extensions import db, redis_store
 from ..models import Account
-from ..redis_keys import revoked_jti, revoked_sid
 from ..sessions import service as sessions
 from ..tokens.access import decode_access_token
 from . import clients, issue
@@ -294,8 +294,8 @@ class TokenHandle(TokenMixin):
         if self.kind == "refresh_token":
             return not self.current or self.grant_id is None or not grant_store.is_live(self.grant_id)
         pipe = redis_store.client.pipeline(transaction=False)
-        pipe.exists(revoked_jti(str(self.claims["jti"]), self.claims.get("sid")))
-        pipe.exists(revoked_sid(str(self.claims.get("sid", ""))))
+        pipe.exists(revoked_jti_key(str(self.claims["jti"]), self.claims.get("sid")))
+        pipe.exists(revoked_sid_key(str(self.claims.get("sid", ""))))
         if any(pipe.execute()):
             return True
         sid = self.claims.get("sid")

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import logging
-
-import redis
 from apiflask import APIBlueprint
-from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
+from storyverse_servicekit.health import add_health_routes
 
 from .. import metrics
 from ..errors import APIError
@@ -15,8 +11,7 @@ from ..extensions import db, redis_store
 from ..schemas import StatusOut
 
 bp = APIBlueprint("ops", __name__, tag="Operations")
-
-log = logging.getLogger(__name__)
+add_health_routes(bp, StatusOut, db, redis_store, APIError.unavailable)
 
 _METRICS_DOC = {
     200: {
@@ -24,33 +19,6 @@ _METRICS_DOC = {
         "content": {"text/plain": {"schema": {"type": "string"}}},
     }
 }
-
-
-@bp.get("/healthz")
-@bp.output(StatusOut)
-@bp.doc(summary="Liveness")
-def healthz():
-    return {"status": "ok"}
-
-
-@bp.get("/readyz")
-@bp.output(StatusOut)
-@bp.doc(summary="Readiness: PostgreSQL and Redis reachable", responses=[503])
-def readyz():
-    failing = []
-    try:
-        db.session.execute(text("SELECT 1"))
-    except SQLAlchemyError:
-        log.warning("readiness: database unreachable")
-        failing.append("database")
-    try:
-        redis_store.client.ping()
-    except redis.RedisError:
-        log.warning("readiness: redis unreachable")
-        failing.append("redis")
-    if failing:
-        raise APIError.unavailable("Unreachable: " + ",".join(failing))
-    return {"status": "ok"}
 
 
 @bp.get("/metrics")

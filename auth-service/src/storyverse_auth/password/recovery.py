@@ -9,7 +9,7 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import update
 
-from .. import mailer, metrics, secrets_box
+from .. import mailer, metrics, secrets_box, single_use
 from ..auth.accounts import find_by_email
 from ..clock import now
 from ..extensions import db
@@ -44,17 +44,8 @@ def request_reset(email: str) -> None:
 def consume(token: str) -> uuid.UUID | None:
     """Atomically mark the token used; return its account id, or None if unknown, used or expired."""
     ts = now()
-    account_id = db.session.scalar(
-        update(PasswordResetToken)
-        .where(
-            PasswordResetToken.token_hash == _hash(token),
-            PasswordResetToken.used_at.is_(None),
-            PasswordResetToken.expires_at > ts,
-        )
-        .values(used_at=ts)
-        .returning(PasswordResetToken.account_id)
-        .execution_options(synchronize_session=False)
-    )
+    row = single_use.spend(PasswordResetToken, _hash(token), ts, PasswordResetToken.account_id)
+    account_id = row[0] if row is not None else None
     if account_id is not None:
         # Any other outstanding token for the account dies with this one.
         db.session.execute(

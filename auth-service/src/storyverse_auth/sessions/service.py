@@ -19,6 +19,7 @@ from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import bindparam, select, update
+from storyverse_contracts.keys import revoked_jti_key, revoked_sid_key
 
 from .. import audit, input_guard, metrics, secrets_box
 from .. import redis_keys as keys
@@ -187,7 +188,7 @@ def move_all_to_redis(batch: int = 500) -> int:
 
 def _denylist_sid(sid: uuid.UUID) -> None:
     ttl = int(current_app.config["ACCESS_TOKEN_TTL"]) + 60
-    redis_store.client.set(keys.revoked_sid(str(sid)), "1", ex=ttl)
+    redis_store.client.set(revoked_sid_key(str(sid)), "1", ex=ttl)
 
 
 def _ended(sid: uuid.UUID, account_id: uuid.UUID | None, reason: str) -> None:
@@ -198,10 +199,10 @@ def _ended(sid: uuid.UUID, account_id: uuid.UUID | None, reason: str) -> None:
 
 
 def denylist_jti(jti: str, exp: float, sid: str | None = None) -> None:
-    """Deny one access token until it expires (the gateway reads ``keys.revoked_jti``, tagged by the token's sid)."""
+    """Deny one access token until it expires (the gateway reads ``revoked_jti_key``, tagged by the token's sid)."""
     remaining = int(exp - now_ts()) + 1
     if remaining > 0:
-        redis_store.client.set(keys.revoked_jti(jti, sid), "1", ex=remaining)
+        redis_store.client.set(revoked_jti_key(jti, sid), "1", ex=remaining)
 
 
 def revoke_session(sid: uuid.UUID, reason: str, account_id: uuid.UUID | None = None) -> bool:
@@ -243,6 +244,6 @@ def live_sessions(account_id: uuid.UUID) -> list[StoredSession]:
 
 def is_revoked(claims: dict) -> bool:
     pipe = redis_store.client.pipeline(transaction=False)
-    pipe.exists(keys.revoked_jti(str(claims["jti"]), claims.get("sid")))
-    pipe.exists(keys.revoked_sid(str(claims.get("sid", ""))))
+    pipe.exists(revoked_jti_key(str(claims["jti"]), claims.get("sid")))
+    pipe.exists(revoked_sid_key(str(claims.get("sid", ""))))
     return any(pipe.execute())

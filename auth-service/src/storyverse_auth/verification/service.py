@@ -18,7 +18,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import update
 
-from .. import mailer, secrets_box
+from .. import mailer, secrets_box, single_use
 from ..clock import now
 from ..errors import APIError
 from ..extensions import db, redis_store
@@ -105,17 +105,7 @@ def _throttle(account_id: uuid.UUID) -> None:
 def consume(token: str) -> bool:
     """Mark the link used and the address verified; False if unknown, used, expired or for an old address."""
     ts = now()
-    row = db.session.execute(
-        update(EmailVerification)
-        .where(
-            EmailVerification.token_hash == _hash(token),
-            EmailVerification.used_at.is_(None),
-            EmailVerification.expires_at > ts,
-        )
-        .values(used_at=ts)
-        .returning(EmailVerification.account_id, EmailVerification.email)
-        .execution_options(synchronize_session=False)
-    ).first()
+    row = single_use.spend(EmailVerification, _hash(token), ts, EmailVerification.account_id, EmailVerification.email)
     if row is None:
         return False
     account = db.session.get(Account, row[0])

@@ -15,7 +15,7 @@ import re
 from email.utils import formatdate
 from typing import Any
 
-from storyverse_plugins.common.identity import IDENTITY_HEADER_PREFIX, IDENTITY_HEADERS
+from storyverse_contracts.identity import IDENTITY_HEADER_PREFIX, IDENTITY_HEADERS
 
 from storyverse_gateway_config import routes as R
 from storyverse_gateway_config.kong.upstreams import base_url
@@ -189,7 +189,7 @@ def deprecation(version: dict[str, Any], settings: dict[str, Any]) -> dict[str, 
 
 
 def global_edge(settings: dict[str, Any]) -> dict[str, Any]:
-    """The global sv-edge: every protected mark, and the identity headers (storyverse_plugins.common.identity, their
+    """The global sv-edge: every protected mark, and the identity headers (storyverse_contracts.identity, their
     one definition) stripped from every client request in rewrite, before any plugin or cache key reads them."""
     return edge_config(
         require=list(PROTECTED_MARKS),

@@ -19,6 +19,7 @@ from urllib.parse import unquote, urlsplit
 import yaml
 
 from kong_emulator.config import entity_schemas as S
+from kong_emulator.config.ca_certificates import load_ca_certificates
 from kong_emulator.config.entities import (
     Consumer,
     DeclarativeConfig,
@@ -158,6 +159,8 @@ class _Loader:
             raise ConfigError("expected a boolean", where=TOP, field="_transform")
         self.out.transform = transform
         data.pop("_workspace", None)
+        if "ca_certificates" in data:
+            self.out.ca_certificates = load_ca_certificates(data.pop("ca_certificates"))
         for key in list(data):
             if key in S.IGNORED_COLLECTIONS:
                 self._ignore(key, data.pop(key))
@@ -254,6 +257,9 @@ class _Loader:
             read_timeout=v["read_timeout"],
             enabled=v["enabled"],
             tags=v["tags"],
+            tls_verify=v["tls_verify"],
+            tls_verify_depth=v["tls_verify_depth"],
+            ca_certificates=v["ca_certificates"],
         )
         for i, item in enumerate(nested.get("routes", [])):
             self.pending_routes.append((item, f"{loc}.routes[{i}]", ident))

@@ -25,6 +25,9 @@ class Service:
     read_timeout: int = 60000
     enabled: bool = True
     tags: list[str] | None = None
+    tls_verify: bool | None = None  # None: kong.conf's nginx_proxy_proxy_ssl_verify (services.lua:45)
+    tls_verify_depth: int | None = None
+    ca_certificates: list[str] | None = None  # ca_certificates ids
 
     def to_kong(self) -> dict[str, Any]:
         return {
@@ -40,6 +43,10 @@ class Service:
             "read_timeout": self.read_timeout,
             "enabled": self.enabled,
             "tags": self.tags,
+            "client_certificate": None,
+            "tls_verify": self.tls_verify,
+            "tls_verify_depth": self.tls_verify_depth,
+            "ca_certificates": self.ca_certificates,
             "ws_id": DEFAULT_WS_ID,
         }
 
@@ -173,6 +180,7 @@ class DeclarativeConfig:
     routes: list[Route] = field(default_factory=list)
     consumers: dict[str, Consumer] = field(default_factory=dict)
     upstreams: dict[str, Upstream] = field(default_factory=dict)  # keyed by name (a service host may name one)
+    ca_certificates: dict[str, str] = field(default_factory=dict)  # id → PEM
     plugins: list[Plugin] = field(default_factory=list)
     unsupported_plugins: list[str] = field(default_factory=list)  # bundled Lua plugins the emulator cannot run
     ignored_entities: list[str] = field(default_factory=list)  # e.g. "certificates[0]": valid Kong, not emulated

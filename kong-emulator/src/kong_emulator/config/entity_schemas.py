@@ -66,7 +66,6 @@ EXCLUSIVE_PROTOCOLS = (("http", "https"), ("tcp", "tls", "udp"), ("tls_passthrou
 IGNORED_COLLECTIONS = frozenset(
     {
         "certificates",
-        "ca_certificates",
         "snis",
         "vaults",
         "keys",
@@ -427,8 +426,12 @@ def entity_checks(kind: str, v: dict[str, Any]) -> None:
     """The entity-level checks Kong runs after field validation (routes_subschemas, services, consumers)."""
     if kind == "routes":
         _route_checks(v)
-    elif kind == "services" and v["protocol"] not in ("http", "https", "ws", "wss") and v["path"] is not None:
-        raise ConfigError("value must be null", field="path")
+    elif kind == "services":
+        if v["protocol"] not in ("http", "https", "ws", "wss") and v["path"] is not None:
+            raise ConfigError("value must be null", field="path")
+        for name in ("client_certificate", "tls_verify", "tls_verify_depth", "ca_certificates"):  # services.lua:59-76
+            if v["protocol"] not in ("https", "tls") and v[name] not in (None, {"id": None}):
+                raise ConfigError("value must be null", field=name)
     elif kind == "consumers" and not (v["username"] or v["custom_id"]):
         raise ConfigError("at least one of these fields must be non-empty: " + quoted_list(["custom_id", "username"]))
 

@@ -6,6 +6,11 @@
   (kong/templates/nginx_kong.lua:100-102), which renders Kong's error template (kong/error_handlers.lua: 494 is sent
   as 400 "Request header or cookie too large"). No request byte is echoed and nothing of it is logged: nginx logs
   "client sent invalid request" at info level, without the line.
+* No limit on the number of header lines (aiohttp's is 128): what bounds them is nginx's buffer arithmetic -- the
+  request is read into one ``client_header_buffer_size`` (1k) buffer, and a line that does not fit moves to a fresh
+  8k buffer, at most 4 of them (ngx_http_request.c ``ngx_http_alloc_large_header_buffer``); when a fifth would be
+  needed nginx answers **494** as for an over-long line. `fits_header_buffers` replays that on the lines as clients
+  write them (``Name: value``; aiohttp keeps no record of the spaces around a value).
 * Responses carry no ``Server: Python/x aiohttp/y`` of aiohttp's own: Kong sets ``Server`` itself or clears it
   (kong.conf ``headers``).
 
@@ -29,6 +34,13 @@ log = logging.getLogger("kong_emulator.nginx")
 # one 8k buffer holds the request line ("GET " + URI + " HTTP/1.1\r\n") or one header line ("Name: value\r\n")
 REQUEST_LINE_LIMIT = 8192 - len("GET  HTTP/1.1\r\n")
 HEADER_LINE_LIMIT = 8192 - len(": \r\n")
+
+# kong.conf.default:1103-1111 nginx_http_client_header_buffer_size = 1k, nginx_http_large_client_header_buffers = 4 8k
+CLIENT_HEADER_BUFFER = 1024
+LARGE_BUFFERS, LARGE_BUFFER_SIZE = 4, 8192
+# the most header lines those buffers can hold ("a:\r\n" is the shortest line nginx takes): aiohttp's own count limit
+# is set above it so that only the buffer arithmetic decides
+MAX_HEADER_LINES = (CLIENT_HEADER_BUFFER + LARGE_BUFFERS * LARGE_BUFFER_SIZE) // len("a:\r\n")
 
 # error_handlers.lua:14-27 BODIES (the statuses nginx itself raises here)
 BAD_REQUEST = 400
@@ -70,10 +82,48 @@ def error_response(status: int, server_tokens: bool = True) -> KongResponse:
     return response
 
 
+def fits_header_buffers(line_lengths) -> bool:
+    """Whether nginx could hold a request head of lines this long (CRLF included, the closing empty line last).
+
+    ngx_http_alloc_large_header_buffer: the line being read when the current buffer is full moves whole into a new
+    large buffer (one line never spans two); a line that fills a buffer exactly still needs a new one for the next.
+    """
+    capacity, used, large = CLIENT_HEADER_BUFFER, 0, 0
+    for length in line_lengths:
+        if used + length <= capacity:
+            used += length
+            continue
+        large += 1
+        if large > LARGE_BUFFERS or length > LARGE_BUFFER_SIZE:
+            return False
+        capacity, used = LARGE_BUFFER_SIZE, length
+    return True
+
+
+def request_head_lines(request: web.BaseRequest) -> list[int]:
+    """The lengths of the request line, the header lines (``Name: value``) and the closing CRLF, as sent."""
+    version = request.version
+    first = len(request.method) + len(request.raw_path) + len(f"  HTTP/{version.major}.{version.minor}\r\n")
+    return [first, *(len(k) + len(v) + 4 for k, v in request.raw_headers), 2]
+
+
 class KongRequestHandler(web_protocol.RequestHandler):
-    """aiohttp's connection handler with nginx's answer to requests it cannot parse."""
+    """aiohttp's connection handler with nginx's answer to requests it cannot parse or hold."""
 
     server_tokens = True
+
+    async def _handle_request(self, request, start_time, request_handler):
+        # a head nginx's buffers cannot hold is refused before any phase (ngx_http_process_request_headers: 494)
+        if request_handler is self._request_handler:
+            lines = request_head_lines(request)
+            # a head of at most 8k fits whatever its lines: what overflows the 1k buffer fits the first large one
+            if sum(lines) > LARGE_BUFFER_SIZE and not fits_header_buffers(lines):
+                request_handler = self._header_too_large
+        return await super()._handle_request(request, start_time, request_handler)
+
+    async def _header_too_large(self, request) -> web.StreamResponse:
+        log.info("[nginx] client sent too large request: answered %d", HEADER_TOO_LARGE)
+        return error_response(HEADER_TOO_LARGE, self.server_tokens)
 
     def handle_error(self, request, status: int = 500, exc: BaseException | None = None, message=None):
         if isinstance(exc, http_exceptions.HttpProcessingError):
@@ -102,6 +152,7 @@ class KongAppRunner(web.AppRunner):
     def __init__(self, app: web.Application, *, server_tokens: bool = True, **kwargs) -> None:
         kwargs.setdefault("max_line_size", REQUEST_LINE_LIMIT)
         kwargs.setdefault("max_field_size", HEADER_LINE_LIMIT)
+        kwargs.setdefault("max_headers", MAX_HEADER_LINES)
         super().__init__(app, **kwargs)
         self.server_tokens = server_tokens
 

@@ -11,9 +11,9 @@
   and `ssl_ciphers`. `ssl_prefer_server_ciphers` and `ssl_session_tickets` follow the same rules.
 - `http2` on a listener: Kong speaks HTTP/2 there; the emulator serves HTTP/1.1 only (ALPN `http/1.1`), logged.
 
-`local_ca()` is not Kong: it makes a small CA and a server certificate for `make run` and the tests, so clients can
-verify the emulator's certificate with `--cacert` (Kong's default certificate has no subjectAltName, which
-hostname-checking clients refuse).
+`local_ca()` and `issue_cert()` are not Kong: a small CA and server certificates for `make run` and the tests (the
+proxy's listener, and the upstream services whose certificates Kong verifies), so clients can verify them with
+`--cacert` (Kong's default certificate has no subjectAltName, which hostname-checking clients refuse).
 """
 
 from __future__ import annotations
@@ -237,29 +237,37 @@ def generate_kong_default_certs(prefix: str | os.PathLike) -> list[tuple[str, st
 
 @dataclass(frozen=True)
 class LocalCA:
-    """Files written by `local_ca()`: trust `ca_cert`; give `cert`/`key` to the server (`ssl_cert`/`ssl_cert_key`)."""
+    """Files written by `local_ca()`: trust `ca_cert`; give `cert`/`key` to the server (`ssl_cert`/`ssl_cert_key`).
+    `ca_key` signs more server certificates (`issue_cert`)."""
 
     ca_cert: Path
     cert: Path
     key: Path
 
+    @property
+    def ca_key(self) -> Path:
+        return self.ca_cert.with_suffix(".key")
 
-def local_ca(directory: str | os.PathLike, hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")) -> LocalCA:
+
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def local_ca(directory: str | os.PathLike, hosts: tuple[str, ...] = LOCAL_HOSTS) -> LocalCA:
     """A throw-away CA and a server certificate for `hosts` (DNS names and IPs in subjectAltName), reused when the
     files already exist and the server certificate still has a day to live."""
     from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    from cryptography.x509.oid import NameOID
 
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     paths = LocalCA(out / "ca.crt", out / "server.crt", out / "server.key")
     now = datetime.datetime.now(datetime.UTC)
-    if all(p.exists() for p in (paths.ca_cert, paths.cert, paths.key)):
+    if all(p.exists() for p in (paths.ca_cert, paths.ca_key, paths.cert, paths.key)):
         existing = x509.load_pem_x509_certificate(paths.cert.read_bytes())
         if existing.not_valid_after_utc > now + datetime.timedelta(days=1):
             return paths
-    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "StoryVerse local development CA")])
     ca = (
         x509.CertificateBuilder()
@@ -276,6 +284,48 @@ def local_ca(directory: str | os.PathLike, hosts: tuple[str, ...] = ("localhost"
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, _sha256())
     )
+    _write_private(paths.ca_key, _pem_key(ca_key))
+    paths.ca_cert.write_bytes(_pem_cert(ca))
+    _write_leaf(paths, paths.cert, paths.key, hosts)
+    return paths
+
+
+def issue_cert(ca: LocalCA, name: str, hosts: tuple[str, ...] = LOCAL_HOSTS) -> tuple[Path, Path]:
+    """`<name>.crt` / `<name>.key` next to the CA: a server certificate for `hosts` signed by `ca` (the auth service,
+    the backends), reused while it has a day to live and was signed by this CA."""
+    from cryptography import x509
+
+    cert, key = ca.ca_cert.with_name(f"{name}.crt"), ca.ca_cert.with_name(f"{name}.key")
+    if cert.exists() and key.exists():
+        existing = x509.load_pem_x509_certificate(cert.read_bytes())
+        issuer = x509.load_pem_x509_certificate(ca.ca_cert.read_bytes())
+        fresh = existing.not_valid_after_utc > datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=1)
+        if fresh and existing.issuer == issuer.subject and _signed_by(existing, issuer):
+            return cert, key
+    _write_leaf(ca, cert, key, hosts)
+    return cert, key
+
+
+def _signed_by(cert, issuer) -> bool:
+    from cryptography.exceptions import InvalidSignature
+
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _write_leaf(ca: LocalCA, cert_path: Path, key_path: Path, hosts: tuple[str, ...]) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    issuer = x509.load_pem_x509_certificate(ca.ca_cert.read_bytes())
+    ca_key = serialization.load_pem_private_key(ca.ca_key.read_bytes(), password=None)
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
     sans: list[x509.GeneralName] = []
     for host in hosts:
         try:
@@ -285,7 +335,7 @@ def local_ca(directory: str | os.PathLike, hosts: tuple[str, ...] = ("localhost"
     server = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
-        .issuer_name(ca_name)
+        .issuer_name(issuer.subject)
         .public_key(server_key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
@@ -296,10 +346,8 @@ def local_ca(directory: str | os.PathLike, hosts: tuple[str, ...] = ("localhost"
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, _sha256())
     )
-    _write_private(paths.key, _pem_key(server_key))
-    paths.cert.write_bytes(_pem_cert(server))
-    paths.ca_cert.write_bytes(_pem_cert(ca))
-    return paths
+    _write_private(key_path, _pem_key(server_key))
+    cert_path.write_bytes(_pem_cert(server))
 
 
 def _sha256():

@@ -137,16 +137,21 @@ class NativeRunner:
         for native in self.natives.values():
             if hasattr(native, "configure"):  # Kong's handler:configure(configs), e.g. prometheus
                 native.configure(getattr(declarative, "plugins", []))
+        instances: dict[str, list] = {}
         for plugin in getattr(declarative, "plugins", []):
-            native = self.natives.get(plugin.name)
-            if native is None:
-                continue
+            if plugin.name in self.natives:
+                instances.setdefault(plugin.name, []).append(plugin)
+        for name, plugins in instances.items():  # one line per plugin, not per instance (sv-edge has dozens)
+            native = self.natives[name]
             how = getattr(native, "runs_as", None) or f"natively in LuaJIT, untrusted_lua = {self.untrusted_lua}"
             kind = "custom Lua plugin" if hasattr(native, "package_path") else "bundled plugin"
-            log.info("[emulator] %s '%s' (%s) runs %s", kind, plugin.name, plugin.instance_name or plugin.id, how)
-            for note in native.startup_notes(plugin):
-                label = plugin.instance_name or plugin.id
-                log.warning("[emulator] %s '%s' (%s): %s", kind, plugin.name, label, note)
+            first = plugins[0].instance_name or plugins[0].id
+            label = first if len(plugins) == 1 else f"{len(plugins)} instances"
+            log.info("[emulator] %s '%s' (%s) runs %s", kind, name, label, how)
+            for plugin in plugins:
+                for note in native.startup_notes(plugin):
+                    label = plugin.instance_name or plugin.id
+                    log.warning("[emulator] %s '%s' (%s): %s", kind, name, label, note)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.external, name)

@@ -124,11 +124,6 @@ class Serverless:
         notes = []
         if plugin.config.get("certificate"):
             notes.append("its 'certificate' chunks never run here (the emulator terminates no TLS)")
-        if plugin.config.get("body_filter"):
-            notes.append(
-                "its 'body_filter' chunks see the buffered body as one chunk then an empty eof chunk "
-                "(real Kong passes the upstream's chunks as they arrive)"
-            )
         return notes
 
     def _functions(self, worker: int, plugin: Plugin):

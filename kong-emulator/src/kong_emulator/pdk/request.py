@@ -180,8 +180,9 @@ def get_raw_path(c, *_):
 
 
 def get_path_with_query(c, *_):
+    """request.lua:457-460 ``var.request_uri``: as sent, neither decoded nor normalized."""
     req = _req(c)
-    return req.path + ("?" + req.raw_query if req.raw_query else "")
+    return req.request_uri or req.raw_path + ("?" + req.raw_query if req.raw_query else "")
 
 
 def get_raw_query(c, *_):

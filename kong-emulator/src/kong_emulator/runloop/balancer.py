@@ -24,19 +24,27 @@ FAILURE_KINDS = ("tcp_failures", "timeouts", "http_failures")
 
 @dataclass
 class TargetHealth:
-    """lua-resty-healthcheck's per-target state: healthy flag and the consecutive-event counters."""
+    """lua-resty-healthcheck's per-target state: `internal_health` (healthy, mostly_healthy, mostly_unhealthy,
+    unhealthy -- the "mostly" states still count as the side they lean from) and the consecutive-event counters,
+    shared by active and passive checks."""
 
-    healthy: bool = True
+    internal: str = "healthy"
     counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(("successes", *FAILURE_KINDS), 0))
+
+    @property
+    def healthy(self) -> bool:
+        return self.internal in ("healthy", "mostly_healthy")
 
 
 class UpstreamBalancer:
-    """One upstream's round-robin wheel and its targets' passive health."""
+    """One upstream's round-robin wheel and its targets' health (passive reports and active probes)."""
 
     def __init__(self, upstream: Upstream, shuffle: Callable[[list[Any]], None] = random.shuffle):
         self.upstream = upstream
-        self.passive = (upstream.healthchecks or {}).get("passive") or {}
-        self.threshold = (upstream.healthchecks or {}).get("threshold") or 0
+        checks = upstream.healthchecks or {}
+        self.checks = {"passive": checks.get("passive") or {}, "active": checks.get("active") or {}}
+        self.passive = self.checks["passive"]
+        self.threshold = checks.get("threshold") or 0
         self.targets = [t for t in upstream.targets if t.weight > 0]
         self.health = {t.id: TargetHealth() for t in upstream.targets}
         self.wheel = build_wheel(self.targets)
@@ -61,41 +69,47 @@ class UpstreamBalancer:
         healthy = sum(t.weight for t in self.targets if self.health[t.id].healthy)
         return total > 0 and healthy * 100 / total >= self.threshold
 
-    def report(self, target: Target, outcome: str | int) -> None:
-        """Passive check input: `"tcp"` (connection failure), `"timeout"`, or the upstream's HTTP status."""
-        unhealthy = self.passive.get("unhealthy") or {}
-        healthy = self.passive.get("healthy") or {}
+    def report(self, target: Target, outcome: str | int | None, check: str = "passive") -> None:
+        """A check's input: `"tcp"` (connection failure), `"timeout"`, or an HTTP status (None: no valid status
+        line, counted as an unhealthy status -- report_http_status's 0)."""
+        conf = self.checks[check]
+        unhealthy = conf.get("unhealthy") or {}
+        healthy = conf.get("healthy") or {}
         if outcome == "tcp":
-            self._failure(target, "tcp_failures", unhealthy.get("tcp_failures", 0))
+            self._incr(target, "unhealthy", unhealthy.get("tcp_failures", 0), "tcp_failures")
         elif outcome == "timeout":
-            self._failure(target, "timeouts", unhealthy.get("timeouts", 0))
-        elif isinstance(outcome, int) and outcome in (unhealthy.get("http_statuses") or ()):
-            self._failure(target, "http_failures", unhealthy.get("http_failures", 0))
-        elif isinstance(outcome, int) and outcome in (healthy.get("http_statuses") or ()):
-            self._success(target, healthy.get("successes", 0))
+            self._incr(target, "unhealthy", unhealthy.get("timeouts", 0), "timeouts")
+        elif outcome == "success":  # an active tcp check that connected
+            self._incr(target, "healthy", healthy.get("successes", 0), "successes")
+        elif outcome in (healthy.get("http_statuses") or ()):
+            self._incr(target, "healthy", healthy.get("successes", 0), "successes")
+        elif outcome is None or outcome in (unhealthy.get("http_statuses") or ()):
+            self._incr(target, "unhealthy", unhealthy.get("http_failures", 0), "http_failures")
 
-    def _failure(self, target: Target, kind: str, limit: int) -> None:
+    def _incr(self, target: Target, report: str, limit: int, kind: str) -> None:
+        """lua-resty-healthcheck incr_counter: a 0 limit is off; a success clears the failure counters and a
+        failure the success counter; the limit reached flips the state, the first event of the other kind only
+        leans it ("mostly_")."""
         state = self.health[target.id]
-        state.counters["successes"] = 0
-        if not limit:
+        if not limit or report == state.internal:
             return
+        for name in state.counters:
+            if (name == "successes") != (kind == "successes"):
+                state.counters[name] = 0
         state.counters[kind] += 1
-        if state.healthy and state.counters[kind] >= limit:
-            self.set_health(target, False)
-
-    def _success(self, target: Target, limit: int) -> None:
-        state = self.health[target.id]
-        for kind in FAILURE_KINDS:
-            state.counters[kind] = 0
-        if not limit:
-            return
-        state.counters["successes"] += 1
-        if not state.healthy and state.counters["successes"] >= limit:
-            self.set_health(target, True)
+        new = None
+        if state.counters[kind] >= limit:
+            new = report
+        elif state.internal == "healthy" and kind != "successes":
+            new = "mostly_healthy"
+        elif state.internal == "unhealthy" and kind == "successes":
+            new = "mostly_unhealthy"
+        if new:
+            state.internal = new
 
     def set_health(self, target: Target, healthy: bool) -> None:
-        """Flip a target's status (as a health-check threshold or the Admin API's /healthy, /unhealthy do)."""
-        self.health[target.id] = TargetHealth(healthy=healthy)
+        """Flip a target's status (as the Admin API's /healthy, /unhealthy do): counters cleared."""
+        self.health[target.id] = TargetHealth(internal="healthy" if healthy else "unhealthy")
 
     def is_healthy(self, target: Target) -> bool:
         return self.health[target.id].healthy

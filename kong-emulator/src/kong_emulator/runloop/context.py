@@ -120,8 +120,8 @@ class ClientRequest:
     scheme: str
     host: str  # Host header without port
     port: int  # the proxy listener's port
-    path: str  # normalised path, no query
-    raw_path: str  # path as sent, no query
+    path: str  # nginx's $uri: percent-decoded, slashes merged, dot segments resolved (the access log's `uri`)
+    raw_path: str  # path as sent, no query (the router normalizes it as Kong does: router.traditional.normalize_path)
     raw_query: str  # "" when absent
     headers: Headers
     body: bytes
@@ -130,6 +130,7 @@ class ClientRequest:
     http_version: float = 1.1
     start_time: float = 0.0  # seconds since epoch, ngx.req.start_time()
     client_port: int = 0  # the peer's port, kong.client.get_port()
+    request_uri: str = ""  # nginx's $request_uri: the target as sent, with "?" and query ("" = raw_path + query)
 
 
 @dataclass

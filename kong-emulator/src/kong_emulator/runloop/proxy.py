@@ -80,6 +80,8 @@ class Engine:
     request_id_header: bool = True
     strict_errors: list[str] | None = None
     pdk_env: object | None = None  # pdk.base.PDKEnv: trusted_ips, node id
+    upstream_tls: object | None = None  # upstream_ssl.UpstreamTLS (built on first use from conf and kong.yml)
+    resolver: object | None = None  # dns.KongResolver; None: names go to the HTTP client as they are
 
     def is_trusted(self, address: str) -> bool:
         return self.pdk_env is not None and self.pdk_env.is_trusted(address)
@@ -87,10 +89,9 @@ class Engine:
 
 def _is_ip(value: str) -> bool:
     try:
-        ipaddress.ip_address(value)
+        return bool(ipaddress.ip_address(value))
     except ValueError:
         return False
-    return True
 
 
 def normalize_request_path(raw_path: str) -> str:
@@ -118,6 +119,7 @@ def build_client_request(request: web.Request, body: bytes, listen_port: int) ->
         path=normalize_request_path(raw_path),
         raw_path=raw_path,
         raw_query=raw_query,
+        request_uri=request.raw_path,
         headers=Headers.from_pairs(request.raw_headers_decoded()),
         body=body,
         client_ip=client_ip,
@@ -214,7 +216,9 @@ class Proxy:
         ctx.phase = "rewrite"
         await self._run_plugins(ctx, "rewrite", global_only=True)
         if ctx.exit is None:
-            match = engine.router.match(  # the raw request_uri, normalised by the router (atc.lua:446, utils.lua:63)
+            # the router reads $request_uri, not nginx's decoded $uri: atc.lua:446-449 strip_uri_args(var.request_uri)
+            # = router/utils.lua:57-63 normalize(req_uri, true) (tools/uri.lua:78-165: reserved %XX stay encoded)
+            match = engine.router.match(
                 ctx.request.method, ctx.request.host, ctx.request.raw_path, ctx.request.headers, ctx.request.scheme
             )
             if match is None:

@@ -7,16 +7,20 @@ no healthy target → 503, every one of them a Kong JSON error.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 
 import aiohttp
+from yarl import URL
 
 from kong_emulator import KONG_VERSION
 from kong_emulator.runloop.context import Headers, RequestContext, wire_text
+from kong_emulator.runloop.upstream_ssl import UpstreamTLS, ssl_name
 from kong_emulator.tools import kong_errors
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
+log = logging.getLogger("kong_emulator.kong")
 
 
 # kong/tools/uri.lua:41 ESCAPE_PATTERN ("joi": case-insensitive)
@@ -29,9 +33,17 @@ def escape_uri(path: str) -> str:
     return _ESCAPE.sub(lambda m: b"%%%02X" % m.group(0)[0], raw).decode("ascii")
 
 
-def _join_query(path: str, raw_query: str) -> str:
-    path = path if path.isascii() and path.isprintable() else escape_uri(path)
-    return f"{path}?{raw_query}" if raw_query else path
+_ESCAPE_TEXT = re.compile(r"[^!#$&'()*+,/:;=?@\[\]A-Za-z\d\-_.~%]")
+
+
+def _join_query(path: str, raw_query: str, question_mark: bool = False) -> str:
+    """The upstream URI: the path escaped (handler.lua:1324, pdk/service/request.lua:145 set_path), the query as
+    the client sent it (`var.args`), and a lone "?" kept (handler.lua:1386-1394)."""
+    if _ESCAPE_TEXT.search(path):
+        path = escape_uri(path)
+    if raw_query and not raw_query.isascii():  # aiohttp writes the request line as UTF-8 only
+        raw_query = wire_text(raw_query)
+    return f"{path}?{raw_query}" if raw_query or question_mark else path
 
 
 def _joined(headers: Headers, name: str) -> str | None:
@@ -108,30 +120,136 @@ def _stripped_prefix(ctx: RequestContext) -> str | None:
     return getattr(ctx, "router_prefix", None)  # set by proxy.Proxy._bind_route from the router's match
 
 
-def _pick_target(engine, ctx: RequestContext) -> tuple[str, int, object] | None:
-    """(host, port, upstream-or-None). None when an upstream has no healthy target."""
+async def _pick_target(engine, ctx: RequestContext) -> tuple[str, int, str, object] | None:
+    """(address to connect to, port, host name for the Host header, upstream-or-None); None when there is no
+    peer: an upstream with no healthy target, or a name that resolves to nothing (runloop/dns.py)."""
     service = ctx.service
     up = ctx.upstream
     if up is not None and up.host:  # kong.service.set_target
-        return up.host, up.port or DEFAULT_PORTS.get(up.scheme, 80), None
-    upstream = engine.declarative.upstreams.get(service.host)
-    if upstream is None:
-        return service.host, service.port, None
-    target = engine.balancer.pick(upstream.name)
-    if target is None:
+        host, port, balanced = up.host, up.port or DEFAULT_PORTS.get(up.scheme, 80), None
+    else:
+        upstream = engine.declarative.upstreams.get(service.host)
+        if upstream is None:
+            host, port, balanced = service.host, service.port, None
+        else:
+            target = engine.balancer.pick(upstream.name)
+            if target is None:
+                return None
+            host, port, balanced = target.host, target.port or service.port, (upstream, target)
+    resolver = getattr(engine, "resolver", None)
+    address = await resolver.address(host) if resolver is not None else host
+    if address is None:
         return None
-    return target.host, target.port or service.port, (upstream, target)
+    if balanced is not None and balanced[0].host_header is not None:  # balancer/init.lua:395-399
+        host = balanced[0].host_header
+    return address, port, host, balanced
+
+
+# nginx (proxy_next_upstream): a request already sent is passed to the next server only if its method is idempotent
+NON_IDEMPOTENT = frozenset({"POST", "LOCK", "PATCH"})
+
+
+class _Failed(Exception):
+    """One try that failed: `kind` is the passive-check event ("tcp"/"timeout"), `sent` whether the request left."""
+
+    def __init__(self, kind: str, sent: bool) -> None:
+        self.kind, self.sent = kind, sent
 
 
 async def send(engine, ctx: RequestContext, t0: float):
-    """Send the upstream request; on failure set `ctx.exit` to Kong's error and return None."""
+    """Send the upstream request; on failure set `ctx.exit` to Kong's error and return None.
+
+    Tries: kong/init.lua:1370-1375 `set_more_tries(service.retries)` on the first try; nginx's default
+    `proxy_next_upstream error timeout` moves a failed connect, TLS handshake, send or header read to the next try --
+    except a non-idempotent request already sent. Each retry asks the balancer again (init.lua:1313-1339: the failed
+    try reported as a timeout or TCP failure, then `balancer.execute`, then the Host header set for the new target).
+    """
     service, up = ctx.service, ctx.upstream
-    picked = _pick_target(engine, ctx)
-    if picked is None:
-        # handler.lua access.after: `return kong.response.error(errcode, err)` when balancer_execute fails
-        ctx.exit = kong_errors.runloop_error(ctx, 503, kong_errors.NO_PEER)
-        return None
-    host, port, balanced = picked
+    body = ctx.request.body if up.body is None else up.body
+    ctx.upstream_uri = _join_query(up.path, up.raw_query, ctx.request.request_uri.endswith("?"))
+    ctx.latencies["kong"] = int((time.monotonic() - t0) * 1000)
+    tries: list[dict] = []
+    ctx.nginx_ctx["tries"] = tries
+    sent_at = time.monotonic()
+    failure = None
+    for _ in range(max(service.retries, 0) + 1):
+        picked = await _pick_target(engine, ctx)
+        if picked is None:
+            # handler.lua access.after / init.lua:1341-1352: `kong.response.error(errcode, err)` / ngx.exit(503)
+            ctx.exit = kong_errors.runloop_error(ctx, 503, kong_errors.NO_PEER)
+            return None
+        address, port, host, balanced = picked
+        if tries:  # init.lua:1313-1316: the previous try's failure, as get_last_failure() gives it
+            tries[-1].update(state="failed", code=504 if failure.kind == "timeout" else 502)
+        tries.append({"ip": address, "port": port, "balancer_latency": 0})
+        try:
+            status, rheaders, payload = await _try(engine, ctx, address, port, host, body)
+        except _Failed as exc:
+            failure = exc
+            _report(engine, balanced, exc.kind)
+            if exc.sent and up.method in NON_IDEMPOTENT:
+                break
+            continue
+        ctx.latencies["proxy"] = int((time.monotonic() - sent_at) * 1000)
+        ctx.upstream_status = status
+        _report(engine, balanced, status)
+        return status, rheaders, payload
+    ctx.latencies["proxy"] = int((time.monotonic() - sent_at) * 1000)
+    status = 504 if failure.kind == "timeout" else 502  # nginx's answer after the last try -> error_handlers
+    ctx.exit = kong_errors.handler_error(ctx, status, None, _default_type(engine))
+    return None
+
+
+async def _try(engine, ctx: RequestContext, address: str, port: int, host: str, body: bytes):
+    """One try against address:port (`host` names it in the Host header and TLS); raises `_Failed`."""
+    service, up = ctx.service, ctx.upstream
+    headers = _request_headers(engine, ctx, host, port)
+    url = URL(f"{up.scheme}://{_host_for_url(address)}:{port}{ctx.upstream_uri}", encoded=True)
+    timeout = aiohttp.ClientTimeout(sock_connect=service.connect_timeout / 1000, sock_read=service.read_timeout / 1000)
+    tls = {}
+    if up.scheme == "https":
+        tls = {"ssl": engine_tls(engine).context_for(service), "server_hostname": ssl_name(headers.get("Host") or host)}
+    try:
+        async with engine.session.request(
+            up.method,
+            url,
+            headers=[
+                (k if k.isascii() else wire_text(k), v if v.isascii() else wire_text(v))
+                for k, v in headers.items()
+                if k.lower() != "content-length"
+            ],
+            data=body if body else None,
+            timeout=timeout,
+            allow_redirects=False,
+            auto_decompress=False,
+            **tls,
+        ) as resp:
+            payload = await resp.read()
+            status, rheaders = (
+                resp.status,
+                Headers.from_pairs(
+                    (k.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape"))
+                    for k, v in resp.raw_headers
+                ),
+            )
+    except aiohttp.ConnectionTimeoutError:
+        raise _Failed("timeout", sent=False) from None
+    except TimeoutError:  # aiohttp's read timeout: the request was sent
+        raise _Failed("timeout", sent=True) from None
+    except aiohttp.ClientConnectorError as exc:  # refused, unreachable, TLS handshake or verification
+        if isinstance(exc, aiohttp.ClientSSLError):
+            log.error("upstream SSL handshake to %s (%s:%d) failed: %s", host, address, port, exc)
+        raise _Failed("tcp", sent=False) from None
+    except aiohttp.ClientError:
+        raise _Failed("tcp", sent=True) from None
+    if up.method != "HEAD":  # a HEAD answer has no body to measure: nginx passes the upstream's Content-Length
+        rheaders.clear("Content-Length")
+    return status, rheaders, payload
+
+
+def _request_headers(engine, ctx: RequestContext, host: str, port: int) -> Headers:
+    """The upstream request's headers for this try (the Host header follows the target, init.lua:1354-1364)."""
+    up = ctx.upstream
     headers = up.headers
     if not ctx.route.preserve_host or "Host" not in ctx.request.headers:
         default = DEFAULT_PORTS.get(up.scheme)
@@ -148,51 +266,15 @@ async def send(engine, ctx: RequestContext, t0: float):
         headers.set("X-Kong-Request-Id", ctx.request_id)
     else:
         headers.clear("X-Kong-Request-Id")
-    body = ctx.request.body if up.body is None else up.body
-    ctx.upstream_uri = _join_query(up.path, up.raw_query)
-    url = f"{up.scheme}://{_host_for_url(host)}:{port}{ctx.upstream_uri}"
-    timeout = aiohttp.ClientTimeout(sock_connect=service.connect_timeout / 1000, sock_read=service.read_timeout / 1000)
-    ctx.latencies["kong"] = int((time.monotonic() - t0) * 1000)
-    sent = time.monotonic()
-    ctx.nginx_ctx["tries"] = [{"ip": host, "port": port, "balancer_latency": 0}]
-    try:
-        async with engine.session.request(
-            up.method,
-            url,
-            headers=[
-                (k if k.isascii() else wire_text(k), v if v.isascii() else wire_text(v))
-                for k, v in headers.items()
-                if k.lower() != "content-length"
-            ],
-            data=body if body else None,
-            timeout=timeout,
-            allow_redirects=False,
-            auto_decompress=False,
-        ) as resp:
-            payload = await resp.read()
-            status, rheaders = (
-                resp.status,
-                Headers.from_pairs(
-                    (k.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape"))
-                    for k, v in resp.raw_headers
-                ),
-            )
-    except TimeoutError:
-        ctx.latencies["proxy"] = int((time.monotonic() - sent) * 1000)
-        _report(engine, balanced, "timeout")
-        ctx.exit = kong_errors.handler_error(ctx, 504, None, _default_type(engine))  # nginx 504 -> error_handlers
-        return None
-    except aiohttp.ClientError:
-        ctx.latencies["proxy"] = int((time.monotonic() - sent) * 1000)
-        _report(engine, balanced, "tcp")
-        ctx.exit = kong_errors.handler_error(ctx, 502, None, _default_type(engine))  # nginx 502 -> error_handlers
-        return None
-    ctx.latencies["proxy"] = int((time.monotonic() - sent) * 1000)
-    ctx.upstream_status = status
-    _report(engine, balanced, status)
-    if up.method != "HEAD":  # a HEAD answer has no body to measure: nginx passes the upstream's Content-Length
-        rheaders.clear("Content-Length")
-    return status, rheaders, payload
+    return headers
+
+
+def engine_tls(engine) -> UpstreamTLS:
+    tls = getattr(engine, "upstream_tls", None)
+    if tls is None:
+        raw = getattr(engine.conf, "raw", {}) if engine.conf is not None else {}
+        tls = engine.upstream_tls = UpstreamTLS(raw, getattr(engine.declarative, "ca_certificates", {}))
+    return tls
 
 
 def _default_type(engine) -> str:

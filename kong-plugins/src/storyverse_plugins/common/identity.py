@@ -31,16 +31,6 @@ SHARED_RBAC = "sv_rbac"
 SHARED_QUOTA = "sv_quota"
 SHARED_QUOTA_LOG = "sv_quota_log"
 
-# Upstream identity headers, set only by the gateway; any client-sent copy is removed first. THE one definition of
-# the names: gateway-config (storyverse_gateway_config.kong) renders them (and the prefix) into the global sv-edge's
-# strip_headers.
-IDENTITY_HEADERS = {
-    "sub": "X-User-Id",
-    "role": "X-User-Role",
-    "family_id": "X-Family-Id",
-    "tier": "X-Account-Tier",
-    "content_rating": "X-Content-Rating",
-}
-IDENTITY_HEADER_PREFIX = "X-Sv-"  # every client header with this prefix is stripped too
-
-# Redis keys of revoked tokens and sessions: common/keys.py (revoked_jti_key, revoked_sid_key)
+# The upstream identity headers (set only by the gateway; any client-sent copy is removed first) are
+# storyverse_contracts.identity; gateway-config (storyverse_gateway_config.kong) renders them into the global
+# sv-edge's strip_headers. The Redis keys of revoked tokens and sessions are storyverse_contracts.keys.

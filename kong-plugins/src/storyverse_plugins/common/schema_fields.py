@@ -13,6 +13,12 @@ from storyverse_plugins.common.redis_pool import RedisSettings
 DEFAULT_REDIS_TIMEOUT_MS = 100
 MAX_REDIS_TIMEOUT_MS = 250
 
+
+def schema_field(name: str, description: str, type_: str, **rules: Any) -> dict[str, Any]:
+    """One Kong schema field: ``{name: {description, type, **rules}}`` (every field carries a description)."""
+    return {name: {"description": description, "type": type_, **rules}}
+
+
 REDIS_FIELDS: tuple[dict[str, Any], ...] = (
     {"redis_host": {"description": "Redis host (standalone).", "type": "string", "default": "127.0.0.1"}},
     {

@@ -12,44 +12,42 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from storyverse_plugins.common.identity import IDENTITY_HEADERS
+from storyverse_contracts.identity import IDENTITY_HEADERS, REQUEST_ID_HEADER
+
+from storyverse_plugins.common.schema_fields import schema_field
 
 ID_PLACEHOLDER = "{id}"
-DEFAULT_FORWARD = (*IDENTITY_HEADERS.values(), "X-Request-Id")
+DEFAULT_FORWARD = (*IDENTITY_HEADERS.values(), REQUEST_ID_HEADER)
 
 _NAME = re.compile(r"\A[a-z][a-z0-9_]{0,31}\Z")
 _FIELD = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 _HEADER = re.compile(r"\A[A-Za-z0-9-]{1,64}\Z")
 
 
-def _field(name: str, description: str, type_: str, **extra: Any) -> dict[str, Any]:
-    return {name: {"description": description, "type": type_, **extra}}
-
-
 _EXPANSION = {
     "type": "record",
     "description": "One thing a client may expand: where the story names it, and the service that serves it.",
     "fields": (
-        _field(
+        schema_field(
             "name",
             "The value clients put in the expand query argument, e.g. characters (lower case, digits, underscore).",
             "string",
             required=True,
         ),
-        _field(
+        schema_field(
             "id_field",
             "The story field that holds the id (a string or integer) or a list of ids, e.g. character_ids.",
             "string",
             required=True,
         ),
-        _field(
+        schema_field(
             "url",
             "The service URL of one resource: `{id}` is replaced by the (validated) id, or, without `{id}`, the id "
             "is appended as the last path segment. Only these configured URLs are ever fetched (no SSRF).",
             "string",
             required=True,
         ),
-        _field(
+        schema_field(
             "target_field",
             "The story field that receives the fetched resource (an object, or a list for a list of ids); "
             "defaults to name.",
@@ -59,7 +57,7 @@ _EXPANSION = {
 }
 
 Schema = (
-    _field(
+    schema_field(
         "expansions",
         "What clients may expand on this route; any other value in the expand argument is refused with a 400.",
         "array",
@@ -67,55 +65,57 @@ Schema = (
         len_min=1,
         elements=_EXPANSION,
     ),
-    _field("query_arg", "The query argument that lists the expansions, comma-separated.", "string", default="expand"),
-    _field(
+    schema_field(
+        "query_arg", "The query argument that lists the expansions, comma-separated.", "string", default="expand"
+    ),
+    schema_field(
         "envelope_field",
         "The field of a JSON response that holds the record (the story's and each fetched resource's), e.g. item; "
         "unset: the whole body is the record.",
         "string",
     ),
-    _field(
+    schema_field(
         "markers_field",
         "The story field that reports each expansion's outcome: {status: ok|partial|failed, errors: {id: reason}}.",
         "string",
         default="_expanded",
     ),
-    _field(
+    schema_field(
         "budget_ms",
         "Total time all fetches of one request may take; whatever is not back by then is marked timeout.",
         "integer",
         default=300,
         between=[10, 5000],
     ),
-    _field(
+    schema_field(
         "timeout_ms",
         "Connect and read timeout of each fetch (never more than what is left of budget_ms).",
         "integer",
         default=250,
         between=[10, 5000],
     ),
-    _field(
+    schema_field(
         "max_ids",
         "At most this many ids are fetched per expansion; the rest are marked over_limit.",
         "integer",
         default=25,
         between=[1, 100],
     ),
-    _field(
+    schema_field(
         "max_concurrency",
         "At most this many fetches of one request are in flight at once.",
         "integer",
         default=8,
         between=[1, 32],
     ),
-    _field(
+    schema_field(
         "max_body_bytes",
         "Largest story body the plugin composes, and largest body accepted from each fetch (larger: error).",
         "integer",
         default=262144,
         between=[1024, 8388608],
     ),
-    _field(
+    schema_field(
         "forward_headers",
         "Request headers copied onto every fetch, as the story's upstream received them (sv-jwt's identity "
         "headers and the request id: the services are per user).",

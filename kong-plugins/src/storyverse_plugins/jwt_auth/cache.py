@@ -15,9 +15,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+_sha256 = hashlib.sha256
+
 
 def token_digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode("ascii", "replace")).digest()
+    """SHA-256 of the token's UTF-8 bytes (one-to-one, surrogates passed through: distinct strings never share a
+    digest input, and nothing raises; the gate only hashes ASCII tokens)."""
+    return _sha256(token.encode("utf-8", "surrogatepass")).digest()
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,7 @@ class CachedToken:
     kid: str
     valid_until: float
     sid: str | None = None  # the session: revoking it revokes the token (denylist)
+    allow: Any = None  # the Allow of a request without spoofed headers, built once (gate.Gate._entry)
 
 
 class TokenCache:
@@ -46,18 +51,23 @@ class TokenCache:
         return len(self._entries)
 
     def get(self, digest: bytes, now: float, known_kids: Mapping[str, Any]) -> CachedToken | None:
-        with self._lock:
-            entry = self._entries.get(digest)
-            if entry is None:
-                self.misses += 1
-                return None
-            if now >= entry.valid_until or entry.kid not in known_kids:
-                del self._entries[digest]
-                self.misses += 1
-                return None
+        # Reads take no lock: each OrderedDict operation is atomic under the GIL, and writers (put, an expired
+        # entry's removal) hold the lock among themselves. The counters are statistics only.
+        entry = self._entries.get(digest)
+        if entry is None:
+            self.misses += 1
+            return None
+        if now >= entry.valid_until or entry.kid not in known_kids:  # expiry is checked on every hit
+            with self._lock:
+                self._entries.pop(digest, None)
+            self.misses += 1
+            return None
+        try:
             self._entries.move_to_end(digest)
-            self.hits += 1
-            return entry
+        except KeyError:  # evicted meanwhile: still verified and unexpired, so still good for this request
+            pass
+        self.hits += 1
+        return entry
 
     def put(self, digest: bytes, entry: CachedToken) -> None:
         if self.max_entries <= 0:

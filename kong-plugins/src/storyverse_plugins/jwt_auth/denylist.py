@@ -2,8 +2,8 @@
 
 The auth service writes ``sv:revoked:{s:<sid>}:jti:<jti>`` on logout (TTL = the token's remaining lifetime) and
 ``sv:revoked:{s:<sid>}:sid`` whenever a session ends (logout, "log out other devices", refresh-token reuse, password
-change/reset; TTL = access-token lifetime + 60 s); common/keys.py builds both. They share the session's hash tag, so
-``EXISTS jti-key sid-key`` is ONE round trip on standalone Redis and on Redis Cluster alike.
+change/reset; TTL = access-token lifetime + 60 s); storyverse_contracts.keys builds both. They share the session's
+hash tag, so ``EXISTS jti-key sid-key`` is ONE round trip on standalone Redis and on Redis Cluster alike.
 
 Off the per-request path (``RevocationWatch``, standalone Redis): the plugin server asks Redis to push every write
 under ``sv:revoked:`` (client-side caching, ``CLIENT TRACKING ... BCAST PREFIX sv:revoked:``, invalidations
@@ -29,8 +29,8 @@ from collections.abc import Callable
 from typing import Protocol
 
 import redis
+from storyverse_contracts.keys import REVOKED_PREFIX, revoked_jti_key, revoked_sid_key
 
-from storyverse_plugins.common.keys import REVOKED_PREFIX, revoked_jti_key, revoked_sid_key
 from storyverse_plugins.common.redis_pool import RedisSettings
 
 BREAKER_SECONDS = 0.5

@@ -16,11 +16,13 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
+
+from storyverse_contracts.errors import INVALID_TOKEN, TOKEN_EXPIRED
+from storyverse_contracts.identity import IDENTITY_HEADERS
 
 from storyverse_plugins.common.decision import Allow, Decision, Deny
-from storyverse_plugins.common.identity import IDENTITY_HEADERS, SHARED_IDENTITY
+from storyverse_plugins.common.identity import SHARED_IDENTITY
 from storyverse_plugins.common.redis_pool import RedisSettings, get_client
 from storyverse_plugins.jwt_auth.cache import CachedToken, TokenCache, token_digest
 from storyverse_plugins.jwt_auth.denylist import (
@@ -35,6 +37,7 @@ from storyverse_plugins.jwt_auth.schema import Config
 from storyverse_plugins.jwt_auth.tokens import Failure, Reason, Verified, verify
 
 MAX_SPOOFED_HEADERS = 16  # more client-sent identity headers than this is an attack, not a mistake
+MAX_KNOWN_NAMES = 4096  # header names whose verdict is remembered (random names beyond it are checked each time)
 RETRY_AFTER_SECONDS = "5"
 IDENTITY_CLAIMS = ("sub", "role", "family_id", "tier", "tz", "age_band", "content_rating", "jti", "scope", "sid")
 # Parental controls and family membership, for sv-rbac (children, hours, ratings, features) and sv-quota
@@ -51,8 +54,12 @@ _REQUEST_ID = re.compile(r"\A[A-Za-z0-9._:-]{8,128}\Z")
 _IDENTITY_NAMES = frozenset(name.lower() for name in IDENTITY_HEADERS.values())
 
 
-@dataclass(frozen=True)
-class Verdict:
+_verdict = tuple.__new__  # builds a Verdict from its four fields without NamedTuple's Python-level __new__
+
+
+class Verdict(NamedTuple):
+    """Immutable like a frozen dataclass, but built at tuple speed: one is made per request."""
+
     decision: Decision
     log: str | None = None  # for the log only, never sent to the client
     log_level: str = "info"  # "error" lines also go to Kong's error log (kong.log.err)
@@ -69,29 +76,24 @@ def _values(value: Any) -> list[str]:
     return [value] if isinstance(value, str) else []
 
 
-def spoofed_headers(headers: Mapping[str, Any], prefixes: tuple[str, ...]) -> list[str]:
-    """Names (as received, lower-case) of client headers that only the gateway may set.
+def is_identity_header(name: str, prefixes: tuple[str, ...]) -> bool:
+    """Is this client header one only the gateway may set?
 
     ``_`` counts as ``-``: several backends (WSGI's ``HTTP_X_USER_ID``) read ``X_User_Id`` as ``X-User-Id``.
     ``prefixes`` are lower-case with ``-`` (see ``Gate``).
     """
-    found = []
-    for name in headers:
-        norm = name.lower().replace("_", "-")
-        if norm in _IDENTITY_NAMES or norm.startswith(prefixes):
-            found.append(name)
-    return found
-
-
-def header_lines(headers: Mapping[str, Any]) -> int:
-    """How many header lines get_headers() returned (a name with several values counts each)."""
-    return sum(len(v) if isinstance(v, list) else 1 for v in headers.values())
+    norm = name.lower().replace("_", "-")
+    return norm in _IDENTITY_NAMES or norm.startswith(prefixes)
 
 
 def bearer_token(values: list[str]) -> str | Failure | None:
     """The bearer token; None when there is none (no header, or another scheme); Failure when malformed."""
     if not values:
         return None
+    if len(values) == 1 and values[0].startswith("Bearer "):  # the usual shape: same checks, fewer copies
+        token = values[0][7:]
+        if token and " " not in token and token.isascii() and not (token[0].isspace() or token[-1].isspace()):
+            return token
     if len(values) > 1:
         return Failure(Reason.MALFORMED, "more than one Authorization header")
     scheme, _, token = values[0].strip().partition(" ")
@@ -142,15 +144,15 @@ def _challenge(realm: str, error: str | None = None, description: str | None = N
 
 
 def missing_token(realm: str) -> Deny:
-    return Deny(401, "invalid_token", "A valid bearer access token is required.", _challenge(realm))
+    return Deny(401, INVALID_TOKEN, "A valid bearer access token is required.", _challenge(realm))
 
 
 def rejected_token(realm: str, failure: Failure) -> Deny:
     if failure.reason is Reason.EXPIRED:
         return Deny(
-            401, "token_expired", "The access token has expired.", _challenge(realm, "invalid_token", "token expired")
+            401, TOKEN_EXPIRED, "The access token has expired.", _challenge(realm, "invalid_token", "token expired")
         )
-    return Deny(401, "invalid_token", "The access token is invalid.", _challenge(realm, "invalid_token"))
+    return Deny(401, INVALID_TOKEN, "The access token is invalid.", _challenge(realm, "invalid_token"))
 
 
 def bad_request(realm: str, detail: str) -> Deny:
@@ -181,30 +183,54 @@ class Gate:
     ) -> None:
         self.cfg, self.jwks, self.cache, self.denylist, self.clock = cfg, jwks, cache, denylist, clock
         self.prefixes = tuple(p.lower().replace("_", "-") for p in cfg.strip_header_prefixes)
+        self._rid_header = cfg.request_id_header.lower()
+        self._known_names: dict[str, bool] = {}  # header name -> only the gateway may set it
 
     def decide(self, headers: Mapping[str, Any]) -> Verdict:
         cfg = self.cfg
-        rid = next(iter(_values(headers.get(cfg.request_id_header.lower()))), None)
-        rid = rid if rid and _REQUEST_ID.match(rid) else None
-        if header_lines(headers) >= cfg.max_request_headers:
+        rid = headers.get(self._rid_header)
+        if rid is not None:
+            rid = next(iter(_values(rid)), None)
+            rid = rid if rid and _REQUEST_ID.match(rid) else None
+        lines, strip = self._scan(headers)
+        if lines >= cfg.max_request_headers:
             return Verdict(bad_request(cfg.realm, "Too many request headers."), "header limit reached", request_id=rid)
-        strip = spoofed_headers(headers, self.prefixes)
         if len(strip) > MAX_SPOOFED_HEADERS:
             return Verdict(bad_request(cfg.realm, "Too many identity headers."), "spoofed header flood", request_id=rid)
-        token = bearer_token(_values(headers.get("authorization")))
+        auth = headers.get("authorization")
+        token = bearer_token(auth if type(auth) is list and len(auth) == 1 and type(auth[0]) is str else _values(auth))
         if token is None:
             if cfg.anonymous:
                 return Verdict(Allow(upstream_headers={name: [] for name in strip}), request_id=rid)
             return Verdict(missing_token(cfg.realm), request_id=rid)
         outcome = self._authenticate(token) if isinstance(token, str) else self._reject(token)
         if isinstance(outcome, Verdict):
-            return Verdict(outcome.decision, outcome.log, outcome.log_level, rid)
-        setting = frozenset(name.lower() for name in outcome.upstream_headers)
-        upstream: dict[str, Any] = {name: [] for name in strip if name.lower() not in setting}
-        upstream.update(outcome.upstream_headers)
-        return Verdict(
-            Allow(upstream_headers=upstream, shared={SHARED_IDENTITY: dict(outcome.identity)}), request_id=rid
-        )
+            return outcome._replace(request_id=rid)
+        if not strip:  # the common case: the decision built once per token (never mutated by its readers)
+            return _verdict(Verdict, (outcome.allow, None, "info", rid))
+        setting = outcome.allow.upstream_headers
+        lowered = {name.lower() for name in setting}
+        clear = [name for name in strip if name.lower() not in lowered]
+        if not clear:  # only headers the identity sets anyway (they replace every client copy)
+            return Verdict(outcome.allow, None, "info", rid)
+        upstream: dict[str, Any] = {name: [] for name in clear}
+        upstream.update(setting)
+        return Verdict(Allow(upstream_headers=upstream, shared=outcome.allow.shared), None, "info", rid)
+
+    def _scan(self, headers: Mapping[str, Any]) -> tuple[int, list[str]]:
+        """One pass over the headers: how many lines (a name with several values counts each) and which names only
+        the gateway may set. A name's verdict is remembered (bounded): clients send the same few names."""
+        lines, strip, known = 0, [], self._known_names
+        for name, value in headers.items():
+            lines += len(value) if isinstance(value, list) else 1
+            spoofed = known.get(name)
+            if spoofed is None:
+                spoofed = is_identity_header(name, self.prefixes)
+                if len(known) < MAX_KNOWN_NAMES:
+                    known[name] = spoofed
+            if spoofed:
+                strip.append(name)
+        return lines, strip
 
     def _reject(self, failure: Failure) -> Verdict:
         return Verdict(
@@ -233,7 +259,8 @@ class Gate:
         identity, headers = identity_of(verified.claims)
         valid_until = verified.exp + self.cfg.verify.leeway
         sid = verified.claims.get("sid")
-        return CachedToken(identity, headers, verified.claims["jti"], verified.kid, valid_until, sid)
+        allow = Allow(upstream_headers=dict(headers), shared={SHARED_IDENTITY: identity})
+        return CachedToken(identity, headers, verified.claims["jti"], verified.kid, valid_until, sid, allow)
 
     def _check_denylist(self, entry: CachedToken) -> CachedToken | Verdict:
         try:

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from storyverse_plugins.common.identity import IDENTITY_HEADER_PREFIX
+from storyverse_contracts.identity import IDENTITY_HEADER_PREFIX
+
 from storyverse_plugins.common.redis_pool import RedisSettings
-from storyverse_plugins.common.schema_fields import REDIS_FIELDS, parse_redis
+from storyverse_plugins.common.schema_fields import REDIS_FIELDS, parse_redis, schema_field
 from storyverse_plugins.jwt_auth.denylist import MAX_CACHE_SECONDS
 from storyverse_plugins.jwt_auth.tokens import MAX_LEEWAY_SECONDS, SUPPORTED_ALGORITHMS, VerifyConfig
 
@@ -22,20 +23,16 @@ _ALGS = sorted(SUPPORTED_ALGORITHMS)
 DEFAULT_DENYLIST_CACHE_MS = 500
 
 
-def _field(name: str, description: str, type_: str, **rules: Any) -> dict[str, Any]:
-    return {name: {"description": description, "type": type_, **rules}}
-
-
 Schema = (
-    _field(
+    schema_field(
         "jwks_url",
         "URL of the auth service's JWK Set (http or https), e.g. http://auth:8000/.well-known/jwks.json.",
         "string",
         required=True,
     ),
-    _field("issuer", "Expected `iss` claim, compared exactly.", "string", required=True),
-    _field("audience", "Expected `aud` claim (or one element of it), compared exactly.", "string", required=True),
-    _field(
+    schema_field("issuer", "Expected `iss` claim, compared exactly.", "string", required=True),
+    schema_field("audience", "Expected `aud` claim (or one element of it), compared exactly.", "string", required=True),
+    schema_field(
         "algorithms",
         "Signature algorithms accepted; each key also only verifies the ones of its type "
         "(RSA: RS256/PS256, EC P-256: ES256, OKP Ed25519: EdDSA). HS* and none are never accepted.",
@@ -44,7 +41,7 @@ Schema = (
         default=["RS256", "ES256", "EdDSA"],
         required=True,
     ),
-    _field(
+    schema_field(
         "leeway",
         "Clock skew tolerated on exp, nbf and iat, in seconds (at most 60).",
         "integer",
@@ -52,7 +49,7 @@ Schema = (
         between=[0, MAX_LEEWAY_SECONDS],
         required=True,
     ),
-    _field(
+    schema_field(
         "anonymous",
         "Public-route mode: a request without a bearer token passes (without identity); a token "
         "that is present but invalid is still a 401.",
@@ -60,7 +57,7 @@ Schema = (
         default=False,
         required=True,
     ),
-    _field(
+    schema_field(
         "headers_in_guard",
         "Leave the upstream identity headers (and clearing the client's copies) to sv-edge, a Kong Lua plugin: they "
         "travel in kong.ctx.shared.sv_identity (`upstream`, `clear`), saving one PDK round trip. Only where sv-edge "
@@ -69,8 +66,8 @@ Schema = (
         default=False,
         required=True,
     ),
-    _field("realm", "The realm in WWW-Authenticate challenges.", "string", default="storyverse", required=True),
-    _field(
+    schema_field("realm", "The realm in WWW-Authenticate challenges.", "string", default="storyverse", required=True),
+    schema_field(
         "jwks_timeout",
         "Timeout of one JWKS fetch, in seconds.",
         "number",
@@ -78,7 +75,7 @@ Schema = (
         between=[0.1, 10],
         required=True,
     ),
-    _field(
+    schema_field(
         "jwks_cache_ttl",
         "Refetch the JWKS when the cached copy is older than this, in seconds (the old keys "
         "stay in use if the fetch fails).",
@@ -87,7 +84,7 @@ Schema = (
         between=[10, 86400],
         required=True,
     ),
-    _field(
+    schema_field(
         "jwks_refresh_min_interval",
         "At most one JWKS fetch per this many seconds, whatever triggers it "
         "(unknown kid, expiry); bounds the fetches a flood of random kids can cause.",
@@ -96,7 +93,7 @@ Schema = (
         between=[1, 3600],
         required=True,
     ),
-    _field(
+    schema_field(
         "cache_size",
         "Verified tokens kept in memory (LRU by SHA-256 of the token; 0 disables the cache).",
         "integer",
@@ -104,7 +101,7 @@ Schema = (
         between=[0, 1000000],
         required=True,
     ),
-    _field(
+    schema_field(
         "denylist",
         "Reject tokens the auth service revoked: the token (Redis key sv:revoked:{s:<sid>}:jti:<jti>) or its "
         "session (sv:revoked:{s:<sid>}:sid): one slot, one EXISTS; answers are kept in process while Redis "
@@ -113,7 +110,7 @@ Schema = (
         default=True,
         required=True,
     ),
-    _field(
+    schema_field(
         "denylist_cache_ms",
         "The revocation bound, in milliseconds (0: ask Redis on every request; at most 1000): a revocation takes "
         "effect within this time. While Redis pushes invalidations an answer is reused until its key changes; "
@@ -123,7 +120,7 @@ Schema = (
         between=[0, int(MAX_CACHE_SECONDS * 1000)],
         required=True,
     ),
-    _field(
+    schema_field(
         "denylist_fault_tolerant",
         "When Redis cannot be read, let verified tokens through instead of "
         "answering 503. Off by default: sv-jwt fails closed.",
@@ -131,7 +128,7 @@ Schema = (
         default=False,
         required=True,
     ),
-    _field(
+    schema_field(
         "strip_header_prefixes",
         "Client request headers starting with any of these prefixes are removed on "
         "every route, as are X-User-Id, X-User-Role, X-Family-Id, X-Account-Tier and X-Content-Rating.",
@@ -140,7 +137,7 @@ Schema = (
         default=[IDENTITY_HEADER_PREFIX],
         required=True,
     ),
-    _field(
+    schema_field(
         "max_request_headers",
         "How many request header lines are read; a request with more is refused (400) "
         "so that no spoofed header can hide beyond the limit. Keep it equal to lua_max_req_headers.",
@@ -149,7 +146,7 @@ Schema = (
         between=[10, 1000],
         required=True,
     ),
-    _field(
+    schema_field(
         "request_id_header",
         "Header whose value (set by sv-request-id) is echoed in problem documents.",
         "string",

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
+from storyverse_contracts import identity, tiers
 
 MAX_TOKEN_BYTES = 8192
 MAX_LEEWAY_SECONDS = 60
@@ -38,9 +39,9 @@ FORBIDDEN_HEADER_MEMBERS = frozenset({"crit", "jku", "x5u", "jwk", "x5c", "b64",
 
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "exp", "iat", "nbf", "jti", "role", "family_id", "tier")
 CHILD_REQUIRED_CLAIMS = ("age_band", "content_rating")
-ROLES = frozenset({"parent", "child", "admin"})
+ROLES = frozenset(identity.ROLES)
 # Family tiers, plus the metering plans of API-key tokens (auth service apikeys: tier = plan, metered by sv-quota)
-TIERS = frozenset({"basic", "premium", "partner-basic", "partner-premium"})
+TIERS = frozenset(tiers.TIERS)
 # String claims that travel on as header values or Redis keys: printable ASCII, no spaces, bounded.
 STRING_CLAIMS = ("sub", "jti", "family_id", "role", "tier", "tz", "age_band", "content_rating", "sid", "scope")
 

@@ -6,7 +6,8 @@ How blocks happen (sv-quota, config `abuse`): in the log phase every answer whos
 (`abuse.login: true`) `login_distinct` different accounts failing to log in from one IP inside `login_window`
 (credential stuffing), block the subject for `block_base` seconds, doubling with each further block (capped at
 `block_max`) until `memory` seconds pass without one. One atomic script (quota/lua/abuse.lua) counts and blocks;
-decide.lua reads the block of the request's subject in the same round trip as its limits, so a blocked subject gets
+decide.lua reads the block of the request's subject (the string `blk` key abuse.lua sets beside the hash's `until`,
+keys.block_key) in the same MGET as its rate state, so a blocked subject gets
 429 `rate_limited` (`reason: abuse_block`) with Retry-After at no extra Redis cost, and the plugin server then
 answers it from its in-process cache. Account blocks apply on user routes, IP blocks on routes limited by IP
 (anonymous routes such as login). Every block started is counted in sv_quota_abuse_blocks_total{subject,reason}.
@@ -27,7 +28,7 @@ import math
 import time
 from typing import Any
 
-from storyverse_plugins.common.keys import BLOCKS_INDEX
+from storyverse_contracts.keys import BLOCKS_INDEX, block_key
 
 
 def _text(value: Any) -> str:
@@ -66,6 +67,7 @@ def list_blocks(client, now_ms: int | None = None, limit: int = 1000) -> list[di
 def unblock(client, key: str) -> bool:
     """Lift a block now (plugin servers that cached it answer 429 until their cached entry ends, at most
     `quota_cache_max` seconds; the escalation level stays so a relapse is blocked longer). True when one was set."""
-    lifted = bool(client.hdel(key, "until"))
+    lifted = bool(client.hdel(key, "until"))  # the admin's record
+    lifted = bool(client.delete(block_key(key))) or lifted  # what decide.lua enforces
     client.zrem(BLOCKS_INDEX, key)
     return lifted

@@ -58,6 +58,7 @@ __all__ = ["SHARED_LOGIN", "SHARED_QUOTA", "LogPlugin", "Plugin", "Schema", "log
 
 def make_limiter(cfg: Config) -> Limiter:
     storage = RedisStorage(lambda: get_client(cfg.redis), cfg.breaker_ms)
+    METRICS.watch_breaker(storage)
     options = Options(
         cfg.retry_after_jitter_max, cfg.overlimit_cache, cfg.quota_cache_max, cfg.response_headers != "never"
     )

@@ -183,10 +183,8 @@ class Limiter:
             res = None
             if verdict.reserved and batch.quota:
                 q = batch.quota
-                pairs = tuple(
-                    (c.key, c.res_key) for c, s in zip(q.counters, verdict.counters, strict=True) if s.allowed
-                )
-                res = Reservation(pairs, q.rid, q.res_expiry_ms, q.expire_at_ms, q.fault_tolerant)
+                held = tuple(c.key for c, s in zip(q.counters, verdict.counters, strict=True) if s.allowed)
+                res = Reservation(held, q.rid, q.res_expiry_ms, q.expire_at_ms, q.fault_tolerant)
             return Outcome(Allow(response_headers=headers), res)
         return Outcome(self._reject(batch, verdict, views))
 
@@ -229,7 +227,7 @@ class Limiter:
         result = self.storage.strike(strike)
         if result.new_block:
             self.metrics.inc("abuse_blocks", strike.kind, result.reason)
-            self._cache_block(strike.key, result.until_ms, strike.now_ms)
+            self._cache_block(strike.block_key, result.until_ms, strike.now_ms)  # the key decide checks
             self.storage.index_block(strike.key, result.until_ms, strike.now_ms)
         return result
 

@@ -1,15 +1,19 @@
-"""Prometheus counters kept in the plugin-server process, with a text-exposition renderer (no dependency).
+"""Prometheus metrics kept in the plugin-server process, with a text-exposition renderer (no dependency).
 
 Counters: sv_quota_throttled_total{policy,source}, sv_quota_shadow_rejects_total{policy,source},
 sv_quota_redis_errors_total{op}, sv_quota_breaker_open_total{op}, sv_quota_degraded_total{op},
 sv_quota_fail_open_total{op}, sv_quota_settled_total{result},
-sv_quota_abuse_strikes_total{status}, sv_quota_abuse_blocks_total{subject,reason} (every block started);
-histogram-like gauge: sv_quota_utilisation_bucket{quota,le} (how full quotas are when checked).
+sv_quota_abuse_strikes_total{status}, sv_quota_abuse_blocks_total{subject,reason} (every block started).
+Histogram: sv_quota_utilisation_ratio{quota} (_bucket{le}, _sum, _count): how full a quota is when it is checked
+(committed + held units / the day's limit).
+Gauge: sv_quota_redis_breaker_open: 1 while the Redis circuit breaker of an sv-quota instance in this process is open
+(decisions then skip Redis: fault-tolerant rate limits are decided in process, fail-closed limits answer 503).
 """
 
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import Counter
 
 UTILISATION_BUCKETS = (0.5, 0.8, 1.0)
@@ -40,6 +44,8 @@ _LABELS = {
 class Metrics:
     def __init__(self) -> None:
         self._counts: Counter[tuple[str, tuple[str, ...]]] = Counter()
+        self._ratio_sums: dict[str, float] = {}
+        self._breakers: weakref.WeakSet = weakref.WeakSet()  # objects with breaker_open() -> bool
         self._lock = threading.Lock()
 
     def inc(self, name: str, *labels: str) -> None:
@@ -52,14 +58,27 @@ class Metrics:
                 if ratio <= le:
                     self._counts[("utilisation", (quota, str(le)))] += 1
             self._counts[("utilisation", (quota, "+Inf"))] += 1
+            self._ratio_sums[quota] = self._ratio_sums.get(quota, 0.0) + ratio
+
+    def watch_breaker(self, storage) -> None:
+        """Report this storage's circuit breaker in sv_quota_redis_breaker_open (held weakly)."""
+        with self._lock:
+            self._breakers.add(storage)
+
+    def breaker_open(self) -> bool:
+        with self._lock:
+            storages = list(self._breakers)
+        return any(s.breaker_open() for s in storages)
 
     def value(self, name: str, *labels: str) -> int:
         return self._counts[(name, labels)]
 
     def render(self) -> str:
         """Prometheus text exposition format 0.0.4."""
+        breaker = self.breaker_open()
         with self._lock:
             items = sorted(self._counts.items())
+            sums = dict(self._ratio_sums)
         lines: list[str] = []
         for name, help_text in _HELP.items():
             lines += [f"# HELP sv_quota_{name}_total {help_text}", f"# TYPE sv_quota_{name}_total counter"]
@@ -67,15 +86,33 @@ class Metrics:
                 if n == name:
                     pairs = ",".join(f'{k}="{_esc(x)}"' for k, x in zip(_LABELS[name], labels, strict=True))
                     lines.append(f"sv_quota_{name}_total{{{pairs}}} {v}")
+        lines += _histogram(items, sums)
         lines += [
-            "# HELP sv_quota_utilisation Checks by quota fill ratio (cumulative buckets).",
-            "# TYPE sv_quota_utilisation histogram",
+            "# HELP sv_quota_redis_breaker_open 1 while the Redis circuit breaker of an sv-quota instance is open.",
+            "# TYPE sv_quota_redis_breaker_open gauge",
+            f"sv_quota_redis_breaker_open {1 if breaker else 0}",
         ]
-        for (n, labels), v in items:
-            if n == "utilisation":  # (unpack only these: other counters have one or two labels)
-                quota, le = labels
-                lines.append(f'sv_quota_utilisation_bucket{{quota="{_esc(quota)}",le="{le}"}} {v}')
         return "\n".join(lines) + "\n"
+
+
+def _histogram(items: list, sums: dict[str, float]) -> list[str]:
+    """sv_quota_utilisation_ratio: cumulative buckets, then _sum and _count (= the +Inf bucket) per quota."""
+    lines = [
+        "# HELP sv_quota_utilisation_ratio How full a daily quota is when a request is checked (used + held / limit).",
+        "# TYPE sv_quota_utilisation_ratio histogram",
+    ]
+    buckets: dict[str, dict[str, int]] = {}
+    for (n, labels), v in items:
+        if n == "utilisation":  # (unpack only these: other counters have one or two labels)
+            quota, le = labels
+            buckets.setdefault(quota, {})[le] = v
+    for quota, found in sorted(buckets.items()):
+        q = _esc(quota)
+        for le in (*map(str, UTILISATION_BUCKETS), "+Inf"):  # increasing, +Inf last
+            lines.append(f'sv_quota_utilisation_ratio_bucket{{quota="{q}",le="{le}"}} {found.get(le, 0)}')
+        lines.append(f'sv_quota_utilisation_ratio_sum{{quota="{q}"}} {sums.get(quota, 0.0)!r}')
+        lines.append(f'sv_quota_utilisation_ratio_count{{quota="{q}"}} {found.get("+Inf", 0)}')
+    return lines
 
 
 def _esc(value: str) -> str:

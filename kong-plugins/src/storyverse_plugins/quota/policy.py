@@ -7,7 +7,8 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
-from storyverse_plugins.common import keys
+from storyverse_contracts import keys
+
 from storyverse_plugins.quota.schema import Config, RatePolicy
 from storyverse_plugins.quota.strategies import Batch, Counter, QuotaPlan, RateLimit, Strike
 from storyverse_plugins.quota.tiers import Plan, daily_limit, local_day
@@ -36,7 +37,7 @@ def build_batch(
     rates = tuple(_rate(p, tag, ident, plan) for p in cfg.policies)
     charged = cfg.quota.enabled and ident is not None and (not cfg.quota.methods or method in cfg.quota.methods)
     quota = _quota(cfg, ident, tag, plan, now_s, new_rid) if charged and ident else None
-    block = abuse_subject(tag, ident)[0] if cfg.abuse.enabled else None
+    block = keys.block_key(abuse_subject(tag, ident)[0]) if cfg.abuse.enabled else None
     return Batch(tag=tag, now_ms=int(now_s * 1000), rates=rates, quota=quota, block_key=block)
 
 
@@ -75,6 +76,7 @@ def build_strike(cfg: Config, identity: dict | None, ip: str | None, fingerprint
     login_key = keys.login_failures_key(tag) if a.login and fingerprint and ident is None else None
     return Strike(
         key=key,
+        block_key=keys.block_key(key),
         kind=kind,
         subject=subject,
         now_ms=int(now_s * 1000),
@@ -109,8 +111,7 @@ def child_limit(ident: dict, claim: str) -> int | None:
 
 
 def _counter(scope: str, tag: str, date: str, limit: int) -> Counter:
-    key = keys.quota_key(tag, scope, date)
-    return Counter(scope, key, keys.reservations_key(key), limit)
+    return Counter(scope, keys.quota_key(tag, scope, date), limit)
 
 
 def _quota(cfg: Config, ident: dict, tag: str, plan: Plan, now_s: float, new_rid: Callable[[], str]) -> QuotaPlan:

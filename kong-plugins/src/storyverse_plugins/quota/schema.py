@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from storyverse_contracts.tiers import DEFAULT_TIER
+
 from storyverse_plugins.common.redis_pool import RedisSettings
 from storyverse_plugins.common.schema_fields import REDIS_FIELDS, parse_redis
 from storyverse_plugins.quota.tiers import DEFAULT_PLANS, Occasion, Plan
@@ -122,7 +124,7 @@ _QUOTA = {
             "default_tier": {
                 "description": "Plan used when the token has no known tier.",
                 "type": "string",
-                "default": "basic",
+                "default": DEFAULT_TIER,
             }
         },
         {
@@ -296,7 +298,7 @@ class QuotaConfig:
     enabled: bool = False
     name: str = "stories"
     scope: str = "family"
-    default_tier: str = "basic"
+    default_tier: str = DEFAULT_TIER
     child_limit_claim: str = "daily_story_limit"
     occasions: tuple[Occasion, ...] = ()
     methods: tuple[str, ...] = ()

@@ -8,6 +8,7 @@ dead Redis costs neither a connect attempt nor a timeout per request.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -16,13 +17,11 @@ from typing import Any, Protocol
 
 import redis
 from redis.exceptions import RedisClusterException
+from storyverse_contracts.keys import BLOCKS_INDEX, RESERVATION
 
-from storyverse_plugins.common.keys import BLOCKS_INDEX
 from storyverse_plugins.quota.strategies import (
     AbuseState,
     Batch,
-    CounterState,
-    RateState,
     Reservation,
     Strike,
     StrikeResult,
@@ -31,6 +30,7 @@ from storyverse_plugins.quota.strategies import (
     gcra_step,
     overall,
     strike_step,
+    verdict_of,
 )
 
 
@@ -60,30 +60,20 @@ def load_lua(name: str) -> str:
 def decide_args(batch: Batch) -> tuple[list[str], list[Any]]:
     """KEYS and ARGV of decide.lua for a batch."""
     q = batch.quota
-    keys = [r.key for r in batch.rates]
-    for c in batch.counters:
-        keys += [c.key, c.res_key]
-    args: list[Any] = [
-        batch.now_ms,
-        len(batch.rates),
-        len(batch.counters),
-        q.rid if q else "",
-        q.res_expiry_ms if q else 0,
-        q.expire_at_ms if q else 0,
-        1 if q and q.shadow else 0,
-    ]
+    block = [batch.block_key] if batch.block_key else []
+    keys = [r.key for r in batch.rates] + block + [c.key for c in batch.counters]
+    args: list[Any] = [batch.now_ms, len(batch.rates), len(block), len(batch.counters)]
     for r in batch.rates:
         args += [repr(r.emission_ms), r.capacity, 1 if r.shadow else 0]
-    args += [c.limit for c in batch.counters]
-    if batch.block_key:
-        keys.append(batch.block_key)
-        args.append(1)
+    if q and q.counters:
+        args += [q.rid, q.res_expiry_ms, max(1, q.expire_at_ms - batch.now_ms), 1 if q.shadow else 0]
+        args += [c.limit for c in q.counters]
     return keys, args
 
 
 def strike_args(s: Strike) -> tuple[list[str], list[Any]]:
     """KEYS and ARGV of abuse.lua for a strike."""
-    keys = [s.key] + ([s.login_key] if s.login_key and s.fingerprint else [])
+    keys = [s.key, s.block_key] + ([s.login_key] if s.login_key and s.fingerprint else [])
     args = [s.now_ms, s.window_ms, s.threshold, s.base_ms, s.max_ms, s.memory_ms, s.fingerprint if s.login_key else ""]
     return keys, [*args, s.distinct, s.login_window_ms, s.kind, s.subject]
 
@@ -93,18 +83,17 @@ def parse_strike(raw: list) -> StrikeResult:
     return StrikeResult(bool(raw[0]), int(raw[1]), int(raw[2]), int(raw[3]), bool(raw[4]), reason, *map(int, raw[6:8]))
 
 
-def parse_verdict(batch: Batch, raw: list[int]) -> Verdict:
+def _num(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def parse_verdict(batch: Batch, raw: list) -> Verdict:
+    """decide.lua's raw answer -> the Verdict (strategies.verdict_of)."""
     n = len(batch.rates)
-    rates = tuple(
-        RateState(bool(raw[2 + 4 * i]), int(raw[3 + 4 * i]), int(raw[4 + 4 * i]), int(raw[5 + 4 * i])) for i in range(n)
-    )
-    base = 2 + 4 * n
-    counters = tuple(
-        CounterState(bool(raw[base + 4 * j]), *(int(v) for v in raw[base + 4 * j + 1 : base + 4 * j + 4]))
-        for j in range(len(batch.counters))
-    )
-    block_until = int(raw[base + 4 * len(batch.counters)]) if len(raw) > base + 4 * len(batch.counters) else 0
-    return Verdict(bool(raw[0]) and not block_until, bool(raw[1]), rates, counters, block_until)
+    tats = tuple(_num(v) for v in raw[3 : 3 + n])
+    flat = [int(v) for v in raw[3 + n :]]
+    counters = tuple((flat[i], flat[i + 1], flat[i + 2]) for i in range(0, len(flat), 3))
+    return verdict_of(batch, bool(raw[0]), bool(raw[1]), _num(raw[2]) or 0, tats, counters)
 
 
 # Scripts safe to run twice for one request, retried once after a timeout (Redis may have run the first call):
@@ -168,6 +157,10 @@ class RedisStorage:
             return result
         raise AssertionError("unreachable")
 
+    def breaker_open(self) -> bool:
+        """The breaker is open now: decisions skip Redis until it closes (sv_quota_redis_breaker_open)."""
+        return bool(self._breaker_s) and self._monotonic() < self._open_until
+
     def _trip(self, exc: Exception) -> bool:
         """Open the breaker at once when Redis is unreachable; on timeouts (or an exhausted local pool) only once
         nothing has succeeded for breaker_ms: a stall on a busy host must not fail every request for breaker_ms,
@@ -189,10 +182,8 @@ class RedisStorage:
         return parse_verdict(batch, self._run("decide", keys, args))
 
     def settle(self, reservation: Reservation, commit: bool, now_ms: int) -> tuple[int, ...]:
-        keys = [k for pair in reservation.keys for k in pair]
         args = ["commit" if commit else "release", reservation.rid, now_ms, reservation.res_expiry_ms]
-        args.append(reservation.expire_at_ms)
-        return tuple(int(v) for v in self._run("settle", keys, args))
+        return tuple(int(v) for v in self._run("settle", list(reservation.keys), args))
 
     def strike(self, strike: Strike) -> StrikeResult:
         keys, args = strike_args(strike)
@@ -209,14 +200,13 @@ class RedisStorage:
 
 
 class MemoryStorage:
-    """In-process storage with the same semantics as the Lua scripts (one lock = one atomic script)."""
+    """In-process storage with the same layout and semantics as the Lua scripts (one lock = one atomic script)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._tat: dict[str, tuple[float, float]] = {}  # key -> (tat, expires_at_ms)
-        self._hash: dict[str, dict[str, int]] = {}
-        self._zset: dict[str, dict[str, int]] = {}
-        self._expire: dict[str, int] = {}  # hash/zset key -> expire-at ms
+        self._str: dict[str, tuple[float, float]] = {}  # TAT and block keys: key -> (value, expires at ms)
+        self._hash: dict[str, dict[str, int]] = {}  # counters: used, grant, r:<rid> -> expiry
+        self._expire: dict[str, int] = {}  # counter key -> expires at ms
         self._abuse: dict[str, AbuseState] = {}
         self._failures: dict[str, tuple[set[str], int]] = {}  # login set key -> (fingerprints, expires at)
         self.blocks: dict[str, int] = {}  # the admin index: abuse key -> until
@@ -227,65 +217,61 @@ class MemoryStorage:
             h = self._hash.setdefault(key, {})
             h["grant"] = h.get("grant", 0) + units
 
-    def _live(self, key: str, now_ms: int) -> None:
+    def _get(self, key: str, now_ms: int) -> float | None:
+        value, expires = self._str.get(key, (None, 0))
+        return value if expires > now_ms else None
+
+    def _counter(self, key: str, now_ms: int) -> dict[str, int]:
         if self._expire.get(key, now_ms + 1) <= now_ms:
             self._hash.pop(key, None)
-            self._zset.pop(key, None)
             self._expire.pop(key, None)
+        return self._hash.setdefault(key, {})
 
     def decide(self, batch: Batch) -> Verdict:
         now, q = batch.now_ms, batch.quota
         with self._lock:
-            rates, tats = [], []
-            for r in batch.rates:
-                tat, exp = self._tat.get(r.key, (None, 0))
-                state, new_tat = gcra_step(tat if exp > now else None, now, r.emission_ms, r.capacity)
-                rates.append(state)
-                tats.append(new_tat)
-            counters = []
+            tats = tuple(self._get(r.key, now) for r in batch.rates)
+            block = self._get(batch.block_key, now) if batch.block_key else None
+            if block is not None and block > now:
+                return verdict_of(batch, False, False, block, tats, ())
+            steps = [gcra_step(t, now, r.emission_ms, r.capacity) for r, t in zip(batch.rates, tats, strict=True)]
+            raw, fresh = [], []
             for c in batch.counters:
-                self._live(c.key, now)
-                self._live(c.res_key, now)
-                zset = self._zset.setdefault(c.res_key, {})
-                lapsed = [rid for rid, exp in zset.items() if exp <= now]
-                for rid in lapsed:  # never settled: charged, as decide.lua does
-                    del zset[rid]
+                h = self._counter(c.key, now)
+                fresh.append("used" not in h)
+                lapsed = [f for f, exp in h.items() if f.startswith(RESERVATION) and exp <= now]
+                for f in lapsed:  # never settled: charged, as decide.lua does
+                    del h[f]
                 if lapsed:
-                    h = self._hash.setdefault(c.key, {})
                     h["used"] = h.get("used", 0) + len(lapsed)
-                    self._expire.setdefault(c.key, self._expire.get(c.res_key, q.expire_at_ms if q else now + 1))
-                h = self._hash.get(c.key, {})
-                counters.append(counter_step(h.get("used", 0), h.get("grant", 0), len(zset), c.limit))
-            allowed = overall(batch, tuple(rates), tuple(counters))
-            block_until = 0
-            if batch.block_key:
-                state = self._abuse.get(batch.block_key)
-                if state is not None and state.until > now and state.expires_at > now:
-                    block_until, allowed = state.until, False
+                own = RESERVATION + q.rid if q else ""
+                held = sum(1 for f in h if f.startswith(RESERVATION) and f != own)
+                raw.append((h.get("used", 0), h.get("grant", 0), held))
+            counters = tuple(counter_step(*r, c.limit) for r, c in zip(raw, batch.counters, strict=True))
+            allowed = overall(batch, tuple(s for s, _ in steps), counters)
             reserved = False
             if allowed:
-                for r, new_tat in zip(batch.rates, tats, strict=True):
+                for r, (_, new_tat) in zip(batch.rates, steps, strict=True):
                     if new_tat is not None:
-                        self._tat[r.key] = (round(new_tat, 3), new_tat + 1)
-                for i, c in enumerate(batch.counters):
-                    if q and q.rid and counters[i].allowed:
-                        self._zset[c.res_key][q.rid] = q.res_expiry_ms
-                        self._hash.setdefault(c.key, {}).setdefault("used", 0)
-                        self._expire[c.key] = self._expire[c.res_key] = q.expire_at_ms
-                        s = counters[i]
-                        counters[i] = CounterState(s.allowed, s.limit, s.used, s.reserved + 1)
+                        self._str[r.key] = (new_tat, math.ceil(new_tat - now) + 1 + now)
+                for c, state, new in zip(batch.counters, counters, fresh, strict=True):
+                    if q and q.rid and state.allowed:
+                        h = self._hash[c.key]
+                        h[RESERVATION + q.rid] = q.res_expiry_ms
+                        if new:
+                            h.setdefault("used", 0)
+                            self._expire[c.key] = q.expire_at_ms
                         reserved = True
-            return Verdict(allowed, reserved, tuple(rates), tuple(counters), block_until)
+            return verdict_of(batch, allowed, reserved, 0, tats, tuple(raw))
 
     def settle(self, reservation: Reservation, commit: bool, now_ms: int) -> tuple[int, ...]:
         out = []
+        charge = commit or now_ms >= reservation.res_expiry_ms  # a lapsed unit is charged, whatever the outcome
         with self._lock:
-            for key, res_key in reservation.keys:
-                held = self._zset.get(res_key, {}).pop(reservation.rid, None) is not None
-                h = self._hash.setdefault(key, {})
-                if commit and held:  # a swept (lapsed) reservation was charged by decide
+            for key in reservation.keys:
+                h = self._counter(key, now_ms)
+                if h.pop(RESERVATION + reservation.rid, None) is not None and charge:
                     h["used"] = h.get("used", 0) + 1
-                    self._expire[key] = reservation.expire_at_ms
                 out.append(h.get("used", 0))
         return tuple(out)
 
@@ -301,7 +287,10 @@ class MemoryStorage:
                 if found is None or found[1] <= now:
                     found = self._failures[strike.login_key] = (set(), now + strike.login_window_ms)
                 failures = found[0]
-            return strike_step(state, failures, strike)
+            result = strike_step(state, failures, strike)
+            if result.new_block:
+                self._str[strike.block_key] = (result.until_ms, result.until_ms)
+            return result
 
     def index_block(self, key: str, until_ms: int, now_ms: int) -> None:
         with self._lock:

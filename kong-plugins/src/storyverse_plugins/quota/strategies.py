@@ -36,8 +36,7 @@ class Counter:
     """One daily quota counter (the family's or user's, or a child's own limit) resolved for today."""
 
     scope: str
-    key: str
-    res_key: str
+    key: str  # the day's counter hash: used, grant, r:<rid> per held unit
     limit: int
 
 
@@ -63,7 +62,7 @@ class Batch:
     now_ms: int
     rates: tuple[RateLimit, ...] = ()
     quota: QuotaPlan | None = None
-    block_key: str | None = None  # the subject's abuse hash: a live block rejects the request in the same script
+    block_key: str | None = None  # the subject's block key (keys.block_key): a live block rejects in the same script
 
     @property
     def counters(self) -> tuple[Counter, ...]:
@@ -118,6 +117,28 @@ def counter_step(used: int, grant: int, held: int, limit: int) -> CounterState:
     return CounterState(used + held + 1 <= eff, eff, used, held)
 
 
+def verdict_of(
+    batch: Batch,
+    allowed: bool,
+    reserved: bool,
+    block_until: float,
+    tats: tuple[float | None, ...],
+    counters: tuple[tuple[int, int, int], ...],
+) -> Verdict:
+    """What clients see, from the raw state a decision read (decide.lua's answer, or MemoryStorage's): the TAT of
+    each rate before this request, each counter's (used, grant, held by others) and the block's end. Nothing here
+    decides: `allowed` and `reserved` are the storage's, made with the same formulas (gcra_step, counter_step)."""
+    now = batch.now_ms
+    rates = tuple(gcra_step(t, now, r.emission_ms, r.capacity)[0] for r, t in zip(batch.rates, tats, strict=True))
+    if block_until > now:
+        return Verdict(False, False, rates, (), int(block_until))
+    states = []
+    for c, (used, grant, held) in zip(batch.counters, counters, strict=True):
+        s = counter_step(used, grant, held, c.limit)
+        states.append(CounterState(s.allowed, s.limit, s.used, s.reserved + 1) if reserved and s.allowed else s)
+    return Verdict(allowed, reserved, rates, tuple(states))
+
+
 def overall(batch: Batch, rates: tuple[RateState, ...], counters: tuple[CounterState, ...]) -> bool:
     """Allowed when every enforced limit allows (shadow limits only report)."""
     quota_shadow = bool(batch.quota and batch.quota.shadow)
@@ -130,7 +151,7 @@ def overall(batch: Batch, rates: tuple[RateState, ...], counters: tuple[CounterS
 class Reservation:
     """A held quota unit, handed from access to log through kong.ctx.shared (plain values only)."""
 
-    keys: tuple[tuple[str, str], ...]  # (counter hash, reservations zset) per counter
+    keys: tuple[str, ...]  # the counter hashes holding the unit (field r:<rid>)
     rid: str
     res_expiry_ms: int
     expire_at_ms: int
@@ -138,7 +159,7 @@ class Reservation:
 
     def to_shared(self) -> dict:
         return {
-            "k": [list(k) for k in self.keys],
+            "k": list(self.keys),
             "r": self.rid,
             "x": self.res_expiry_ms,
             "e": self.expire_at_ms,
@@ -148,7 +169,7 @@ class Reservation:
     @classmethod
     def from_shared(cls, value: dict) -> Reservation:
         return cls(
-            keys=tuple((str(h), str(z)) for h, z in value["k"]),
+            keys=tuple(str(k) for k in value["k"]),
             rid=str(value["r"]),
             res_expiry_ms=int(value["x"]),
             expire_at_ms=int(value["e"]),
@@ -161,6 +182,7 @@ class Strike:
     """One abusive answer (401/403/429) to a subject, with the detection policy (quota/lua/abuse.lua)."""
 
     key: str  # the subject's abuse hash
+    block_key: str  # the subject's block key (what decide.lua reads)
     kind: str  # "ip" | "account"
     subject: str  # the IP or the account id, for the admin list
     now_ms: int

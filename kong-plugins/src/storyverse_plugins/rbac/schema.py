@@ -11,33 +11,33 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-ROLES = ("parent", "child", "admin")
+from storyverse_contracts.identity import ROLES
+from storyverse_contracts.ratings import AGE_BANDS, CONTENT_RATINGS
+
+from storyverse_plugins.common.schema_fields import schema_field
+
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
 KINDS = ("text", "image", "audio")
 OWNER_KINDS = ("family", "child", "account")
-DEFAULT_AGE_BANDS = ("0-2", "3-5", "6-9", "10-12", "13-15", "16-17")
-DEFAULT_CONTENT_RATINGS = ("TV-Y", "TV-Y7", "TV-G", "TV-PG", "TV-14")
+DEFAULT_AGE_BANDS = AGE_BANDS
+DEFAULT_CONTENT_RATINGS = CONTENT_RATINGS
 
 _CAPTURE = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 _HEADER = re.compile(r"\A[A-Za-z0-9-]{1,64}\Z")
 _SCALE_VALUE = re.compile(r"\A[A-Za-z0-9_+.-]{1,16}\Z")
 
 
-def _field(name: str, description: str, type_: str, **extra: Any) -> dict[str, Any]:
-    return {name: {"description": description, "type": type_, **extra}}
-
-
 _RULE = {
     "type": "record",
     "description": "One access rule: which roles may use which methods. The first rule naming a method wins.",
     "fields": (
-        _field(
+        schema_field(
             "methods",
             "HTTP methods this rule covers; leave empty for every method (a catch-all, which must be the last rule).",
             "array",
             elements={"type": "string", "one_of": list(METHODS)},
         ),
-        _field(
+        schema_field(
             "roles",
             "Roles allowed on these methods (parent, child, admin); any other role is refused with forbidden_role.",
             "array",
@@ -52,8 +52,8 @@ _OWNED = {
     "type": "record",
     "description": "A named URI capture that names a family or an account, and must belong to the caller's family.",
     "fields": (
-        _field("name", "Name of the regex route's named capture, e.g. child_id.", "string", required=True),
-        _field(
+        schema_field("name", "Name of the regex route's named capture, e.g. child_id.", "string", required=True),
+        schema_field(
             "kind",
             "What the capture names: `family` (must equal the family_id claim), `child` (a parent: one of the "
             "`children` claim; a child: itself), `account` (the caller itself, or for a parent one of its children).",
@@ -61,7 +61,7 @@ _OWNED = {
             required=True,
             one_of=list(OWNER_KINDS),
         ),
-        _field(
+        schema_field(
             "optional",
             "Skip the check when this path has no such capture (a route whose paths mix a list and an item); "
             "otherwise a missing capture is a configuration error and the request is refused with a 500.",
@@ -72,7 +72,7 @@ _OWNED = {
 }
 
 Schema = (
-    _field(
+    schema_field(
         "public",
         "Anonymous callers (no verified identity) are let through; otherwise they get a 401 (deny by default). "
         "Identified callers are still checked against the rules.",
@@ -80,33 +80,33 @@ Schema = (
         default=False,
         required=True,
     ),
-    _field(
+    schema_field(
         "rules",
         "Roles allowed per method, first match wins; a method no rule names is refused. Required unless public.",
         "array",
         elements=_RULE,
     ),
-    _field(
+    schema_field(
         "admin_override",
         "Admins pass every check of this route (roles, ownership, child and content rules).",
         "boolean",
         default=False,
         required=True,
     ),
-    _field(
+    schema_field(
         "owned_captures",
         "URI captures that must belong to the caller's family (no cross-family access, BOLA).",
         "array",
         elements=_OWNED,
     ),
-    _field(
+    schema_field(
         "child_denied_methods",
         "Methods a child may never use here, whatever the rules say.",
         "array",
         default=["DELETE"],
         elements={"type": "string", "one_of": list(METHODS)},
     ),
-    _field(
+    schema_field(
         "enforce_hours",
         "Refuse children outside the `allowed_hours` claim, read in the family's time zone (`tz` claim); a child "
         "token without a readable window or zone is refused.",
@@ -114,47 +114,47 @@ Schema = (
         default=True,
         required=True,
     ),
-    _field(
+    schema_field(
         "generation_kind",
         "The generation kind of this route (text, image, audio): a child needs it in the `features` claim.",
         "string",
         one_of=list(KINDS),
     ),
-    _field(
+    schema_field(
         "kind_capture",
         "Name of the named URI capture that holds the generation kind (instead of generation_kind).",
         "string",
     ),
-    _field(
+    schema_field(
         "min_age_band",
         "Children below this age band (see age_bands) are refused with age_restricted.",
         "string",
     ),
-    _field(
+    schema_field(
         "min_content_rating",
         "The route's content needs at least this rating: children allowed less are refused with content_restricted.",
         "string",
     ),
-    _field(
+    schema_field(
         "max_content_rating",
         "Cap on the rating forwarded upstream for this route (parents included).",
         "string",
     ),
-    _field(
+    schema_field(
         "age_bands",
         "Age bands from youngest to oldest, as in the `age_band` claim.",
         "array",
         default=list(DEFAULT_AGE_BANDS),
         elements={"type": "string"},
     ),
-    _field(
+    schema_field(
         "content_ratings",
         "Content ratings from mildest to strongest, as in the `content_rating` / `max_content_rating` claims.",
         "array",
         default=list(DEFAULT_CONTENT_RATINGS),
         elements={"type": "string"},
     ),
-    _field(
+    schema_field(
         "content_rating_header",
         "Upstream header carrying the caller's effective content rating (set only when it differs from the one "
         "sv-jwt forwarded).",
@@ -162,7 +162,7 @@ Schema = (
         default="X-Content-Rating",
         required=True,
     ),
-    _field("realm", "The realm in the WWW-Authenticate challenge of a 401.", "string", default="storyverse"),
+    schema_field("realm", "The realm in the WWW-Authenticate challenge of a 401.", "string", default="storyverse"),
 )
 
 

@@ -1,6 +1,7 @@
 -- sv-quota: one abuse strike (a 401/403/429 answered to a subject), counted in the log phase, atomically.
 -- KEYS[1]: the subject's abuse hash (until, n, win, level, seen, reason, kind, subject);
--- KEYS[2]: (optional) the IP's set of distinct failed-login fingerprints (credential stuffing).
+-- KEYS[2]: the subject's block key (string: the block's end, PX its duration), what decide.lua reads with the TATs;
+-- KEYS[3]: (optional) the IP's set of distinct failed-login fingerprints (credential stuffing).
 -- ARGV: now_ms, window_ms, threshold, base_ms, max_ms, memory_ms, fingerprint ('' = none), distinct,
 --       login_window_ms, kind ('ip' | 'account'), subject (for the admin list).
 -- `threshold` strikes inside `window_ms`, or `distinct` failed-login fingerprints inside `login_window_ms`, block the
@@ -25,10 +26,10 @@ n = n + 1
 local reason = ''
 if n >= threshold then reason = 'strikes' end
 local failures = 0
-if fp ~= '' and #KEYS > 1 then
-  redis.call('SADD', KEYS[2], fp)
-  if redis.call('PTTL', KEYS[2]) < 0 then redis.call('PEXPIRE', KEYS[2], login_window) end
-  failures = redis.call('SCARD', KEYS[2])
+if fp ~= '' and #KEYS > 2 then
+  redis.call('SADD', KEYS[3], fp)
+  if redis.call('PTTL', KEYS[3]) < 0 then redis.call('PEXPIRE', KEYS[3], login_window) end
+  failures = redis.call('SCARD', KEYS[3])
   if failures >= distinct then reason = 'credential_stuffing' end
 end
 if seen > 0 and seen + memory <= now then level = 0 end
@@ -39,7 +40,8 @@ if reason ~= '' then
   redis.call('HSET', KEYS[1], 'until', until_ms, 'n', 0, 'win', 0, 'level', level, 'seen', now,
     'reason', reason, 'kind', ARGV[10], 'subject', ARGV[11])
   redis.call('PEXPIRE', KEYS[1], duration + memory)
-  if #KEYS > 1 then redis.call('DEL', KEYS[2]) end
+  redis.call('SET', KEYS[2], until_ms, 'PX', duration)
+  if #KEYS > 2 then redis.call('DEL', KEYS[3]) end
   return {1, until_ms, level, duration, 1, reason, n, failures}
 end
 redis.call('HSET', KEYS[1], 'n', n, 'win', win)
