@@ -205,6 +205,13 @@ def test_trusted_client_without_forwarded_for_gets_the_real_ip(trusted_gw):
     assert h["x-forwarded-prefix"] == ["/plain"]
 
 
+def test_a_real_ip_that_is_not_an_address_is_ignored(trusted_gw):
+    """nginx's realip module declines a header whose address does not parse (ngx_http_get_forwarded_addr_internal:
+    ngx_parse_addr_port fails → NGX_DECLINED): the peer stays the client, as if no header came."""
+    _, _, h = echo(trusted_gw, "/plain", {"X-Real-IP": "10.7.100045.1"})
+    assert h["x-forwarded-for"] == ["127.0.0.1"] and h["x-real-ip"] == ["127.0.0.1"]
+
+
 def test_response_headers_from_the_upstream_plus_kongs(gw):
     resp = requests.get(gw.url + "/made-headers", timeout=10)
     assert resp.status_code == 201 and resp.text == "upstream body"

@@ -271,5 +271,19 @@ def test_log_sets_request_and_user_ids_and_redacts_secrets(runner):
     values = dict(ctx.nginx_ctx.get("serialize_values") or [])
     assert values["request_id"] == "req-9" and values["user_id"] == "u-9"
     assert "request.headers.cookie" in values and values["request.headers.cookie"] is None
-    assert values["request.querystring.access_token"] == "REDACTED"
+    assert dict(values["request.querystring"]) == {"access_token": "REDACTED", "x": "1"}
     assert "s3cret" not in values["request.uri"] and "access_token=REDACTED&x=1" in values["request.uri"]
+
+
+def test_log_redacts_a_secret_query_argument_in_any_spelling(runner):
+    """`ACCESS_TOKEN=`, `access%5Ftoken=`, `access_token%00=`: the decoded, case-folded name is what counts."""
+    query = "ACCESS_TOKEN=t1&x=1&access%5Ftoken=t2&access_token%00=t3"
+    ctx = run(
+        runner, edge(redact_query_args=["access_token"]), "log", ctx_for(path="/api/v1/universes", raw_query=query)
+    )
+    values = dict(ctx.nginx_ctx.get("serialize_values") or [])
+    assert (
+        values["request.uri"]
+        == "/api/v1/universes?ACCESS_TOKEN=REDACTED&x=1&access%5Ftoken=REDACTED&access_token%00=REDACTED"
+    )
+    assert not {"t1", "t2", "t3"} & set(dict(values["request.querystring"]).values())

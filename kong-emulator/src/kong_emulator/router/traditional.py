@@ -67,9 +67,32 @@ def pcre_to_python(regex: str) -> str:
     return re.sub(r"\(\?<(?![=!])", "(?P<", regex)
 
 
-def compile_path_regex(regex: str) -> re.Pattern[str]:
-    """Compile a route regex (without its `~`) as Kong's router uses it: anchored at the start."""
-    return re.compile("^(?:" + pcre_to_python(regex) + ")")
+def compile_path_regex(regex: str, router_flavor: str = "traditional_compatible") -> re.Pattern[str]:
+    """Compile a route regex (without its `~`) as Kong's router uses it: anchored at the start. Outside the
+    `traditional` flavor it is a Rust regex::Regex ("^" .. path, kong/router/transform.lua:323-327), where `$` is the
+    end of the text only, never before a final newline (Python's and PCRE's `$`): `$` becomes `\\Z`."""
+    python = pcre_to_python(regex)
+    if router_flavor != "traditional":
+        python = _end_of_text(python)
+    return re.compile("^(?:" + python + ")")
+
+
+def _end_of_text(regex: str) -> str:
+    """Every `$` that is neither escaped nor inside a character class, as `\\Z`."""
+    out, escaped, in_class = [], False, False
+    for ch in regex:
+        if escaped:
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == "[":
+            in_class = True
+        elif ch == "]":
+            in_class = False
+        elif ch == "$" and not in_class:
+            ch = "\\Z"
+        out.append(ch)
+    return "".join(out)
 
 
 def regex_path_error(path: str, router_flavor: str = "traditional_compatible") -> str | None:
@@ -282,14 +305,14 @@ class Router:
         self.flavor = router_flavor
         http_routes = [r for r in routes if HTTP_SUBSYSTEM.intersection(r.protocols or ())]
         self._matchers = sorted(
-            (m for r in http_routes for m in self._compile(r)), key=lambda m: m.sort_key, reverse=True
+            (m for r in http_routes for m in self._compile(r, router_flavor)), key=lambda m: m.sort_key, reverse=True
         )
 
     @staticmethod
-    def _compile(route: Route) -> list[_Matcher]:
+    def _compile(route: Route, flavor: str) -> list[_Matcher]:
         out = []
         for matcher_id, paths in split_paths(route):
-            compiled = tuple((p, compile_path_regex(p[1:]) if p.startswith("~") else None) for p in paths)
+            compiled = tuple((p, compile_path_regex(p[1:], flavor) if p.startswith("~") else None) for p in paths)
             out.append(
                 _Matcher(
                     sort_key=(route_priority(route, paths), _uuid_bytes(matcher_id)),

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import ipaddress
 import logging
 import os
-import posixpath
 import time
 from dataclasses import dataclass
-from urllib.parse import unquote
 
 import aiohttp
 from aiohttp import web
@@ -41,6 +40,7 @@ from kong_emulator.runloop.context import (
     UpstreamRequest,
     wire_text,
 )
+from kong_emulator.runloop.nginx_uri import normalize_request_path
 from kong_emulator.tools import kong_errors
 
 log = logging.getLogger("kong_emulator.proxy")
@@ -95,17 +95,11 @@ class Engine:
         return self.pdk_env is not None and self.pdk_env.is_trusted(address)
 
 
-def normalize_request_path(raw_path: str) -> str:
-    """nginx's `$uri`: percent-decoded, slashes merged, dot segments resolved."""
-    if raw_path[:1] == "/" and "%" not in raw_path and "//" not in raw_path and "/." not in raw_path:
-        return raw_path  # nothing to decode, merge or resolve (the usual path)
-    path = unquote(raw_path, errors="surrogateescape")  # nginx decodes to bytes, valid UTF-8 or not
-    while "//" in path:
-        path = path.replace("//", "/")
-    norm = posixpath.normpath(path) if path else "/"
-    if path.endswith("/") and norm != "/":
-        norm += "/"
-    return norm if norm.startswith("/") else "/" + norm
+def _is_ip(value: str) -> bool:
+    try:
+        return bool(ipaddress.ip_address(value))
+    except ValueError:
+        return False
 
 
 def build_client_request(request: web.Request, body: bytes, listen_port: int) -> ClientRequest:
@@ -267,7 +261,9 @@ class Proxy:
         if header.lower() == "proxy_protocol":
             return creq.client_ip
         values = [v.strip() for raw in creq.headers.get_all(header) for v in raw.split(",") if v.strip()]
-        if not values:
+        # ngx_http_get_forwarded_addr_internal: an address that does not parse declines the whole header (the peer
+        # stays $remote_addr), so "not-an-ip" from a trusted peer never becomes the client address.
+        if not values or not all(_is_ip(v) for v in values):
             return creq.client_ip
         if not conf.real_ip_recursive:
             return values[-1]

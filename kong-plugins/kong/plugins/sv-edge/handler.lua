@@ -7,13 +7,14 @@
 --                  request (sv-jwt's, never the client's), the version-less upstream path, docs files, `respond`
 --   header_filter  sv-quota's RateLimit/quota headers, a proxy-cache hit's own X-Request-Id, Deprecation/Sunset,
 --   body_filter    and RFC 9457 problem documents for every error (problem.lua)
---   log            the access log's request_id and user_id; cookies and secret query arguments never logged
+--   log            the access log's request_id and user_id; cookies, a Referer's query and secret query arguments
+--                  (by decoded, case-folded name) never logged
 -- PRIORITY 800: after sv-jwt 1450, sv-rbac 950, sv-quota 910, sv-quota-log 909 and sv-expand 810 (their marks are
 -- in by then), before proxy-cache 100 (a cache hit never skips the guard, and its key sees the gateway's identity).
 local problem = require "kong.plugins.sv-edge.problem"
 
 local type, pairs, ipairs = type, pairs, ipairs
-local find, sub, lower, gsub = string.find, string.sub, string.lower, string.gsub
+local find, sub, lower, gsub, match = string.find, string.sub, string.lower, string.gsub, string.match
 local open = io.open
 
 local SvEdge = {
@@ -220,14 +221,57 @@ end
 
 -- log -------------------------------------------------------------------------------------------------------------
 
+-- A query argument is secret when its name, percent-decoded, lower-cased and without anything but letters, digits and
+-- `_`, is one of the names: `ACCESS_TOKEN=`, `access%5Ftoken=` and `access_token%00=` are as secret as `access_token=`.
+local secret_sets = setmetatable({}, { __mode = "k" })
+
+local function secret_name(key, names)
+  local set = secret_sets[names]
+  if not set then
+    set = {}
+    for i = 1, #names do
+      set[lower(names[i])] = true
+    end
+    secret_sets[names] = set
+  end
+  return set[(gsub(lower(ngx.unescape_uri(key)), "[^%w_]", ""))] == true
+end
+
+local function redact_part(part, names)
+  local key = match(part, "^([^=]*)=")
+  if key and secret_name(key, names) then
+    return key .. "=REDACTED"
+  end
+  return part
+end
+
 local function redact(uri, names)
   if type(uri) ~= "string" or not find(uri, "?", 1, true) then
     return uri
   end
-  for i = 1, #names do
-    uri = gsub(uri, "([?&]" .. names[i] .. "=)[^&#]*", "%1REDACTED")
+  local path, query = match(uri, "^([^?]*)%?(.*)$")
+  return path .. "?" .. gsub(query, "[^&]+", function(part)
+    return redact_part(part, names)
+  end)
+end
+
+-- A Referer is the web app's page URL: on the reset-password, verify-email and join-family pages its query holds the
+-- one-time token (auth-service RESET_URL ...?token=). Its query is never logged, whatever the names in it.
+local function referer_without_query(value)
+  return type(value) == "string" and (gsub(value, "%?.*$", "?REDACTED")) or value
+end
+
+local function redact_referer(set)
+  local referer = kong.request.get_headers(MAX_HEADERS)["referer"]
+  if type(referer) == "table" then
+    local out = {}
+    for i, value in ipairs(referer) do
+      out[i] = referer_without_query(value)
+    end
+    set("request.headers.referer", out)
+  elseif type(referer) == "string" and find(referer, "?", 1, true) then
+    set("request.headers.referer", referer_without_query(referer))
   end
-  return uri
 end
 
 -- kong.log.set_serialize_value before the serializers (file-log 9, ...) read the record
@@ -242,6 +286,7 @@ function SvEdge:log(conf)
   end
   set("request.headers.cookie", nil)
   set("response.headers.set-cookie", nil)
+  redact_referer(set)
   local names = conf.redact_query_args
   if #names == 0 then
     return
@@ -251,10 +296,14 @@ function SvEdge:log(conf)
   if type(uri) == "string" and find(uri, "?", 1, true) then
     set("request.uri", redact(uri, names))
     set("request.url", var.scheme .. "://" .. var.host .. ":" .. var.server_port .. redact(uri, names))
-    for i = 1, #names do
-      if kong.request.get_query_arg(names[i]) ~= nil then
-        set("request.querystring." .. names[i], "REDACTED")
+    local args, secret = kong.request.get_query(), false
+    for key in pairs(args) do
+      if type(key) == "string" and secret_name(key, names) then
+        args[key], secret = "REDACTED", true
       end
+    end
+    if secret then
+      set("request.querystring", args)
     end
   end
   local upstream_uri = var.upstream_uri
