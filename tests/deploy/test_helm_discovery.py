@@ -1,7 +1,8 @@
 """The chart and the kong.yml generator agree on service discovery (issue 16) and TLS to the services (issue 18):
 kong.yml rendered from the chart's `discovery` values (`sv-gateway-config render --helm-values`) installs, a kong.yml
 for another namespace is refused, and Kong's own TLS clients (active https health checks) trust the services' CA
-from a Secret."""
+from the one CA Secret the chart names (internalTls.caSecretName), the same file nginx verifies proxied requests
+against."""
 
 from __future__ import annotations
 
@@ -26,29 +27,39 @@ def test_kong_yml_from_the_charts_discovery_values_installs_with_the_ca_mounted(
     upstreams = yaml.safe_load(open(path).read())["upstreams"]
     assert {u["targets"][0]["target"] for u in upstreams} >= {f"{RELEASE}-auth.{NAMESPACE}.svc.cluster.local:80"}
     docs = documents(helm.template("-f", str(DEFAULT), "--set-file", f"gateway.declarativeConfig={path}",
-                                   "--set", "discovery.upstreamCa.existingSecret=sv-upstream-ca").stdout)  # fmt: skip
+                                   "--set", "internalTls.caSecretName=sv-internal-ca").stdout)  # fmt: skip
     gateway = deployment(docs, "gateway")
     kong = containers(gateway)["api-gateway"]
     env = {e["name"]: e.get("value") for e in kong["env"]}
-    assert env["KONG_LUA_SSL_TRUSTED_CERTIFICATE"] == "system,/etc/storyverse/upstream-ca/ca.crt"
-    assert {"name": "upstream-ca", "mountPath": "/etc/storyverse/upstream-ca/", "readOnly": True} in kong[
+    # One CA for both of Kong's TLS clients: Lua sockets (health checks) and nginx's proxy_ssl (proxied requests).
+    assert env["KONG_LUA_SSL_TRUSTED_CERTIFICATE"] == "system,/etc/storyverse/internal-ca/ca.crt"
+    assert env["KONG_NGINX_PROXY_PROXY_SSL_TRUSTED_CERTIFICATE"] == "/etc/storyverse/internal-ca/ca.crt"
+    assert {"name": "internal-ca", "mountPath": "/etc/storyverse/internal-ca/", "readOnly": True} in kong[
         "volumeMounts"
     ]
-    [volume] = [v for v in pod_spec(gateway)["volumes"] if v["name"] == "upstream-ca"]
-    assert volume["secret"]["secretName"] == "sv-upstream-ca"
+    volumes = [v for v in pod_spec(gateway)["volumes"] if "secret" in v]
+    [volume] = [v for v in volumes if v["name"] == "internal-ca"]
+    assert volume["secret"]["secretName"] == "sv-internal-ca"
+    assert not [v for v in volumes if v["name"] == "upstream-ca"]  # no second CA value or mount
 
 
-def test_without_the_ca_secret_kong_trusts_the_system_store_only(helm):
-    docs = documents(helm.template("-f", str(DEFAULT)).stdout)
+def test_without_internal_tls_kong_trusts_the_system_store_only(helm):
+    docs = documents(helm.template("-f", str(DEFAULT), "--set", "internalTls.enabled=false").stdout)
     env = {e["name"]: e.get("value") for e in containers(deployment(docs, "gateway"))["api-gateway"]["env"]}
     assert env["KONG_LUA_SSL_TRUSTED_CERTIFICATE"] == "system"
+    assert "KONG_NGINX_PROXY_PROXY_SSL_TRUSTED_CERTIFICATE" not in env
+
+
+def test_the_second_ca_value_is_gone(helm):
+    proc = helm.template("-f", str(DEFAULT), "--set", "discovery.upstreamCa.existingSecret=ca", check=False)
+    assert proc.returncode != 0 and "upstreamCa" in proc.stderr, proc.stderr
 
 
 @pytest.mark.parametrize(
     ("namespace", "extra", "message"),
     [
-        ("elsewhere", ["--set", "discovery.upstreamCa.existingSecret=ca"], "the discovery values say"),
-        (NAMESPACE, [], "set discovery.upstreamCa.existingSecret"),
+        ("elsewhere", [], "the discovery values say"),
+        (NAMESPACE, ["--set", "internalTls.enabled=false"], "enable internalTls (internalTls.caSecretName)"),
     ],
 )
 def test_a_kong_yml_that_disagrees_with_the_values_is_refused(helm, tmp_path, namespace, extra, message):
