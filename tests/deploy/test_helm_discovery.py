@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from helm_support import CHART, CI_VALUES, NAMESPACE, RELEASE, containers, deployment, documents, pod_spec
+from helm_support import CHART, CI_VALUES, NAMESPACE, RELEASE, containers, deployment, documents, find, pod_spec
 from storyverse_gateway_config import cli
 
 PRODUCTION = CHART.parents[1] / "gateway-config" / "examples" / "production.yaml"
@@ -25,7 +25,7 @@ def kong_yml(tmp_path, namespace: str = NAMESPACE) -> str:
 def test_kong_yml_from_the_charts_discovery_values_installs_with_the_ca_mounted(helm, tmp_path):
     path = kong_yml(tmp_path)
     upstreams = yaml.safe_load(open(path).read())["upstreams"]
-    assert {u["targets"][0]["target"] for u in upstreams} >= {f"{RELEASE}-auth.{NAMESPACE}.svc.cluster.local:80"}
+    assert {u["targets"][0]["target"] for u in upstreams} >= {f"{RELEASE}-auth.{NAMESPACE}.svc.cluster.local:443"}
     docs = documents(helm.template("-f", str(DEFAULT), "--set-file", f"gateway.declarativeConfig={path}",
                                    "--set", "internalTls.caSecretName=sv-internal-ca").stdout)  # fmt: skip
     gateway = deployment(docs, "gateway")
@@ -53,6 +53,29 @@ def test_without_internal_tls_kong_trusts_the_system_store_only(helm):
 def test_the_second_ca_value_is_gone(helm):
     proc = helm.template("-f", str(DEFAULT), "--set", "discovery.upstreamCa.existingSecret=ca", check=False)
     assert proc.returncode != 0 and "upstreamCa" in proc.stderr, proc.stderr
+
+
+# Our own services: discovery backend -> the component whose Service the target names.
+OWN_SERVICES = {"auth": "auth", "rate-limiting": "rate-limiting"}
+
+
+def test_each_discovery_target_is_the_tls_port_of_our_services(helm, tmp_path):
+    """kong.yml rendered from the chart's discovery values targets, for the auth and rate limiting services, exactly the
+    port their Service serves TLS on (a target on another port is a connection refused on every request)."""
+    path = kong_yml(tmp_path)
+    kong = yaml.safe_load(open(path).read())
+    targets = {u["name"].removesuffix(".upstream"): u["targets"][0]["target"] for u in kong["upstreams"]}
+    docs = documents(helm.template("-f", str(DEFAULT), "--set-file", f"gateway.declarativeConfig={path}").stdout)
+    for backend, component in OWN_SERVICES.items():
+        service = find(docs, "Service", component)
+        [port] = service["spec"]["ports"]
+        host = f"{service['metadata']['name']}.{NAMESPACE}.svc.cluster.local"
+        assert targets[backend] == f"{host}:{port['port']}", (backend, targets[backend], port)
+        urls = [s["url"] for s in kong["services"] if s["url"].split("/")[2].startswith(f"{backend}.upstream")]
+        assert urls and all(u.startswith("https://") for u in urls), (backend, urls)
+    # The chart's defaults for the other backends are TLS ports too (scheme https by default).
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert {b["port"] for b in values["discovery"]["backends"].values()} == {443}
 
 
 @pytest.mark.parametrize(
