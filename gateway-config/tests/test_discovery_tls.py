@@ -92,7 +92,7 @@ def test_the_charts_discovery_values_drive_the_targets(tmp_path):
     args = ["--helm-values", str(CHART_VALUES), "--helm-values", str(mine), "--release", "sv", "--namespace", "prod"]
     assert cli.main(["render", *args, "-o", str(out)]) == 0
     ups = {u["name"]: u for u in yaml.safe_load(out.read_text())["upstreams"]}
-    assert ups["auth.upstream"]["targets"][0]["target"] == "sv-auth.prod.svc.k8s.example:80"
+    assert ups["auth.upstream"]["targets"][0]["target"] == "sv-auth.prod.svc.k8s.example:443"  # chart default: TLS
     stories = ups["stories.upstream"]
     assert stories["targets"][0]["target"] == "tales.prod.svc.k8s.example:8443"
     assert stories["healthchecks"]["active"]["http_path"] == "/ready"

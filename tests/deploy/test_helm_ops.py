@@ -3,9 +3,13 @@ public https URLs (the auth service refuses the rest at start)."""
 
 from __future__ import annotations
 
+import re
+from urllib.parse import urlsplit
+
 import pytest
 import yaml
-from helm_support import containers, deployment, documents, find
+from helm_support import CHART, REPO, containers, deployment, documents, find
+from storyverse_auth.config import Settings
 
 
 @pytest.fixture
@@ -24,6 +28,31 @@ def test_every_render_sends_mail_over_tls_smtp_never_the_outbox(renders, values)
     assert env["SMTP_SECURITY"]["value"] in ("starttls", "tls")
     for name in ("RESET_URL", "FAMILY_INVITE_URL", "DEVICE_VERIFICATION_URI"):
         assert env[name]["value"].startswith("https://") and "localhost" not in env[name]["value"]
+
+
+def _python_regex(kong_path: str) -> str:
+    """A kong.yml regex path (`~` prefix, Rust-regex `(?<name>...)` groups) as a Python pattern."""
+    return kong_path.removeprefix("~").removesuffix("$").replace("(?<", "(?P<")
+
+
+def test_the_device_verification_uri_is_the_gateways_parent_device_page(default):
+    """The chart's default DEVICE_VERIFICATION_URI is the auth service's own page (its default names the same path on
+    the local gateway), on the API's public host, and kong.yml routes that path (GET and POST) to the auth service."""
+    uri = urlsplit(_env(deployment(default, "auth"), "authentication")["DEVICE_VERIFICATION_URI"]["value"])
+    service_default = urlsplit(Settings.model_fields["DEVICE_VERIFICATION_URI"].default)
+    assert uri.path == service_default.path == "/parent/device"
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert (uri.scheme, uri.netloc) == ("https", urlsplit(values["auth"]["issuer"]).netloc)
+    kong = yaml.safe_load((REPO / "kong.yml").read_text())
+    methods = {
+        method
+        for service in kong["services"]
+        if service["name"] == "auth"
+        for route in service.get("routes", [])
+        if any(re.fullmatch(_python_regex(path), uri.path) for path in route.get("paths", []))
+        for method in route.get("methods", [])
+    }
+    assert {"GET", "POST"} <= methods, methods
 
 
 def test_smtp_login_comes_from_the_existing_secret(default):

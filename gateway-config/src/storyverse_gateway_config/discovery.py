@@ -68,7 +68,8 @@ class UpstreamTls(_Strict):
     """Kong → services over TLS: every https service gets `tls_verify: true`; with a CA file its certificates become
     Kong `ca_certificates` entities the services trust. Without one, nginx has NO default trust store for proxying
     (`lua_ssl_trusted_certificate` serves Lua sockets only, Kong 3.9.1 nginx_kong_inject.lua:3-4): the only fallback
-    is `nginx_proxy_proxy_ssl_trusted_certificate` (the chart sets it from `internalTls.caSecretName`); with neither,
+    is `nginx_proxy_proxy_ssl_trusted_certificate` (the chart sets it, and lua_ssl_trusted_certificate for the active
+    health checks, from `internalTls.caSecretName`); with neither,
     every handshake fails and Kong answers 502."""
 
     ca_certificate_file: str | None = None
@@ -96,6 +97,5 @@ def from_helm_values(files: list[str], release: str | None, namespace: str | Non
         merged = _deep_merge(merged, values.get("discovery") or {})
     if not merged:
         raise ValueError(f"no `discovery` values in {', '.join(files)}")
-    merged.pop("upstreamCa", None)  # the chart's own: which Secret it mounts for Kong's health checks
     extra = {k: v for k, v in (("release", release), ("namespace", namespace)) if v}
     return {**merged, "enabled": True, **extra}

@@ -29,19 +29,18 @@ discovery: kong.yml's upstream {{ $u.name }} targets {{ join ", " $targets }} bu
 {{- $probesHttps = true -}}
 {{- end -}}
 {{- end -}}
-{{- if and $probesHttps $kong.ca_certificates (not $.Values.discovery.upstreamCa.existingSecret) }}
-discovery: kong.yml probes the services over https and trusts a private CA (ca_certificates): set discovery.upstreamCa.existingSecret so Kong's active health checks trust it too (else every target is marked unhealthy)
+{{- if and $probesHttps $kong.ca_certificates (not $.Values.internalTls.enabled) }}
+discovery: kong.yml probes the services over https and trusts a private CA (ca_certificates): enable internalTls (internalTls.caSecretName) so Kong's active health checks trust it too (else every target is marked unhealthy)
 {{- end -}}
 {{- end -}}
 {{- end }}
 
-{{/* The services' CA for Kong's own TLS clients (active https health checks): the system store plus the CA. */}}
+{{/* The services' CA for Kong's Lua TLS clients (active https health checks): the system store plus the internal CA
+(internalTls.caSecretName, the same file nginx verifies proxied requests against). */}}
 {{- define "storyverse.discovery.trustedCertificates" -}}
-{{- with .Values.discovery.upstreamCa -}}
-{{- if .existingSecret -}}
-system,/etc/storyverse/upstream-ca/{{ .key }}
+{{- if .Values.internalTls.enabled -}}
+system,/etc/storyverse/internal-ca/ca.crt
 {{- else -}}
 system
-{{- end -}}
 {{- end -}}
 {{- end }}
