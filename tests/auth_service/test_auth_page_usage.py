@@ -33,7 +33,7 @@ def _family_id(pages, tokens) -> str:
 def _usage(page: str, element_id: str) -> str:
     match = re.search(rf'id="{re.escape(element_id)}"[^>]*>(.*?)</p>', page, re.S)
     assert match, element_id
-    return re.sub(r"<[^>]+>|\s+", " ", match.group(1)).strip()
+    return " ".join(re.sub(r"<[^>]+>", "", match.group(1)).split())
 
 
 def test_family_page_shows_todays_usage_of_the_family_and_each_child(pages, family, clock):
