@@ -39,7 +39,7 @@ def _usage(page: str, element_id: str) -> str:
 def test_family_page_shows_todays_usage_of_the_family_and_each_child(pages, family, clock):
     parent = family.parent()
     robin, _ = family.active_child(parent, "robin")
-    family.active_child(parent, "zoe")
+    family.active_child(parent, "zoe", controls={"daily_story_limit": 3})
     fid = _family_id(pages, parent)
     day = local_day(clock(), "Europe/Paris").date  # the family's zone (AuthActions.register)
     now_ms = int(clock() * 1000)
@@ -52,7 +52,7 @@ def test_family_page_shows_todays_usage_of_the_family_and_each_child(pages, fami
     assert _usage(page, "usage-family") == "Family: 3 of 5 stories used today, 1 being written"
     assert _usage(page, f"usage-{robin['id']}") == "Robin: 2 of 5 stories used today (+2 extra today)"
     zoe = next(k for k in re.findall(r'id="usage-([0-9a-f-]{36})"', page) if k != robin["id"])
-    assert _usage(page, f"usage-{zoe}") == "Zoe: 0 of 5 stories used today"
+    assert _usage(page, f"usage-{zoe}") == "Zoe: 0 of 3 stories used today"  # her own limit
 
 
 def test_another_familys_counters_never_show(pages, family, auth, clock):

@@ -29,6 +29,7 @@ def _child_view(child) -> dict:
         "active": child.consented_at is not None,
         "age_band": claims.age_band,
         "content_rating": claims.content_rating,
+        "daily_story_limit": claims.daily_story_limit,  # what the child's token carries: sv-quota enforces it
         "controls": stored,
         "sessions": sorted(sessions.live_sessions(child.id), key=lambda s: s.created_at),
     }

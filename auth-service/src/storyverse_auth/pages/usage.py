@@ -3,8 +3,9 @@ in one pipeline, for the family pool and each child's own counter.
 
 The day is the family's local day (storyverse_plans.local_day, the plugin's own computation) and a counter is read
 as the rate limiting service reads it (storyverse_contracts.counters: a lapsed reservation counts as used). The
-limits are the plan's daily stories (storyverse_plans) and the child's ``daily_story_limit`` control; an admin
-grant or occasion stories for the day show as extra. Redis down: None, and the page says "usage unavailable"."""
+limits are the plan's daily stories (storyverse_plans) and the child's ``daily_story_limit`` as its token carries
+it (the control, capped at the tier's limit: what sv-quota enforces); an admin grant or occasion stories for the
+day show as extra. Redis down: None, and the page says "usage unavailable"."""
 
 from __future__ import annotations
 
@@ -49,6 +50,6 @@ def usage_today(family, kids: list[dict], now_s: float | None = None) -> dict | 
         "day": day,
         "family": _line(values[0], plan_for(family.tier).daily),
         "children": {
-            kid["id"]: _line(own, kid["controls"].daily_story_limit) for kid, own in zip(kids, values[1:], strict=True)
+            kid["id"]: _line(own, kid["daily_story_limit"]) for kid, own in zip(kids, values[1:], strict=True)
         },
     }
