@@ -1,11 +1,12 @@
-"""The parent pages (issue 20) in headless Chromium, through the emulator gateway with the repository's kong.yml:
-a parent signs in, enters a device's code and approves it (the device's poll then gets tokens that pass the
-gateway), denies another (its poll answers access_denied), and on the family page sees the children and signs one
-out of a device (its token is refused at the gateway from then on). A POST without the CSRF token is a 403, and
-every page refuses framing (CSP frame-ancestors 'none', X-Frame-Options DENY). The OAuth side of issue 20 on the
-same stack: RFC 9207 `iss` on the authorization redirects (success and error) through the gateway, the app in the
-connected-apps API and on the family page, disconnected there (its access token refused at the gateway, its
-refresh token dead), and a password change revoking a second grant the same way.
+"""The parent pages (issue 20) in headless Chromium, through the emulator gateway with the repository's kong.yml: a
+parent signs in, enters a device's code and approves it (the device's poll then gets tokens that pass the gateway),
+denies another (its poll answers access_denied), and on the family page sees the children and signs one out of a
+device (its token is refused at the gateway from then on); after a child creates two stories through the gateway
+(sv-quota counts them), the family page shows 2 used today for the family and for that child. A POST without the
+CSRF token is a 403, and every page refuses framing (CSP frame-ancestors 'none', X-Frame-Options DENY). The OAuth
+side of issue 20 on the same stack: RFC 9207 `iss` on the authorization redirects (success and error) through the
+gateway, the app in the connected-apps API and on the family page, disconnected there (its access token refused at
+the gateway, its refresh token dead), and a password change revoking a second grant the same way.
 
 Real parts: the auth service under gunicorn (PostgreSQL, Redis db 13), the emulator with every plugin server, the
 sample backend. Chromium and chromedriver are Debian packages (browser_support installs them when missing).
@@ -77,7 +78,7 @@ def family(gw) -> dict:
     kids = {}
     for username in ("ada", "ben"):
         child = {"display_name": username.title(), "username": username, "birth_year": 2017, "pin": PIN,
-                 "controls": {"features": ["text"]}}  # fmt: skip
+                 "controls": {"features": ["text"], "allowed_hours": "00:00-24:00"}}  # fmt: skip
         created = api(gw, "POST", "/api/v1/auth/children", child, token)
         assert created.status_code == 201, created.text
         token = created.json()["caller_token"]["access_token"]
@@ -200,6 +201,34 @@ def test_family_page_lists_children_and_signs_a_child_out_of_a_device(gw, family
         status = api(gw, "GET", "/api/v1/auth/me", token=family["tablet_token"]).status_code
         time.sleep(0.2)
     assert status == 401
+
+
+def _usage_text(driver, element_id: str, url: str, want: str) -> str:
+    """The usage line once it says ``want`` (sv-quota-log settles a reservation after the response), else the last."""
+    deadline, text = time.monotonic() + 15, ""
+    while time.monotonic() < deadline:
+        driver.get(url)
+        text = _by_id(driver, element_id).text
+        if want in text:
+            break
+        time.sleep(0.3)
+    return text
+
+
+def test_family_page_shows_the_stories_used_today(gw, family, browser, shots):
+    code = api(gw, "GET", "/api/v1/auth/family", token=family["token"]).json()["family_code"]
+    ada = api(gw, "POST", "/api/v1/auth/child/login", {"family_code": code, "username": "ada", "pin": PIN})
+    assert ada.status_code == 200, ada.text
+    for n in (1, 2):
+        story = api(gw, "POST", "/api/v1/stories", {"title": f"The sleepy dragon {n}"}, ada.json()["access_token"])
+        assert story.status_code == 201, story.text
+    url = gw.url + "/parent/family"
+    _open_signed_in(browser, url, family["email"])
+    ada_line = _usage_text(browser, f"usage-{family['kids']['ada']}", url, "Ada: 2 of 5 stories used today")
+    assert ada_line == "Ada: 2 of 5 stories used today", ada_line
+    assert _by_id(browser, "usage-family").text == "Family: 2 of 5 stories used today"
+    assert _by_id(browser, f"usage-{family['kids']['ben']}").text == "Ben: 0 of 5 stories used today"
+    shots(browser, "family-usage-today")
 
 
 def test_a_post_without_the_csrf_token_is_refused(gw, family, browser, shots):

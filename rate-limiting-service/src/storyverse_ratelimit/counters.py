@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import redis
-from storyverse_contracts.keys import COUNTER_PATTERN, RESERVATION, CounterKey, parse_counter
+from storyverse_contracts.counters import Counter, counter_from_hash
+from storyverse_contracts.keys import COUNTER_PATTERN, CounterKey, parse_counter
 
 # Raise the counter's `grant` by the change of the occasion's stories since the last sweep (`occ` remembers what
 # this counter already got), so a sweep is idempotent, an edited occasion corrects itself and admin grants stay.
@@ -22,21 +22,6 @@ if delta ~= 0 then
 end
 return delta
 """
-
-
-@dataclass(frozen=True)
-class Counter:
-    used: int = 0
-    grant: int = 0
-    in_flight: int = 0
-    occasion: int = 0  # the occasion stories included in `grant` (field `occ`)
-
-
-def _int(value) -> int:
-    try:
-        return int(value or 0)
-    except (TypeError, ValueError):
-        return 0
 
 
 def scan_counters(client: redis.Redis, count: int = 1000) -> Iterator[CounterKey]:
@@ -55,18 +40,7 @@ def read(client: redis.Redis, keys: list[str], now_ms: int | None = None) -> lis
     pipe = client.pipeline(transaction=False)
     for key in keys:
         pipe.hgetall(key)
-    return [_counter(h or {}, now) for h in pipe.execute()]
-
-
-def _counter(fields: dict, now_ms: int) -> Counter:
-    used, held = _int(fields.get("used")), 0
-    for name, value in fields.items():
-        if name.startswith(RESERVATION):
-            if _int(value) > now_ms:
-                held += 1
-            else:
-                used += 1  # lapsed: charged
-    return Counter(used, _int(fields.get("grant")), held, _int(fields.get("occ")))
+    return [counter_from_hash(h or {}, now) for h in pipe.execute()]
 
 
 def add_grant(client: redis.Redis, keys: list[str], units: int, expire_at_s: int) -> list[int]:

@@ -11,6 +11,7 @@ from the first sweep after its first story of the day (within USAGE_SYNC_INTERVA
 from __future__ import annotations
 
 import redis
+from storyverse_contracts.counters import as_int
 from storyverse_contracts.keys import OCCASIONS, CounterKey
 from storyverse_plans import Occasion, occasion_extra
 
@@ -21,7 +22,7 @@ PLAN_SCOPES = ("family", "user")
 
 def all_occasions(client: redis.Redis) -> tuple[Occasion, ...]:
     raw = client.hgetall(OCCASIONS) or {}
-    found = (Occasion(str(date), counters._int(extra)) for date, extra in raw.items())
+    found = (Occasion(str(date), as_int(extra)) for date, extra in raw.items())
     return tuple(sorted((o for o in found if o.valid), key=lambda o: o.date))
 
 

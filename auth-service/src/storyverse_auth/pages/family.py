@@ -1,8 +1,6 @@
 """The family page: the children (profile, controls, devices signed in, each with a revoke button), the plan and
-its daily story allowance, and the parent's connected apps (with a disconnect button).
-
-Today's story usage is counted by the rate limiting service (``GET /api/v1/auth/usage``), not by this service: the
-page shows each child's daily limit and the plan's allowance, and says where the live count is."""
+its daily story allowance, today's story usage (the family's and each child's: usage.py), and the parent's
+connected apps (with a disconnect button)."""
 
 from __future__ import annotations
 
@@ -17,7 +15,7 @@ from ..errors import APIError
 from ..extensions import db
 from ..oauth import connected
 from ..sessions import service as sessions
-from . import bp, session, views
+from . import bp, session, usage, views
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +29,7 @@ def _child_view(child) -> dict:
         "active": child.consented_at is not None,
         "age_band": claims.age_band,
         "content_rating": claims.content_rating,
+        "daily_story_limit": claims.daily_story_limit,  # what the child's token carries: sv-quota enforces it
         "controls": stored,
         "sessions": sorted(sessions.live_sessions(child.id), key=lambda s: s.created_at),
     }
@@ -42,11 +41,13 @@ def family_page():
     if parent is None:
         return views.to_sign_in()
     family = parent.family
+    kids = [_child_view(c) for c in children.list_children(family.id)]
     return views.page(
         "pages/family.html",
         family=family,
         allowance=tier_limit(family.tier),
-        kids=[_child_view(c) for c in children.list_children(family.id)],
+        kids=kids,
+        usage=usage.usage_today(family, kids),
         apps=connected.connected_apps(parent),
         notice={"session": "The device was signed out.", "app": "The app was disconnected."}.get(
             request.args.get("done", "")
