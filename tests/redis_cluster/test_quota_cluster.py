@@ -38,7 +38,7 @@ def test_limits_on_cluster_subjects_spread_over_masters(cluster, limiter):
     for n in ("a", "b", "c", "d", "e", "f"):
         out = decide(limiter, who(n))
         assert isinstance(out.decision, Allow) and out.error is None
-        masters.add(cluster.master_of(out.reservation.keys[0][0]))
+        masters.add(cluster.master_of(out.reservation.keys[0]))
         limiter.settle(out.reservation, True, int(time.time() * 1000))
     assert len(masters) >= 2  # the subjects really live on different shards
 
@@ -75,7 +75,7 @@ def test_master_killed_replica_promoted_state_kept_noscript_handled(cluster, lim
     for _ in range(3):
         out = decide(limiter, identity)
         limiter.settle(out.reservation, True, int(time.time() * 1000))
-    key = out.reservation.keys[0][0]
+    key = out.reservation.keys[0]
     master = cluster.master_of(key)
     assert redis.Redis(port=master).execute_command("WAIT", 1, 2000) == 1  # the replica has the 3 commits
     cluster.kill(master)
