@@ -15,7 +15,7 @@ from ..mfa import service as mfa
 from ..models import Account
 from . import errors, service
 from .guard import refuse_api_key_tokens
-from .schemas import ApiKeyCreatedOut, ApiKeyIn, ApiKeyOut, ApiKeysOut, ExchangeIn, ExchangeOut, PlanIn
+from .schemas import ApiKeyCreatedOut, ApiKeyIn, ApiKeyPlanOut, ApiKeysOut, ExchangeIn, ExchangeOut, PlanIn
 
 bp = APIBlueprint("apikeys", __name__, url_prefix="/api/auth/api-keys", tag="API keys")
 admin_bp = APIBlueprint("apikeys_admin", __name__, url_prefix="/api/auth/admin/api-keys", tag="API keys")
@@ -119,7 +119,7 @@ def exchange(body: dict):
 @admin_bp.put("/<key_id>/plan")
 @admin_bp.auth_required(bearer)
 @admin_bp.input(PlanIn, arg_name="body")
-@admin_bp.output(ApiKeyOut)
+@admin_bp.output(ApiKeyPlanOut)
 @admin_bp.doc(
     summary="Assign a live API key's metering plan (administrators); its next token exchange carries it",
     responses=[401, 403, 404, 422],

@@ -55,6 +55,10 @@ class ApiKeyCreatedOut(ApiKeyOut):
     key = String(required=True, metadata={"description": "The API key. Shown once: it cannot be read again."})
 
 
+class ApiKeyPlanOut(ApiKeyOut):
+    """The key after a plan grant (a subclass: a schema used both nested and top level is registered twice)."""
+
+
 class ApiKeysOut(Schema):
     api_keys = List(Nested(ApiKeyOut), required=True)
 
