@@ -1,5 +1,6 @@
 """API keys: issued once, hashed at rest, listed without secrets, revoked, and exchanged for a short-lived access
-token that carries the key's plan (tier), scopes and id (client_id, sid)."""
+token that carries the key's plan, its tier (the family's for a `family` key), scopes and id (client_id, sid).
+Partner plans are an administrator's: issued by one or granted with PUT /api/auth/admin/api-keys/<id>/plan."""
 
 import hashlib
 import logging
@@ -13,10 +14,11 @@ from sqlalchemy import select
 from storyverse_auth import secrets_box
 from storyverse_auth.apikeys.models import ApiKey
 from storyverse_auth.extensions import db
+from storyverse_auth.models import Account
 from storyverse_auth.tokens.access import decode_access_token
 from storyverse_contracts.keys import revoked_sid_key
 
-BODY = {"name": "bedtime-app", "scopes": ["stories:read", "stories:generate"], "plan": "partner-basic"}
+BODY = {"name": "bedtime-app", "scopes": ["stories:read", "stories:generate"]}
 
 
 def issue(client, family, tokens: dict, **overrides):
@@ -37,6 +39,20 @@ def parent(family) -> dict:
 
 
 @pytest.fixture
+def admin(app, auth) -> dict:
+    auth.register("admin@example.com")
+    with app.app_context():
+        account = db.session.scalar(select(Account).where(Account.email == "admin@example.com"))
+        account.role = "admin"
+        db.session.commit()
+    return auth.login("admin@example.com").get_json()
+
+
+def grant(client, family, tokens: dict, key_id: str, plan):
+    return client.put(f"/api/auth/admin/api-keys/{key_id}/plan", json={"plan": plan}, headers=family.headers(tokens))
+
+
+@pytest.fixture
 def issued(client, family, parent) -> dict:
     response = issue(client, family, parent)
     assert response.status_code == 201, response.get_json()
@@ -48,7 +64,7 @@ def test_issue_shows_the_key_once_and_stores_only_its_hmac(app, client, family, 
     assert key.startswith(issued["prefix"]) and issued["prefix"] == f"svk_{uuid.UUID(issued['id']).hex}_"
     secret = key[len(issued["prefix"]) :]
     assert len(secret) >= 40
-    assert (issued["plan"], issued["scopes"]) == ("partner-basic", ["stories:read", "stories:generate"])
+    assert (issued["plan"], issued["scopes"]) == ("family", ["stories:read", "stories:generate"])
     with app.app_context():
         row = db.session.scalars(select(ApiKey)).one()
         stored = " ".join(str(v) for v in (row.id, row.name, row.secret_hash, row.scopes, row.plan))
@@ -62,7 +78,7 @@ def test_issue_shows_the_key_once_and_stores_only_its_hmac(app, client, family, 
     assert secret not in caplog.text and key not in caplog.text
 
 
-def test_exchange_gives_a_token_metered_under_the_keys_plan(app, client, family, parent, issued):
+def test_exchange_gives_a_token_metered_under_the_familys_plan(app, client, family, parent, issued):
     response = exchange(client, issued["key"])
     assert response.status_code == 200, response.get_json()
     body = response.get_json()
@@ -74,7 +90,7 @@ def test_exchange_gives_a_token_metered_under_the_keys_plan(app, client, family,
     parent_claims = claims_of(parent["access_token"])
     assert claims["sub"] == parent_claims["sub"] and claims["family_id"] == parent_claims["family_id"]
     assert (claims["client_id"], claims["sid"]) == (issued["id"], issued["id"])
-    assert (claims["tier"], claims["plan"], claims["role"]) == ("partner-basic", "partner-basic", "parent")
+    assert (claims["tier"], claims["plan"], claims["role"]) == ("basic", "family", "parent")
     assert claims["scope"] == "stories:read stories:generate" and claims["tz"] == "Europe/Paris"
     listed = client.get("/api/auth/api-keys", headers=family.headers(parent)).get_json()["api_keys"]
     assert listed[0]["last_used_at"] is not None
@@ -132,8 +148,49 @@ def test_wrong_secret_and_wrong_scheme_are_refused(client, issued):
 def test_children_cannot_hold_keys_and_parents_cannot_pick_admin_plans(client, family, parent):
     _, child_tokens = family.active_child(parent)
     assert_problem(issue(client, family, child_tokens), 403, "key_owner_only")
-    assert_problem(issue(client, family, parent, plan="partner-premium"), 403, "plan_not_allowed")
-    assert_problem(issue(client, family, parent, plan="no-such-plan"), 403, "plan_not_allowed")
+    for plan in ("partner-basic", "partner-premium", "no-such-plan"):
+        assert_problem(issue(client, family, parent, plan=plan), 403, "plan_not_allowed")
+
+
+def test_a_family_key_follows_the_familys_current_plan(app, client, family, parent, issued):
+    with app.app_context():
+        account = db.session.scalar(select(Account).where(Account.email == "parent@example.com"))
+        account.family.tier = "premium"
+        db.session.commit()
+    claims = claims_of(exchange(client, issued["key"]).get_json()["access_token"])
+    assert (claims["tier"], claims["plan"]) == ("premium", "family")
+
+
+def test_an_admin_grants_a_partner_plan_that_the_next_exchange_carries(client, family, parent, admin, issued):
+    granted = grant(client, family, admin, issued["id"], "partner-premium")
+    assert granted.status_code == 200, granted.get_json()
+    assert (granted.get_json()["id"], granted.get_json()["plan"]) == (issued["id"], "partner-premium")
+    assert "key" not in granted.get_json()
+    claims = claims_of(exchange(client, issued["key"]).get_json()["access_token"])
+    assert (claims["tier"], claims["plan"]) == ("partner-premium", "partner-premium")
+    assert grant(client, family, admin, issued["id"], "family").status_code == 200
+    assert claims_of(exchange(client, issued["key"]).get_json()["access_token"])["tier"] == "basic"
+
+
+def test_admins_issue_partner_keys(client, family, admin):
+    created = issue(client, family, admin, plan="partner-basic")
+    assert created.status_code == 201 and created.get_json()["plan"] == "partner-basic"
+
+
+def test_only_an_admin_grants_plans_and_bad_grants_are_problems(client, family, parent, admin, issued):
+    assert_problem(grant(client, family, parent, issued["id"], "partner-basic"), 403, "admin_only")
+    _, child_tokens = family.active_child(parent)
+    assert_problem(grant(client, family, child_tokens, issued["id"], "partner-basic"), 403, "admin_only")
+    anonymous = client.put(f"/api/auth/admin/api-keys/{issued['id']}/plan", json={"plan": "partner-basic"})
+    assert_problem(anonymous, 401, "invalid_token")
+    assert_problem(grant(client, family, admin, str(uuid.uuid4()), "partner-basic"), 404, "api_key_not_found")
+    assert_problem(grant(client, family, admin, "not-a-uuid", "partner-basic"), 404, "api_key_not_found")
+    assert_problem(grant(client, family, admin, issued["id"], "partner-gold"), 422, "unknown_plan")
+    assert_problem(grant(client, family, admin, issued["id"], 7), 422, "validation_failed")
+    assert client.delete(f"/api/auth/api-keys/{issued['id']}", headers=family.headers(parent)).status_code == 204
+    assert_problem(grant(client, family, admin, issued["id"], "partner-basic"), 404, "api_key_not_found")
+    listed = client.get("/api/auth/api-keys", headers=family.headers(parent)).get_json()["api_keys"]
+    assert listed[0]["plan"] == "family"
 
 
 def test_live_keys_are_capped(client, family, parent):

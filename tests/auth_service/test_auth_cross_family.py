@@ -28,7 +28,7 @@ def test_deleting_another_familys_session_leaves_the_victims_tokens_working(clie
 
 def test_deleting_another_familys_api_key_id_as_a_session_denylists_nothing(client, auth, family):
     attacker, victim = auth.tokens("mallory@example.com"), family.parent("victim@example.com")
-    body = {"name": "app", "scopes": ["stories:read"], "plan": "partner-basic"}
+    body = {"name": "app", "scopes": ["stories:read"], "plan": "family"}
     key = client.post("/api/auth/api-keys", json=body, headers=family.headers(victim)).get_json()
     response = client.delete(f"/api/auth/sessions/{key['id']}", headers=auth.bearer(attacker))
     assert_problem(response, 404, "session_not_found")

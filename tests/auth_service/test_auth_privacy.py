@@ -9,7 +9,7 @@ from sqlalchemy import text
 from storyverse_auth.extensions import db
 from storyverse_auth.privacy import service
 
-API_KEY = {"name": "bedtime-app", "scopes": ["stories:read"], "plan": "partner-basic"}
+API_KEY = {"name": "bedtime-app", "scopes": ["stories:read"], "plan": "family"}
 
 
 def test_withdrawing_consent_signs_the_child_out_and_stops_sign_in(client, family):

@@ -82,6 +82,7 @@ AUTH = [
     ("auth-api-keys", {"GET", "POST"}, "/auth/api-keys", "auth", {P, A}, False),
     ("auth-api-key-revoke", {"DELETE"}, f"/auth/api-keys/{UID}", "auth", {P, A}, False),
     ("auth-api-key-token", {"POST"}, "/auth/api-keys/token", "auth", None, False),
+    ("auth-admin-api-key-plan", {"PUT"}, f"/auth/admin/api-keys/{UID}/plan", "auth", {A}, False),
     # issue 20: connected apps (parents only)
     ("auth-connected-apps", {"GET"}, "/auth/connected-apps", "auth", {P}, False),
     ("auth-connected-app-revoke", {"DELETE"}, f"/auth/connected-apps/{UID}", "auth", {P}, False),

@@ -2,27 +2,30 @@
 
 Before: `/api/v1/auth/api-keys*` had no route (Kong's 404) and kong.yml configured no partner plans, so a key's token
 (`tier` = its plan) was metered as `basic`: 5 generations a day. Now: a parent issues a key, exchanges it for an
-access token, and generates with the plan's limits (storyverse_gateway_config.routes `PLANS`).
+access token, and generates with the family's limits, then, once an administrator grants the key a partner plan, with
+that plan's (storyverse_gateway_config.routes `PLANS`).
 
 The stack is the repository's kong.yml rendered for this module's ports (nothing else changed), the Kong emulator with
 every plugin server (strict mode), the real auth service under gunicorn, PostgreSQL, Redis and the sample backend.
-Who may take which plan is the auth service's decision (apikeys/service.py: partner-basic for parents and admins,
-partner-premium for admins); no endpoint moves a parent's key to partner-premium (that is billing's job), so the
-journey does it with SQL, as the authorization matrix sets a family's tier.
+Who may take which plan is the auth service's decision (apikeys/service.py): a parent's key is a `family` key, metered
+by the family's own plan (its token's `tier` is the family's), and only an administrator puts a key on a partner plan
+(`PUT /api/v1/auth/admin/api-keys/{key_id}/plan`; the admin is made with `flask create-admin`, as in the
+authorization matrix).
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 import uuid
 
 import jwt
-import psycopg2
 import pytest
 import redis
 import requests
 import yaml
-from e2e_support import KongGateway, auth_env, repo_plugins, start_auth_service
+from e2e_support import AUTH_DIR, KongGateway, auth_env, repo_plugins, start_auth_service
 from kong_emulator.testing import free_port, wait_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -73,11 +76,18 @@ def _call(gw, method: str, path: str, body=None, auth: str | None = None) -> req
     return requests.request(method, gw.url + path, json=body, headers=headers, timeout=30)
 
 
-def _sql(query: str, *args) -> None:
-    conn = psycopg2.connect(host="127.0.0.1", user="postgres", dbname=DATABASE)
-    with conn, conn.cursor() as cur:
-        cur.execute(query, args)
-    conn.close()
+def _login(gw, email: str) -> str:
+    login = _call(gw, "POST", "/api/v1/auth/login", {"email": email, "password": PASSWORD})
+    assert login.status_code == 200, login.text
+    return f"Bearer {login.json()['access_token']}"
+
+
+def _admin(gw) -> str:
+    email = f"admin-{uuid.uuid4().hex[:8]}@example.com"
+    env = dict(auth_env(DATABASE, REDIS_DB, ISSUER), ADMIN_PASSWORD=PASSWORD)
+    subprocess.run([sys.executable, "-m", "flask", "create-admin", email], cwd=AUTH_DIR, env=env, check=True,
+                   capture_output=True)  # fmt: skip
+    return _login(gw, email)
 
 
 def _exchange(gw, key: str) -> tuple[str, dict]:
@@ -91,30 +101,34 @@ def test_create_key_exchange_and_generate_on_partner_plans(gw):
     email = f"partner-{uuid.uuid4().hex[:8]}@example.com"
     body = {"email": email, "password": PASSWORD, "display_name": "Pat", "time_zone": "Europe/London"}
     assert _call(gw, "POST", "/api/v1/auth/register", body).status_code == 202
-    login = _call(gw, "POST", "/api/v1/auth/login", {"email": email, "password": PASSWORD})
-    assert login.status_code == 200, login.text
-    parent = f"Bearer {login.json()['access_token']}"
+    parent = _login(gw, email)
 
-    # the auth service decides the plans: a parent may not take partner-premium
-    asked = {"name": "bedtime partner", "scopes": ["stories:read", "stories:generate"], "plan": "partner-premium"}
-    refused = _call(gw, "POST", "/api/v1/auth/api-keys", asked, parent)
-    assert refused.status_code == 403, refused.text
-    created = _call(gw, "POST", "/api/v1/auth/api-keys", {**asked, "plan": "partner-basic"}, parent)
+    # the auth service decides the plans: a parent may take no partner plan, only its family's own
+    asked = {"name": "bedtime partner", "scopes": ["stories:read", "stories:generate"]}
+    for plan in ("partner-premium", "partner-basic"):
+        refused = _call(gw, "POST", "/api/v1/auth/api-keys", {**asked, "plan": plan}, parent)
+        assert (refused.status_code, refused.json()["code"]) == (403, "plan_not_allowed"), refused.text
+    created = _call(gw, "POST", "/api/v1/auth/api-keys", asked, parent)
     assert created.status_code == 201, created.text
+    assert created.json()["plan"] == "family"
     key, key_id = created.json()["key"], created.json()["id"]
     listed = _call(gw, "GET", "/api/v1/auth/api-keys", None, parent).json()["api_keys"]
     assert [k["id"] for k in listed] == [key_id] and "key" not in listed[0]
 
-    # partner-basic: metered by its own plan (100 a day), not as a basic family (5)
+    # a family key: metered as the family is (basic: 5 a day), on the family's counter
     token, claims = _exchange(gw, key)
-    assert (claims["tier"], claims["role"], claims["sid"]) == ("partner-basic", "parent", key_id)
+    assert (claims["tier"], claims["plan"], claims["role"], claims["sid"]) == ("basic", "family", "parent", key_id)
     first = _call(gw, "POST", "/api/v1/generate/text", {"prompt": "a sleepy fox"}, token)
     assert first.status_code == 201, first.text
-    assert first.headers["X-Quota-Limit"] == "100" and first.headers["X-Quota-Remaining"] == "99"
-    assert first.json()["received_identity"]["X-Account-Tier"] == "partner-basic"
+    assert first.headers["X-Quota-Limit"] == "5" and first.headers["X-Quota-Remaining"] == "4"
+    assert first.json()["received_identity"]["X-Account-Tier"] == "basic"
 
-    # billing moves the key to partner-premium; a fresh exchange carries the new plan
-    _sql("UPDATE api_keys SET plan = 'partner-premium' WHERE id = %s", key_id)
+    # only an administrator moves the key to partner-premium; a fresh exchange carries the new plan
+    plan_path = f"/api/v1/auth/admin/api-keys/{key_id}/plan"
+    assert _call(gw, "PUT", plan_path, {"plan": "partner-premium"}, parent).status_code == 403
+    granted = _call(gw, "PUT", plan_path, {"plan": "partner-premium"}, _admin(gw))
+    assert granted.status_code == 200, granted.text
+    assert (granted.json()["id"], granted.json()["plan"]) == (key_id, "partner-premium")
     token, claims = _exchange(gw, key)
     assert claims["tier"] == "partner-premium"
     answers = [_call(gw, "POST", "/api/v1/generate/text", {"prompt": f"owl {n}"}, token) for n in range(25)]

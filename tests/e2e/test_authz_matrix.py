@@ -191,6 +191,8 @@ EXPECT: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {
         "self": row(204, 204, R, 204, R, 204, U),
         "other": row(404, 404, R, 404, R, 404, U),
     },
+    # only an administrator assigns an API key's plan (here parent B's kept key, re-granted its `family` plan)
+    ("auth-admin-api-key-plan", "PUT"): {"-": row(R, R, R, R, R, 200, U)},
     # issue 20: connected apps (nobody here connected an app: an unknown app id is the service's 404 for every parent;
     # another parent's real app is a 404 too: tests/auth_service/test_auth_oauth_connected_apps.py)
     ("auth-connected-apps", "GET"): {"-": row(200, 200, R, 200, R, R, U)},
@@ -584,6 +586,8 @@ class Requests:
                                                                         "plan": "premium"}}),
             "auth-connected-apps": ("/auth/connected-apps", None),
             "auth-connected-app-revoke": (f"/auth/connected-apps/{uuid.uuid4()}", None),
+            "auth-admin-api-key-plan": (f"/auth/admin/api-keys/{self.ids['keys']['parent_b_kept']}/plan",
+                                        {"plan": "family"}),
             "auth-api-keys": ("/auth/api-keys", {"name": f"key {name}", "scopes": ["stories:read"]}
                               if m == "POST" else None),
         }  # fmt: skip

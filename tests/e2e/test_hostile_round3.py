@@ -268,15 +268,10 @@ def test_the_emulator_routes_encoded_slash_and_trailing_newline_as_kong(stack):
         assert status == 404 and b"route_not_found" in body, (path, status, body[:200])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="quota bypass by design gap: any parent may issue itself a `partner-basic` API key "
-    "(auth-service apikeys/service.py DEFAULT_PLANS: partner-basic for parent and admin); the exchanged token "
-    "carries tier=partner-basic and sv-quota meters the key owner's FAMILY counter at 100/day, so a basic family "
-    "(seed: 5 stories a day) gets 100 by creating a key. Needs a product decision (partner plans only for admins or "
-    "for families whose own plan allows them, or a key meters the family at min(family plan, key plan)).",
-)
 def test_a_basic_family_gets_no_more_than_five_stories_with_a_self_issued_api_key(stack):
+    """Was a quota bypass: a parent's own key defaulted to `partner-basic`, whose token was metered at 100 a day on the
+    family's counter. A parent's key is now a `family` key (its token's `tier` is the family's: basic, 5 a day);
+    partner plans are an administrator's to assign (auth-service apikeys/service.py DEFAULT_PLANS)."""
     parent = new_parent(stack)
     created = parent.call("POST", "/auth/api-keys", {"name": "bedtime-app", "scopes": ["stories:write"]})
     assert created.status_code == 201, created.text

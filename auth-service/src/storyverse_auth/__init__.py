@@ -75,10 +75,11 @@ def register_blueprints(app: APIFlask) -> None:
         app.register_blueprint(bp)
 
     from .admin.cli import bp as admin_bp
+    from .apikeys.routes import admin_bp as apikeys_admin_bp
     from .apikeys.routes import bp as apikeys_bp
 
     # Usage analytics and the admin API moved to the rate limiting service (rate-limiting-service/).
-    for bp in (apikeys_bp, admin_bp):
+    for bp in (apikeys_bp, apikeys_admin_bp, admin_bp):
         app.register_blueprint(bp)
 
     from .billing.routes import bp as billing_bp

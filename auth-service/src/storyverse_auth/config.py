@@ -128,7 +128,7 @@ class Settings(BaseSettings):
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = _f("INFO", "Level of the JSON logs")
     TRUST_PROXY_HOPS: int = _f(1, "X-Forwarded-For hops trusted for the client IP (0 when not behind Kong)", ge=0)
     API_KEY_PLANS: dict[str, tuple[str, ...]] | None = _f(
-        None, 'JSON: API-key plan -> roles allowed to own it, e.g. `{"partner-basic": ["parent", "admin"]}`'
+        None, 'JSON: API-key plan -> roles allowed to own it, e.g. `{"family": ["parent"], "partner-basic": ["admin"]}`'
     )
     API_KEY_TOKEN_TTL: int = _f(300, "Lifetime of a token exchanged for an API key (s)", gt=0)
     PROMETHEUS_MULTIPROC_DIR: str | None = _f(

@@ -28,8 +28,9 @@ ANYONE_SIGNED_IN = (PARENT, CHILD, ADMIN)
 # creation and generation only. Basic 5/day, premium 20/day plus a burst of 5 on its per-user rate limits. The plans
 # come from the one source the sv-quota plugin and the rate limiting service share (plans/: storyverse_plans).
 PLANS = tuple(plan.as_config() for plan in DEFAULT_PLANS)
-# API-key tokens carry the key's plan as their `tier` (auth service: apikeys/service.py decides who may take
-# which plan): the partner plans in storyverse_plans meter high-volume integrations.
+# API-key tokens carry the family's tier (a parent's `family` key) or the key's partner plan as their `tier` (auth
+# service: apikeys/service.py; only administrators assign partner plans): the partner plans in storyverse_plans
+# meter high-volume integrations.
 
 # Age gates (sv-rbac, children only; docs/api.md "Age gates"). Writing and generating are for children who read:
 # band 6-9 and older. Generated content is shown unreviewed, so it also needs a rating of at least TV-Y7: a child
@@ -204,6 +205,9 @@ AUTH_SERVICE: tuple[Endpoint, ...] = (
     Endpoint("auth-api-key-token", ("POST",), "/auth/api-keys/token", "auth",
              "Exchange an API key (Authorization: ApiKey svk_...) for a short-lived access token",
              limits=((30, "minute"),)),
+    # A parent's key is metered by the family's own plan (`family`); only an administrator assigns a partner plan.
+    Endpoint("auth-admin-api-key-plan", ("PUT",), f"/auth/admin/api-keys/(?<key_id>{UUID})/plan", "auth",
+             "Assign an API key's metering plan (administrators)", (ADMIN,), ((30, "minute"),)),
     # -- unversioned: standard locations (the issuer's discovery document, its JWKS) ----------------------------------
     Endpoint("discovery", ("GET",), "/.well-known/openid-configuration", "auth", "OpenID discovery document",
              limits=((120, "minute"),), versioned=False, abuse=False),

@@ -23,6 +23,10 @@ def plan_not_allowed(plan: str) -> APIError:
     return APIError(403, "plan_not_allowed", f"The plan '{plan}' can only be assigned by an administrator.")
 
 
+def unknown_plan(plan: str) -> APIError:
+    return APIError(422, "unknown_plan", f"There is no API-key plan '{plan}'.")
+
+
 def scope_not_granted(scope: str) -> APIError:
     return APIError(403, "insufficient_scope", f"The API key does not grant '{scope}'.")
 

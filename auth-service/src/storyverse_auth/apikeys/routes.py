@@ -6,6 +6,7 @@ import logging
 import uuid
 
 from apiflask import APIBlueprint, APIKeyHeaderAuth
+from storyverse_contracts.identity import ADMIN
 
 from ..auth.bearer import bearer, current_claims
 from ..errors import APIError
@@ -14,9 +15,10 @@ from ..mfa import service as mfa
 from ..models import Account
 from . import errors, service
 from .guard import refuse_api_key_tokens
-from .schemas import ApiKeyCreatedOut, ApiKeyIn, ApiKeysOut, ExchangeIn, ExchangeOut
+from .schemas import ApiKeyCreatedOut, ApiKeyIn, ApiKeyPlanOut, ApiKeysOut, ExchangeIn, ExchangeOut, PlanIn
 
 bp = APIBlueprint("apikeys", __name__, url_prefix="/api/auth/api-keys", tag="API keys")
+admin_bp = APIBlueprint("apikeys_admin", __name__, url_prefix="/api/auth/admin/api-keys", tag="API keys")
 
 bp.before_app_request(refuse_api_key_tokens)
 
@@ -32,6 +34,13 @@ api_key_auth = APIKeyHeaderAuth(
 @api_key_auth.verify_token
 def _verify_key(token: str):
     return service.authenticate(token or "")
+
+
+def _key_uuid(key_id: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(key_id)
+    except ValueError:
+        raise errors.api_key_not_found() from None
 
 
 def _owner() -> Account:
@@ -78,11 +87,7 @@ def list_keys():
 @bp.doc(summary="Revoke an API key and every token exchanged from it", responses=[401, 403, 404])
 def revoke_key(key_id: str):
     owner = _owner()
-    try:
-        key_uuid = uuid.UUID(key_id)
-    except ValueError:
-        raise errors.api_key_not_found() from None
-    if not service.revoke(owner.id, key_uuid):
+    if not service.revoke(owner.id, _key_uuid(key_id)):
         db.session.rollback()
         raise errors.api_key_not_found()
     db.session.commit()
@@ -109,3 +114,28 @@ def exchange(body: dict):
         "expires_in": issued.expires_in,
         "scope": " ".join(scopes),
     }
+
+
+@admin_bp.put("/<key_id>/plan")
+@admin_bp.auth_required(bearer)
+@admin_bp.input(PlanIn, arg_name="body")
+@admin_bp.output(ApiKeyPlanOut)
+@admin_bp.doc(
+    summary="Assign a live API key's metering plan (administrators); its next token exchange carries it",
+    responses=[401, 403, 404, 422],
+)
+def grant_plan(key_id: str, body: dict):
+    claims = current_claims()
+    admin = db.session.get(Account, uuid.UUID(claims["sub"])) if claims.get("role") == ADMIN else None
+    if admin is None or admin.role != ADMIN:
+        raise errors.admin_only()
+    key = service.grant_plan(_key_uuid(key_id), body["plan"])
+    if key is None:
+        db.session.rollback()
+        raise errors.api_key_not_found()
+    db.session.commit()
+    log.info(
+        "api key plan granted",
+        extra={"event": "api_key_plan_granted", "account_id": str(admin.id), "key_id": str(key.id), "plan": key.plan},
+    )
+    return service.to_dict(key)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from apiflask import Schema
 from apiflask.fields import UUID, DateTime, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf, Regexp
-from storyverse_contracts.tiers import PARTNER_BASIC
+from storyverse_contracts.tiers import FAMILY_PLAN
 
 from .service import DEFAULT_PLANS, SCOPES
 
@@ -22,9 +22,21 @@ class ApiKeyIn(Schema):
         metadata={"description": f"Any of: {', '.join(SCOPES)}."},
     )
     plan = String(
-        load_default=PARTNER_BASIC,
+        load_default=FAMILY_PLAN,
         validate=_PLAN,
-        metadata={"description": f"Metering plan (sv-quota tier). Default plans: {', '.join(DEFAULT_PLANS)}."},
+        metadata={
+            "description": f"Metering plan. `{FAMILY_PLAN}` (the default): the key's tokens are metered by the "
+            "family's own plan. The partner plans are assigned by administrators only. "
+            f"Default plans: {', '.join(DEFAULT_PLANS)}."
+        },
+    )
+
+
+class PlanIn(Schema):
+    plan = String(
+        required=True,
+        validate=_PLAN,
+        metadata={"description": f"The key's new metering plan, one of: {', '.join(DEFAULT_PLANS)}."},
     )
 
 
@@ -41,6 +53,10 @@ class ApiKeyOut(Schema):
 
 class ApiKeyCreatedOut(ApiKeyOut):
     key = String(required=True, metadata={"description": "The API key. Shown once: it cannot be read again."})
+
+
+class ApiKeyPlanOut(ApiKeyOut):
+    """The key after a plan grant (a subclass: a schema used both nested and top level is registered twice)."""
 
 
 class ApiKeysOut(Schema):

@@ -18,7 +18,7 @@ import jwt
 from flask import current_app
 from sqlalchemy import func, select, update
 from storyverse_contracts.identity import ADMIN, PARENT
-from storyverse_contracts.tiers import PARTNER_BASIC, PARTNER_PREMIUM
+from storyverse_contracts.tiers import FAMILY_PLAN, PARTNER_BASIC, PARTNER_PREMIUM
 
 from .. import metrics, revocation, secrets_box
 from ..clock import now, now_ts
@@ -31,9 +31,10 @@ from .models import ApiKey
 
 PREFIX = "svk_"
 SCOPES = ("stories:read", "stories:write", "stories:generate", "usage:read")
-# Plan name -> who may assign it. Each plan's limits live in sv-quota's `plans` (kong.yml), keyed by the token's
-# `tier` claim, which is the plan name.
-DEFAULT_PLANS = {PARTNER_BASIC: (PARENT, ADMIN), PARTNER_PREMIUM: (ADMIN,)}
+# Plan name -> who may choose it when issuing a key. A `family` key's token carries the owner's family tier (basic,
+# premium); a partner key's token carries the plan name as its `tier`. Each tier's limits live in sv-quota's `plans`
+# (kong.yml). Partner plans are an administrator's decision: issued by an admin, or granted with grant_plan().
+DEFAULT_PLANS = {FAMILY_PLAN: (PARENT, ADMIN), PARTNER_BASIC: (ADMIN,), PARTNER_PREMIUM: (ADMIN,)}
 OWNER_ROLES = (PARENT, ADMIN)
 MAX_LIVE_KEYS = 10
 SECRET_BYTES = 32
@@ -75,6 +76,22 @@ def issue(owner: Account, name: str, scopes: list[str], plan: str) -> Issued:
     )
     db.session.add(key)
     return Issued(key, f"{PREFIX}{key_id.hex}_{secret}")
+
+
+def grant_plan(key_id: uuid.UUID, plan: str) -> ApiKey | None:
+    """An administrator sets a live key's plan (any known plan); None when there is no such live key. Tokens already
+    exchanged keep their `tier` until they expire; the next exchange carries the new plan."""
+    if plan not in plans():
+        raise errors.unknown_plan(plan)
+    key = db.session.scalar(select(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None)))
+    if key is not None:
+        key.plan = plan
+    return key
+
+
+def token_tier(key: ApiKey, owner: Account) -> str:
+    """The `tier` a key's token is metered by: the owner's family tier for a `family` key, else the key's plan."""
+    return owner.family.tier if key.plan == FAMILY_PLAN else key.plan
 
 
 def list_keys(owner_id: uuid.UUID) -> list[ApiKey]:
@@ -142,7 +159,8 @@ def narrow(key: ApiKey, requested: str | None) -> list[str]:
 
 
 def exchange(key: ApiKey, owner: Account, scopes: list[str]) -> IssuedAccessToken:
-    """A short-lived RFC 9068 token for the key: sub = owner, client_id = key id, tier = plan = the key's plan."""
+    """A short-lived RFC 9068 token for the key: sub = owner, client_id = key id, plan = the key's plan, tier =
+    token_tier() (the family's tier for a `family` key)."""
     cfg = current_app.config
     signing_key = signing.active_key()
     iat = int(now_ts())
@@ -160,7 +178,7 @@ def exchange(key: ApiKey, owner: Account, scopes: list[str]) -> IssuedAccessToke
         "sub": str(owner.id),
         "role": owner.role,
         "family_id": str(family.id),
-        "tier": key.plan,
+        "tier": token_tier(key, owner),
         "plan": key.plan,
         "tz": family.time_zone,
         "sid": str(key.id),
