@@ -35,10 +35,8 @@ def _run(argv: list[str], env: dict[str, str] | None = None) -> None:
 def ensure_browser() -> tuple[str, str]:
     """(chromium, chromedriver) paths, installing the Debian packages and selenium first when missing."""
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and driver):
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        _run(["apt-get", "update", "-q"], env)
-        _run(["apt-get", "install", "-y", "-q", "chromium", "chromium-driver"], env)
+    if not (chromium and driver):  # `make test` runs the same script first, with its progress on the terminal
+        _run([str(REPO / "scripts" / "ensure-browser.sh")], {**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
         chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     try:
         import selenium  # noqa: F401

@@ -14,10 +14,8 @@ import base64
 import hashlib
 import json
 import secrets
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -27,21 +25,13 @@ import pytest
 import redis
 import requests
 from authlib.integrations.requests_client import OAuth2Session
-from e2e_support import AUTH_DIR, REPO, KongGateway, auth_env, repo_plugin, start_auth_service
+from browser_support import chromium_driver
+from e2e_support import AUTH_DIR, KongGateway, auth_env, repo_plugin, start_auth_service
 from kong_emulator.testing import free_port, wait_port
 
 ISSUER = "http://storyverse.test"
 REDIS_DB = 10
 PASSWORD = "correct horse battery staple twice"
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-)
 
 
 class Callback:
@@ -263,40 +253,10 @@ def test_discovery_document_of_the_running_service(provider):
 # --- headless Chromium through the consent page -------------------------------------------------------------------
 
 
-def _ensure_browser() -> tuple[str, str]:
-    """chromium + chromedriver (Debian packages) and selenium (pip): installed when missing, never skipped."""
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and driver):  # `make test` runs the same script first, with its progress on the terminal
-        subprocess.run([str(REPO / "scripts" / "ensure-browser.sh")], check=True)  # apt's output shown on failure
-        chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        constraints = str(REPO / "constraints.txt")
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-c", constraints, "selenium"], check=True)
-    assert chromium and driver, "chromium / chromedriver not installed"
-    return chromium, driver
-
-
 @pytest.fixture(scope="module")
 def chromium():
-    binary, driver_path = _ensure_browser()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    profile = tempfile.mkdtemp(prefix="sv-chromium-")
-    options.add_argument(f"--user-data-dir={profile}")
-    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
-    driver.set_page_load_timeout(30)
-    try:
+    with chromium_driver() as driver:  # browser_support installs chromium, chromedriver and selenium when missing
         yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def _pkce() -> tuple[str, str]:
