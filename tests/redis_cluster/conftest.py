@@ -87,6 +87,14 @@ class LocalCluster:
                 return int(master[1])
         raise LookupError(slot)
 
+    def master_after_failover(self, key: str, old: int, timeout: float = 15.0) -> int:
+        """master_of(key) once the node asked has learnt that `old` is gone (cluster state travels by gossip, so a
+        client can already be served by the promoted replica while another node still names the dead master)."""
+        deadline = time.monotonic() + timeout
+        while (port := self.master_of(key)) == old and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return port
+
     def kill(self, port: int) -> None:
         self.procs[port].kill()  # SIGKILL: no goodbye to the cluster
         self.procs[port].wait(timeout=5)

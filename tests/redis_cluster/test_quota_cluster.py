@@ -86,7 +86,7 @@ def test_master_killed_replica_promoted_state_kept_noscript_handled(cluster, lim
             break
         time.sleep(0.2)
     assert outcome is not None and outcome.error is None, outcome
-    new_master = cluster.master_of(key)
+    new_master = cluster.master_after_failover(key, master)
     assert new_master != master
     assert outcome.decision.response_headers["X-Quota-Remaining"] == "1"  # 3 committed + this reservation of 5
     sha = limiter.storage._scripts["decide"].sha
