@@ -305,8 +305,10 @@ def test_6_dead_server_fails_open_with_connect_error():
         runner = PluginRunner({"t-script": "/tmp/emu-missing.sock"})
         ctx = make_ctx()
         await runner.run_phase(script_plugin(access=[]), "access", ctx)
-        # StartInstance's connect fails: Kong raises error(err) → 500 in access
-        assert ctx.exit.status == 500 and ctx.exit.body == b'{"message":"An unexpected error occurred"}'
+        # StartInstance's connect fails: Kong raises error(err) (plugin.lua:281-286) → 500 in access, flushed as
+        # kong.response.error (init.lua:407-410, 506-508): the JSON template with the request id
+        assert ctx.exit.status == 500 and ctx.exit.source == "error"
+        assert ctx.exit.body == b'{\n  "message":"An unexpected error occurred",\n  "request_id":"rid-1"\n}'
 
     asyncio.run(main())
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import requests
@@ -81,3 +82,90 @@ def test_body_filter_sees_a_proxied_body_in_several_chunks():
     assert sizes[-1] == "eof" and len(sizes) >= 6
     assert all(0 < int(s) <= 4096 for s in sizes[:-1])
     assert sum(int(s) for s in sizes[:-1]) > 20000  # the whole echoed body, in order, chunk by chunk
+
+
+# -- a Lua error in an access handler (kong/init.lua:360-430, 497-509, 1203-1214) --------------------------------------
+
+RAISE = "local t = nil; return t.boom"
+
+
+def _raising(*post_chunks: tuple[str, str]) -> str:
+    """pre-function (PRIORITY 1000000) raises in access; post-function (PRIORITY -1000) has the given chunks."""
+    post = "".join(f"\n        {phase}: [{json.dumps(chunk)}]" for phase, chunk in post_chunks)
+    plugins = f"    plugins:\n    - name: pre-function\n      config:\n        access: [{json.dumps(RAISE)}]\n"
+    return plugins + (f"    - name: post-function\n      config:{post}\n" if post_chunks else "")
+
+
+def test_a_lua_error_in_access_is_kong_response_error_500_from_the_accept_template():
+    # init.lua:392-414: the handler runs in a coroutine; its error is kong.log.err'd and becomes
+    # ctx.delayed_response = {500, {message = "An unexpected error occurred"}} with ctx.KONG_UNEXPECTED = true;
+    # init.lua:1205-1214 + 506-508 flush it as kong.response.error(500, message): the template of the Accept type
+    # (pdk/response.lua:1141-1160, tools/http.lua:453-488), JSON without Accept, with the request id
+    up = Upstream().start()
+    try:
+        with EmulatorProcess(_yml(up, _raising())) as gw:
+            plain = requests.get(f"{gw.url}/api", headers={"Accept": "text/plain"}, timeout=10)
+            default = requests.get(f"{gw.url}/api", headers={"Accept": None}, timeout=10)  # no Accept
+            output = gw.output()
+    finally:
+        up.stop()
+    assert plain.status_code == 500 and plain.headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert plain.text == f"An unexpected error occurred\nrequest_id: {plain.headers['X-Kong-Request-Id']}\n"
+    assert default.status_code == 500 and default.headers["Content-Type"] == "application/json; charset=utf-8"
+    rid = default.headers["X-Kong-Request-Id"]
+    assert default.text == '{\n  "message":"An unexpected error occurred",\n  "request_id":"' + rid + '"\n}'
+    assert "attempt to index local 't' (a nil value)" in output  # init.lua:406 kong.log.err(cerr)
+    assert up.hits == 0  # nothing proxied
+
+
+def test_after_a_lua_error_in_access_the_collected_filters_and_log_run_and_may_change_the_status():
+    # init.lua:379-423: once ctx.delayed_response is set no later access handler runs, but the iterator goes on
+    # collecting (plugins_iterator.lua:372-411), so every plugin of the request has its header_filter, body_filter
+    # and log run on the 500 (init.lua:1641, 1713, 1839), with get_source() "error" (pdk/response.lua:353-355).
+    # header_filter may still set the status (pdk/response.lua:379-394; nginx sends the headers after the Lua
+    # header filter: lua-nginx-module t/015-status.t TEST 12, 16), and body_filter and log read the new one.
+    chunks = (
+        ("access", "kong.response.set_header('X-Post-Access', 'ran')"),
+        (
+            "header_filter",
+            "kong.response.set_header('X-Seen', kong.response.get_status() .. ' ' .. kong.response.get_source())\n"
+            "if kong.response.get_status() == 500 then kong.response.set_status(503) end",
+        ),
+        (
+            "body_filter",
+            "if ngx.arg[2] then ngx.arg[1] = 'status=' .. kong.response.get_status() else ngx.arg[1] = nil end",
+        ),
+        ("log", "kong.log.err('log phase status=', kong.response.get_status())"),
+    )
+    up = Upstream().start()
+    try:
+        with EmulatorProcess(_yml(up, _raising(*chunks))) as gw:
+            resp = requests.get(f"{gw.url}/api", timeout=10)
+            deadline = time.monotonic() + 5
+            while "log phase status=" not in gw.output() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            output = gw.output()
+    finally:
+        up.stop()
+    assert "X-Post-Access" not in resp.headers
+    assert resp.headers["X-Seen"] == "500 error"
+    assert (resp.status_code, resp.text) == (503, "status=503")
+    assert "log phase status=503" in output
+
+
+def test_a_lua_error_in_rewrite_is_the_error_page_500_of_kong_error_handlers():
+    # init.lua:341: rewrite handlers run without a coroutine, so the error leaves Kong.rewrite; nginx's
+    # `error_page 500 ... /kong_error_handler` (nginx_kong.lua:102, 396-407) runs Kong.handle_error (init.lua:1855-1864)
+    # and kong/error_handlers.lua:50-91 takes the type from Accept, else the request's Content-Type
+    plugins = f"plugins:\n- name: pre-function\n  config:\n    rewrite: [{json.dumps(RAISE)}]\n"
+    up = Upstream().start()
+    try:
+        with EmulatorProcess(_yml(up) + plugins) as gw:
+            resp = requests.post(
+                f"{gw.url}/api", data="<p/>", headers={"Content-Type": "text/html", "Accept": None}, timeout=10
+            )
+    finally:
+        up.stop()
+    assert resp.status_code == 500 and resp.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert "<p>An unexpected error occurred.</p>" in resp.text
+    assert f"request_id: {resp.headers['X-Kong-Request-Id']}" in resp.text

@@ -184,5 +184,5 @@ class Serverless:
         (``KONG_UNEXPECTED``); in body_filter (headers sent) and log only the log line."""
         call.log("err", message)
         if call.phase not in ("log", "body_filter") and call.ctx.exit is None:
-            call.ctx.exit = unexpected_error(call.ctx)
+            call.ctx.exit = unexpected_error(call.ctx, call.phase)
             call.ctx.response.source = "error"

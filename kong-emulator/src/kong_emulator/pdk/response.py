@@ -24,8 +24,6 @@ from kong_emulator.runloop.context import ExitResponse, Headers
 from kong_emulator.tools import kong_errors
 from kong_emulator.tools.kong_errors import CONTENT_TYPE_JSON, TemplateMissing, response_type
 
-UNEXPECTED_BODY = b'{"message":"An unexpected error occurred"}'
-
 
 def _exit_headers(headers: dict | None) -> tuple[Headers, set[str]]:
     out = Headers()
@@ -103,22 +101,42 @@ def record_exit(c: Call, response: ExitResponse) -> None:
     c.ctx.response.source = response.source
 
 
-def unexpected_error(ctx) -> ExitResponse:
-    """What Kong answers for a Lua error in a phase handler: ``{message = "An unexpected error occurred"}``."""
-    hdrs = Headers([("Content-Type", CONTENT_TYPE_JSON), ("Content-Length", str(len(UNEXPECTED_BODY)))])
-    return ExitResponse(500, UNEXPECTED_BODY, hdrs, source="error")
+def unexpected_error(ctx, phase: str) -> ExitResponse:
+    """What Kong answers for a Lua error out of a plugin's phase handler: 500 "An unexpected error occurred", with
+    ``kong.response.get_source()`` "error" (``ctx.KONG_UNEXPECTED``), rendered from Kong's error templates.
+
+    * access: the collecting iterator runs each handler in a coroutine and records a delayed 500
+      (kong/init.lua:392-414), flushed as ``kong.response.error(500, "An unexpected error occurred")``
+      (init.lua:506-508): the template of the Accept header's type, JSON without one, with the request id
+      (kong/pdk/response.lua:1141-1160), and Content-Length (response.lua:770-772);
+    * rewrite and the buffered ``response`` phase run handlers without a coroutine (init.lua:341, 462): the error
+      leaves Kong's phase handler, nginx's ``error_page 500`` runs Kong.handle_error (kong/templates/nginx_kong.lua:102,
+      396-407; init.lua:1855-1864) and kong/error_handlers.lua picks the type from Accept, else Content-Type, else
+      kong.conf ``error_default_type``. A natively run header_filter gets the same here."""
+    if phase != "access":
+        return kong_errors.handler_error(ctx, 500, kong_errors.UNEXPECTED)
+    response = kong_errors.runloop_error(ctx, 500, kong_errors.UNEXPECTED, source="error")
+    response.headers.set("Content-Length", str(len(response.body)))
+    return response
 
 
 def _live_headers(c: Call) -> Headers:
     return c.ctx.response.headers
 
 
+FILTER_PHASES = frozenset({"header_filter", "body_filter"})
+
+
 def get_status(c: Call, *_):
-    """Override; in log the snapshot's status."""
+    """Override: ``ngx.status`` (kong/pdk/response.lua:202-206); in log the snapshot's status. In header_filter and
+    body_filter the status the response carries now, so a ``set_status`` in header_filter (allowed there,
+    response.lua:379-394) is what a later header_filter and every body_filter read."""
     if c.saved is not None:
         return c.saved.status
     c.check(HEADER_BODY_LOG)
     ctx = c.ctx
+    if c.phase in FILTER_PHASES and ctx.response.status is not None:
+        return ctx.response.status
     return ctx.exit.status if ctx.exit else ctx.response.status or ctx.upstream_status or 200
 
 

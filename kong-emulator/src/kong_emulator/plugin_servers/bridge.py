@@ -226,7 +226,7 @@ class Worker:
         """A Lua error out of the phase handler: logged; outside log, Kong answers 500 (KONG_UNEXPECTED)."""
         call.log("err", str(exc))
         if call.phase != "log" and call.ctx.exit is None:
-            call.ctx.exit = unexpected_error(call.ctx)
+            call.ctx.exit = unexpected_error(call.ctx, call.phase)
             call.ctx.response.source = "error"
 
     # -- instances ------------------------------------------------------------------------------------

@@ -294,9 +294,10 @@ def _accept(ctx) -> str | None:
     return ", ".join(values) if values else None
 
 
-def runloop_error(ctx, status: int, message: str | None) -> ExitResponse:
-    """`kong.response.error(status, message)` called by the runloop itself (404 no route, 503 no peer)."""
-    return kong_error(status, message, ctx.request_id, _accept(ctx), source="exit")
+def runloop_error(ctx, status: int, message: str | None, source: str = "exit") -> ExitResponse:
+    """`kong.response.error(status, message)` called by the runloop itself (404 no route, 503 no peer; with
+    `source` "error" the flush of a plugin's Lua error in access, `pdk.response.unexpected_error`)."""
+    return kong_error(status, message, ctx.request_id, _accept(ctx), source=source)
 
 
 def handler_error(ctx, status: int, message: str | None = None, default_type: str | None = None) -> ExitResponse:
