@@ -47,6 +47,14 @@ services:
           - name: pre-function
             config:
               access: ["local t = nil; return t.boom"]
+          - name: sv-edge
+            config: {{require: []}}
+      - name: guarded-boom
+        paths: ["/guarded-boom"]
+        plugins:
+          - name: pre-function
+            config:
+              access: ["local t = nil; return t.boom"]
 plugins:
   - name: t-marker
   - name: sv-edge
@@ -135,12 +143,25 @@ def test_public_route_overrides_the_global_guard(gw):
     assert _upstream_headers(resp)["x-public"] == "yes"
 
 
-def test_a_chunk_that_raises_is_kongs_500(gw):
+def test_a_chunk_that_raises_is_kongs_500_on_a_route_without_a_guard(gw):
     resp = requests.get(gw.url + "/boom", headers={"X-Test-Auth": "yes"}, timeout=10)
     assert resp.status_code == 500  # Kong's {"message": ...}, made a problem document by sv-edge's header/body_filter
     doc = resp.json()
     assert (doc["code"], doc["detail"]) == ("gateway_error", "An unexpected error occurred")
     assert "attempt to index local 't' (a nil value)" in gw.output()
+
+
+def test_a_plugin_that_raises_before_the_guard_is_the_guards_503(gw):
+    """Kong's 500 for a Lua error before sv-edge's access ran (kong/init.lua:392-414), on a guarded route: sv-edge's
+    header_filter answers the guard's 503 instead (the request was never checked)."""
+    resp = requests.get(gw.url + "/guarded-boom", headers={"X-Test-Auth": "yes"}, timeout=10)
+    assert resp.status_code == 503, resp.text
+    assert resp.headers["Content-Type"] == "application/problem+json" and resp.headers["Retry-After"] == "5"
+    doc = resp.json()
+    assert (doc["code"], doc["status"], doc["title"]) == ("plugin_unavailable", 503, "Service Unavailable")
+    assert doc["type"].endswith("/plugin-unavailable") and doc["request_id"] == resp.headers["X-Kong-Request-Id"]
+    assert resp.headers["X-Post-Status"] == "503"  # post-function's header_filter (priority -1000) reads the new one
+    assert "sv-edge guard: a plugin failed before the guard" in gw.output()
 
 
 def test_guard_fails_closed_when_the_plugin_server_hangs(backend):

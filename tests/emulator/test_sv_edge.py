@@ -18,7 +18,9 @@ from kong_emulator.config.errors import ConfigError
 from kong_emulator.config.plugin_schema import normalize_config
 from kong_emulator.native import NativeRunner, native_infos
 from kong_emulator.native.lua_plugins import load_infos
+from kong_emulator.pdk.response import unexpected_error
 from kong_emulator.runloop.context import Headers, UpstreamRequest
+from kong_emulator.tools import kong_errors
 from storyverse_contracts.identity import IDENTITY_HEADER_PREFIX, IDENTITY_HEADERS
 from storyverse_plugins.common.identity import (
     SHARED_IDENTITY,
@@ -154,6 +156,71 @@ def test_an_unsafe_request_id_is_never_echoed(runner):
     ctx.shared["sv_request_id"] = 'x","injected":"1'
     run(runner, edge(require=["sv-jwt"]), "access", ctx)
     assert json.loads(ctx.exit.body)["request_id"] == "rid-1"  # Kong's own request id instead
+
+
+# -- Kong's 500 for a plugin's Lua error before the guard ran (kong/init.lua:379-414) --------------------------------
+
+
+def filters(runner, plugin, ctx, exit_=None):
+    """Kong.header_filter then Kong.body_filter over the response (`exit_` or ctx.response): (status, headers, body).
+    The emulator's proxy does the same for every response (runloop/proxy.py `_filters`)."""
+    if exit_ is not None:
+        ctx.exit = exit_
+        ctx.response.status, ctx.response.headers, ctx.response.source = exit_.status, exit_.headers, exit_.source
+    run(runner, plugin, "header_filter", ctx)
+    body = b""
+    if ctx.request.method != "HEAD":
+        chunks = [exit_.body if exit_ is not None else b"", b""]  # the body, then the last (empty) buffer
+        for i, chunk in enumerate(chunks):
+            ctx.body_filter_arg = arg = [chunk, i == len(chunks) - 1]
+            run(runner, plugin, "body_filter", ctx)
+            body += arg[0] or b""
+        del ctx.body_filter_arg
+    return ctx.response.status, ctx.response.headers, body
+
+
+def kongs_500(ctx):
+    """What Kong answers when a plugin raised in access: kong.response.error(500, ...) with KONG_UNEXPECTED."""
+    return unexpected_error(ctx, "access")
+
+
+def test_a_plugin_that_raised_before_the_guard_gets_the_guards_503(runner):
+    ctx = ctx_for(headers=[("Accept", "application/json")])
+    ctx.shared.update(marked("sv-jwt"))  # sv-rbac raised (e.g. its plugin server's reply had another msgid)
+    ctx.shared["sv_request_id"] = "req-1"
+    status, headers, body = filters(runner, edge(require=ALL, retry_after=7), ctx, kongs_500(ctx))
+    assert status == 503 and headers.get("Retry-After") == "7"
+    assert headers.get("Content-Type") == "application/problem+json" and headers.get("Content-Length") is None
+    guarded = run(runner, edge(require=ALL, retry_after=7), "access", ctx_for())  # the guard's own 503 ...
+    assert json.loads(body) == {**json.loads(guarded.exit.body), "request_id": "req-1"}  # ... the same document
+    assert any("a plugin failed before the guard" in line[2] for line in ctx.log_lines)
+
+
+def test_a_head_request_gets_the_503_status_and_no_body(runner):
+    ctx = ctx_for()
+    ctx.request.method = "HEAD"
+    status, headers, body = filters(runner, edge(require=["sv-quota"]), ctx, kongs_500(ctx))
+    assert (status, body) == (503, b"") and headers.get("Retry-After") == "5"
+
+
+@pytest.mark.parametrize("case", ["route requires nothing", "guard ran", "upstream 500", "Kong's 502"])
+def test_other_500s_and_errors_stay_as_they_are(runner, case):
+    ctx = ctx_for()
+    plugin = edge(require=[] if case == "route requires nothing" else ["sv-quota"])
+    exit_ = kongs_500(ctx)
+    if case == "guard ran":  # a Lua error after sv-edge's access (a later plugin's): Kong's 500, honestly
+        ctx.shared.update(marked("sv-quota"))
+        assert run(runner, plugin, "access", ctx).exit is None
+    elif case == "upstream 500":
+        exit_ = None
+        ctx.response.status, ctx.response.source = 500, "service"
+        ctx.response.headers = Headers([("Content-Type", "text/plain")])
+    elif case == "Kong's 502":
+        exit_ = kong_errors.handler_error(ctx, 502)
+    status, _, body = filters(runner, plugin, ctx, exit_)
+    assert status == (502 if case == "Kong's 502" else 500)
+    assert json.loads(body)["code"] != "plugin_unavailable"
+    assert not any("a plugin failed before the guard" in line[2] for line in ctx.log_lines)
 
 
 # -- identity: stripped first, applied last --------------------------------------------------------------------------

@@ -6,7 +6,9 @@
 --                  requires left its decision mark in kong.ctx.shared; then the gateway's identity on the upstream
 --                  request (sv-jwt's, never the client's), the version-less upstream path, docs files, `respond`
 --   header_filter  sv-quota's RateLimit/quota headers, a proxy-cache hit's own X-Request-Id, Deprecation/Sunset,
---   body_filter    and RFC 9457 problem documents for every error (problem.lua)
+--   body_filter    and RFC 9457 problem documents for every error (problem.lua); on a guarded route, Kong's 500 for
+--                  a plugin's Lua error before the guard ran (a plugin server's desynchronised connection) becomes
+--                  the guard's 503 plugin_unavailable
 --   log            the access log's request_id and user_id; cookies, a Referer's query and secret query arguments
 --                  (by decoded, case-folded name) never logged
 -- PRIORITY 800: after sv-jwt 1450, sv-rbac 950, sv-quota 910, sv-quota-log 909 and sv-expand 810 (their marks are
@@ -48,13 +50,11 @@ local MAX_HEADERS = 100
 -- the directory that holds kong/plugins/ (this file is <root>/kong/plugins/sv-edge/handler.lua)
 local LUA_ROOT = (debug.getinfo(1, "S").source or ""):match("^@(.*)kong/plugins/sv%-edge/handler%.lua$") or "./"
 
+local UNAVAILABLE = "The gateway cannot check this request right now. Please try again shortly."
+
 local function problem_exit(conf, status, code, detail, headers)
-  local id = problem.request_id()
-  local body = '{"type":"' .. conf.problem_type_base .. gsub(code, "_", "-") .. '","title":"'
-    .. (problem.titles[status] or "Error") .. '","status":' .. status .. ',"detail":"' .. detail
-    .. '","code":"' .. code .. '"' .. (id and (',"request_id":"' .. id .. '"') or "") .. "}"
   headers["Content-Type"] = PROBLEM_JSON
-  return kong.response.exit(status, body, headers)
+  return kong.response.exit(status, problem.document(conf.problem_type_base, status, code, detail), headers)
 end
 
 -- rewrite ---------------------------------------------------------------------------------------------------------
@@ -166,6 +166,7 @@ local function serve(conf)
 end
 
 function SvEdge:access(conf)
+  kong.ctx.plugin.sv_guard_ran = true -- header_filter: a 500 after this point is not a failure before the guard
   if conf.gone then
     return problem_exit(conf, 410, "api_version_retired", conf.gone, { Sunset = conf.sunset })
   end
@@ -173,9 +174,7 @@ function SvEdge:access(conf)
   local missing = missing_mark(conf, shared)
   if missing then
     kong.log.err("sv-edge guard: no decision mark from ", missing, " (its plugin server is down, hung or failed): 503")
-    return problem_exit(conf, 503, "plugin_unavailable",
-      "The gateway cannot check this request right now. Please try again shortly.",
-      { ["Retry-After"] = conf.retry_after })
+    return problem_exit(conf, 503, "plugin_unavailable", UNAVAILABLE, { ["Retry-After"] = conf.retry_after })
   end
   apply_identity(shared)
   strip_version(conf)
@@ -189,8 +188,18 @@ end
 
 -- header_filter / body_filter -------------------------------------------------------------------------------------
 
-function SvEdge:header_filter(conf)
-  local shared = kong.ctx.shared
+-- Kong's 500 for a Lua error raised in access before the guard ran: the plugin ran in a coroutine, its error became
+-- a delayed 500 with KONG_UNEXPECTED and no later access handler ran, this one included (kong/init.lua:379-414);
+-- Kong still runs the header_filter of every plugin it collected (init.lua:1641, plugins_iterator.lua:372-411).
+-- A plugin server's desynchronised connection does this (a reply with another msgid, mp_rpc.lua:207-209), and a
+-- StartInstance that cannot connect (plugin.lua:281-286). On a guarded route the request was never checked: the
+-- guard's 503, set here where Kong allows it (pdk/response.lua:379-394; nginx sends the status after this filter).
+local function failed_before_guard(conf)
+  return conf.require[1] ~= nil and kong.response.get_status() == 500 and kong.response.get_source() == "error"
+    and not kong.ctx.plugin.sv_guard_ran
+end
+
+local function edge_headers(conf, shared)
   if kong.response.get_header("X-Cache-Status") == "Hit" then
     -- a proxy-cache hit replays the stored headers: this request's id, not the stored RateLimit fields
     local id = shared.sv_request_id
@@ -211,6 +220,16 @@ function SvEdge:header_filter(conf)
     kong.response.set_header("Deprecation", "@" .. deprecation.at)
     kong.response.set_header("Sunset", deprecation.sunset)
     kong.response.set_header("Link", deprecation.link)
+  end
+end
+
+function SvEdge:header_filter(conf)
+  edge_headers(conf, kong.ctx.shared)
+  if failed_before_guard(conf) then
+    kong.log.err("sv-edge guard: a plugin failed before the guard (Kong's 500 for its Lua error): 503")
+    kong.response.set_status(503)
+    kong.response.set_header("Retry-After", conf.retry_after)
+    return problem.replace(conf, 503, "plugin_unavailable", UNAVAILABLE)
   end
   return problem.header_filter(conf)
 end

@@ -3,7 +3,8 @@
 -- documents without `status`), a backend's error that is not a problem document (replaced: a 4xx keeps a plain
 -- "message"/"detail" string, a 5xx never leaks its body), and a backend's problem document without `code` /
 -- `request_id` (patched). Our plugins' own problem documents pass unchanged. Bodies arrive in any number of chunks:
--- the marked ones are buffered (at most 64 KiB) until eof.
+-- the marked ones are buffered (at most 64 KiB) until eof. `replace` (header_filter) swaps a response for one of
+-- sv-edge's own documents (`document`, also the body of its exits).
 -- request_id: kong.ctx.shared.sv_request_id (sv-request-id's X-Request-Id) else Kong's $kong_request_id; only ids
 -- that need no JSON escaping are echoed. Cost on a 2xx/3xx: one status read per phase, nothing allocated.
 local kong, ngx, type, tostring = kong, ngx, type, tostring
@@ -130,6 +131,27 @@ local function header_filter(conf)
   ngx.header["Content-Encoding"] = nil
 end
 
+-- a document sv-edge answers itself (the guard's 503, a retired version's 410, docs_unavailable)
+local function document(base, status, code, detail)
+  local id = request_id()
+  return '{"type":"' .. base .. gsub(code, "_", "-") .. '","title":"' .. (TITLES[status] or "Error") .. '","status":'
+    .. tostring(status) .. ',"detail":"' .. detail .. '","code":"' .. code .. '"'
+    .. (id ~= "" and (',"request_id":"' .. id .. '"') or "") .. "}"
+end
+
+-- header_filter: the response on its way out becomes sv-edge's own document (its status is already set); the body
+-- that was there is dropped in body_filter
+local function replace(conf, status, code, detail)
+  ngx.header["Content-Type"] = PROBLEM
+  ngx.header["Content-Length"] = nil
+  ngx.header["Content-Encoding"] = nil
+  if kong.request.get_method() ~= "HEAD" then
+    local plugin_ctx = kong.ctx.plugin
+    plugin_ctx.sv_problem = "replace"
+    plugin_ctx.sv_problem_document = document(conf.problem_type_base, status, code, detail)
+  end
+end
+
 local function body_filter(conf)
   if kong.response.get_status() < 400 then -- before kong.ctx.plugin: Kong creates that table on first use
     return
@@ -141,6 +163,10 @@ local function body_filter(conf)
   end
   local chunk, eof = ngx.arg[1], ngx.arg[2]
   if mode == "pass" then -- a problem document too large to patch: as it came
+    return
+  end
+  if mode == "replace" then
+    ngx.arg[1] = eof and plugin_ctx.sv_problem_document or nil
     return
   end
   local buffer = plugin_ctx.sv_problem_buffer
@@ -175,6 +201,8 @@ function _M.request_id()
   return id ~= "" and id or nil
 end
 
+_M.document = document
+_M.replace = replace
 _M.header_filter = header_filter
 _M.body_filter = body_filter
 _M.titles = TITLES
