@@ -110,9 +110,14 @@ def start_rate_limiting_service(port: int, env: dict[str, str], tls: tuple[Path,
 # -- the emulator in Kong's real mode ----------------------------------------------------------------------------------
 
 LUA_PACKAGE_PATH = f"{REPO / 'kong-plugins'}/?.lua;;"  # sv-edge: kong-plugins/kong/plugins/sv-edge/
-# What real Kong would have let through (fail open) and sv-edge's guard stopped, or Kong's own 500 for a Lua error:
-# a test that did not provoke a plugin failure must not see either.
-KONG_MODE_FAILURES = ("sv-edge guard: no decision mark", "An unexpected error occurred")
+# What real Kong would have let through (fail open) and sv-edge's guard stopped, Kong's 500 for a plugin's Lua error
+# before the guard (sv-edge answers the guard's 503 for it), or Kong's own 500: a test that did not provoke a plugin
+# failure must not see any of them.
+KONG_MODE_FAILURES = (
+    "sv-edge guard: no decision mark",
+    "sv-edge guard: a plugin failed before the guard",
+    "An unexpected error occurred",
+)
 
 
 @dataclass

@@ -355,22 +355,22 @@ def test_query_token_spellings_never_reach_the_file_log(stack):
 # -- plugin server stopped past the timeout, then continued ---------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="after a plugin server is SIGSTOPped past Kong's plugin-server read timeout and then continued, every "
-    "connection that timed out went back to Kong's pool (mp_rpc.lua setkeepalive) with the late reply still in it: "
-    "the next event on it reads a reply with another msgid, a Lua error, and Kong answers 500 'An unexpected error "
-    "occurred' (the emulator follows Kong here, docs/emulator.md). Closed (nothing passes), but not the guard's 503 "
-    "plugin_unavailable the fail-closed contract promises, and tests/e2e/test_fail_closed_e2e.py's recovers() "
-    "retries over it. Product fix needed, e.g. sv-edge answering a runloop 500 on a guarded route as 503 "
-    "plugin_unavailable with Retry-After.",
-)
 def test_a_plugin_server_continued_after_the_timeout_answers_503_never_500(stack):
+    """After a plugin server is SIGSTOPped past Kong's plugin-server read timeout and then continued, every connection
+    that timed out went back to Kong's pool (mp_rpc.lua:195-198 setkeepalive) with the late reply still owed on it:
+    an event sent on one meets a reply with another msgid (mp_rpc.lua:207-209), a Lua error, and Kong answers 500
+    (kong/init.lua:399-414). sv-edge's header_filter answers the guard's 503 plugin_unavailable instead: the request
+    never reached the guard (docs/architecture.md §12)."""
     import os
     import signal
     import time
 
     from test_fail_closed_e2e import server_pid
+
+    def answer(resp: requests.Response) -> tuple:
+        if resp.status_code != 503:
+            return (resp.status_code,)
+        return 503, resp.json().get("code"), bool(resp.headers.get("Retry-After"))
 
     parent = new_parent(stack)
     assert parent.call("GET", "/stories").status_code == 200
@@ -378,12 +378,14 @@ def test_a_plugin_server_continued_after_the_timeout_answers_503_never_500(stack
     os.kill(pid, signal.SIGSTOP)
     with concurrent.futures.ThreadPoolExecutor(3) as pool:
         try:
-            stopped = [r.status_code for r in pool.map(lambda _: parent.call("GET", "/stories"), range(3))]
+            stopped = [answer(r) for r in pool.map(lambda _: parent.call("GET", "/stories"), range(3))]
             # events sent on the timed-out connections while the server is still stopped; continued meanwhile
             pending = [pool.submit(parent.call, "GET", "/stories") for _ in range(3)]
             time.sleep(1)
         finally:
             os.kill(pid, signal.SIGCONT)
-        after = [f.result().status_code for f in pending]
-    assert stopped == [503, 503, 503], stopped
-    assert all(status in (200, 503) for status in after), after
+        after = [answer(f.result()) for f in pending]
+    unavailable = (503, "plugin_unavailable", True)
+    assert stopped == [unavailable] * 3, stopped
+    assert all(a in ((200,), unavailable) for a in after), after
+    assert "sv-edge guard: a plugin failed before the guard" in stack.output()  # the late replies' Lua errors
