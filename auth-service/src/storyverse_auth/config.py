@@ -63,7 +63,9 @@ class Settings(BaseSettings):
     )
     ISSUER: str = _f("http://localhost:8000", "Token issuer (`iss`): the public base URL of the API")
     AUDIENCE: str = _f("storyverse-api", "Token audience (`aud`)")
-    JWT_ALGORITHM: Literal["RS256", "ES256", "EdDSA"] = _f("RS256", "Signing algorithm of new keys")
+    JWT_ALGORITHM: Literal["RS256", "ES256", "EdDSA"] = _f(
+        "ES256", "Signing algorithm of new keys (existing keys keep theirs; docs/architecture.md §4)"
+    )
     ACCESS_TOKEN_TTL: int = _f(600, "Access-token lifetime (s)", gt=0)
     JWKS_MAX_AGE: int = _f(300, "Cache-Control max-age of the JWKS (s)", ge=0)
     KEY_CACHE_SECONDS: int = _f(30, "How long a process caches the signing keys (s)", ge=0)
