@@ -191,3 +191,15 @@ def test_wrong_audience_and_issuer_are_rejected(app, client, auth):
     app.config["AUDIENCE"] = "storyverse-api"
     app.config["ISSUER"] = "http://localhost:8000.evil"
     assert client.get("/api/auth/me", headers=auth.bearer(tokens)).status_code == 401
+
+
+def test_answers_holding_tokens_are_never_cached(client, auth):
+    """RFC 6749 §5.1: Cache-Control: no-store on every answer with tokens (and by default on every other); the
+    public key documents keep their own caching."""
+    tokens = auth.tokens()
+    refreshed = client.post("/api/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert refreshed.status_code == 200 and refreshed.headers["Cache-Control"] == "no-store"
+    login = client.post("/api/auth/login", json={"email": "nobody@example.com", "password": "wrong password here"})
+    assert login.status_code == 401 and login.headers["Cache-Control"] == "no-store"
+    assert client.get("/api/auth/me", headers=auth.bearer(tokens)).headers["Cache-Control"] == "no-store"
+    assert "max-age" in client.get("/.well-known/jwks.json").headers["Cache-Control"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 from flask import Flask, Response, current_app, g, request
 from prometheus_client import (
@@ -82,6 +83,17 @@ class Metrics:
             registry=self.registry,
         )
 
+        # Label children by label values: prometheus_client's ``labels()`` takes a lock and builds its key on every
+        # call; the values here are bounded (routes, methods, statuses, the counters' own label sets).
+        self.children: dict[tuple, Any] = {}
+
+    def child(self, metric: Any, *values: str) -> Any:
+        key = (id(metric), *values)
+        found = self.children.get(key)
+        if found is None:
+            found = self.children[key] = metric.labels(*values)
+        return found
+
     def render(self) -> bytes:
         if self.multiproc_dir is None:
             return generate_latest(self.registry)
@@ -106,8 +118,11 @@ def _metrics() -> Metrics:
 
 def inc(name: str, amount: int = 1, **labels: str) -> None:
     """Count ``amount`` on the counter ``name`` (one of COUNTERS) with these label values."""
-    counter = _metrics().counters[name]
-    (counter.labels(**labels) if labels else counter).inc(amount)
+    m = _metrics()
+    counter = m.counters[name]
+    if labels:
+        counter = m.child(counter, *(labels[label] for label in LABELS[name]))
+    counter.inc(amount)
 
 
 def _start() -> None:
@@ -116,11 +131,12 @@ def _start() -> None:
 
 def _observe(response: Response) -> Response:
     started = g.pop("sv_metrics_started", None)
-    endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
+    rule, method = request.url_rule, request.method
+    endpoint = rule.rule if rule is not None else "unmatched"
     m = _metrics()
-    m.requests.labels(endpoint, request.method, str(response.status_code)).inc()
+    m.child(m.requests, endpoint, method, str(response.status_code)).inc()
     if started is not None:
-        m.latency.labels(endpoint, request.method).observe(time.perf_counter() - started)
+        m.child(m.latency, endpoint, method).observe(time.perf_counter() - started)
     return response
 
 
