@@ -41,9 +41,7 @@ class _App(APIFlask):
 
 
 def create_app(config: dict[str, Any] | None = None) -> APIFlask:
-    app = _App(
-        __name__, title="StoryVerse Auth Service", version="0.1.0", docs_path="/docs", spec_path="/openapi.json"
-    )
+    app = _App(__name__, title="StoryVerse Auth Service", version="0.1.0", docs_path="/docs", spec_path="/openapi.json")
     cls = config_class("testing" if (config or {}).get("TESTING") else None)
     app.config.from_object(cls)
     app.config.update(environment_config(cls))  # ConfigError: one line naming each bad variable
