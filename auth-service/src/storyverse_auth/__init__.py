@@ -49,6 +49,9 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
         app.config.update(config)
     if cls is ProdConfig:
         check_production(app.config)  # ConfigError: one line naming every unfit setting
+    from .auth.fast_refresh import FastRefresh  # (late: it imports the session and token services)
+
+    app.wsgi_app = FastRefresh(app, app.wsgi_app)  # type: ignore[method-assign]  (under ProxyFix: sees the client IP)
     if app.config["TRUST_PROXY_HOPS"] > 0:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["TRUST_PROXY_HOPS"])  # type: ignore[method-assign]
     app.config["HTTP_ERROR_SCHEMA"] = PROBLEM_SCHEMA

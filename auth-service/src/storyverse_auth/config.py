@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     SESSION_IDLE_TTL: int = _f(14 * DAY, "A session unused this long ends (s)", gt=0)
     SESSION_ABSOLUTE_TTL: int = _f(60 * DAY, "A session ends this long after login whatever its use (s)", gt=0)
     REFRESH_GRACE_SECONDS: int = _f(30, "A rotated refresh token is still accepted this long (s); capped at 30", ge=0)
+    REFRESH_FAST_PATH: bool = _f(
+        True, "Answer the common POST /api/auth/refresh below Flask's dispatch (auth/fast_refresh.py); false: all Flask"
+    )
     SESSION_CLAIMS_MAX_AGE: int = _f(
         3600,
         "A session's cached token claims are read again from PostgreSQL after this long (s); service-made changes"

@@ -129,14 +129,18 @@ def _start() -> None:
     g.sv_metrics_started = time.perf_counter()
 
 
-def _observe(response: Response) -> Response:
-    started = g.pop("sv_metrics_started", None)
-    rule, method = request.url_rule, request.method
-    endpoint = rule.rule if rule is not None else "unmatched"
+def observe_request(endpoint: str, method: str, status: int, started: float | None) -> None:
+    """Count one answered request and its duration (``endpoint``: the URL rule, or ``unmatched``)."""
     m = _metrics()
-    m.child(m.requests, endpoint, method, str(response.status_code)).inc()
+    m.child(m.requests, endpoint, method, str(status)).inc()
     if started is not None:
         m.child(m.latency, endpoint, method).observe(time.perf_counter() - started)
+
+
+def _observe(response: Response) -> Response:
+    rule = request.url_rule
+    endpoint = rule.rule if rule is not None else "unmatched"
+    observe_request(endpoint, request.method, response.status_code, g.pop("sv_metrics_started", None))
     return response
 
 
