@@ -28,6 +28,7 @@ import ipaddress
 import json
 import time
 from collections.abc import Callable, Iterable
+from functools import lru_cache
 from typing import Any
 
 from flask import Flask, g
@@ -105,6 +106,7 @@ def _candidate(environ: dict) -> bool:
     )
 
 
+@lru_cache(maxsize=4096)  # clients refresh from the same few addresses; parsing one costs as much as the HMAC
 def _is_ip(address: str | None) -> bool:
     try:
         ipaddress.ip_address(address or "")
