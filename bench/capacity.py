@@ -79,7 +79,7 @@ class Inputs:
     rbac_mark_round_trips: float  # round trips the decision marks added after the chain's table (sv-rbac's mark)
     charged_extra_round_trips: float  # sv-quota-log on a charged route: round trips beyond a rate-only route
     login_ms: float  # /login CPU: argon2id + the rest
-    refresh_ms: float  # /refresh CPU (RS256): the bench host's cores ÷ its /refresh throughput
+    refresh_ms: float  # /refresh CPU (the default algorithm): the bench host's cores ÷ its /refresh throughput
     redis_overhead_us: float  # Redis time per EVALSHA outside the script (dispatch, I/O): from the yardstick
     decide_rate_us: float  # decide.lua inside Redis, rate-only route
     decide_story_us: float  # decide.lua inside Redis, story creation
@@ -95,7 +95,7 @@ def measured() -> Inputs:
     story_rt = _number(cell(quota, "story creation (rate + daily quota)", "round trips"))
     yard_rps = _number(cell(quota, "`EVALSHA <sha of 'return 1'> 0`", "decisions/s"))
     yard_us = _number(cell(quota, "`EVALSHA <sha of 'return 1'> 0`", "µs inside Redis"))
-    refresh_rps = _number(cell("benchmarks-auth.md", "RS256", "/refresh req/s"))
+    refresh_rps = _number(cell("benchmarks-auth.md", AUTH_ALGORITHM, "/refresh req/s"))
     return Inputs(
         jwt_us=_number(cell("benchmarks-jwt.md", "sv-jwt (the default", "plugin-server CPU µs/req")),
         rbac_us=float(rbac.group(2).replace(",", "")),
@@ -105,7 +105,7 @@ def measured() -> Inputs:
         rbac_mark_round_trips=1,  # docs/benchmarks-chain.md, first paragraph: 9 round trips, not the table's 8
         charged_extra_round_trips=story_rt - rate_rt,
         login_ms=sentence_ms("benchmarks-auth.md", "argon2id verify alone")
-        + _number(cell("benchmarks-auth.md", "RS256", "/login minus argon2 ms")),
+        + _number(cell("benchmarks-auth.md", AUTH_ALGORITHM, "/login minus argon2 ms")),
         refresh_ms=BENCH_HOST_CORES * 1000 / refresh_rps,
         redis_overhead_us=1e6 / yard_rps - yard_us,
         decide_rate_us=_number(cell(quota, "decide.lua, rate-only route", "µs inside Redis")),
@@ -115,6 +115,7 @@ def measured() -> Inputs:
 
 # -- not in a benchmark table ----------------------------------------------------------------------------------------
 KONG_CPU_US = 160  # Kong's own Lua pipeline per request per vCPU (docs/architecture.md §9: Kong's published figure)
+AUTH_ALGORITHM = "ES256"  # the auth service's default JWT_ALGORITHM (tests/deploy/test_capacity_model.py checks)
 BENCH_HOST_CORES = 2  # docs/benchmarks-auth.md: "2 cores", shared by gunicorn, PostgreSQL, Redis and the load generator
 
 # -- the seed's auth pod size (Authentication: requests 0.5 CPU); the gateway's containers come from values.yaml -----
@@ -286,7 +287,7 @@ def markdown(m: dict) -> str:
         ),
         ("`/login` CPU (argon2id verify + the rest)", f"{i.login_ms:,.1f} ms", "benchmarks-auth.md"),
         (
-            "`/refresh` CPU (RS256)",
+            f"`/refresh` CPU ({AUTH_ALGORITHM})",
             f"{i.refresh_ms:,.2f} ms",
             f"benchmarks-auth.md ({BENCH_HOST_CORES} cores ÷ its /refresh req/s)",
         ),

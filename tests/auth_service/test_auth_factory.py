@@ -15,7 +15,7 @@ from storyverse_auth.password.hashing import Passwords
 def test_config_defaults_come_from_the_environment():
     assert Config.ISSUER == "http://localhost:8000"
     assert Config.AUDIENCE == "storyverse-api"
-    assert Config.JWT_ALGORITHM == "RS256"
+    assert Config.JWT_ALGORITHM == "ES256"
     assert Config.ACCESS_TOKEN_TTL == 600
     assert Config.REFRESH_GRACE_SECONDS <= 30
 

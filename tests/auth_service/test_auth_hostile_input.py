@@ -14,6 +14,10 @@ DEEP_ARRAY = "[" * 1000 + "]" * 1000
 DEEP_OBJECT = '{"a":' * 1200 + "1" + "}" * 1200
 NUL_STRING = json.dumps({"email": "a\u0000@example.com", "password": PASSWORD, "refresh_token": "\u0000"})
 SURROGATE = '{"email": "\\ud800@example.com", "password": "\\udfff", "refresh_token": "\\ud800"}'
+# The same without escapes: a surrogate as UTF-8-shaped bytes (json.loads decodes bytes with surrogatepass), and a
+# NUL escape in UTF-16 JSON (json.loads detects the encoding): neither may pass the guard's byte scan.
+RAW_SURROGATE = b'{"email": "\xed\xa0\x80@example.com", "password": "x", "refresh_token": "\xed\xbf\xbf"}'
+UTF16_NUL = NUL_STRING.encode("utf-16")
 
 
 def _concrete(rule) -> str:
@@ -36,7 +40,9 @@ def parent_headers(auth) -> dict:
 
 
 @pytest.mark.parametrize(
-    "body", [DEEP_ARRAY, DEEP_OBJECT, NUL_STRING, SURROGATE], ids=["array", "object", "nul", "surr"]
+    "body",
+    [DEEP_ARRAY, DEEP_OBJECT, NUL_STRING, SURROGATE, RAW_SURROGATE, UTF16_NUL],
+    ids=["array", "object", "nul", "surr", "raw-surr", "utf16-nul"],
 )
 def test_every_json_endpoint_answers_hostile_bodies_with_400(app, client, parent_headers, body):
     routes = [(m, p) for m, p in _routes(app, {"POST", "PUT", "PATCH", "DELETE"}) if not p.startswith("/oauth/")]

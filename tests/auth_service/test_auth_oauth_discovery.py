@@ -38,7 +38,7 @@ def test_the_document_lists_exactly_what_is_supported(doc, app):
     assert set(doc["introspection_endpoint_auth_methods_supported"]) == {"client_secret_basic", "client_secret_post"}
     assert doc["scopes_supported"] == ["openid", "profile", "email"]
     assert doc["subject_types_supported"] == ["public"]
-    assert doc["id_token_signing_alg_values_supported"] == [app.config["JWT_ALGORITHM"]]
+    assert doc["id_token_signing_alg_values_supported"] == [app.config["JWT_ALGORITHM"]]  # the only published keys
     for endpoint in ("authorization", "token", "userinfo", "revocation", "introspection"):
         assert doc[f"{endpoint}_endpoint"].startswith(app.config["ISSUER"].rstrip("/") + "/oauth/")
     assert "password" not in doc["grant_types_supported"] and "token" not in doc["response_types_supported"]

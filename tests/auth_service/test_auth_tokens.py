@@ -9,7 +9,7 @@ import jwt
 import pytest
 from auth_support import assert_problem
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec
 from storyverse_auth.extensions import db
 from storyverse_auth.models import SigningKey
 from storyverse_auth.secrets_box import KeyEncryptionError, decrypt
@@ -27,13 +27,13 @@ def _verify(client, token: str) -> dict:
     header = jwt.get_unverified_header(token)
     keys = {k["kid"]: k for k in _jwks(client)["keys"]}
     public = jwt.PyJWK(keys[header["kid"]]).key
-    return jwt.decode(token, public, algorithms=["RS256"], audience="storyverse-api", issuer="http://localhost:8000")
+    return jwt.decode(token, public, algorithms=["ES256"], audience="storyverse-api", issuer="http://localhost:8000")
 
 
 def test_access_token_is_rfc9068(client, auth):
     tokens = auth.tokens()
     header = jwt.get_unverified_header(tokens["access_token"])
-    assert header["typ"] == "at+jwt" and header["alg"] == "RS256" and header["kid"]
+    assert header["typ"] == "at+jwt" and header["alg"] == "ES256" and header["kid"]
     claims = _verify(client, tokens["access_token"])
     assert {"iss", "aud", "sub", "exp", "iat", "nbf", "jti", "role", "family_id", "tier", "tz"} <= set(claims)
     assert claims["exp"] - claims["iat"] == 600
@@ -47,7 +47,7 @@ def test_jwks_has_no_private_members(client, auth):
     assert len(keys) == 2  # active + next
     for key in keys:
         assert not set(key) & {"d", "p", "q", "dp", "dq", "qi", "k", "oth"}
-        assert key["use"] == "sig" and key["alg"] == "RS256"
+        assert key["use"] == "sig" and key["alg"] == "ES256"
 
 
 def test_discovery_issuer_matches_tokens(client, auth):
@@ -96,7 +96,31 @@ def test_keys_ensure_is_idempotent(runner):
     assert " active " in listing and " next " in listing
 
 
-@pytest.mark.parametrize("algorithm", ["ES256", "EdDSA"])
+def test_changing_the_algorithm_keeps_every_published_key_valid(app, client, auth, runner):
+    """JWT_ALGORITHM applies to keys created afterwards: the active and next keys keep theirs, so tokens signed
+    before the change (and by the promoted next key) still verify; the discovery document lists what is published."""
+    before = auth.tokens()
+    app.config["JWT_ALGORITHM"] = "RS256"
+    assert runner.invoke(args=["keys", "rotate"]).exit_code == 0  # promotes the ES256 next key, adds an RS256 next
+    during = auth.tokens()
+    assert jwt.get_unverified_header(during["access_token"])["alg"] == "ES256"
+    doc = client.get("/.well-known/openid-configuration").get_json()
+    assert doc["id_token_signing_alg_values_supported"] == ["ES256", "RS256"]
+    assert runner.invoke(args=["keys", "rotate"]).exit_code == 0  # the RS256 key signs from now on
+    after = auth.tokens()
+    assert jwt.get_unverified_header(after["access_token"])["alg"] == "RS256"
+    for tokens in (before, during, after):  # the service's own bearer check follows each key's algorithm
+        assert client.get("/api/auth/me", headers=auth.bearer(tokens)).status_code == 200
+    header = jwt.get_unverified_header(before["access_token"])
+    claims = jwt.decode(before["access_token"], options={"verify_signature": False})
+    with app.app_context():
+        active = signing.active_key()
+    # an RS256 signature under the ES256 key's kid: refused (a key verifies only its own algorithm)
+    mixed = jwt.encode(claims, active.private_key, algorithm="RS256", headers={**header, "alg": "RS256"})
+    assert client.get("/api/auth/me", headers={"Authorization": f"Bearer {mixed}"}).status_code == 401
+
+
+@pytest.mark.parametrize("algorithm", ["RS256", "EdDSA"])
 def test_other_algorithms_are_configurable(app, client, auth, algorithm):
     app.config["JWT_ALGORITHM"] = algorithm
     with app.app_context():
@@ -127,12 +151,12 @@ def _forge(tokens: dict, header_patch: dict | None = None, claims_patch: dict | 
         signing_input = f"{_b64(header)}.{_b64(claims)}"
         mac = hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
         return f"{signing_input}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
-    return jwt.encode(claims, key, algorithm=alg or "RS256", headers=header)
+    return jwt.encode(claims, key, algorithm=alg or header["alg"], headers=header)
 
 
 def test_forged_tokens_are_rejected(app, client, auth, clock):
     tokens = auth.tokens()
-    attacker = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    attacker = ec.generate_private_key(ec.SECP256R1())  # the same algorithm as the service's default keys
     public_pem = attacker.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -167,3 +191,15 @@ def test_wrong_audience_and_issuer_are_rejected(app, client, auth):
     app.config["AUDIENCE"] = "storyverse-api"
     app.config["ISSUER"] = "http://localhost:8000.evil"
     assert client.get("/api/auth/me", headers=auth.bearer(tokens)).status_code == 401
+
+
+def test_answers_holding_tokens_are_never_cached(client, auth):
+    """RFC 6749 §5.1: Cache-Control: no-store on every answer with tokens (and by default on every other); the
+    public key documents keep their own caching."""
+    tokens = auth.tokens()
+    refreshed = client.post("/api/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert refreshed.status_code == 200 and refreshed.headers["Cache-Control"] == "no-store"
+    login = client.post("/api/auth/login", json={"email": "nobody@example.com", "password": "wrong password here"})
+    assert login.status_code == 401 and login.headers["Cache-Control"] == "no-store"
+    assert client.get("/api/auth/me", headers=auth.bearer(tokens)).headers["Cache-Control"] == "no-store"
+    assert "max-age" in client.get("/.well-known/jwks.json").headers["Cache-Control"]

@@ -67,10 +67,10 @@ def test_the_inputs_are_read_from_the_benchmark_documents(tmp_path, monkeypatch)
     for doc in capacity.DOCS.glob("benchmarks-*.md"):
         (docs / doc.name).write_text(doc.read_text())
     auth = (docs / "benchmarks-auth.md").read_text()
-    rs256 = next(line for line in auth.splitlines() if line.startswith("| RS256 |"))
-    cells = rs256.split("|")
+    row = next(line for line in auth.splitlines() if line.startswith(f"| {capacity.AUTH_ALGORITHM} |"))
+    cells = row.split("|")
     cells[2] = f" {capacity._number(cells[2]) * 2:.0f} "  # twice the /refresh throughput
-    (docs / "benchmarks-auth.md").write_text(auth.replace(rs256, "|".join(cells)))
+    (docs / "benchmarks-auth.md").write_text(auth.replace(row, "|".join(cells)))
     monkeypatch.setattr(capacity, "DOCS", docs)
     capacity.table.cache_clear()
     try:
@@ -86,3 +86,9 @@ def test_the_model_is_the_arithmetic_docs_capacity_states():
     assert evening["gateway pods"] < viral["gateway pods"] == model["gateway_max"]
     text = capacity.CAPACITY_MD.read_text()
     assert capacity.render_doc(model, text) == text, "docs/capacity.md is stale: python -m bench.capacity --write"
+
+
+def test_the_refresh_input_is_the_auth_services_default_algorithm():
+    from storyverse_auth.config import Config
+
+    assert capacity.AUTH_ALGORITHM == Config.JWT_ALGORITHM

@@ -22,6 +22,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+import jwt
 import pytest
 import redis
 import requests
@@ -180,18 +181,26 @@ def test_null_and_broken_signatures_are_401(env, login):
         assert_401(call(env, "p", forged))
 
 
-def test_hs256_signed_with_the_real_rsa_public_key_is_401(env, login, jwks):
-    """RS/HS confusion: the real JWKS key as an HMAC secret, in each form a confused verifier might use."""
+def test_hs256_signed_with_the_real_public_key_is_401(env, login, jwks):
+    """Algorithm confusion: the real JWKS key (ES256 by default, RSA when so configured) as an HMAC secret, in each
+    form a confused verifier might use."""
     header, payload = unverified(login["access_token"])
     jwk = next(k for k in jwks["keys"] if k["kid"] == header["kid"])
-    public = RSAAlgorithm.from_jwk(json.dumps(jwk))
+    public = jwt.PyJWK(jwk).key
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
     secrets = [
-        public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
-        public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.PKCS1),
-        public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo),
+        public.public_bytes(serialization.Encoding.PEM, spki),
+        public.public_bytes(serialization.Encoding.DER, spki),
         json.dumps(jwk).encode(),
-        jwk["n"].encode(),
     ]
+    if jwk["kty"] == "RSA":
+        secrets += [
+            public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.PKCS1),
+            jwk["n"].encode(),
+        ]
+    else:  # EC: the point as X9.62 bytes and the coordinates as published
+        point = public.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+        secrets += [point, jwk["x"].encode(), jwk["y"].encode()]
     for secret in secrets:
         assert_401(call(env, "p", resign_hs256({**header, "alg": "HS256"}, payload, secret)))
 
@@ -370,6 +379,8 @@ def short_ttl_auth(auth_service):
 
 
 def test_an_expired_real_token_is_401_token_expired(env, account, short_ttl_auth, minted):
+    # iat is whole seconds (exp = iat + 1): logging in late in a second would leave the token milliseconds to live
+    time.sleep(1.02 - time.time() % 1)
     token = account.login(short_ttl_auth)["access_token"]
     payload = unverified(token)[1]
     assert payload["exp"] - payload["iat"] == 1

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from apiflask import APIFlask
-from flask import request
+from flask import Response, request
 from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -20,12 +21,27 @@ __all__ = ["create_app"]
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _FORM_BLUEPRINTS = frozenset({"oauth"})  # OAuth protocol endpoints take form bodies (RFC 6749)
 _HTML_FORM_BLUEPRINTS = frozenset({"pages"})  # the parent pages (pages/): HTML forms, no JavaScript
+_NOT_JSON_BLUEPRINTS = _FORM_BLUEPRINTS | _HTML_FORM_BLUEPRINTS
+
+
+class _App(APIFlask):
+    """APIFlask whose ``ensure_sync`` remembers its answer per function. Flask asks it for every hook, view and
+    error handler on every request (eleven times per refresh) and each answer costs an ``inspect`` walk; whether a
+    function is a coroutine function never changes. (``ensure_sync`` is Flask's documented override point.)"""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sync_callables: dict[Callable, Callable] = {}
+
+    def ensure_sync(self, func: Callable) -> Callable:
+        found = self._sync_callables.get(func)
+        if found is None:
+            found = self._sync_callables[func] = super().ensure_sync(func)
+        return found
 
 
 def create_app(config: dict[str, Any] | None = None) -> APIFlask:
-    app = APIFlask(
-        __name__, title="StoryVerse Auth Service", version="0.1.0", docs_path="/docs", spec_path="/openapi.json"
-    )
+    app = _App(__name__, title="StoryVerse Auth Service", version="0.1.0", docs_path="/docs", spec_path="/openapi.json")
     cls = config_class("testing" if (config or {}).get("TESTING") else None)
     app.config.from_object(cls)
     app.config.update(environment_config(cls))  # ConfigError: one line naming each bad variable
@@ -33,6 +49,9 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
         app.config.update(config)
     if cls is ProdConfig:
         check_production(app.config)  # ConfigError: one line naming every unfit setting
+    from .auth.fast_refresh import FastRefresh  # (late: it imports the session and token services)
+
+    app.wsgi_app = FastRefresh(app, app.wsgi_app)  # type: ignore[method-assign]  (under ProxyFix: sees the client IP)
     if app.config["TRUST_PROXY_HOPS"] > 0:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["TRUST_PROXY_HOPS"])  # type: ignore[method-assign]
     app.config["HTTP_ERROR_SCHEMA"] = PROBLEM_SCHEMA
@@ -45,6 +64,7 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
     app.before_request(_require_json_bodies)
     input_guard.init_app(app, oauth_blueprints=_FORM_BLUEPRINTS)
     app.after_request(audit.flush)
+    app.after_request(_no_store_by_default)
     from .sessions import claims_cache  # (late: it imports the models and the session store)
 
     claims_cache.install()
@@ -108,11 +128,19 @@ def register_commands(app: APIFlask) -> None:
 
 def _require_json_bodies() -> None:
     """415 for a request body that is not JSON (apiflask would otherwise ignore it)."""
-    if request.method not in _BODY_METHODS or request.blueprint in _FORM_BLUEPRINTS | _HTML_FORM_BLUEPRINTS:
+    if request.method not in _BODY_METHODS or request.blueprint in _NOT_JSON_BLUEPRINTS:
         return
     has_body = bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "")
     if has_body and not request.is_json:
         raise APIError.unsupported_media_type()
+
+
+def _no_store_by_default(response: Response) -> Response:
+    """``Cache-Control: no-store`` on every answer that does not choose its own (the JWKS and discovery documents
+    do): tokens (RFC 6749 §5.1), sessions, family data and problems are never for a cache."""
+    if "Cache-Control" not in response.headers:
+        response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def _problem_responses(spec: dict[str, Any]) -> dict[str, Any]:

@@ -63,13 +63,18 @@ class Settings(BaseSettings):
     )
     ISSUER: str = _f("http://localhost:8000", "Token issuer (`iss`): the public base URL of the API")
     AUDIENCE: str = _f("storyverse-api", "Token audience (`aud`)")
-    JWT_ALGORITHM: Literal["RS256", "ES256", "EdDSA"] = _f("RS256", "Signing algorithm of new keys")
+    JWT_ALGORITHM: Literal["RS256", "ES256", "EdDSA"] = _f(
+        "ES256", "Signing algorithm of new keys (existing keys keep theirs; docs/architecture.md §4)"
+    )
     ACCESS_TOKEN_TTL: int = _f(600, "Access-token lifetime (s)", gt=0)
     JWKS_MAX_AGE: int = _f(300, "Cache-Control max-age of the JWKS (s)", ge=0)
     KEY_CACHE_SECONDS: int = _f(30, "How long a process caches the signing keys (s)", ge=0)
     SESSION_IDLE_TTL: int = _f(14 * DAY, "A session unused this long ends (s)", gt=0)
     SESSION_ABSOLUTE_TTL: int = _f(60 * DAY, "A session ends this long after login whatever its use (s)", gt=0)
     REFRESH_GRACE_SECONDS: int = _f(30, "A rotated refresh token is still accepted this long (s); capped at 30", ge=0)
+    REFRESH_FAST_PATH: bool = _f(
+        True, "Answer the common POST /api/auth/refresh below Flask's dispatch (auth/fast_refresh.py); false: all Flask"
+    )
     SESSION_CLAIMS_MAX_AGE: int = _f(
         3600,
         "A session's cached token claims are read again from PostgreSQL after this long (s); service-made changes"

@@ -75,9 +75,22 @@ def _check_field(name: str, value: str, oauth: bool) -> None:
         raise APIError.bad_request(f"OAuth parameters are printable ASCII (RFC 6749 Appendix A); {name[:40]!r} is not.")
 
 
+def _plainly_safe(raw: bytes) -> bool:
+    """True when ``raw`` cannot hold what ``check_json`` refuses, without decoding it. A NUL or a surrogate in a JSON
+    string is written as a ``\\u`` escape (raw control characters are invalid JSON) or, for a surrogate, as the
+    UTF-8-shaped bytes ``ED A0..BF ..`` (``json.loads`` decodes bytes with ``surrogatepass``); the nesting depth is at
+    most the number of opening brackets. Any ``ED`` byte (also the lead of U+D000–U+D7FF) or NUL byte (UTF-16 and
+    UTF-32 JSON, which ``json.loads`` accepts, hold one per ASCII character) sends the body to the full check. Most
+    bodies (a refresh, a login) pass this byte scan and are decoded once, by the view's parser."""
+    if b"\x00" in raw or b"\xed" in raw or b"\\u" in raw:
+        return False
+    return raw.count(b"{") + raw.count(b"[") <= MAX_JSON_DEPTH
+
+
 def check_json(raw: bytes) -> Any:
-    """The decoded document, or a 400 problem: malformed, too deep, or holding unstorable strings."""
-    if not raw.strip():
+    """The decoded document (None when there is nothing to check), or a 400 problem: too deep, or holding
+    unstorable strings. Malformed JSON is left to the view's parser (webargs), which answers it with its own 400."""
+    if not raw.strip() or _plainly_safe(raw):
         return None  # an empty body: the schema decides whether one was required
     try:
         document = json.loads(raw)

@@ -13,11 +13,12 @@ import re
 import time
 import uuid
 
-from flask import Flask, Response, g, has_request_context, request
+from flask import Flask, Response, g, has_app_context, has_request_context, request
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
 _SAFE_EXTRA = ("event", "account_id", "session_id", "status", "method", "path", "duration_ms", "subject", "reason")
 _SAFE_EXTRA += ("error_type", "kid", "outcome", "scope", "count", "user_id")
+_ACCESS = logging.getLogger("storyverse_auth.access")
 
 
 class JSONFormatter(logging.Formatter):
@@ -28,7 +29,7 @@ class JSONFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        if has_request_context():
+        if has_request_context() or (has_app_context() and "request_id" in g):  # fast_refresh.py: no request ctx
             out["request_id"] = g.get("request_id")
         for key in _SAFE_EXTRA:
             if key in record.__dict__:
@@ -49,23 +50,35 @@ def configure(app: Flask) -> None:
     app.after_request(_finish)
 
 
+def request_id_from(incoming: str) -> str:
+    """The caller's X-Request-Id when it is a plain token (Kong's), else a new one."""
+    return incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+
+
 def _start() -> None:
-    incoming = request.headers.get("X-Request-Id", "")
-    g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    if "request_id" not in g:  # fast_refresh.py may have chosen it already, in the same app context
+        g.request_id = request_id_from(request.headers.get("X-Request-Id", ""))
     g.started = time.perf_counter()
+
+
+def access_line(method: str, path: str, status: int, started: float | None, user_id: str | None = None) -> None:
+    """The one access log line of a request (logger ``storyverse_auth.access``)."""
+    if not _ACCESS.isEnabledFor(logging.INFO):
+        return
+    fields = {
+        "method": method,
+        "path": path,
+        "status": status,
+        "duration_ms": round((time.perf_counter() - started) * 1000, 2) if started else None,
+    }
+    if user_id:
+        fields["user_id"] = user_id
+    _ACCESS.info("request", extra=fields)
 
 
 def _finish(response: Response) -> Response:
     response.headers["X-Request-Id"] = g.get("request_id", "")
-    started = g.get("started")
-    fields = {
-        "method": request.method,
-        "path": request.path,
-        "status": response.status_code,
-        "duration_ms": round((time.perf_counter() - started) * 1000, 2) if started else None,
-    }
     claims = g.get("flask_httpauth_user")  # set by the bearer check of the service's own endpoints
-    if isinstance(claims, dict) and claims.get("sub"):
-        fields["user_id"] = claims["sub"]
-    logging.getLogger("storyverse_auth.access").info("request", extra=fields)
+    user_id = claims.get("sub") if isinstance(claims, dict) else None
+    access_line(request.method, request.path, response.status_code, g.get("started"), user_id)
     return response

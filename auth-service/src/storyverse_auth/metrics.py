@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 from flask import Flask, Response, current_app, g, request
 from prometheus_client import (
@@ -82,6 +83,17 @@ class Metrics:
             registry=self.registry,
         )
 
+        # Label children by label values: prometheus_client's ``labels()`` takes a lock and builds its key on every
+        # call; the values here are bounded (routes, methods, statuses, the counters' own label sets).
+        self.children: dict[tuple, Any] = {}
+
+    def child(self, metric: Any, *values: str) -> Any:
+        key = (id(metric), *values)
+        found = self.children.get(key)
+        if found is None:
+            found = self.children[key] = metric.labels(*values)
+        return found
+
     def render(self) -> bytes:
         if self.multiproc_dir is None:
             return generate_latest(self.registry)
@@ -106,21 +118,29 @@ def _metrics() -> Metrics:
 
 def inc(name: str, amount: int = 1, **labels: str) -> None:
     """Count ``amount`` on the counter ``name`` (one of COUNTERS) with these label values."""
-    counter = _metrics().counters[name]
-    (counter.labels(**labels) if labels else counter).inc(amount)
+    m = _metrics()
+    counter = m.counters[name]
+    if labels:
+        counter = m.child(counter, *(labels[label] for label in LABELS[name]))
+    counter.inc(amount)
 
 
 def _start() -> None:
     g.sv_metrics_started = time.perf_counter()
 
 
-def _observe(response: Response) -> Response:
-    started = g.pop("sv_metrics_started", None)
-    endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
+def observe_request(endpoint: str, method: str, status: int, started: float | None) -> None:
+    """Count one answered request and its duration (``endpoint``: the URL rule, or ``unmatched``)."""
     m = _metrics()
-    m.requests.labels(endpoint, request.method, str(response.status_code)).inc()
+    m.child(m.requests, endpoint, method, str(status)).inc()
     if started is not None:
-        m.latency.labels(endpoint, request.method).observe(time.perf_counter() - started)
+        m.child(m.latency, endpoint, method).observe(time.perf_counter() - started)
+
+
+def _observe(response: Response) -> Response:
+    rule = request.url_rule
+    endpoint = rule.rule if rule is not None else "unmatched"
+    observe_request(endpoint, request.method, response.status_code, g.pop("sv_metrics_started", None))
     return response
 
 

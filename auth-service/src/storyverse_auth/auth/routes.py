@@ -16,14 +16,15 @@ from ..models import Account
 from ..schemas import AcceptedOut, LoginIn, LogoutIn, MeOut, RefreshIn, RegisterIn, TokenOut
 from ..sessions import service as sessions
 from ..tokens.access import FRESH_SESSION_AMR, Principal, issue_access_token
-from . import accounts, throttle
+from ..tokens.responses import refresh_body
+from . import accounts, fast_refresh, throttle
 from .bearer import bearer, current_claims
 from .timing import response_floor
 
 bp = APIBlueprint("auth", __name__, url_prefix="/api/auth", tag="Auth")
 
 log = logging.getLogger(__name__)
-MAX_REFRESH_TOKEN = 512  # RefreshIn's limit
+MAX_REFRESH_TOKEN = fast_refresh.MAX_REFRESH_TOKEN  # RefreshIn's limit
 
 REGISTER_ACCEPTED = {
     "status": "accepted",
@@ -96,7 +97,9 @@ def _refresh_token_in(body: object) -> str:
 @bp.output(TokenOut)  # documents the answer; the view returns a finished Response, not re-serialised
 @bp.doc(summary="Rotate a refresh token", responses=[401, 422])
 def refresh(body: object):
-    result = sessions.rotate(_refresh_token_in(body))
+    # POST /refresh mostly never reaches here: fast_refresh.py answers it below Flask, and hands over what it
+    # could not answer itself (a refused token, a backing service down) for this view to render.
+    result = fast_refresh.outcome(request.environ) or sessions.rotate(_refresh_token_in(body))
     if result.error is not None:
         if result.error.code == "refresh_token_reused":
             log.warning("refresh token reuse", extra={"event": "refresh_reuse", "reason": result.error.code})
@@ -104,10 +107,7 @@ def refresh(body: object):
     assert result.principal is not None and result.session_id is not None and result.refresh_token is not None
     access = issue_access_token(result.principal, str(result.session_id), amr=result.amr)
     metrics.inc("sv_auth_tokens_issued_total", kind="access")
-    body = (
-        f'{{"access_token":"{access.token}","token_type":"Bearer","expires_in":{access.expires_in},'
-        f'"refresh_token":"{result.refresh_token}","session_id":"{result.session_id}"}}\n'
-    )  # every value is base64url, digits, hex or a UUID: nothing to escape
+    body = refresh_body(access, result.refresh_token, result.session_id)
     return current_app.response_class(body, mimetype="application/json")
 
 

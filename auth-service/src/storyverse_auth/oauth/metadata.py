@@ -11,7 +11,7 @@ from .scopes import SCOPES
 from .server import ALL_METHODS, SECRET_METHODS
 
 
-def provider_metadata(issuer: str, algorithm: str) -> dict[str, Any]:
+def provider_metadata(issuer: str, algorithms: list[str]) -> dict[str, Any]:
     base = issuer.rstrip("/")
     return {
         "issuer": issuer,
@@ -30,7 +30,7 @@ def provider_metadata(issuer: str, algorithm: str) -> dict[str, Any]:
         "revocation_endpoint_auth_methods_supported": list(ALL_METHODS),
         "introspection_endpoint_auth_methods_supported": list(SECRET_METHODS),
         "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": [algorithm],
+        "id_token_signing_alg_values_supported": algorithms,
         "claims_supported": [
             "iss",
             "sub",

@@ -197,8 +197,10 @@ def decode_access_token(token: str) -> dict[str, Any]:
     except jwt.DecodeError as exc:
         raise APIError.unauthenticated("The access token is malformed.") from exc
     kid = header.get("kid")
-    if not isinstance(kid, str) or header.get("typ") != TOKEN_TYPE or header.get("alg") != cfg["JWT_ALGORITHM"]:
+    if not isinstance(kid, str) or header.get("typ") != TOKEN_TYPE or header.get("alg") not in signing.ALGORITHMS:
         raise APIError.unauthenticated("The access token header is not acceptable.")
+    # Each key verifies only the algorithm it was created with (a key keeps its algorithm when JWT_ALGORITHM
+    # changes, so tokens of a key created before the change stay valid until the key is retired).
     found = signing.public_key(kid)
     if found is None or found[0] != header["alg"]:
         raise APIError.unauthenticated("The access token was signed by an unknown key.")

@@ -1,8 +1,9 @@
-"""Token bodies for the family endpoints: a new session (child sign-in, device grant, co-parent join) or a fresh
-access token for the caller's current session (after creating a child, so its ``children`` claim is current)."""
+"""Token bodies: a new session (child sign-in, device grant, co-parent join), a fresh access token for the caller's
+current session (after creating a child, so its ``children`` claim is current), and a refresh's answer."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from flask import request
@@ -10,7 +11,7 @@ from flask import request
 from .. import metrics
 from ..models import Account
 from ..sessions import service as sessions
-from .access import FRESH_SESSION_AMR, Principal, issue_access_token
+from .access import FRESH_SESSION_AMR, IssuedAccessToken, Principal, issue_access_token
 
 
 def new_session(account: Account) -> dict[str, Any]:
@@ -32,3 +33,12 @@ def for_current_session(account: Account, claims: dict[str, Any]) -> dict[str, A
     access = issue_access_token(Principal.of(account), str(claims["sid"]))
     metrics.inc("sv_auth_tokens_issued_total", kind="access")
     return {"access_token": access.token, "token_type": "Bearer", "expires_in": access.expires_in}
+
+
+def refresh_body(access: IssuedAccessToken, refresh_token: str, session_id: uuid.UUID) -> str:
+    """A refresh's TokenOut document, written directly: every value is base64url, digits, hex or a UUID, so there
+    is nothing to escape (json.dumps would cost the hot path for nothing)."""
+    return (
+        f'{{"access_token":"{access.token}","token_type":"Bearer","expires_in":{access.expires_in},'
+        f'"refresh_token":"{refresh_token}","session_id":"{session_id}"}}\n'
+    )

@@ -135,6 +135,15 @@ def published_keys() -> list[SigningKey]:
     )
 
 
+def published_algorithms() -> list[str]:
+    """The algorithms of the published keys, the active key's first: what tokens of this issuer are signed with
+    (discovery documents). Before the first key exists: the algorithm new keys get."""
+    order = {"active": 0, "next": 1}
+    keys = sorted(published_keys(), key=lambda k: order.get(k.state, 2))
+    found = list(dict.fromkeys(k.algorithm for k in keys))
+    return found or [current_app.config["JWT_ALGORITHM"]]
+
+
 def jwks() -> dict[str, Any]:
     """The public JWK set; private members are stripped defensively even though they are never stored there."""
     return {"keys": [{k: v for k, v in key.public_jwk.items() if k not in PRIVATE_MEMBERS} for key in published_keys()]}

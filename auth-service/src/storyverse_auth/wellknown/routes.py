@@ -48,13 +48,13 @@ def jwks():
 @bp.get("/openid-configuration")
 @bp.doc(summary="Discovery document", responses=_DISCOVERY_DOC)
 def openid_configuration():
-    issuer, algorithm = current_app.config["ISSUER"], current_app.config["JWT_ALGORITHM"]
+    issuer, algorithms = current_app.config["ISSUER"], signing.published_algorithms()
     # Exactly what the OAuth 2.1 / OIDC endpoints support (oauth/metadata.py). The first-party /api/auth/login is not
     # an OAuth endpoint and is not advertised (no password grant, no implicit flow: RFC 9700).
     return (
         {
-            **provider_metadata(issuer, algorithm),
-            "access_token_signing_alg_values_supported": [algorithm],
+            **provider_metadata(issuer, algorithms),
+            "access_token_signing_alg_values_supported": algorithms,
             "service_documentation": f"{issuer.rstrip('/')}{url_for('openapi.docs')}",
         },
         200,
