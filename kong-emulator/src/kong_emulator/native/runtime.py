@@ -403,10 +403,17 @@ def _lua_message(exc: Exception) -> str:
 
 
 def _ngx_exit(state: LuaState, call: Call, status=None, *_):
-    """``ngx.exit(status >= 200)``: Kong's error handler answers with its default message for the status."""
+    """``ngx.exit(status >= 200)``: nginx finalizes the request with that status; one of Kong's ``error_page``
+    statuses (nginx_kong.lua:100-102) goes to Kong.handle_error, i.e. kong/error_handlers.lua (first Accept, else
+    Content-Type, else error_default_type). Any other status would get nginx's own page, which the emulator does not
+    have: it answers Kong's template of the default type for it (docs/emulator.md, known differences)."""
     if call.phase not in ("rewrite", "access", "header_filter", "response"):
         raise LuaError(f"API disabled in the context of {call.phase}_by_lua*")
-    record_exit(call, kong_errors.kong_error(int(status), None, call.ctx.request_id))
+    status = int(status)
+    if status in kong_errors.ERROR_PAGE_STATUSES:
+        record_exit(call, kong_errors.handler_error(call.ctx, status))
+    else:
+        record_exit(call, kong_errors.kong_error(status, None, call.ctx.request_id))
 
 
 def _get_raw_body(state: LuaState, call: Call, *_):
