@@ -169,12 +169,32 @@ def test_no_route_is_a_problem(gw):
     assert body["detail"] == "no Route matched with those values"  # the template's message, kept
 
 
-@pytest.mark.parametrize("accept", [None, "text/html", "application/xml", "text/plain", "*/*"])
+@pytest.mark.parametrize(
+    "accept",
+    [
+        None,
+        "text/html",
+        "application/xml",
+        "text/plain",
+        "*/*",
+        # kong/tools/http.lua:453-488 get_response_type: a browser's Accept is Kong's HTML template; application/grpc
+        # first is exit's JSON {"message"} (error_handlers.lua:70-71)
+        "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        "application/grpc",
+    ],
+)
 def test_connect_refused_is_a_502_problem_whatever_the_accept(gw, accept):
     resp = get(gw, "/dead", headers={"Accept": accept} if accept else {})
     body = problem(resp, 502, "bad_gateway")
     assert body["detail"] == "An invalid response was received from the upstream server"
     assert "X-Kong-Upstream-Latency" in resp.headers  # still Kong's proxied-error headers
+
+
+def test_kongs_empty_error_body_is_still_a_502_problem(gw):
+    # application/grpc chosen by q is Kong's "" type, whose template is "" (http.lua:383, 394, 531-532): no message
+    # reaches sv-edge, which answers its own detail
+    body = problem(get(gw, "/dead", headers={"Accept": "text/plain;q=0.5, application/grpc"}), 502, "bad_gateway")
+    assert body["detail"] == "The gateway could not complete this request."
 
 
 def test_upstream_timeout_is_a_504_problem(gw):

@@ -1,7 +1,8 @@
 """Kong 3.9.1 errors nginx raises before any Lua phase runs, rendered by kong/error_handlers.lua through
 kong/tools/http.lua's templates (`error_page 400 404 405 408 411 412 413 414 417` and `error_page 494 =494`,
 kong/templates/nginx_kong.lua:100-102), on nginx's limits (large_client_header_buffers 4 8k, kong.conf.default
-nginx_http_large_client_header_buffers). The request's bytes never come back, no traceback is logged."""
+nginx_http_large_client_header_buffers). The request's bytes never come back, no traceback is logged. Then which
+template Kong's error handler and kong.response.error pick for a request (get_response_type)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import json
 import socket
 
 import pytest
-from kong_emulator.testing import EmulatorProcess
+from kong_emulator.testing import EmulatorProcess, free_port
 from proxy_support import Upstream
 
 SECRET = "Bearer eyJhbGciOiJIUzI1NiJ9.c2VjcmV0LXRva2Vu"
@@ -148,3 +149,134 @@ def test_many_lines_under_8k_each_still_overflow_the_buffers(gw):
     # 40 lines of 1 KB: each fits a buffer, 40 KB do not fit four (aiohttp alone would take them: under 128)
     lines = [f"X-K{i:02}: {'k' * 1000}" for i in range(40)]
     _check_kong_body(_send(gw.port, _many_headers(lines)), 400, "Request header or cookie too large", secret="kkkk")
+
+
+# ---- which template: kong/error_handlers.lua and kong.response.error -------------------------------------------------
+# Both pick the type with kong/tools/http.lua:453-488 get_response_type: each comma-separated Accept entry that matches
+# the media-range pattern counts, the first one with the highest q (> 0) wins, its type through get_mime_type
+# (http.lua:491-515: type/*, */*, unknown types → JSON); no entry → JSON. They differ in what they feed it:
+# * error_handlers.lua:51-57 (nginx's error_page → Kong.handle_error, init.lua:1855-1864): kong.request.get_header
+#   "Accept" -- the first Accept header only (http.lua:545-565) --, else the first Content-Type, else kong.conf
+#   error_default_type; a value that starts with application/grpc is kong.response.exit's JSON {"message": ...}
+#   (error_handlers.lua:70-71, 91; pdk/response.lua:729-748), no request id;
+# * kong.response.error (pdk/response.lua:1141-1160; the runloop's 404 no route): every Accept header, joined
+#   (http.lua:455-457), and no Content-Type fallback.
+# application/grpc maps to "" (http.lua:383, a true value in Lua), whose template is "" (http.lua:394, 531-532): an
+# empty body, and the Content-Type "" is sent as " " (pdk/private/checks.lua:13-18 via response.lua:669): blank.
+
+UPSTREAM_ERROR = "An invalid response was received from the upstream server"
+HTML = "text/html; charset=utf-8"
+XML = "application/xml; charset=utf-8"
+PLAIN = "text/plain; charset=utf-8"
+JSON_T = "application/json; charset=utf-8"
+BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+@pytest.fixture(scope="module")
+def types_gw():
+    yml = f"""_format_version: "3.0"
+services:
+- name: dead
+  url: http://127.0.0.1:{free_port()}/
+  retries: 0
+  routes:
+  - name: dead
+    paths: [/dead]
+  - name: exit
+    paths: [/exit]
+    plugins:
+    - name: pre-function
+      config:
+        access: ["ngx.exit(404)"]
+"""
+    with EmulatorProcess(yml, [], strict=True) as gw:
+        yield gw
+
+
+def _request(port: int, path: str, headers: list[tuple[str, str]]):
+    lines = "".join(f"{k}: {v}\r\n" for k, v in headers)
+    return _send(port, f"GET {path} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n{lines}\r\n".encode())
+
+
+def _check_template(answer, status: int, content_type: str | None, message: str) -> None:
+    code, headers, body = answer
+    text = body.decode()
+    rid = headers["x-kong-request-id"]
+    assert code == status
+    assert headers.get("content-type") == content_type
+    expected = {  # kong/tools/http.lua:393-422
+        HTML: f"<h1>Error</h1>\n    <p>{message}.</p>\n    <p>request_id: {rid}</p>",
+        XML: f"<message>{message}</message>\n  <requestid>{rid}</requestid>",
+        PLAIN: f"{message}\nrequest_id: {rid}\n",
+        JSON_T: f'{{\n  "message":"{message}",\n  "request_id":"{rid}"\n}}',
+    }
+    assert expected[content_type] in text and (content_type != JSON_T or text == expected[JSON_T])
+
+
+@pytest.mark.parametrize(
+    ("headers", "content_type"),
+    [
+        ([("Accept", BROWSER)], HTML),
+        ([("Accept", "text/html;q=0.1, application/xml")], XML),  # the highest q, not the first entry
+        ([("Accept", "application/json;q=0, text/plain")], PLAIN),  # q=0 never wins
+        ([("Accept", "text/*;q=0.5, image/png")], JSON_T),  # image/png (q=1) wins and has no template: JSON
+        ([("Accept", "text/html"), ("Accept", "application/xml")], HTML),  # the first Accept header only
+        ([("Accept", "text/html;q=0.5"), ("Accept", "application/xml")], HTML),  # ... even with a lower q
+        ([("Content-Type", "application/xml; charset=utf-8")], XML),  # no Accept: the Content-Type
+        ([], PLAIN),  # neither: kong.conf error_default_type (text/plain)
+    ],
+)
+def test_the_error_handler_picks_the_type_with_get_response_type(types_gw, headers, content_type):
+    # init.lua:1305-1375 and nginx: a refused connect with no retry left is nginx's 502 → error_page 502
+    # (nginx_kong.lua:102) → error_handlers.lua:74-77
+    _check_template(_request(types_gw.port, "/dead", headers), 502, content_type, UPSTREAM_ERROR)
+
+
+def test_the_error_handler_answers_a_grpc_accept_with_exits_json_message(types_gw):
+    # error_handlers.lua:70-71: find(accept, "application/grpc") == 1 → message = {message = ...}, no headers;
+    # kong.response.exit (pdk/response.lua:729-748) cjson-encodes it with Content-Type application/json
+    code, headers, body = _request(types_gw.port, "/dead", [("Accept", "application/grpc")])
+    assert code == 502 and headers["content-type"] == JSON_T
+    assert json.loads(body) == {"message": UPSTREAM_ERROR}
+
+
+def test_a_grpc_type_chosen_by_q_is_an_empty_body_with_a_blank_content_type(types_gw):
+    # error_handlers.lua:74-77: get_response_type → get_mime_type("application/grpc") = "" (http.lua:383); its
+    # template is "" (http.lua:531-532); kong.response.exit(502, "", {["Content-Type"] = ""})
+    code, headers, body = _request(types_gw.port, "/dead", [("Accept", "text/plain;q=0.5, application/grpc")])
+    assert code == 502 and body == b"" and headers["content-type"] == ""
+
+
+@pytest.mark.parametrize(
+    ("headers", "content_type"),
+    [
+        ([("Accept", "text/html"), ("Accept", "application/xml")], HTML),
+        ([], PLAIN),
+    ],
+)
+def test_ngx_exit_with_an_error_page_status_goes_through_the_error_handler(types_gw, headers, content_type):
+    # a plugin's ngx.exit(404): nginx's error_page 404 (nginx_kong.lua:100) → Kong.handle_error → error_handlers.lua
+    # (first Accept, else Content-Type, else error_default_type), error_handlers.lua:16 [404] = "Not found"
+    _check_template(_request(types_gw.port, "/exit", headers), 404, content_type, "Not found")
+
+
+@pytest.mark.parametrize(
+    ("headers", "content_type"),
+    [
+        ([("Accept", "text/html;q=0.5"), ("Accept", "application/xml")], XML),  # all Accept headers, joined
+        ([("Accept", BROWSER)], HTML),
+        ([("Content-Type", "application/xml")], JSON_T),  # no Content-Type fallback
+    ],
+)
+def test_kong_response_error_reads_every_accept_header(types_gw, headers, content_type):
+    # handler.lua access.before: kong.response.error(404, "no Route matched with those values");
+    # pdk/response.lua:1149-1150 ngx.req.get_headers()["Accept"] (a table for repeats) → get_response_type
+    answer = _request(types_gw.port, "/nowhere", headers)
+    _check_template(answer, 404, content_type, "no Route matched with those values")
+
+
+def test_kong_response_error_with_a_grpc_accept_is_an_empty_body(types_gw):
+    # pdk/response.lua:1150: get_response_type("application/grpc") = "" (not CONTENT_TYPE_GRPC, so a body is made,
+    # 1157-1160) from the "" template: nothing
+    code, headers, body = _request(types_gw.port, "/nowhere", [("Accept", "application/grpc")])
+    assert code == 404 and body == b"" and headers["content-type"] == ""

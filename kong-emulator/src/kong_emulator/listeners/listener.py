@@ -68,14 +68,13 @@ def nginx_status(exc: BaseException | None) -> int:
 
 
 def error_response(status: int, server_tokens: bool = True) -> KongResponse:
-    """kong/error_handlers.lua for an unparsed request: no Accept seen, so kong.conf ``error_default_type``."""
-    message = kong_errors.default_message(status)
-    sent = 400 if status == HEADER_TOO_LARGE else status  # error_handlers.lua:59-61
+    """kong/error_handlers.lua for an unparsed request: no Accept seen, so kong.conf ``error_default_type`` through
+    ``get_response_type`` (`kong_errors.error_handler`, which also sends 494 as 400)."""
     request_id = uuid.uuid4().hex
-    content_type = kong_errors.mime_type(kong_errors.default_type())
-    body = kong_errors.render(content_type, message, request_id)
-    response = KongResponse(status=sent, body=body)
-    response.headers["Content-Type"] = content_type
+    answer = kong_errors.error_handler(status, kong_errors.default_type(), request_id)
+    response = KongResponse(status=answer.status, body=answer.body)
+    for name, value in answer.headers.items():
+        response.headers[name] = value
     if server_tokens:
         response.headers["Server"] = f"kong/{KONG_VERSION}"
     response.headers["X-Kong-Request-Id"] = request_id

@@ -114,8 +114,9 @@ def normalize_origin(domain: str) -> dict[str, str]:
 
 
 def _plugin_ctx(ctx, plugin: Plugin) -> dict[str, Any]:
-    """``kong.ctx.plugin``: per plugin and request."""
-    return ctx.__dict__.setdefault("_native_plugin_ctx", {}).setdefault(plugin.id, {})
+    """``kong.ctx.plugin``: per request and plugin name, shared by its instances (Kong keys it by the handler,
+    kong/init.lua:268, kong/pdk/ctx.lua:128-140)."""
+    return ctx.__dict__.setdefault("_native_plugin_ctx", {}).setdefault(plugin.name, {})
 
 
 class Cors:

@@ -151,7 +151,7 @@ class FileLog:
                     for name, code in plugin.config["custom_fields_by_lua"].items()
                 ]
                 cached = self._compiled[key] = (plugin.config, state.compile({"log": chunks}))
-            status, message = state.run(cached[1][b"log"], call, plugin.id)
+            status, message = state.run(cached[1][b"log"], call, plugin.name)
         except LuaError as exc:
             status, message = "error", str(exc)
         if status == "error":

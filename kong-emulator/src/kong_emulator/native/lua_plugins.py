@@ -238,7 +238,7 @@ class LuaPlugin:
         arg = getattr(ctx, "body_filter_arg", None) if phase == "body_filter" else None
         if arg is not None:
             body, eof = arg
-        status, message = state.run(fn, call, plugin.id, body, eof)
+        status, message = state.run(fn, call, plugin.name, body, eof)
         if arg is not None:
             arg[0], arg[1] = state.body or b"", state.eof
         if status == "error":

@@ -14,7 +14,10 @@ One `LuaState` per simulated nginx worker, as Kong has one Lua VM per worker: up
 and write) around every native event: Python values that changed since the last sync are converted in before the
 event, and every Lua value is converted back after it, so nested changes made in Lua are seen by Python plugins too.
 ``ngx.ctx`` mirrors ``ctx.nginx_ctx`` (``kong.nginx.get_ctx``/``set_ctx``) the same way; ``kong.ctx.plugin`` is
-Lua-only, per plugin and request.
+Lua-only, one table per request and plugin *name*: Kong keys it by the plugin's handler (kong/init.lua:268
+``set_named_ctx(kong, "plugin", plugin.handler, ctx)``, kong/pdk/ctx.lua:128-140 ``ngx.ctx[handler]``), and there is
+one handler per name (kong/db/dao/plugins.lua:319-349), so the global instance that rewrite runs and the route
+instance the later phases run share it.
 """
 
 from __future__ import annotations
@@ -313,9 +316,10 @@ class LuaState:
         return tables
 
     def run(
-        self, fn, call: NativeCall, plugin_id: str, body: bytes | None = None, eof: bool = True
+        self, fn, call: NativeCall, handler: str, body: bytes | None = None, eof: bool = True
     ) -> tuple[str, str | None]:
-        """Run one phase function for ``call``: ("ok" | "exit" | "error", message). In body_filter ``body``/``eof``
+        """Run one phase function for ``call``: ("ok" | "exit" | "error", message). ``handler`` is the plugin's name,
+        the key of its ``kong.ctx.plugin`` (every instance of it shares the table). In body_filter ``body``/``eof``
         are ``ngx.arg[1]``/``ngx.arg[2]``; afterwards ``self.body``/``self.eof`` hold what the chunk made of them."""
         ctx = call.ctx
         tables = self.tables_for(ctx)
@@ -323,9 +327,9 @@ class LuaState:
         nginx_ctx = call.saved.nginx_ctx if call.saved is not None else ctx.nginx_ctx
         self._sync_in(shared, tables.shared, tables.shared_seen)
         self._sync_in(nginx_ctx, tables.ngx_ctx, tables.ngx_ctx_seen)
-        plugin_ctx = tables.plugin.get(plugin_id)
-        if plugin_ctx is None:
-            plugin_ctx = tables.plugin[plugin_id] = self.api.new_table()
+        plugin_ctx = tables.plugin.get(handler)
+        if plugin_ctx is None:  # ctx.lua:133-137: created on first use
+            plugin_ctx = tables.plugin[handler] = self.api.new_table()
         arg = self.api.new_table(body if body is not None else b"", eof)  # ngx.arg
         self.call, self.body, self.eof = call, body, eof
         shared_filled = ngx_ctx_filled = True  # unknown (the run failed in Python): copy back
@@ -399,10 +403,17 @@ def _lua_message(exc: Exception) -> str:
 
 
 def _ngx_exit(state: LuaState, call: Call, status=None, *_):
-    """``ngx.exit(status >= 200)``: Kong's error handler answers with its default message for the status."""
+    """``ngx.exit(status >= 200)``: nginx finalizes the request with that status; one of Kong's ``error_page``
+    statuses (nginx_kong.lua:100-102) goes to Kong.handle_error, i.e. kong/error_handlers.lua (first Accept, else
+    Content-Type, else error_default_type). Any other status would get nginx's own page, which the emulator does not
+    have: it answers Kong's template of the default type for it (docs/emulator.md, known differences)."""
     if call.phase not in ("rewrite", "access", "header_filter", "response"):
         raise LuaError(f"API disabled in the context of {call.phase}_by_lua*")
-    record_exit(call, kong_errors.kong_error(int(status), None, call.ctx.request_id))
+    status = int(status)
+    if status in kong_errors.ERROR_PAGE_STATUSES:
+        record_exit(call, kong_errors.handler_error(call.ctx, status))
+    else:
+        record_exit(call, kong_errors.kong_error(status, None, call.ctx.request_id))
 
 
 def _get_raw_body(state: LuaState, call: Call, *_):

@@ -169,7 +169,7 @@ class Serverless:
             body, eof = arg
         elif phase == "body_filter":  # the whole-body "response" step
             body = ctx.response.body if ctx.response.body is not None else ctx.upstream_body or b""
-        status, message = state.run(fn, call, plugin.id, body, eof)
+        status, message = state.run(fn, call, plugin.name, body, eof)
         if arg is not None:
             arg[0], arg[1] = state.body or b"", state.eof
         elif phase == "body_filter" and state.body is not None and state.body != body:

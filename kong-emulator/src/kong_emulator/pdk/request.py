@@ -16,9 +16,8 @@ from kong_emulator.pdk.base import (
 )
 from kong_emulator.plugin_servers.rpc import Bin
 from kong_emulator.router.traditional import normalize_path
-from kong_emulator.runloop.context import Headers
+from kong_emulator.runloop.context import MAX_REQ_HEADERS, Headers, nginx_http_var
 
-MAX_REQ_HEADERS = 100  # lua_max_req_headers
 MAX_URI_ARGS = 100  # lua_max_uri_args
 
 
@@ -78,24 +77,6 @@ def get_header(c: Call, name=None, *_):
     if c.phase == "log" or c.phase not in REQUEST_PHASES:
         c.need_request()  # raises
     return nginx_http_var(c.ctx.request.headers, name.replace("_", "-") if type(name) is str else _name(name))
-
-
-def nginx_http_var(headers: Headers, name: str) -> str | None:
-    """kong/tools/http.lua:545-565 ``get_header(name)``: ``ngx.var["http_" .. replace_dashes(name)]`` -- nginx compares
-    each header name lower-cased with '-' read as '_', so ``X_User_Id`` answers for ``X-User-Id`` (Kong serves
-    ``underscores_in_headers on``) and repeats are joined with ", "; a value with ", " is looked up again in
-    ``ngx.req.get_headers()``, whose keys are lower-cased names as sent ('_' kept) and whose lookups read '_' as '-'."""
-    values = headers.var_values(name.lower().replace("-", "_"))
-    if not values:
-        return None
-    value = values[0] if len(values) == 1 else ", ".join(values)
-    if ", " not in value:
-        return value
-    key = name.lower().replace("_", "-")
-    for k, v in headers.lower_items()[:MAX_REQ_HEADERS]:
-        if k == key:
-            return v
-    return None
 
 
 def get_headers(c: Call, max_headers=None, *_):

@@ -107,14 +107,15 @@ def unexpected_error(ctx, phase: str) -> ExitResponse:
 
     * access: the collecting iterator runs each handler in a coroutine and records a delayed 500
       (kong/init.lua:392-414), flushed as ``kong.response.error(500, "An unexpected error occurred")``
-      (init.lua:506-508): the template of the Accept header's type, JSON without one, with the request id
-      (kong/pdk/response.lua:1141-1160), and Content-Length (response.lua:770-772);
+      (init.lua:506-508): the template of ``get_response_type`` over every Accept header, JSON without one, with
+      the request id (kong/pdk/response.lua:1141-1160), and Content-Length (response.lua:770-772);
     * rewrite and the buffered ``response`` phase run handlers without a coroutine (init.lua:341, 462): the error
       leaves Kong's phase handler, nginx's ``error_page 500`` runs Kong.handle_error (kong/templates/nginx_kong.lua:102,
       396-407; init.lua:1855-1864) and kong/error_handlers.lua picks the type from Accept, else Content-Type, else
-      kong.conf ``error_default_type``. A natively run header_filter gets the same here."""
+      kong.conf ``error_default_type``, each through ``get_response_type`` (`kong_errors.handler_error`). A natively
+      run header_filter gets the same here."""
     if phase != "access":
-        return kong_errors.handler_error(ctx, 500, kong_errors.UNEXPECTED)
+        return kong_errors.handler_error(ctx, 500)
     response = kong_errors.runloop_error(ctx, 500, kong_errors.UNEXPECTED, source="error")
     response.headers.set("Content-Length", str(len(response.body)))
     return response

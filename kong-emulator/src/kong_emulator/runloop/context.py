@@ -12,6 +12,8 @@ from typing import Any
 
 from kong_emulator.config.entities import Consumer, Plugin, Route, Service
 
+MAX_REQ_HEADERS = 100  # lua_max_req_headers
+
 
 def wire_text(value: str) -> str:
     """A Lua string as aiohttp can write it: aiohttp's writer is UTF-8 only (it would drop a surrogate escape
@@ -194,6 +196,24 @@ class UpstreamRequest:
     scheme: str = "http"
     host: str | None = None  # target chosen by balancer / set_target
     port: int | None = None
+
+
+def nginx_http_var(headers: Headers, name: str) -> str | None:
+    """kong/tools/http.lua:545-565 ``get_header(name)``: ``ngx.var["http_" .. replace_dashes(name)]`` -- nginx compares
+    each header name lower-cased with '-' read as '_', so ``X_User_Id`` answers for ``X-User-Id`` (Kong serves
+    ``underscores_in_headers on``) and repeats are joined with ", "; a value with ", " is looked up again in
+    ``ngx.req.get_headers()``, whose keys are lower-cased names as sent ('_' kept) and whose lookups read '_' as '-'."""
+    values = headers.var_values(name.lower().replace("-", "_"))
+    if not values:
+        return None
+    value = values[0] if len(values) == 1 else ", ".join(values)
+    if ", " not in value:
+        return value
+    key = name.lower().replace("_", "-")
+    for k, v in headers.lower_items()[:MAX_REQ_HEADERS]:
+        if k == key:
+            return v
+    return None
 
 
 @dataclass

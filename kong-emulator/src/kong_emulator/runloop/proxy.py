@@ -274,9 +274,9 @@ class Proxy:
 
     # -- exits --------------------------------------------------------------------------------------------
 
-    def _handler_error(self, ctx: RequestContext, status: int, message: str | None = None) -> ExitResponse:
+    def _handler_error(self, ctx: RequestContext, status: int) -> ExitResponse:
         default_type = getattr(self.engine.conf, "raw", {}).get("error_default_type", "text/plain")
-        return kong_errors.handler_error(ctx, status, message, default_type)
+        return kong_errors.handler_error(ctx, status, default_type)
 
     async def _finish_exit(
         self, ctx: RequestContext, t0: float, proxied: bool = False, filters: bool = True
@@ -409,7 +409,7 @@ class Proxy:
             headers.set("X-Kong-Request-Id", ctx.request_id)
 
     async def _emulator_error(self, ctx: RequestContext, detail: str) -> tuple[int, Headers, bytes]:
-        ctx.exit = self._handler_error(ctx, 500, kong_errors.UNEXPECTED)
+        ctx.exit = self._handler_error(ctx, 500)
         ctx.response.source = "error"
         headers = Headers(list(ctx.exit.headers.items()))
         status, body = 500, ctx.exit.body

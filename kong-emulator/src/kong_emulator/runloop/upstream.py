@@ -203,7 +203,7 @@ async def send(engine, ctx: RequestContext, t0: float):
         return status, rheaders, payload
     ctx.latencies["proxy"] = int((time.monotonic() - sent_at) * 1000)
     status = 504 if failure.kind == "timeout" else 502  # nginx's answer after the last try -> error_handlers
-    ctx.exit = kong_errors.handler_error(ctx, status, None, _default_type(engine))
+    ctx.exit = kong_errors.handler_error(ctx, status, _default_type(engine))
     return None
 
 

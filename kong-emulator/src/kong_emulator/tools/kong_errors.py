@@ -9,15 +9,20 @@ kong.conf `error_template_html|json|xml|plain` (default NONE) replace Kong's tem
 is logged ("failed reading the custom <format> error template: <err>") and Kong's own template is used. The
 Content-Type stays the format's (`application/json; charset=utf-8` for a JSON template): a template cannot change it.
 `configure(conf)` installs a configuration's templates (the proxy calls it at start, as Kong reads kong.configuration).
+
+The type: `kong_error` (kong.response.error: every Accept header) and `error_handler` (kong/error_handlers.lua: the
+first Accept header, else Content-Type, else ``error_default_type``) both go through `response_type`, Kong's
+``get_response_type`` with its q-values -- never `mime_type` of a whole header.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 
-from kong_emulator.runloop.context import ExitResponse, Headers
+from kong_emulator.runloop.context import ExitResponse, Headers, nginx_http_var
 
 log = logging.getLogger("kong_emulator.kong")
 
@@ -73,6 +78,9 @@ DEFAULT_MESSAGES = {
 }
 
 JSON_TYPE = "application/json; charset=utf-8"
+GRPC_TYPE = "application/grpc"
+# nginx_kong.lua:100-102: the statuses nginx hands to /kong_error_handler (error_handlers.lua:13-28 BODIES has each)
+ERROR_PAGE_STATUSES = frozenset({400, 404, 405, 408, 411, 412, 413, 414, 417, 494, 500, 502, 503, 504})
 TEMPLATE_FORMATS = ("html", "json", "xml", "plain")
 # get_error_template: the format of a MIME type, bare or with Kong's charset
 _FORMAT_OF = {
@@ -93,7 +101,7 @@ class TemplateMissing(ValueError):
 
 CONTENT_TYPE_JSON = "application/json; charset=utf-8"
 
-# kong/tools/http.lua (3.x) get_response_type / get_error_template
+# kong/tools/http.lua:382-391 MIME_TYPES; application/grpc is "" -- a true value in Lua, so it is a type, not "none"
 _MIME = {
     "application/grpc": "",
     "text/html": "text/html; charset=utf-8",
@@ -104,7 +112,9 @@ _MIME = {
     "text": "text/plain; charset=utf-8",
     "default": CONTENT_TYPE_JSON,
 }
+# http.lua:393-422 ERROR_TEMPLATES
 _TEMPLATES = {
+    "application/grpc": "",
     "application/json": '{\n  "message":"%s",\n  "request_id":"%s"\n}',
     "text/html": (
         '<!doctype html>\n<html>\n  <head>\n    <meta charset="utf-8">\n    <title>Error</title>\n  </head>\n'
@@ -124,18 +134,22 @@ _ACCEPT = re.compile(
 
 
 def mime_type(content: str) -> str:
-    """``get_mime_type(content, use_default=true)``."""
+    """``get_mime_type(content, use_default=true)`` (http.lua:491-515): a type Kong knows, ``type/*`` by its major
+    type, else JSON; application/grpc is ""."""
     content = content.strip().split(";")[0]
-    major, _, minor = content.partition("/")
-    if not minor:
-        return _MIME["default"]
-    if minor == "*":
-        return _MIME["default"] if major == "*" else _MIME.get(major) or _MIME["default"]
-    return _MIME.get(content) or _MIME["default"]
+    entries = content.split("/")
+    found = None
+    if len(entries) > 1:
+        if entries[1] == "*":
+            found = _MIME["default"] if entries[0] == "*" else _MIME.get(entries[0])
+        else:
+            found = _MIME.get(content)
+    return found if found is not None else _MIME["default"]
 
 
 def response_type(accept: str | None) -> str:
-    """``get_response_type``: the highest-q media type of Accept that Kong has a template for; JSON by default."""
+    """``get_response_type`` (http.lua:453-488): of the comma-separated entries that match the media-range pattern,
+    the first with the highest q (above 0) names the type, through `mime_type`; JSON when none does."""
     content_type = _MIME["default"]
     if accept is None:
         return content_type
@@ -151,6 +165,7 @@ def response_type(accept: str | None) -> str:
 
 
 def builtin_template(content_type: str) -> str:
+    """http.lua:518-537: the template of a bare type or of its MIME_TYPES value ("" is application/grpc's)."""
     for mime, template in _TEMPLATES.items():
         if content_type in (mime, _MIME[mime]):
             return template
@@ -252,40 +267,47 @@ def render(content_type: str, message: str, request_id: str) -> bytes:
 
 
 def default_message(status: int) -> str:
+    """pdk/response.lua:122-181 get_http_error_message (kong.response.error without a message)."""
     return DEFAULT_MESSAGES.get(status, f"The upstream server responded with {status}")
 
 
-def kong_error(
-    status: int,
-    message: str | None,
-    request_id: str,
-    accept: str | None = None,
-    *,
-    handler: bool = False,
-    source: str = "error",
-    default_type: str | None = None,
-) -> ExitResponse:
-    """A Kong-generated error, rendered from Kong's templates (`kong/tools/http.lua` ERROR_TEMPLATES).
+def handler_message(status: int) -> str:
+    """error_handlers.lua:13-47 get_body: BODIES has the error_page statuses, with the texts of DEFAULT_MESSAGES."""
+    return DEFAULT_MESSAGES[status] if status in ERROR_PAGE_STATUSES else f"The upstream server responded with {status}"
 
-    Two paths in Kong pick the template differently:
-    - `kong.response.error(status, msg)` from the runloop (404 no route, 503 no peer): `get_response_type(Accept)`,
-      JSON when there is no Accept header; `kong.response.get_source()` is then "exit" (KONG_EXITED).
-    - nginx errors handed to `kong/error_handlers.lua` (`handler=True`: 502/504 upstream failures, 413, 500):
-      `get_mime_type(Accept or Content-Type or kong.conf error_default_type)`; get_source() is "error".
-    The JSON template is `{\n  "message":"%s",\n  "request_id":"%s"\n}`, not a compact json.dumps, unless
-    kong.conf names a custom template (`configure`). `default_type` None: kong.conf's `error_default_type`.
-    """
-    text = message or default_message(status)
-    if handler:
-        content_type = mime_type(accept if accept is not None else default_type or _default_type)
-    else:
-        content_type = response_type(accept)
-    body = render(content_type, text, request_id)
+
+def kong_error(
+    status: int, message: str | None, request_id: str, accept: str | None = None, *, source: str = "error"
+) -> ExitResponse:
+    """``kong.response.error(status, message)`` as the runloop calls it (404 no route, 503 no peer, a Lua error's
+    delayed 500): the template of ``get_response_type(accept)`` -- every Accept header joined, JSON without one
+    (pdk/response.lua:1141-1160) -- with the message, else the status's default one, and the request id.
+    `source` is what ``kong.response.get_source()`` then says."""
+    return _from_template(status, response_type(accept), message or default_message(status), request_id, source)
+
+
+def error_handler(status: int, accept_header: str, request_id: str) -> ExitResponse:
+    """kong/error_handlers.lua:50-91 for an nginx error status, ``accept_header`` being what it reads (the first
+    Accept header, else the first Content-Type, else kong.conf ``error_default_type``): the status's BODIES message
+    (494 is sent as 400); an ``application/grpc...`` value gets kong.response.exit's JSON ``{"message": ...}``
+    (pdk/response.lua:729-748), any other the template of ``get_response_type(accept_header)``.
+    ``kong.response.get_source()`` is "error" (Kong.handle_error sets KONG_UNEXPECTED, init.lua:1855-1864)."""
+    message = handler_message(status)
+    if status == 494:
+        status = 400
+    if accept_header.startswith(GRPC_TYPE):
+        body = json.dumps({"message": message}, separators=(",", ":")).replace("/", "\\/").encode()  # cjson
+        return ExitResponse(status=status, body=body, headers=Headers([("Content-Type", JSON_TYPE)]), source="error")
+    return _from_template(status, response_type(accept_header), message, request_id, "error")
+
+
+def _from_template(status: int, content_type: str, message: str, request_id: str, source: str) -> ExitResponse:
+    """The body ``fmt(get_error_template(content_type), message, request_id)`` with ``Content-Type: content_type``;
+    "" (application/grpc's) goes out as " ", as kong.response.exit/send normalise it (pdk/private/checks.lua:13-18,
+    pdk/response.lua:669)."""
+    body = render(content_type, message, request_id)
     return ExitResponse(
-        status=status,
-        body=body,
-        headers=Headers([("Content-Type", content_type)]),
-        source=source,
+        status=status, body=body, headers=Headers([("Content-Type", content_type or " ")]), source=source
     )
 
 
@@ -300,10 +322,15 @@ def runloop_error(ctx, status: int, message: str | None, source: str = "exit") -
     return kong_error(status, message, ctx.request_id, _accept(ctx), source=source)
 
 
-def handler_error(ctx, status: int, message: str | None = None, default_type: str | None = None) -> ExitResponse:
-    """An nginx error status rendered by kong/error_handlers.lua: the template follows Accept, else the request's
-    Content-Type, else kong.conf `error_default_type` (text/plain by default)."""
-    accept = _accept(ctx)
+def handler_error(ctx, status: int, default_type: str | None = None) -> ExitResponse:
+    """An nginx error status rendered by kong/error_handlers.lua (`error_handler`): what it reads is
+    ``kong.request.get_header("Accept")`` -- nginx's ``$http_accept``, the first Accept header
+    (kong/tools/http.lua:545-565) --, else the first Content-Type, else kong.conf ``error_default_type``
+    (error_handlers.lua:51-57; `default_type` None: the configured one)."""
+    headers = ctx.request.headers
+    accept = nginx_http_var(headers, "Accept")
     if accept is None:
-        accept = ctx.request.headers.get("Content-Type")
-    return kong_error(status, message, ctx.request_id, accept, handler=True, default_type=default_type)
+        accept = nginx_http_var(headers, "Content-Type")
+        if accept is None:
+            accept = default_type or _default_type
+    return error_handler(status, accept, ctx.request_id)
