@@ -70,8 +70,8 @@ def login(body: dict):
         metrics.inc("sv_auth_logins_total", outcome="failure")
         db.session.rollback()
         raise APIError.invalid_credentials()
-    throttle.record_success(email, ip)
-    session, refresh_token = sessions.create_session(account, request.user_agent.string, ip)
+    clear = throttle.success_keys(email, ip)  # deleted in the round trip that creates the session
+    session, refresh_token = sessions.create_session(account.id, request.user_agent.string, ip, clear)
     session_id, account_id = session.id, account.id
     response = _token_response(Principal.of(account), session_id, refresh_token)
     db.session.commit()
