@@ -57,6 +57,13 @@ def test_the_audit_row_is_written_once_the_answer_has_been_sent(app, client, aut
     assert events(app, sid) == [("login", None)]
 
 
+def test_every_event_of_a_request_is_written(app, client, auth):
+    first, second = auth.tokens(), auth.tokens()
+    assert client.post("/api/auth/logout", json={"scope": "global"}, headers=auth.bearer(first)).status_code == 204
+    assert events(app, first["session_id"]) == [("login", None), ("revoke", "logout")]
+    assert events(app, second["session_id"]) == [("login", None), ("revoke", "logout_global")]
+
+
 def test_the_audit_commit_skips_the_wal_flush_and_only_for_itself(app):
     """audit.write sends ``SET LOCAL`` and its INSERT as one query string on an AUTOCOMMIT connection: PostgreSQL
     runs it as one implicit transaction, so the setting holds for that commit and not for the pooled connection."""

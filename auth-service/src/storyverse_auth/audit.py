@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from functools import cache
+from functools import lru_cache
 
 from flask import Response, g
 from sqlalchemy import Engine, TextClause, bindparam, text
@@ -57,7 +57,7 @@ COLUMNS = ("at", "event", "session_id", "account_id", "reason")
 ASYNC_COMMIT = "SET LOCAL synchronous_commit TO OFF; "
 
 
-@cache
+@lru_cache(maxsize=32)
 def _insert(count: int) -> TextClause:
     """``count`` rows, typed as SessionEvent's columns, after ASYNC_COMMIT in the same query string."""
     table = SessionEvent.__table__
