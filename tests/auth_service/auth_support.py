@@ -6,6 +6,7 @@ import re
 import time
 
 import psycopg2
+from flask.testing import FlaskClient
 from sqlalchemy.engine import make_url
 from storyverse_auth.config import TestConfig
 
@@ -29,6 +30,15 @@ def ensure_database(url: str, drop: bool = False) -> None:
         if cur.fetchone() is None:
             cur.execute(f'CREATE DATABASE "{parsed.database}"')
     conn.close()
+
+
+class BufferedClient(FlaskClient):
+    """Reads and closes every response before returning it, as a WSGI server closes a response once it is sent:
+    what the app does on close (the session audit, audit.py) is done when the test looks."""
+
+    def open(self, *args, **kwargs):
+        kwargs.setdefault("buffered", True)
+        return super().open(*args, **kwargs)
 
 
 class FakeClock:

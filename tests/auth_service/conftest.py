@@ -11,7 +11,16 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from auth_support import PASSWORD, TABLES, TEST_DB_URL, TEST_REDIS_URL, AuthActions, FakeClock, ensure_database
+from auth_support import (
+    PASSWORD,
+    TABLES,
+    TEST_DB_URL,
+    TEST_REDIS_URL,
+    AuthActions,
+    BufferedClient,
+    FakeClock,
+    ensure_database,
+)
 from flask_migrate import upgrade
 from sqlalchemy import text
 from storyverse_auth import create_app
@@ -42,6 +51,7 @@ def clock() -> FakeClock:
 def app(migrated_db: str, clock: FakeClock):
     client_for(TEST_REDIS_URL).flushdb()  # standalone, or every primary of a Cluster (TEST_REDIS_URL=redis+cluster://…)
     app = create_app({"TESTING": True, "CLOCK": clock, "TRUST_PROXY_HOPS": 0})
+    app.test_client_class = BufferedClient
     with app.app_context():
         db.session.execute(text(f"TRUNCATE {TABLES} CASCADE"))
         db.session.commit()

@@ -6,9 +6,9 @@ import uuid
 from datetime import timedelta
 
 import jwt
-from auth_support import assert_problem
-from sqlalchemy import select
-from storyverse_auth import secrets_box
+from auth_support import PASSWORD, assert_problem
+from sqlalchemy import select, text
+from storyverse_auth import audit, secrets_box
 from storyverse_auth.clock import now
 from storyverse_auth.extensions import db, redis_store
 from storyverse_auth.models import Account, Session, SessionEvent
@@ -44,6 +44,33 @@ def test_login_logout_reuse_and_revoke_are_audited_in_postgres(app, client, auth
     third = auth.tokens()
     assert client.post("/api/auth/logout", json={}, headers=auth.bearer(third)).status_code == 204
     assert events(app, third["session_id"]) == [("login", None), ("revoke", "logout")]
+
+
+def test_the_audit_row_is_written_once_the_answer_has_been_sent(app, client, auth):
+    """audit.flush defers the write to the response's close, which a WSGI server calls after sending it."""
+    auth.tokens()
+    body = {"email": "parent@example.com", "password": PASSWORD}
+    response = client.post("/api/auth/login", json=body, buffered=False)
+    sid = response.get_json()["session_id"]
+    assert events(app, sid) == []
+    response.close()
+    assert events(app, sid) == [("login", None)]
+
+
+def test_every_event_of_a_request_is_written(app, client, auth):
+    first, second = auth.tokens(), auth.tokens()
+    assert client.post("/api/auth/logout", json={"scope": "global"}, headers=auth.bearer(first)).status_code == 204
+    assert events(app, first["session_id"]) == [("login", None), ("revoke", "logout")]
+    assert events(app, second["session_id"]) == [("login", None), ("revoke", "logout_global")]
+
+
+def test_the_audit_commit_skips_the_wal_flush_and_only_for_itself(app):
+    """audit.write sends ``SET LOCAL`` and its INSERT as one query string on an AUTOCOMMIT connection: PostgreSQL
+    runs it as one implicit transaction, so the setting holds for that commit and not for the pooled connection."""
+    with app.app_context(), db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        inside = conn.exec_driver_sql(audit.ASYNC_COMMIT + "SELECT current_setting('synchronous_commit')").scalar()
+        after = conn.execute(text("SHOW synchronous_commit")).scalar()
+    assert (inside, after) == ("off", "on")
 
 
 def test_routine_refreshes_write_nothing_to_postgres(app, client, auth):

@@ -13,12 +13,14 @@ import sys
 import time
 from pathlib import Path
 
+import jwt
 import pytest
 import redis
 from flask_migrate import upgrade
 from sqlalchemy import text
 from storyverse_auth import create_app, revocation
 from storyverse_auth.extensions import db, redis_store
+from storyverse_auth.redis_keys import account_sessions, throttle_account_ip
 from storyverse_auth.redis_keys import session as session_key
 from storyverse_auth.redis_topology import RedisCluster
 from storyverse_auth.tokens import signing
@@ -81,6 +83,26 @@ def test_sign_in_throttling_runs_its_script_on_the_cluster(app, client):
         for _ in range(app.config["THROTTLE_ACCOUNT_IP_THRESHOLD"] + 2)
     ]
     assert statuses[0] == 401 and statuses[-1] == 429, statuses
+
+
+def test_a_login_clears_the_throttle_indexes_and_creates_its_session_across_three_slots(app, client):
+    """The (account, IP) counter, the account's index and the session live in three slots: the clear and the index
+    go first in one pipeline, then the creation script on the session's node (sessions/store.py ``create``), which
+    a node that lost its scripts loads again."""
+    _tokens(client, "slots@example.com")
+    wrong = client.post("/api/auth/login", json={"email": "slots@example.com", "password": "wrong " * 4})
+    assert wrong.status_code == 401
+    counter = throttle_account_ip("slots@example.com", "127.0.0.1")
+    with app.app_context():
+        assert redis_store.client.exists(counter)
+        redis_store.client.script_flush()
+    tokens = _tokens(client, "slots@example.com")
+    sid, sub = tokens["session_id"], jwt.decode(tokens["access_token"], options={"verify_signature": False})["sub"]
+    with app.app_context():
+        cluster = redis_store.client
+        assert not cluster.exists(counter)
+        assert cluster.zscore(account_sessions(sub), sid) is not None
+        assert cluster.hget(session_key(sid), "gen") == "0"
 
 
 @pytest.mark.timeout(900)  # six suites in a subprocess (its own 900 s limit): 90-130 s here under load

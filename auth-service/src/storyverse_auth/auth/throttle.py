@@ -57,6 +57,12 @@ def record_failure(email: str, ip: str, reason: str) -> None:
     metrics.inc("sv_auth_failed_attempts_total", reason=reason)
 
 
-def record_success(email: str, ip: str) -> None:
+def success_keys(email: str, ip: str) -> list[str]:
+    """What a success clears: the (account, IP) counter and its lock (one hash slot). /login deletes them in the
+    round trip that creates its session (sessions/store.py ``create``); other callers use ``record_success``."""
     counter = keys.throttle_account_ip(email, ip)
-    redis_store.client.delete(counter, keys.throttle_lock(counter))
+    return [counter, keys.throttle_lock(counter)]
+
+
+def record_success(email: str, ip: str) -> None:
+    redis_store.client.delete(*success_keys(email, ip))

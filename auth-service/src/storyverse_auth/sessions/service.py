@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hmac
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -62,12 +63,16 @@ def _ttls() -> tuple[int, int]:
     return int(cfg["SESSION_IDLE_TTL"]), int(cfg["SESSION_ABSOLUTE_TTL"])
 
 
-def create_session(account: Account, user_agent: str | None, ip: str | None) -> tuple[StoredSession, str]:
+def create_session(
+    account_id: uuid.UUID, user_agent: str | None, ip: str | None, clear: Sequence[str] = ()
+) -> tuple[StoredSession, str]:
+    """A new session of ``account_id`` and its first refresh token; ``clear`` (a sign-in's throttle counters) is
+    deleted in the same round trip (store.py ``create``). The login is audited after the request (audit.py)."""
     ts = now()
     idle, absolute = _ttls()
     session = StoredSession(
         id=uuid.uuid4(),
-        account_id=account.id,
+        account_id=account_id,
         generation=0,
         created_at=ts,
         last_used_at=ts,
@@ -76,8 +81,8 @@ def create_session(account: Account, user_agent: str | None, ip: str | None) -> 
         user_agent=input_guard.storable_text(user_agent, 256),
         ip=ip,
     )
-    session_store.create(session, ttl=min(idle, absolute))
-    audit.record("login", session.id, account.id)
+    session_store.create(session, ttl=min(idle, absolute), clear=clear)
+    audit.record("login", session.id, account_id)
     metrics.inc("sv_auth_tokens_issued_total", kind="refresh")
     return session, refresh_token_for(session.id, 0)
 

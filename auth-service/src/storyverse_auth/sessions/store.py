@@ -23,9 +23,13 @@ Redis TTL so an abandoned session is collected.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.resources import files
+
+from redis.cluster import RedisCluster
+from redis.exceptions import NoScriptError
 
 from .. import redis_keys as keys
 from ..extensions import redis_store
@@ -78,8 +82,41 @@ def _dt(ts: str) -> datetime:
     return datetime.fromtimestamp(float(ts), tz=UTC)
 
 
-def create(session: StoredSession, ttl: int) -> bool:
-    """Store ``session`` unless its id exists; index it under its account. True when this call created it."""
+def create(session: StoredSession, ttl: int, clear: Sequence[str] = ()) -> bool:
+    """Store ``session`` unless its id exists and index it under its account; also delete the keys in ``clear``
+    (a sign-in's throttle counters: another slot). True when this call created the session.
+
+    The index is written before the hash, so a session whose index write failed is never created and nothing live
+    is ever unlisted (revoking all of an account's sessions walks the index). On one server (standalone, Sentinel)
+    ``create_session.lua`` writes both, after ``clear`` in the same pipeline: one round trip. On Cluster the index
+    lives in another slot: ``clear`` and the index go first in one pipeline (their nodes in parallel), then the
+    script, two round trips."""
+    sid, created_at = str(session.id), session.created_at.timestamp()
+    key, index = keys.session(sid), keys.account_sessions(str(session.account_id))
+    args = [max(int(ttl), 1), created_at, sid, *_fields(session)]
+    client, script = redis_store.client, _script("create_session")
+    if isinstance(client, RedisCluster):
+        pipe = client.pipeline()
+        for name in clear:  # one DEL each: a Cluster pipeline refuses multi-key commands
+            pipe.delete(name)
+        pipe.zadd(index, {sid: created_at})
+        pipe.execute()
+        return bool(script(keys=[key], args=args))
+    pipe = client.pipeline(transaction=False)
+    for name in clear:
+        pipe.delete(name)
+    pipe.evalsha(script.sha, 2, key, index, *args)  # (a pipeline's own script support adds a SCRIPT EXISTS trip)
+    *cleared, created = pipe.execute(raise_on_error=False)
+    if isinstance(created, NoScriptError):  # a restarted or failed-over server lost its scripts: load, run alone
+        created = script(keys=[key, index], args=args)
+    for reply in (*cleared, created):
+        if isinstance(reply, Exception):
+            raise reply
+    return bool(created)
+
+
+def _fields(session: StoredSession) -> list:
+    """The session hash's fields and values, flattened for ``create_session.lua``."""
     fields = {
         "account_id": str(session.account_id),
         "gen": session.generation,
@@ -91,13 +128,7 @@ def create(session: StoredSession, ttl: int) -> bool:
     }
     if session.rotated_at is not None:
         fields["rotated_at"] = session.rotated_at.timestamp()
-    client = redis_store.client
-    # The index first: a session whose index write failed is never created, so nothing live is ever unlisted.
-    client.zadd(keys.account_sessions(str(session.account_id)), {str(session.id): session.created_at.timestamp()})
-    args: list = [max(int(ttl), 1)]
-    for name, value in fields.items():
-        args += [name, value]
-    return bool(_script("create_session")(keys=[keys.session(str(session.id))], args=args))
+    return [item for pair in fields.items() for item in pair]
 
 
 @dataclass(frozen=True)

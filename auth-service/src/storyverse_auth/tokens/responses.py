@@ -16,7 +16,7 @@ from .access import FRESH_SESSION_AMR, IssuedAccessToken, Principal, issue_acces
 
 def new_session(account: Account) -> dict[str, Any]:
     """Create a session for ``account`` and return the TokenOut body (the caller commits)."""
-    session, refresh_token = sessions.create_session(account, request.user_agent.string, request.remote_addr)
+    session, refresh_token = sessions.create_session(account.id, request.user_agent.string, request.remote_addr)
     access = issue_access_token(Principal.of(account), str(session.id), amr=FRESH_SESSION_AMR)
     metrics.inc("sv_auth_tokens_issued_total", kind="access")
     return {
