@@ -4,7 +4,9 @@ REFRESH_FAST_PATH on and off; the two answers must be the same, header order inc
 
 Findings fixed with these tests: the fast path wrote X-Request-Id before Cache-Control (Flask writes them the other
 way round); a handed-over outcome's access line and latency left out the rotation (a 2 s Redis stall logged as
-~1 ms); a Content-Length of non-ASCII digits ("²") raised out of the WSGI layer even with the fast path off.
+~1 ms); a Content-Length of non-ASCII digits ("²") raised out of the WSGI layer even with the fast path off; a
+refresh token with a non-ASCII character was a 500, and other spellings of a token (``01``, ``١``, upper-case hex)
+were accepted as the token itself.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import redis
 from auth_support import TEST_REDIS_URL
 from storyverse_auth import metrics
 from storyverse_auth.logs import JSONFormatter
+from storyverse_auth.oauth import grants
 from storyverse_auth.sessions import service as sessions
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.test import EnvironBuilder, run_wsgi_app
@@ -183,3 +186,40 @@ def test_a_handed_over_outcome_is_timed_from_the_start_of_the_request(app, clien
         assert response.status_code == 401
         assert access_lines()[-1]["duration_ms"] >= 250, f"fast path {fast}"
         assert histogram._sum.get() - before >= 0.25, f"fast path {fast}"
+
+
+def _aliases(token: str) -> dict[str, str]:
+    sid_hex, gen, mac = token.removeprefix(sessions.PREFIX).split(".")
+    return {
+        "leading zero": f"{sessions.PREFIX}{sid_hex}.0{gen}.{mac}",
+        "arabic-indic digit": f"{sessions.PREFIX}{sid_hex}.{chr(0x0660 + int(gen))}.{mac}",
+        "fullwidth digit": f"{sessions.PREFIX}{sid_hex}.{chr(0xFF10 + int(gen))}.{mac}",
+        "upper-case session id": f"{sessions.PREFIX}{sid_hex.upper()}.{gen}.{mac}",
+        "non-ascii suffix": token + "\u00e9",  # was a 500: hmac.compare_digest raises on non-ASCII str
+    }
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "flask"])
+def test_a_refresh_token_is_accepted_only_as_it_was_issued(app, client, auth, fast):
+    app.config["REFRESH_FAST_PATH"] = fast
+    token = auth.tokens()["refresh_token"]
+    for name, alias in _aliases(token).items():
+        response = client.post(PATH, json={"refresh_token": alias})
+        assert response.status_code == 401, name
+        assert response.get_json()["code"] == "invalid_refresh_token", name
+    assert client.post(PATH, json={"refresh_token": token}).status_code == 200  # no alias moved the session on
+
+
+def test_an_oauth_refresh_token_is_read_only_as_it_was_issued(app):
+    with app.app_context():
+        grant = uuid.uuid4()
+        token = grants.refresh_token_for(grant, 3)
+        assert grants.parse_refresh_token(token) == (grant, 3)
+        mac = token.rsplit(".", 1)[1]
+        for alias in (
+            f"{grants.PREFIX}{grant.hex}.03.{mac}",
+            f"{grants.PREFIX}{grant.hex.upper()}.3.{mac}",
+            f"{grants.PREFIX}{grant.hex}.\u0663.{mac}",
+            token + "\u00e9",
+        ):
+            assert grants.parse_refresh_token(alias) is None, alias
