@@ -20,6 +20,7 @@ import pytest
 import redis
 from auth_support import TEST_REDIS_URL
 from storyverse_auth import metrics
+from storyverse_auth.auth import fast_refresh
 from storyverse_auth.logs import JSONFormatter
 from storyverse_auth.oauth import grants
 from storyverse_auth.sessions import service as sessions
@@ -65,13 +66,15 @@ def _call(app, environ) -> dict:
     return {"status": status, "headers": listed, "body": doc, "request_id": headers.get("X-Request-Id")}
 
 
-def _both(app, auth, body: str, **kw) -> tuple[dict, dict]:
-    """The answer to the same request for a fresh session, fast path on, then off."""
+def _both(app, auth, body, **kw) -> tuple[dict, dict]:
+    """The answer to the same request for a fresh session, fast path on, then off (``body``: a text with
+    ``{token}``, or a function of the token)."""
     answers = []
     for fast in (True, False):
         app.config["REFRESH_FAST_PATH"] = fast
         token = auth.tokens()["refresh_token"]
-        answers.append(_call(app, _environ(body.replace(TOKEN, token).encode(), **kw)))
+        text = body(token) if callable(body) else body.replace(TOKEN, token)
+        answers.append(_call(app, _environ(text.encode(), **kw)))
     app.config["REFRESH_FAST_PATH"] = True
     return answers[0], answers[1]
 
@@ -162,6 +165,26 @@ def test_other_methods_paths_and_forwarded_chains_get_the_same_answer(app, auth,
     fast, slow = _both(app, auth, '{"refresh_token": "{token}"}', **kw)
     assert fast["status"] == status
     assert _same(fast, slow)
+
+
+def _padded(size: int):
+    """A body of exactly ``size`` bytes holding the token (spaces before the closing brace)."""
+    return lambda token: f'{{"refresh_token": "{token}"'.ljust(size - 1) + "}"
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (_padded(fast_refresh.MAX_BODY), "200 OK"),  # the largest body the fast path reads
+        (_padded(fast_refresh.MAX_BODY + 1), "200 OK"),  # Flask's
+        ('{"refresh_token": "' + "a" * fast_refresh.MAX_REFRESH_TOKEN + '"}', "401 UNAUTHORIZED"),
+        ('{"refresh_token": "' + "a" * (fast_refresh.MAX_REFRESH_TOKEN + 1) + '"}', "422 UNPROCESSABLE ENTITY"),
+    ],
+    ids=["body-at-limit", "body-past-limit", "token-at-limit", "token-past-limit"],
+)
+def test_lengths_at_and_past_the_fast_paths_limits_get_the_same_answer(app, auth, body, status):
+    fast, slow = _both(app, auth, body)
+    assert fast["status"] == status and _same(fast, slow)
 
 
 def test_a_content_length_in_non_ascii_digits_is_flasks_answer_not_a_crash(app, auth):
