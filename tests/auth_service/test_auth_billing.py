@@ -119,6 +119,9 @@ def test_signatures_refused_when_wrong_stale_malformed_or_unconfigured(app, clie
     assert_problem(billing.send(body, timestamp=int(clock()) + 301), 400, "invalid_signature")
     assert_problem(billing.send(body, header="t=abc,v1=zz"), 400, "invalid_signature")
     assert_problem(billing.send(body, header=""), 400, "invalid_signature")
+    # non-ASCII in the header (latin-1 on the wire): was a 500, hmac.compare_digest raises on a non-ASCII str
+    latin = "\u00e9" * 64
+    assert_problem(billing.send(body, header=f"t={int(clock())},v1={latin}"), 400, "invalid_signature")
     # a body changed after signing
     raw = json.dumps(body).encode()
     sig = signature.sign(SECRET, int(clock()), raw)

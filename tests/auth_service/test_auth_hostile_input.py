@@ -6,8 +6,11 @@ import json
 import re
 
 import pytest
+from apiflask import HTTPError
 from auth_support import PASSWORD, assert_problem
-from storyverse_auth.input_guard import MAX_JSON_DEPTH
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from storyverse_auth.input_guard import MAX_JSON_DEPTH, check_json
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 DEEP_ARRAY = "[" * 1000 + "]" * 1000
@@ -116,3 +119,50 @@ def test_a_forged_client_address_is_refused_before_it_reaches_throttles_or_sessi
     response = auth.login(headers={"X-Forwarded-For": forwarded})
     assert_problem(response, 400, "bad_request")
     assert auth.login(headers={"X-Forwarded-For": "2001:db8::7"}).status_code == 200
+
+
+# -- the guard's byte scan (input_guard._plainly_safe) never clears what the full check refuses ----------------------
+
+_HOSTILE_CHARS = st.sampled_from(["\x00", "\ud800", "\udbff", "\udc00", "\udfff", "[", "{", "\\", "\u00ed", "a"])
+_TEXT = st.lists(_HOSTILE_CHARS | st.characters(), max_size=6).map("".join)  # (text() seldom draws a surrogate)
+_LEAVES = st.none() | st.booleans() | st.integers() | _TEXT
+_DOCUMENTS = st.recursive(
+    _LEAVES, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TEXT, inner, max_size=3)
+)
+# every encoding json.loads detects in bytes (json.detect_encoding), each with surrogatepass as json.loads decodes
+_ENCODINGS = ["utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"]
+
+
+def _refused(document, depth: int = 1) -> bool:
+    """What the guard must refuse, computed independently: a NUL or a lone surrogate anywhere, or depth > limit."""
+    if isinstance(document, str):
+        return "\x00" in document or any(0xD800 <= ord(c) <= 0xDFFF for c in document)
+    if isinstance(document, dict):
+        document = [*document.keys(), *document.values()]
+    if isinstance(document, list):
+        return depth > MAX_JSON_DEPTH or any(_refused(child, depth + 1) for child in document)
+    return False
+
+
+@settings(max_examples=400, deadline=None, database=None)  # nothing written into the work tree
+@given(
+    document=_DOCUMENTS,
+    wrappers=st.integers(0, 2) | st.integers(MAX_JSON_DEPTH - 2, MAX_JSON_DEPTH + 1),
+    kinds=st.sampled_from(["list", "object", "mixed"]),
+    ensure_ascii=st.booleans(),
+    indent=st.sampled_from([None, 0, 2]),
+    encoding=st.sampled_from(_ENCODINGS),
+)
+def test_every_body_json_loads_decodes_to_something_unstorable_is_refused(
+    document, wrappers, kinds, ensure_ascii, indent, encoding
+):
+    for level in range(wrappers):  # nesting near and past the limit, in lists, objects or both
+        document = [document] if kinds == "list" or (kinds == "mixed" and level % 2) else {"k": document}
+    text = json.dumps(document, ensure_ascii=ensure_ascii, indent=indent)
+    raw = text.encode(encoding, "surrogatepass")
+    if _refused(json.loads(raw)):  # what a view would read (an escaped surrogate pair is one character again)
+        with pytest.raises(HTTPError) as refused:
+            check_json(raw)
+        assert refused.value.status_code == 400
+    else:
+        check_json(raw)

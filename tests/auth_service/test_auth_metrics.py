@@ -32,3 +32,13 @@ def test_invalid_tokens_are_counted_by_reason(client):
     client.get("/api/auth/me")  # no credentials at all is not an attempt
     text = client.get("/metrics").get_data(as_text=True)
     assert _value(text, 'sv_auth_failed_attempts_total{reason="invalid_token"}') == 2
+
+
+def test_a_method_token_of_the_clients_choosing_is_counted_as_other(client):
+    """A client chooses the method token: each new one used to be a new series (counter and histogram buckets, in
+    every worker's files), an unauthenticated way to grow the service's memory and the scrape without bound."""
+    for method in ("QWERTYUIOP", "ASDFGHJKL", "ZXCVBNM"):
+        assert client.open("/api/auth/refresh", method=method).status_code == 405
+    text = client.get("/metrics").get_data(as_text=True)
+    assert "QWERTYUIOP" not in text and "ZXCVBNM" not in text
+    assert _value(text, 'sv_auth_requests_total{endpoint="unmatched",method="other",status="405"}') == 3

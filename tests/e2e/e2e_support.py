@@ -57,9 +57,9 @@ def local_tls(directory: Path, *names: str) -> tuple[Path, dict[str, tuple[Path,
     return ca.ca_cert, {name: issue_cert(ca, name) for name in names}
 
 
-def start_auth_service(port: int, env: dict[str, str], tls: tuple[Path, Path] | None = None):
+def start_auth_service(port: int, env: dict[str, str], tls: tuple[Path, Path] | None = None, log: Path | None = None):
     """Fresh database, migrations, signing keys, then gunicorn (a real WSGI server) on `port`; HTTPS only with a
-    `tls` (certificate, key) pair."""
+    `tls` (certificate, key) pair; its stdout and stderr (the JSON logs) go to `log` if given."""
     import subprocess
     import sys
 
@@ -76,7 +76,10 @@ def start_auth_service(port: int, env: dict[str, str], tls: tuple[Path, Path] | 
         subprocess.run([sys.executable, "-m", "flask", *step], cwd=AUTH_DIR, env=env, check=True, capture_output=True)
     argv = [sys.executable, "-m", "gunicorn", "-w", "2", "-k", "gthread", "--threads", "4"]
     argv += ["-b", f"127.0.0.1:{port}", "--chdir", str(AUTH_DIR), "-c", str(AUTH_DIR / "gunicorn.conf.py"), "wsgi:app"]
-    return subprocess.Popen(argv + tls_args(tls), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if log is None:
+        return subprocess.Popen(argv + tls_args(tls), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with log.open("wb") as sink:
+        return subprocess.Popen(argv + tls_args(tls), env=env, stdout=sink, stderr=subprocess.STDOUT)
 
 
 def repo_plugins() -> list[PluginEntry]:

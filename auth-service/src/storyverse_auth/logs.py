@@ -55,10 +55,16 @@ def request_id_from(incoming: str) -> str:
     return incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
 
 
+def clock_started(started: float) -> None:
+    """The request began at ``started`` (``time.perf_counter()``): fast_refresh.py, before handing a request over."""
+    g.started = started
+
+
 def _start() -> None:
     if "request_id" not in g:  # fast_refresh.py may have chosen it already, in the same app context
         g.request_id = request_id_from(request.headers.get("X-Request-Id", ""))
-    g.started = time.perf_counter()
+    if "started" not in g:  # ... and started the clock (logs.clock_started)
+        g.started = time.perf_counter()
 
 
 def access_line(method: str, path: str, status: int, started: float | None, user_id: str | None = None) -> None:

@@ -11,7 +11,8 @@ Counters (the seed's Authentication row): ``sv_auth_logins_total{outcome}``, ``s
 ``sv_auth_failed_attempts_total{reason}``, ``sv_auth_refresh_reuse_total``, ``sv_auth_password_resets_total{stage}``.
 Per request: ``sv_auth_requests_total{endpoint,method,status}`` and the histogram
 ``sv_auth_request_duration_seconds{endpoint,method}``; ``endpoint`` is the matched URL rule (``unmatched`` for a 404),
-so its values are bounded by the routes.
+so its values are bounded by the routes, and ``method`` one of ``METHODS`` or ``other`` (a client chooses the method
+token: every new one would be a new series, in every worker's files).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ LABELS: dict[str, tuple[str, ...]] = {
     "sv_auth_refresh_reuse_total": (),
     "sv_auth_password_resets_total": ("stage",),
 }
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # Seconds; argon2 makes login and register take tens of milliseconds, so the buckets reach well past that.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _EXT = "sv_metrics"
@@ -125,13 +127,20 @@ def inc(name: str, amount: int = 1, **labels: str) -> None:
     counter.inc(amount)
 
 
+def clock_started(started: float) -> None:
+    """The request began at ``started`` (``time.perf_counter()``): fast_refresh.py, before handing a request over."""
+    g.sv_metrics_started = started
+
+
 def _start() -> None:
-    g.sv_metrics_started = time.perf_counter()
+    if "sv_metrics_started" not in g:  # fast_refresh.py started the clock (clock_started)
+        g.sv_metrics_started = time.perf_counter()
 
 
 def observe_request(endpoint: str, method: str, status: int, started: float | None) -> None:
     """Count one answered request and its duration (``endpoint``: the URL rule, or ``unmatched``)."""
     m = _metrics()
+    method = method if method in METHODS else "other"
     m.child(m.requests, endpoint, method, str(status)).inc()
     if started is not None:
         m.child(m.latency, endpoint, method).observe(time.perf_counter() - started)

@@ -14,7 +14,8 @@ under ProxyFix and answers the common request itself:
   log line and the request metrics (``logs.access_line``, ``metrics.observe_request``);
 - any other outcome (a refused token, a reuse, Redis or PostgreSQL down, an unexpected error) is handed to Flask in
   ``environ[OUTCOME]``, still inside that app context (Flask reuses it, so audit rows queued by the rotation are
-  flushed by the usual hook): the view renders it instead of rotating again, so every error answer is the Flask
+  flushed by the usual hook, and the request id and start time it chose are kept: the access line and latency
+  include the rotation): the view renders it instead of rotating again, so every error answer is the Flask
   path's own.
 
 ``REFRESH_FAST_PATH=false`` sends every request through Flask; tests/auth_service/test_auth_fast_refresh.py compares
@@ -61,16 +62,19 @@ class FastRefresh:
         self.app, self.wsgi_app = app, wsgi_app
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        if not _candidate(environ) or not self.app.config["REFRESH_FAST_PATH"]:
+        if not self.app.config["REFRESH_FAST_PATH"] or not _candidate(environ):
             return self.wsgi_app(environ, start_response)
+        started = time.perf_counter()  # where Flask's before_request hooks start their clocks: before the body
         raw = environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"]))
         environ["wsgi.input"] = io.BytesIO(raw)  # Flask reads it again if the request goes there
         token = _token(raw)
         if token is None:
             return self.wsgi_app(environ, start_response)
-        started = time.perf_counter()
         with self.app.app_context():
             g.request_id = logs.request_id_from(environ.get("HTTP_X_REQUEST_ID", ""))
+            # a handed-over outcome's access line and latency include the rotation (a Redis stall included)
+            logs.clock_started(started)
+            metrics.clock_started(started)
             try:
                 result = sessions.rotate(token)
                 body = None if result.error is not None else _answer(result)
@@ -84,8 +88,8 @@ class FastRefresh:
             headers = [
                 ("Content-Type", "application/json"),
                 ("Content-Length", str(len(body))),
+                ("Cache-Control", "no-store"),  # Flask's order: its after_request hooks run last-registered first
                 ("X-Request-Id", g.request_id),
-                ("Cache-Control", "no-store"),
             ]
         start_response("200 OK", headers)
         return [body]
@@ -98,6 +102,7 @@ def _candidate(environ: dict) -> bool:
         and environ.get("REQUEST_METHOD") == "POST"
         and not environ.get("QUERY_STRING")
         and environ.get("CONTENT_TYPE", "").lower() in _JSON_TYPES
+        and length.isascii()  # "²".isdigit() is True and int("²") raises; Werkzeug reads it as no length
         and length.isdigit()
         and 0 < int(length) <= MAX_BODY
         and "HTTP_TRANSFER_ENCODING" not in environ

@@ -32,7 +32,7 @@ def _mac(secret: str, timestamp: int, body: bytes) -> str:
 
 
 def _parse(header: str) -> tuple[int, list[str]] | None:
-    if not header or len(header) > MAX_HEADER:
+    if not header or len(header) > MAX_HEADER or not header.isascii():  # compare_digest raises on non-ASCII
         return None
     timestamp, macs = None, []
     for part in header.split(","):

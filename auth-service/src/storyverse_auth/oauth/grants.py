@@ -31,14 +31,16 @@ def refresh_token_for(grant_id: uuid.UUID, generation: int) -> str:
 
 
 def parse_refresh_token(token: str) -> tuple[uuid.UUID, int] | None:
-    if not token.startswith(PREFIX) or token.count(".") != 2 or len(token) > 200:
+    if not token.isascii() or not token.startswith(PREFIX) or token.count(".") != 2 or len(token) > 200:
         return None
     gid_hex, gen_text, mac = token[len(PREFIX) :].split(".")
-    if len(gid_hex) != 32 or not gen_text.isdigit() or len(gen_text) > 9:
-        return None
+    if len(gid_hex) != 32 or not gen_text.isdigit() or len(gen_text) > 9 or str(int(gen_text)) != gen_text:
+        return None  # only the spelling refresh_token_for writes (sessions/service.py parse_refresh_token)
     try:
         gid = uuid.UUID(hex=gid_hex)
     except ValueError:
+        return None
+    if gid.hex != gid_hex:
         return None
     if not hmac.compare_digest(secrets_box.token_mac(f"ort:{gid.hex}:{int(gen_text)}"), mac):
         return None

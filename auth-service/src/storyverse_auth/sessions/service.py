@@ -43,14 +43,19 @@ def refresh_token_for(session_id: uuid.UUID, generation: int) -> str:
 
 
 def parse_refresh_token(token: str) -> tuple[uuid.UUID, int] | None:
-    if not token.startswith(PREFIX) or token.count(".") != 2:
+    """(session id, generation) of a token exactly as ``refresh_token_for`` writes it, else None. Only that
+    spelling: ``int``/``UUID`` also read ``01``, ``ABC…`` and non-ASCII digits (``١``), which would make other
+    strings valid tokens; and ``compare_digest`` raises on a non-ASCII string."""
+    if not token.isascii() or not token.startswith(PREFIX) or token.count(".") != 2:
         return None
     sid_hex, gen_text, mac = token[len(PREFIX) :].split(".")
-    if len(sid_hex) != 32 or not gen_text.isdigit() or len(gen_text) > 9:
+    if len(sid_hex) != 32 or not gen_text.isdigit() or len(gen_text) > 9 or str(int(gen_text)) != gen_text:
         return None
     try:
         sid = uuid.UUID(hex=sid_hex)
     except ValueError:
+        return None
+    if sid.hex != sid_hex:
         return None
     expected = secrets_box.token_mac(f"rt:{sid.hex}:{int(gen_text)}")
     if not hmac.compare_digest(expected, mac):
