@@ -25,6 +25,7 @@ from flask_migrate import upgrade
 from sqlalchemy import text
 from storyverse_auth import create_app
 from storyverse_auth.extensions import db
+from storyverse_auth.models import SigningKey
 from storyverse_auth.redis_topology import client_for
 from storyverse_auth.tokens import signing
 from werkzeug.serving import make_server
@@ -60,6 +61,22 @@ def app(migrated_db: str, clock: FakeClock):
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
+
+
+def _delete_signing_keys(app) -> None:
+    with app.app_context():
+        db.session.execute(db.delete(SigningKey))
+        db.session.commit()
+        signing.clear_cache()
+
+
+@pytest.fixture
+def fresh_signing_keys(app):
+    """No signing key before the test, none after it: for tests that change JWT_ALGORITHM or rotate (the keys are
+    otherwise kept from test to test, since RSA keys are slow to generate)."""
+    _delete_signing_keys(app)
+    yield
+    _delete_signing_keys(app)
 
 
 @pytest.fixture

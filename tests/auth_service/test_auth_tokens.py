@@ -44,10 +44,10 @@ def test_access_token_is_rfc9068(client, auth):
 def test_jwks_has_no_private_members(client, auth):
     auth.tokens()
     keys = _jwks(client)["keys"]
-    assert len(keys) == 2  # active + next
+    assert sorted(key["alg"] for key in keys) == ["ES256", "ES256", "RS256", "RS256"]  # active + next of each
     for key in keys:
         assert not set(key) & {"d", "p", "q", "dp", "dq", "qi", "k", "oth"}
-        assert key["use"] == "sig" and key["alg"] == "ES256"
+        assert key["use"] == "sig"
 
 
 def test_discovery_issuer_matches_tokens(client, auth):
@@ -70,23 +70,27 @@ def test_private_keys_are_encrypted_at_rest(app, auth):
             decrypt(key.private_key_encrypted, key.kid.encode())
 
 
+@pytest.mark.usefixtures("fresh_signing_keys")
 def test_rotation_publishes_next_before_it_signs_and_keeps_previous(app, client, auth, runner, clock):
     old_tokens = auth.tokens()
     before = {k["kid"] for k in _jwks(client)["keys"]}
     with app.app_context():
-        next_kid = db.session.scalar(db.select(SigningKey.kid).where(SigningKey.state == "next"))
-    assert next_kid in before  # published before it ever signs
+        query = db.select(SigningKey.algorithm, SigningKey.kid).where(SigningKey.state == "next")
+        nexts = dict(db.session.execute(query).all())
+    next_kid = nexts["ES256"]
+    assert set(nexts.values()) <= before  # published before they ever sign
     result = runner.invoke(args=["keys", "rotate"])
-    assert result.exit_code == 0 and f"active={next_kid}" in result.output
+    assert result.exit_code == 0 and "ES256 retired=" in result.output and f"active={next_kid}" in result.output
+    assert f"active={nexts['RS256']}" in result.output  # the ID-token key rotates too
     after = {k["kid"] for k in _jwks(client)["keys"]}
     old_kid = jwt.get_unverified_header(old_tokens["access_token"])["kid"]
-    assert old_kid in after and next_kid in after and len(after) == 3
+    assert old_kid in after and next_kid in after and len(after) == 6  # retired, active and next of both
     new_tokens = auth.tokens()
     assert jwt.get_unverified_header(new_tokens["access_token"])["kid"] == next_kid
     assert client.get("/api/auth/me", headers=auth.bearer(old_tokens)).status_code == 200  # old tokens still verify
     clock.advance(600 + signing.PUBLISH_LEEWAY_SECONDS + 1)
     assert old_kid not in {k["kid"] for k in _jwks(client)["keys"]}  # gone once its tokens expired
-    assert "pruned=1" in runner.invoke(args=["keys", "prune"]).output
+    assert "pruned=2" in runner.invoke(args=["keys", "prune"]).output  # the retired ES256 and RS256 keys
 
 
 def test_keys_ensure_is_idempotent(runner):
@@ -96,21 +100,29 @@ def test_keys_ensure_is_idempotent(runner):
     assert " active " in listing and " next " in listing
 
 
+@pytest.mark.usefixtures("fresh_signing_keys")
 def test_changing_the_algorithm_keeps_every_published_key_valid(app, client, auth, runner):
-    """JWT_ALGORITHM applies to keys created afterwards: the active and next keys keep theirs, so tokens signed
-    before the change (and by the promoted next key) still verify; the discovery document lists what is published."""
+    """JWT_ALGORITHM picks the key that signs access tokens; every key keeps its algorithm. ES256 → RS256: the RS256
+    key (published: it signs ID tokens) signs access tokens at once, the rotation retires the ES256 keys, and tokens
+    signed before, during and after the change all verify; the discovery document lists what is published."""
     before = auth.tokens()
     app.config["JWT_ALGORITHM"] = "RS256"
-    assert runner.invoke(args=["keys", "rotate"]).exit_code == 0  # promotes the ES256 next key, adds an RS256 next
     during = auth.tokens()
-    assert jwt.get_unverified_header(during["access_token"])["alg"] == "ES256"
+    header = jwt.get_unverified_header(during["access_token"])
+    assert header["alg"] == "RS256" and header["kid"] in {k["kid"] for k in _jwks(client)["keys"]}
     doc = client.get("/.well-known/openid-configuration").get_json()
-    assert doc["id_token_signing_alg_values_supported"] == ["ES256", "RS256"]
-    assert runner.invoke(args=["keys", "rotate"]).exit_code == 0  # the RS256 key signs from now on
+    assert doc["id_token_signing_alg_values_supported"] == ["RS256"]
+    assert doc["access_token_signing_alg_values_supported"] == ["RS256", "ES256"]  # the ES256 key signed `before`
+    rotated = runner.invoke(args=["keys", "rotate"])
+    assert rotated.exit_code == 0 and "ES256 retired=" in rotated.output and "active=-" in rotated.output
     after = auth.tokens()
     assert jwt.get_unverified_header(after["access_token"])["alg"] == "RS256"
     for tokens in (before, during, after):  # the service's own bearer check follows each key's algorithm
         assert client.get("/api/auth/me", headers=auth.bearer(tokens)).status_code == 200
+    published = {k["kid"] for k in _jwks(client)["keys"]}
+    assert {jwt.get_unverified_header(t["access_token"])["kid"] for t in (before, during, after)} <= published
+    doc = client.get("/.well-known/openid-configuration").get_json()
+    assert doc["access_token_signing_alg_values_supported"] == ["RS256", "ES256"]
     header = jwt.get_unverified_header(before["access_token"])
     claims = jwt.decode(before["access_token"], options={"verify_signature": False})
     with app.app_context():

@@ -19,7 +19,8 @@ sessions_cli = AppGroup("sessions", help="Manage the session store.")
 
 @keys_cli.command("ensure")
 def ensure() -> None:
-    """Create the active and next keys if missing (idempotent; run before starting the server)."""
+    """Create the active and next keys of every algorithm signed with if missing (idempotent; run before starting
+    the server)."""
     created = signing.ensure_keys()
     db.session.commit()
     click.echo("created keys" if created else "keys present")
@@ -27,10 +28,12 @@ def ensure() -> None:
 
 @keys_cli.command("rotate")
 def rotate() -> None:
-    """Retire the active key (published until its tokens expire), promote next, publish a new next."""
-    retired, active = signing.rotate()
+    """Per algorithm signed with: retire the active key (published until its tokens expire), promote next, publish
+    a new next; retire the keys of an algorithm no longer signed with (docs/architecture.md §4)."""
+    rotations = signing.rotate()
     db.session.commit()
-    click.echo(f"retired={retired or '-'} active={active}")
+    for done in rotations:
+        click.echo(f"{done.algorithm} retired={done.retired or '-'} active={done.active or '-'}")
 
 
 @keys_cli.command("prune")
@@ -43,8 +46,11 @@ def prune() -> None:
 
 @keys_cli.command("list")
 def list_keys() -> None:
+    """One key a line: kid, algorithm, state, what it signs now (access, id) and until when it is published."""
+    uses = signing.active_uses()
     for key in db.session.scalars(db.select(SigningKey).order_by(SigningKey.created_at)):
-        click.echo(f"{key.kid} {key.algorithm} {key.state} publish_until={key.publish_until}")
+        signs = uses.get(key.kid, "-")
+        click.echo(f"{key.kid} {key.algorithm} {key.state} signs={signs} publish_until={key.publish_until}")
 
 
 @sessions_cli.command("move-to-redis")

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Uuid,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from storyverse_contracts import identity, tiers
@@ -105,8 +107,14 @@ class SigningKey(db.Model):
     __tablename__ = "signing_keys"
     __table_args__ = (
         CheckConstraint("state IN ('next', 'active', 'retired')", name="ck_signing_keys_state"),
-        # At most one active and one next key at any time.
-        Index("uq_signing_keys_one_active", "state", unique=True, postgresql_where="state IN ('active', 'next')"),
+        # At most one active and one next key per algorithm (tokens/signing.py: access tokens and ID tokens).
+        Index(
+            "uq_signing_keys_active_next",
+            "algorithm",
+            "state",
+            unique=True,
+            postgresql_where="state IN ('active', 'next')",
+        ),
     )
 
     kid: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -119,6 +127,9 @@ class SigningKey(db.Model):
     retired_at: Mapped[datetime | None] = mapped_column(_tz())
     # A retired key stays in the JWKS until every token it signed has expired.
     publish_until: Mapped[datetime | None] = mapped_column(_tz())
+    # Set the first time the key signs an access token (an RS256 key may sign only ID tokens): the discovery document
+    # lists the algorithms of the published keys that did (tokens/signing.py access_token_algorithms).
+    signed_access_tokens: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Session(db.Model):

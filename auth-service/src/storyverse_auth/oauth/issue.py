@@ -1,6 +1,7 @@
 """Tokens issued through OAuth: RFC 9068 access tokens (the same as first-party ones, with the client's
 ``client_id`` and the granted ``scope``) and OIDC ID tokens (``typ: JWT``, ``aud`` = the client: never an access
-token). Signed with PyJWT by the service's active key, like every other token it issues."""
+token). Signed with PyJWT: access tokens by the key that signs every access token of the service (JWT_ALGORITHM),
+ID tokens always by the active RS256 key (OIDC Core 1.0 §15.1; tokens/signing.py)."""
 
 from __future__ import annotations
 
@@ -23,8 +24,7 @@ ID_TOKEN_TYPE = "JWT"  # noqa: S105  (a media type, not a secret)
 ID_TOKEN_TTL = 600
 
 
-def _sign(payload: dict[str, Any], typ: str) -> str:
-    key = signing.active_key()
+def _sign(payload: dict[str, Any], typ: str, key: signing.ActiveKey) -> str:
     return jwt.encode(payload, key.private_key, algorithm=key.algorithm, headers={"kid": key.kid, "typ": typ})
 
 
@@ -47,7 +47,7 @@ def access_token(client: OAuthClient, scope: str, account: Account | None, grant
     if scope:
         payload["scope"] = scope
     metrics.inc("sv_auth_tokens_issued_total", kind="oauth_access")
-    return _sign(payload, TOKEN_TYPE)
+    return _sign(payload, TOKEN_TYPE, signing.active_key())
 
 
 def token_response(access: str, scope: str, refresh_token: str | None = None) -> dict[str, Any]:
@@ -91,7 +91,7 @@ def id_token(
     nonce: str | None,
     auth_time: int | None,
 ) -> str:
-    key = signing.active_key()
+    key = signing.active_key(signing.ID_TOKEN_ALGORITHM)
     iat = int(now_ts())
     payload: dict[str, Any] = {
         "iss": current_app.config["ISSUER"],
@@ -103,8 +103,8 @@ def id_token(
     }
     if nonce:
         payload["nonce"] = nonce
-    at_hash = create_half_hash(access, key.algorithm)
+    at_hash = create_half_hash(access, key.algorithm)  # the ID token's alg (Core §3.1.3.6), not the access token's
     if at_hash is not None:
         payload["at_hash"] = at_hash.decode()
     metrics.inc("sv_auth_tokens_issued_total", kind="id_token")
-    return _sign(payload, ID_TOKEN_TYPE)
+    return _sign(payload, ID_TOKEN_TYPE, key)

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..tokens.signing import ID_TOKEN_ALGORITHM
 from .scopes import SCOPES
 from .server import ALL_METHODS, SECRET_METHODS
 
 
-def provider_metadata(issuer: str, algorithms: list[str]) -> dict[str, Any]:
+def provider_metadata(issuer: str) -> dict[str, Any]:
     base = issuer.rstrip("/")
     return {
         "issuer": issuer,
@@ -30,7 +31,7 @@ def provider_metadata(issuer: str, algorithms: list[str]) -> dict[str, Any]:
         "revocation_endpoint_auth_methods_supported": list(ALL_METHODS),
         "introspection_endpoint_auth_methods_supported": list(SECRET_METHODS),
         "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": algorithms,
+        "id_token_signing_alg_values_supported": [ID_TOKEN_ALGORITHM],  # oauth/issue.py id_token
         "claims_supported": [
             "iss",
             "sub",

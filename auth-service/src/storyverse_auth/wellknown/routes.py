@@ -37,7 +37,8 @@ _DISCOVERY_DOC = {
 @bp.doc(summary="JSON Web Key Set", responses=_JWKS_DOC)
 def jwks():
     body = signing.jwks()
-    if not body["keys"]:  # first start: create the active and next keys
+    if not set(signing.signing_algorithms()) <= {key["alg"] for key in body["keys"]}:
+        # first start, or the first after an upgrade or a JWT_ALGORITHM change: publish the missing keys
         signing.ensure_keys()
         db.session.commit()
         body = signing.jwks()
@@ -48,13 +49,15 @@ def jwks():
 @bp.get("/openid-configuration")
 @bp.doc(summary="Discovery document", responses=_DISCOVERY_DOC)
 def openid_configuration():
-    issuer, algorithms = current_app.config["ISSUER"], signing.published_algorithms()
-    # Exactly what the OAuth 2.1 / OIDC endpoints support (oauth/metadata.py). The first-party /api/auth/login is not
-    # an OAuth endpoint and is not advertised (no password grant, no implicit flow: RFC 9700).
+    issuer = current_app.config["ISSUER"]
+    # Exactly what the OAuth 2.1 / OIDC endpoints support (oauth/metadata.py; ID tokens: RS256 only). Access tokens:
+    # the algorithms of the published keys that sign them (tokens/signing.py access_token_algorithms). The
+    # first-party /api/auth/login is not an OAuth endpoint and is not advertised (no password grant, no implicit flow:
+    # RFC 9700).
     return (
         {
-            **provider_metadata(issuer, algorithms),
-            "access_token_signing_alg_values_supported": algorithms,
+            **provider_metadata(issuer),
+            "access_token_signing_alg_values_supported": signing.access_token_algorithms(),
             "service_documentation": f"{issuer.rstrip('/')}{url_for('openapi.docs')}",
         },
         200,
