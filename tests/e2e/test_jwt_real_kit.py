@@ -75,7 +75,7 @@ def b64(data):
 
 app = create_app()
 with app.app_context():
-    key = signing.active_key()
+    key = signing.active_key(sys.argv[1] or None)
     algo = jwt.get_algorithm_by_name(key.algorithm)
     out = []
     for item in json.load(sys.stdin):
@@ -88,11 +88,14 @@ with app.app_context():
 """
 
 
-def sign_with_auth_service_key(issuer: str, redis_db: int, items: list[dict[str, Any]]) -> list[str]:
-    """Sign each ``{"header": {...}, "claims": {...}}`` with the auth service's active key (None drops a member)."""
+def sign_with_auth_service_key(
+    issuer: str, redis_db: int, items: list[dict[str, Any]], algorithm: str = ""
+) -> list[str]:
+    """Sign each ``{"header": {...}, "claims": {...}}`` with the auth service's active key of ``algorithm`` (by
+    default the one that signs access tokens; None drops a header member)."""
     env = auth_env("storyverse_e2e", redis_db, issuer)
     proc = subprocess.run(
-        [sys.executable, "-c", _MINT],
+        [sys.executable, "-c", _MINT, algorithm],
         input=json.dumps(items),
         cwd=AUTH_DIR,
         env=env,

@@ -255,6 +255,35 @@ def minted(env, claims):
     return dict(zip(names, tokens, strict=True))
 
 
+@pytest.fixture(scope="module")
+def minted_rs256(env, claims):
+    """Tokens signed by the auth service's RS256 key, the one that signs ID tokens (published in the JWKS)."""
+    now = int(time.time())
+    fresh = {**claims, "iat": now, "nbf": now, "exp": now + 600}
+    id_claims = {"iss": claims["iss"], "sub": claims["sub"], "aud": "a-client", "iat": now, "exp": now + 600}
+    items = {
+        "control": ({}, fresh),  # an at+jwt for this API: the key is the service's own, per-key pinned
+        "id-token": ({"typ": "JWT"}, {**id_claims, "auth_time": now, "nonce": "n-1"}),  # as oauth/issue.py signs
+        "id-token-as-at": ({}, {**fresh, "aud": "a-client"}),  # typ forged to at+jwt: the audience still differs
+        "id-token-typ-only": ({"typ": "JWT"}, fresh),  # every access claim, but the ID token's typ
+    }
+    names = list(items)
+    tokens = sign_with_auth_service_key(
+        env["auth"]["issuer"], 5, [{"header": items[n][0], "claims": items[n][1]} for n in names], "RS256"
+    )
+    return dict(zip(names, tokens, strict=True))
+
+
+def test_the_rs256_id_token_key_does_not_make_id_tokens_access_tokens(env, jwks, minted_rs256):
+    """The JWKS publishes the RS256 key that signs ID tokens; sv-jwt verifies RS256 with it (control) but refuses an
+    ID token by its typ (JWT) and its audience (the client), each on its own."""
+    kid = unverified(minted_rs256["id-token"])[0]["kid"]
+    assert next(k for k in jwks["keys"] if k["kid"] == kid)["alg"] == "RS256"
+    assert call(env, "p", minted_rs256["control"]).status_code == 200
+    for name in ("id-token", "id-token-as-at", "id-token-typ-only"):
+        assert_401(call(env, "p", minted_rs256[name]))
+
+
 def test_the_minting_key_is_really_trusted(env, minted):
     """The control: an unaltered token signed the same way passes, so every 401 below is about its one change."""
     assert call(env, "p", minted["control"]).status_code == 200

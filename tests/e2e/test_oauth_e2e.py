@@ -210,8 +210,10 @@ def test_code_pkce_with_authlib_client_passes_sv_jwt_and_id_token_does_not(provi
     received = passed.json()["request"]["headers"]
     assert received["X-User-Id"] == claims["sub"] and received["X-User-Role"] == "parent"
 
-    # the ID token is signed by the same key but is not an access token: typ JWT, aud = the client
+    # the ID token is signed by the RS256 key (published in the same JWKS) but is not an access token: typ JWT,
+    # aud = the client
     assert jwt.get_unverified_header(token["id_token"])["typ"] == "JWT"
+    assert jwt.get_unverified_header(token["id_token"])["alg"] == "RS256"
     refused = through_gateway(gw, token["id_token"])
     assert refused.status_code == 401 and refused.headers["Content-Type"] == "application/problem+json"
 

@@ -64,7 +64,9 @@ class Settings(BaseSettings):
     ISSUER: str = _f("http://localhost:8000", "Token issuer (`iss`): the public base URL of the API")
     AUDIENCE: str = _f("storyverse-api", "Token audience (`aud`)")
     JWT_ALGORITHM: Literal["RS256", "ES256", "EdDSA"] = _f(
-        "ES256", "Signing algorithm of new keys (existing keys keep theirs; docs/architecture.md §4)"
+        "ES256",
+        "Algorithm of the keys that sign access tokens (ID tokens: always RS256; existing keys keep theirs; "
+        "docs/architecture.md §4)",
     )
     ACCESS_TOKEN_TTL: int = _f(600, "Access-token lifetime (s)", gt=0)
     JWKS_MAX_AGE: int = _f(300, "Cache-Control max-age of the JWKS (s)", ge=0)
