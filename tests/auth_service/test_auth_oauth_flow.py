@@ -52,8 +52,10 @@ def test_code_pkce_flow_for_a_public_client_issues_rfc9068_access_and_oidc_id_to
     assert verified["scope"] == "openid profile email" and verified["family_id"] and verified["children"] == []
 
     id_header, _ = unverified(body["id_token"])
-    assert id_header["typ"] == "JWT" and id_header["kid"] == header["kid"]
-    id_claims = jwt.decode(body["id_token"], key, algorithms=[id_header["alg"]], audience=client_id)
+    # ID tokens: always RS256 (OIDC Core 1.0 §15.1), by their own published key; access tokens: JWT_ALGORITHM
+    assert id_header["typ"] == "JWT" and id_header["alg"] == "RS256" and header["alg"] == app.config["JWT_ALGORITHM"]
+    id_key = _jwks_key(client, body["id_token"])
+    id_claims = jwt.decode(body["id_token"], id_key, algorithms=["RS256"], audience=client_id)
     assert id_claims["iss"] == app.config["ISSUER"] and id_claims["sub"] == verified["sub"]
     assert id_claims["nonce"] == params["nonce"] and id_claims["at_hash"]
     assert id_claims["email"] == "parent@example.com" and id_claims["name"] == "Pat"
