@@ -6,9 +6,12 @@ truncated and Redis DB 9 flushed before each test. Services are required: tests 
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from io import StringIO
 
 import pytest
 from auth_support import (
@@ -25,6 +28,7 @@ from flask_migrate import upgrade
 from sqlalchemy import text
 from storyverse_auth import create_app
 from storyverse_auth.extensions import db
+from storyverse_auth.logs import JSONFormatter
 from storyverse_auth.models import SigningKey
 from storyverse_auth.redis_topology import client_for
 from storyverse_auth.tokens import signing
@@ -161,3 +165,15 @@ class FamilyActions:
 @pytest.fixture
 def family(client, auth, clock) -> FamilyActions:
     return FamilyActions(client, auth, clock)
+
+
+@pytest.fixture
+def access_lines(app):
+    """The access log lines (``storyverse_auth.access``) written during the test, as dicts."""
+    stream = StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JSONFormatter())
+    logger = logging.getLogger("storyverse_auth.access")
+    logger.addHandler(handler)
+    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+    logger.removeHandler(handler)

@@ -5,8 +5,6 @@ body shape, the access log line, the request metrics and the audit rows."""
 from __future__ import annotations
 
 import json
-import logging
-from io import StringIO
 
 import pytest
 import redis
@@ -14,22 +12,10 @@ from sqlalchemy import func, select
 from storyverse_auth import metrics
 from storyverse_auth.auth import fast_refresh
 from storyverse_auth.extensions import db
-from storyverse_auth.logs import JSONFormatter
 from storyverse_auth.models import SessionEvent
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 VOLATILE = ("access_token", "refresh_token", "session_id", "request_id", "instance")
-
-
-@pytest.fixture
-def access_lines():
-    stream = StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JSONFormatter())
-    logger = logging.getLogger("storyverse_auth.access")
-    logger.addHandler(handler)
-    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
-    logger.removeHandler(handler)
 
 
 @pytest.fixture

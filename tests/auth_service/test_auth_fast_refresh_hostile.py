@@ -12,16 +12,13 @@ were accepted as the token itself.
 from __future__ import annotations
 
 import json
-import logging
 import uuid
-from io import StringIO
 
 import pytest
 import redis
 from auth_support import TEST_REDIS_URL
 from storyverse_auth import metrics
 from storyverse_auth.auth import fast_refresh
-from storyverse_auth.logs import JSONFormatter
 from storyverse_auth.oauth import grants
 from storyverse_auth.sessions import service as sessions
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -31,17 +28,6 @@ PATH = "/api/auth/refresh"
 VOLATILE_HEADERS = ("Content-Length", "X-Request-Id")
 VOLATILE_FIELDS = ("access_token", "refresh_token", "session_id", "request_id", "instance")
 TOKEN = "{token}"
-
-
-@pytest.fixture
-def access_lines():
-    stream = StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JSONFormatter())
-    logger = logging.getLogger("storyverse_auth.access")
-    logger.addHandler(handler)
-    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
-    logger.removeHandler(handler)
 
 
 def _environ(body: bytes, method="POST", path=PATH, content_type="application/json", headers=None, **environ):

@@ -3,22 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
-from io import StringIO
-
-import pytest
-from storyverse_auth.logs import JSONFormatter
-
-
-@pytest.fixture
-def access_lines(app):
-    stream = StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JSONFormatter())
-    logger = logging.getLogger("storyverse_auth.access")
-    logger.addHandler(handler)
-    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
-    logger.removeHandler(handler)
 
 
 def test_one_line_per_request_with_request_and_user_id(client, auth, access_lines):
