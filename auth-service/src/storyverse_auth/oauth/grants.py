@@ -148,10 +148,11 @@ def revoke(grant_id: uuid.UUID, reason: str) -> bool:
     return True
 
 
-def revoke_client(client_pk: uuid.UUID, reason: str) -> int:
+def _revoke_where(reason: str, *where) -> int:
+    """Revoke the live grants matching ``where`` and denylist their access tokens; how many were revoked."""
     ids = db.session.scalars(
         update(OAuthGrant)
-        .where(OAuthGrant.client_pk == client_pk, OAuthGrant.revoked_at.is_(None))
+        .where(*where, OAuthGrant.revoked_at.is_(None))
         .values(revoked_at=now(), revoke_reason=reason)
         .returning(OAuthGrant.id)
         .execution_options(synchronize_session=False)
@@ -159,6 +160,10 @@ def revoke_client(client_pk: uuid.UUID, reason: str) -> int:
     for gid in ids:
         denylist(gid)
     return len(ids)
+
+
+def revoke_client(client_pk: uuid.UUID, reason: str) -> int:
+    return _revoke_where(reason, OAuthGrant.client_pk == client_pk)
 
 
 def is_live(grant_id: uuid.UUID) -> bool:
@@ -168,19 +173,10 @@ def is_live(grant_id: uuid.UUID) -> bool:
 def revoke_account(account_id: uuid.UUID, reason: str, client_pk: uuid.UUID | None = None) -> int:
     """Revoke every live grant of the account (only those of ``client_pk`` when given): their refresh tokens stop
     working and every access token issued under them is denylisted for the gateway. How many were revoked."""
-    where = [OAuthGrant.account_id == account_id, OAuthGrant.revoked_at.is_(None)]
+    where = [OAuthGrant.account_id == account_id]
     if client_pk is not None:
         where.append(OAuthGrant.client_pk == client_pk)
-    ids = db.session.scalars(
-        update(OAuthGrant)
-        .where(*where)
-        .values(revoked_at=now(), revoke_reason=reason)
-        .returning(OAuthGrant.id)
-        .execution_options(synchronize_session=False)
-    ).all()
-    for gid in ids:
-        denylist(gid)
-    return len(ids)
+    return _revoke_where(reason, *where)
 
 
 def live_for_account(account_id: uuid.UUID) -> list[OAuthGrant]:
