@@ -409,7 +409,8 @@ def report(args, micro, cases, trips, rss, jwks_fetches, elapsed) -> str:
             f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
             f"{time.strftime('%Y-%m-%d %H:%M')}, load average {args.load:.1f} before the run and "
             f"{args.load_end:.1f} after (other work shares these cores)  ",
-            "Tokens: RS256 (2048-bit), shaped like the auth service's; "
+            "Tokens: RS256 (2048-bit), shaped like the auth service's (which signs ES256 by default; a cached decision"
+            " does not depend on the algorithm); "
             f"{args.tokens} distinct tokens cycled, the sessions of {len(REVOKED)} of them revoked before the run "
             f"(their requests must answer 401: revoked tokens answered 200 over the whole run: {MISSED[0]}); the "
             "denylist in a redis-server of the bench's own on a free port.",
